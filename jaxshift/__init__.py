@@ -1,0 +1,26 @@
+"""jaxshift: shift layers (grouped, active, sparse) for JAX.
+
+Public API; implementation lives in ``jaxshift._src``, which is private.
+"""
+
+from jaxshift import initializers as initializers
+from jaxshift._src.dispatch import shift as shift
+from jaxshift._src.ffi import kernels_available as kernels_available
+from jaxshift._src.init import grouped_shifts as grouped_shifts
+from jaxshift._src.init import sparsity_loss as sparsity_loss
+from jaxshift._src.shapes import MODES as MODES
+from jaxshift._src.shapes import PADDINGS as PADDINGS
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "MODES",
+    "PADDINGS",
+    "grouped_shifts",
+    "initializers",
+    "kernels_available",
+    "shift",
+    "sparsity_loss",
+)
+
+# Do not import from jaxshift._src: it is private and may change.

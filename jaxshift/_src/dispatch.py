@@ -1,0 +1,118 @@
+"""The public `shift`: validation, the custom VJP, and the choice of backend.
+
+This is the one place that decides between the compiled kernels
+(`jaxshift._src.ffi`) and the pure-jnp reference (`jaxshift._src.spec`).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxshift._src import ffi
+from jaxshift._src import shapes
+from jaxshift._src import spec
+
+
+def _by_platform(cfg, kernel_fn, jnp_fn, *args):
+  """Runs `kernel_fn` where a kernel is built for the platform, else `jnp_fn`."""
+  if cfg.impl == "xla":
+    return jnp_fn(*args)
+  platforms = [p for p in ("cpu", "cuda") if ffi.kernels_available(p)]
+  if cfg.impl == "ffi":
+    backend = jax.default_backend()
+    if backend not in platforms:
+      raise RuntimeError(
+          f"impl='ffi' was requested but jaxshift has no compiled kernel for "
+          f"the {backend!r} backend (built: {platforms or 'none'}). Reinstall "
+          "with the kernels (see README, 'Building the kernels'), or pass "
+          "impl='auto' to fall back to the pure-jnp path.")
+  if not platforms:
+    return jnp_fn(*args)
+  branches = {p: functools.partial(kernel_fn, p) for p in platforms}
+  return lax.platform_dependent(*args, default=jnp_fn, **branches)
+
+
+def _forward(cfg, x, s):
+  return _by_platform(cfg, functools.partial(ffi.forward, cfg),
+                      functools.partial(spec.forward, cfg), x, s)
+
+
+def _backward(cfg, x, s, g):
+  return _by_platform(cfg, functools.partial(ffi.backward, cfg),
+                      functools.partial(spec.backward, cfg), x, s, g)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _shift(cfg, x, s):
+  return _forward(cfg, x, s)
+
+
+def _shift_fwd(cfg, x, s):
+  return _forward(cfg, x, s), (x, s)
+
+
+def _shift_bwd(cfg, res, g):
+  x, s = res
+  return _backward(cfg, x, s, g)
+
+
+_shift.defvjp(_shift_fwd, _shift_bwd)
+
+
+def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
+          channel_axis: int = -1, strides=1, impl: str = "auto") -> jax.Array:
+  r"""Moves each channel of `x` by its own (real or integer) offset.
+
+  ``out[n, p, c] = X_c(p * strides - shifts[c])``: a positive shift moves
+  content toward higher indices (as ``jnp.roll`` and ``scipy.ndimage.shift``
+  do). ``X_c`` interpolates channel ``c`` multilinearly and answers reads
+  outside the array through `padding`.
+
+  Args:
+    x: ``[*batch, *spatial, C]`` (``channel_axis=-1``, the default) or
+      ``[*batch, C, *spatial]`` (``channel_axis`` the axis just before the
+      spatial ones, e.g. 1 for ``[N, C, H, W]``). float16, bfloat16, float32
+      or float64.
+    shifts: ``[C, D]``, one offset per channel and spatial axis, ``D`` in
+      1, 2, 3 (the number of spatial axes of `x`). Integer dtypes are accepted
+      with ``mode="integer"``.
+    mode: ``"active"``: bilinear (trilinear) interpolation at the real shift,
+      exact gradients. ``"sparse"``: moves by ``round(shifts)`` (half to even),
+      a pure copy; the shift gradient is the active one at the unrounded shift
+      (straight-through). ``"integer"``: moves by ``round(shifts)``; shifts
+      get a zero gradient (grouped shift).
+    padding: how reads outside ``[0, L)`` are answered: ``"zeros"``,
+      ``"border"`` (clamp), ``"periodic"`` (wrap), ``"reflect"`` (mirror,
+      edge not repeated), ``"symmetric"`` (mirror, edge repeated).
+    channel_axis: the channel axis of `x`.
+    strides: an int or one int per spatial axis; the output samples
+      ``X(o * stride - s)`` with length ``ceil(L / stride)``.
+    impl: ``"auto"`` (the compiled kernel of the platform if built, else
+      jnp), ``"xla"`` (pure jnp), ``"ffi"`` (compiled kernel, or an error).
+
+  Returns:
+    Same layout and dtype as `x`; spatial lengths ``ceil(L / stride)``.
+
+  Raises:
+    TypeError, ValueError: at trace time, naming the offending argument.
+
+  Example:
+    >>> import jax.numpy as jnp, jaxshift
+    >>> x = jnp.array([[1., 2., 3., 4., 5.]])[..., None]   # (N=1, W=5, C=1)
+    >>> jaxshift.shift(x, jnp.array([[0.25]]))[0, :, 0].tolist()
+    [0.75, 1.75, 2.75, 3.75, 4.75]
+    >>> jaxshift.shift(x, jnp.array([[2]]), mode="integer",
+    ...                padding="reflect")[0, :, 0].tolist()
+    [3.0, 2.0, 1.0, 2.0, 3.0]
+  """
+  x = jnp.asarray(x)
+  shifts = jnp.asarray(shifts)
+  cfg = shapes.make_config(x, shifts, mode=mode, padding=padding,
+                           channel_axis=channel_axis, strides=strides,
+                           impl=impl)
+  if not jnp.issubdtype(shifts.dtype, jnp.floating):
+    shifts = lax.stop_gradient(shifts.astype(jnp.float32))
+  with jax.named_scope(f"jaxshift.shift.{cfg.mode}"):
+    return _shift(cfg, x, shifts)

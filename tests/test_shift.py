@@ -1,0 +1,317 @@
+"""`jaxshift.shift` on the pure-jnp path against independent oracles.
+
+Oracles: scipy.ndimage.shift (forward), central differences (shift gradient;
+at a kink the central difference is exactly the mean of the one-sided
+derivatives SPEC.md asks for), the adjoint identity <A x, g> = <x, A^T g>
+(input gradient) and the worked cases of SPEC.md.
+"""
+
+import itertools
+
+import hypothesis
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import scipy_shift
+
+import jaxshift
+
+MODES = jaxshift.MODES
+PADDINGS = jaxshift.PADDINGS
+IMPL = "xla"
+
+# --------------------------------------------------------------------------
+# SPEC.md worked cases (channels-first, one channel).
+WORKED = [
+    ("active", 0.25, "zeros", [0.75, 1.75, 2.75, 3.75, 4.75]),
+    ("active", -0.5, "zeros", [1.5, 2.5, 3.5, 4.5, 2.5]),
+    ("active", 1.0, "zeros", [0, 1, 2, 3, 4]),
+    ("sparse", 0.6, "zeros", [0, 1, 2, 3, 4]),
+    ("sparse", 0.5, "zeros", [1, 2, 3, 4, 5]),
+    ("sparse", 2.5, "zeros", [0, 0, 1, 2, 3]),
+    ("integer", 2, "border", [1, 1, 1, 2, 3]),
+    ("integer", 2, "periodic", [4, 5, 1, 2, 3]),
+    ("integer", 2, "reflect", [3, 2, 1, 2, 3]),
+    ("integer", 2, "symmetric", [2, 1, 1, 2, 3]),
+    ("integer", -2, "reflect", [3, 4, 5, 4, 3]),
+]
+
+
+def worked_cases(impl):
+  for mode, s, padding, want in WORKED:
+    x = jnp.array([[[1.0, 2, 3, 4, 5]]])  # (N, C, W)
+    out = jaxshift.shift(x, jnp.array([[s]], jnp.float32), mode=mode,
+                         padding=padding, channel_axis=1, impl=impl)
+    np.testing.assert_allclose(out[0, 0], want, rtol=0, atol=1e-6,
+                               err_msg=f"{mode} {s} {padding}")
+  x = jnp.arange(1.0, 10).reshape(1, 1, 3, 3)
+  out = jaxshift.shift(x, jnp.array([[0.5, 0.0]]), channel_axis=1, impl=impl)
+  np.testing.assert_allclose(
+      out[0, 0], [[0.5, 1, 1.5], [2.5, 3.5, 4.5], [5.5, 6.5, 7.5]], atol=1e-6)
+  x = jnp.array([[[0.0, 1, 4, 9, 16]]])
+  g = jnp.zeros((1, 1, 5)).at[0, 0, 2].set(1.0)
+  for s, want_ds, want_dx in [(0.5, -3.0, [0, 0.5, 0.5, 0, 0]),
+                              (0.0, -4.0, [0, 0, 1, 0, 0])]:
+    f = lambda x, s: jnp.sum(
+        jaxshift.shift(x, s, channel_axis=1, impl=impl) * g)
+    dx, ds = jax.grad(f, (0, 1))(x, jnp.array([[s]]))
+    np.testing.assert_allclose(ds, [[want_ds]], atol=1e-6)
+    np.testing.assert_allclose(dx[0, 0], want_dx, atol=1e-6)
+
+
+def test_worked_cases():
+  worked_cases(IMPL)
+
+
+# --------------------------------------------------------------------------
+# Forward against scipy over the whole option grid.
+def random_case(rng, ndim, channels_last, n=2, c=3, lengths=None):
+  lengths = lengths or [5, 4, 3][:ndim]
+  shape = ((n, *lengths, c) if channels_last else (n, c, *lengths))
+  x = rng.normal(size=shape)
+  # Mix fractional, lattice and half-way shifts, some beyond the axis.
+  s = rng.choice([-7.5, -2.0, -1.25, -0.5, 0.0, 0.3, 1.0, 1.5, 2.7, 6.0],
+                 size=(c, ndim))
+  return x, s
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_forward_matches_scipy(ndim, mode, padding, channels_last):
+  rng = np.random.default_rng(ndim * 100 + len(mode) + len(padding))
+  x, s = random_case(rng, ndim, channels_last)
+  cax = -1 if channels_last else 1
+  for strides in [1, 2, (3, 1, 2)[:ndim]]:
+    want = scipy_shift(x, s, mode=mode, padding=padding, channel_axis=cax,
+                       strides=strides)
+    got = jaxshift.shift(jnp.asarray(x, jnp.float32),
+                         jnp.asarray(s, jnp.float32), mode=mode,
+                         padding=padding, channel_axis=cax, strides=strides,
+                         impl=IMPL)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(
+    ndim=st.integers(1, 3), mode=st.sampled_from(MODES),
+    padding=st.sampled_from(PADDINGS), channels_last=st.booleans(),
+    data=st.data())
+def test_forward_matches_scipy_random(ndim, mode, padding, channels_last,
+                                      data):
+  lengths = data.draw(st.lists(st.integers(1, 7), min_size=ndim,
+                               max_size=ndim))
+  n, c = data.draw(st.integers(0, 2)), data.draw(st.integers(1, 3))
+  strides = data.draw(st.lists(st.integers(1, 3), min_size=ndim,
+                               max_size=ndim))
+  shift_value = st.one_of(
+      st.floats(-12, 12, allow_nan=False, width=32),
+      st.integers(-9, 9).map(float),
+      st.integers(-9, 9).map(lambda i: i + 0.5))
+  s = np.array(data.draw(st.lists(shift_value, min_size=c * ndim,
+                                  max_size=c * ndim)),
+               np.float32).reshape(c, ndim)
+  seed = data.draw(st.integers(0, 2**31 - 1))
+  shape = (n, *lengths, c) if channels_last else (n, c, *lengths)
+  x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+  cax = -1 if channels_last else 1
+  want = scipy_shift(x, s, mode=mode, padding=padding, channel_axis=cax,
+                     strides=strides)
+  got = jaxshift.shift(x, s, mode=mode, padding=padding, channel_axis=cax,
+                       strides=strides, impl=IMPL)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------
+# Gradients.
+def central_difference(f, s, eps=1e-6):
+  s = np.asarray(s, np.float64)
+  out = np.zeros_like(s)
+  for idx in np.ndindex(s.shape):
+    e = np.zeros_like(s)
+    e[idx] = eps
+    out[idx] = (f(s + e) - f(s - e)) / (2 * eps)
+  return out
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("lattice", [False, True])
+def test_shift_gradient_matches_central_difference(x64, ndim, padding,
+                                                   lattice):
+  rng = np.random.default_rng(7 + ndim)
+  x, _ = random_case(rng, ndim, True)
+  c = x.shape[-1]
+  if lattice:  # integer shifts: the usual initialisation, the kinks
+    s = rng.integers(-3, 4, size=(c, ndim)).astype(np.float64)
+  else:
+    s = rng.integers(-3, 3, size=(c, ndim)) + rng.uniform(0.2, 0.8, (c, ndim))
+  g = rng.normal(size=x.shape)
+  for strides in [1, 2]:
+    gs = g[(slice(None),) + (slice(None, None, strides),) * ndim]
+    active = lambda s: float(jnp.sum(jaxshift.shift(
+        x, s, padding=padding, strides=strides, impl=IMPL) * gs))
+    want = central_difference(active, s)
+    for mode in ("active", "sparse"):  # sparse: straight-through
+      got = jax.grad(lambda s: jnp.sum(jaxshift.shift(
+          x, s, mode=mode, padding=padding, strides=strides,
+          impl=IMPL) * gs))(jnp.asarray(s))
+      np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    got = jax.grad(lambda s: jnp.sum(jaxshift.shift(
+        x, s, mode="integer", padding=padding, strides=strides,
+        impl=IMPL) * gs))(jnp.asarray(s))
+    np.testing.assert_array_equal(got, np.zeros_like(s))
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_input_gradient_is_the_adjoint(x64, ndim, mode, padding):
+  rng = np.random.default_rng(3 * ndim + len(padding))
+  for channels_last, strides in itertools.product([True, False], [1, 2]):
+    x, s = random_case(rng, ndim, channels_last)
+    cax = -1 if channels_last else 1
+    f = lambda x: jaxshift.shift(x, s, mode=mode, padding=padding,
+                                 channel_axis=cax, strides=strides, impl=IMPL)
+    y, vjp = jax.vjp(f, jnp.asarray(x))
+    g = rng.normal(size=y.shape)
+    (dx,) = vjp(jnp.asarray(g))
+    # <A x, g> == <x, A^T g>, with A x from the scipy oracle.
+    ax = scipy_shift(x, s, mode=mode, padding=padding, channel_axis=cax,
+                     strides=strides)
+    np.testing.assert_allclose(np.vdot(ax, g), np.vdot(x, dx), rtol=1e-10)
+    # And the adjoint is linear in g: check a second direction too.
+    x2 = rng.normal(size=x.shape)
+    np.testing.assert_allclose(
+        np.vdot(np.asarray(f(jnp.asarray(x2))), g), np.vdot(x2, dx),
+        rtol=1e-10)
+
+
+# --------------------------------------------------------------------------
+# Dtypes.
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-6),
+                                       (jnp.bfloat16, 1e-2),
+                                       (jnp.float16, 2e-3)])
+def test_dtypes(dtype, tol):
+  rng = np.random.default_rng(0)
+  x, s = random_case(rng, 2, True)
+  xd = jnp.asarray(x, dtype)
+  y = jaxshift.shift(xd, s, impl=IMPL)
+  assert y.dtype == dtype
+  want = scipy_shift(np.asarray(xd.astype(jnp.float32)), s)
+  np.testing.assert_allclose(np.asarray(y, np.float32), want, rtol=tol,
+                             atol=tol * 4)
+  for s_dtype in (jnp.float32, jnp.bfloat16):
+    dx, ds = jax.grad(lambda x, s: jnp.sum(jaxshift.shift(x, s, impl=IMPL)),
+                      (0, 1))(xd, jnp.asarray(s, s_dtype))
+    assert dx.dtype == dtype and ds.dtype == s_dtype
+
+
+def test_float64(x64):
+  rng = np.random.default_rng(1)
+  x, s = random_case(rng, 3, False)
+  y = jaxshift.shift(x, s, channel_axis=1, impl=IMPL)
+  assert y.dtype == jnp.float64
+  np.testing.assert_allclose(y, scipy_shift(x, s, channel_axis=1),
+                             rtol=1e-13, atol=1e-13)
+
+
+# --------------------------------------------------------------------------
+# Odd but legal input.
+@pytest.mark.parametrize("mode", MODES)
+def test_huge_shifts(mode):
+  x = jnp.arange(1.0, 6.0)[None, :, None] * jnp.ones((1, 1, 2))
+  s = jnp.array([[1e9], [-1e9]], jnp.float32)
+  z = jaxshift.shift(x, s, mode=mode, impl=IMPL)
+  np.testing.assert_array_equal(z, 0)
+  b = jaxshift.shift(x, s, mode=mode, padding="border", impl=IMPL)
+  np.testing.assert_array_equal(b[0, :, 0], 1)
+  np.testing.assert_array_equal(b[0, :, 1], 5)
+  p = jaxshift.shift(x, s, mode=mode, padding="periodic", impl=IMPL)
+  # 1e9 = 200000000 * 5: a whole number of periods, so nothing moves.
+  np.testing.assert_array_equal(p, x)
+  big = jnp.array([[5 * 2**20 + 2], [-5 * 2**20 - 2]], jnp.float32)  # exact
+  p = jaxshift.shift(x, big, mode=mode, padding="periodic", impl=IMPL)
+  np.testing.assert_array_equal(p[0, :, 0], jnp.roll(x[0, :, 0], 2))
+  np.testing.assert_array_equal(p[0, :, 1], jnp.roll(x[0, :, 1], -2))
+  for mode_pad in PADDINGS:
+    ds = jax.grad(lambda s: jaxshift.shift(
+        x, s, padding=mode_pad, impl=IMPL).sum())(s)
+    assert np.all(np.isfinite(ds))
+
+
+def test_nan_shift_affects_only_its_channel():
+  x = jnp.ones((2, 4, 4, 3))
+  s = jnp.array([[0.5, 0.0], [np.nan, 0.0], [1.0, -1.0]])
+  for padding in PADDINGS:
+    y = jaxshift.shift(x, s, padding=padding, impl=IMPL)
+    assert np.all(np.isnan(y[..., 1]))
+    assert np.all(np.isfinite(y[..., 0])) and np.all(np.isfinite(y[..., 2]))
+    dx, ds = jax.grad(lambda x, s: jaxshift.shift(
+        x, s, padding=padding, impl=IMPL).sum(), (0, 1))(x, s)
+    assert np.all(np.isfinite(dx[..., 0])) and np.all(np.isfinite(ds[0]))
+    assert np.all(np.isfinite(ds[2]))
+
+
+def test_empty_batch():
+  x = jnp.zeros((0, 4, 4, 3))
+  s = jnp.ones((3, 2))
+  assert jaxshift.shift(x, s, impl=IMPL).shape == (0, 4, 4, 3)
+  dx, ds = jax.grad(lambda x, s: jaxshift.shift(x, s, impl=IMPL).sum(),
+                    (0, 1))(x, s)
+  assert dx.shape == x.shape
+  np.testing.assert_array_equal(ds, 0)
+
+
+def test_length_one_axis():
+  x = jnp.full((1, 1, 2), 3.0)  # (N, W=1, C)
+  s = jnp.array([[0.0], [2.0]])
+  for padding in ("border", "periodic", "reflect", "symmetric"):
+    np.testing.assert_array_equal(
+        jaxshift.shift(x, s, mode="integer", padding=padding, impl=IMPL), x)
+  z = jaxshift.shift(x, s, mode="integer", padding="zeros", impl=IMPL)
+  np.testing.assert_array_equal(z[0, 0], [3.0, 0.0])
+
+
+# --------------------------------------------------------------------------
+# Transformations.
+def test_jit_vmap_and_grad_compose():
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.normal(size=(3, 2, 6, 5, 4)), jnp.float32)  # vmap axis
+  s = jnp.asarray(rng.normal(size=(3, 4, 2)), jnp.float32)
+  f = lambda x, s: jaxshift.shift(x, s, impl=IMPL)
+  want = jnp.stack([f(x[i], s[i]) for i in range(3)])
+  np.testing.assert_allclose(jax.jit(jax.vmap(f))(x, s), want, atol=1e-6)
+  np.testing.assert_allclose(jax.vmap(f, (0, None))(x, s[0]),
+                             jnp.stack([f(x[i], s[0]) for i in range(3)]),
+                             atol=1e-6)
+  loss = lambda x, s: jnp.sum(f(x, s) ** 2)
+  per = jax.vmap(jax.grad(loss, (0, 1)))(x, s)
+  for i in range(3):
+    dx, ds = jax.grad(loss, (0, 1))(x[i], s[i])
+    np.testing.assert_allclose(per[0][i], dx, atol=1e-5)
+    np.testing.assert_allclose(per[1][i], ds, rtol=1e-5, atol=1e-4)
+  gv = jax.grad(lambda x, s: jnp.sum(jax.vmap(f)(x, s) ** 2), 1)(x, s)
+  np.testing.assert_allclose(gv, per[1], rtol=1e-5, atol=1e-4)
+
+
+def test_gradients_are_bitwise_repeatable():
+  rng = np.random.default_rng(11)
+  x = jnp.asarray(rng.normal(size=(4, 9, 7, 6)), jnp.float32)
+  s = jnp.asarray(rng.normal(size=(6, 2)) * 2, jnp.float32)
+  f = jax.jit(jax.grad(lambda x, s: jnp.sum(jnp.sin(jaxshift.shift(
+      x, s, impl=IMPL))), (0, 1)))
+  a, b = f(x, s), f(x, s)
+  for u, v in zip(a, b):
+    np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_second_order_on_jnp_path():
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 6, 2)))
+  s = jnp.array([[0.3], [-0.6]])
+  h = jax.grad(lambda s: jnp.sum(jax.grad(lambda x: jnp.sum(
+      jaxshift.shift(x, s, impl=IMPL) ** 2))(x) ** 2))(s)
+  assert h.shape == s.shape and np.all(np.isfinite(h))
