@@ -1,14 +1,227 @@
-"""Placeholder replaced by the kernel loader."""
+"""The compiled kernels: loading, registration, and the calls into them.
+
+The only module that touches ``jax.ffi``. Python owns shapes: every call is
+reshaped into the canonical rank-5 layout the C++ core expects
+(``(N, A, B, W, C)`` channels-last or ``(N, C, A, B, W)`` channels-first,
+missing spatial axes of length 1 with a zero shift), and the per-channel
+shift tables are computed by `jaxshift._src.spec`, once, for every backend.
+
+vmap never loops: `jax.custom_batching.custom_vmap` folds vmapped axes into
+the batch axis (and the per-group shift tables), so a vmapped shift is one
+kernel launch.
+"""
+
+import ctypes
+import functools
+import importlib.resources
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxshift._src import shapes
+from jaxshift._src import spec
+
+_PADDING_CODE = {p: i for i, p in enumerate(shapes.PADDINGS)}
+_PLATFORM_NAME = {"cpu": "cpu", "cuda": "CUDA"}
+_loaded: dict[str, bool] = {}
+
+
+def _library_path(platform: str):
+  name = f"libjaxshift_{platform}.so"
+  try:
+    path = importlib.resources.files("jaxshift") / name
+  except ModuleNotFoundError:  # pragma: no cover
+    return None
+  return path if path.is_file() else None
+
+
+def _load(platform: str) -> bool:
+  if os.environ.get("JAXSHIFT_DISABLE_KERNELS", "") not in ("", "0"):
+    return False
+  path = _library_path(platform)
+  if path is None:
+    return False
+  lib = ctypes.CDLL(str(path))
+  for which in ("forward", "backward"):
+    getter = getattr(lib, f"jaxshift_{platform}_{which}_ptr")
+    getter.restype = ctypes.c_void_p
+    jax.ffi.register_ffi_target(f"jaxshift_{which}_{platform}",
+                                jax.ffi.pycapsule(getter()),
+                                platform=_PLATFORM_NAME[platform])
+  return True
 
 
 def kernels_available(platform: str) -> bool:
-  del platform
-  return False
+  """Whether jaxshift's compiled kernels for `platform` are built and loaded.
+
+  Args:
+    platform: ``"cpu"`` or ``"cuda"``.
+
+  Returns:
+    True if ``impl="ffi"`` (and ``impl="auto"``) can use that platform's
+    kernel. Setting the environment variable ``JAXSHIFT_DISABLE_KERNELS=1``
+    before import makes this False everywhere (pure-jnp path only).
+  """
+  if platform not in _PLATFORM_NAME:
+    raise ValueError(f"`platform` must be 'cpu' or 'cuda'; got {platform!r}.")
+  if platform not in _loaded:
+    _loaded[platform] = _load(platform)
+  return _loaded[platform]
 
 
-def forward(*a):
-  raise NotImplementedError
+# --------------------------------------------------------------------------
+# Canonical layout.
+def _canonical_shape(cfg: shapes.ShiftConfig, shape):
+  """The rank-5 shape of `shape` under `cfg`, and its leading batch shape."""
+  spatial = tuple(shape[a] for a in cfg.spatial_axes)
+  pad = (1,) * (3 - cfg.ndim)
+  channels = shape[cfg.channel_axis]
+  if cfg.channels_last:
+    batch = shape[:cfg.spatial_axes[0]]
+    return (int(np.prod(batch)),) + pad + spatial + (channels,), batch
+  batch = shape[:cfg.channel_axis]
+  return (int(np.prod(batch)), channels) + pad + spatial, batch
 
 
-def backward(*a):
-  raise NotImplementedError
+def _strides3(cfg):
+  return (1,) * (3 - cfg.ndim) + cfg.strides
+
+
+def _tables(cfg, x_shape, shifts, *, rounded, dtype):
+  """``(m, f)``: ``[1, C, 3]`` offset and fraction tables for the kernels."""
+  lengths = (1,) * (3 - cfg.ndim) + tuple(x_shape[a] for a in cfg.spatial_axes)
+  s3 = jnp.concatenate(
+      [jnp.zeros((shifts.shape[0], 3 - cfg.ndim), dtype), shifts.astype(dtype)],
+      axis=1)
+  m, f = spec.shift_tables(s3, lengths, _strides3(cfg), cfg.padding,
+                           rounded=rounded, dtype=dtype)
+  return m[None], f[None]
+
+
+def _attrs(cfg):
+  return dict(padding=np.int64(_PADDING_CODE[cfg.padding]),
+              channels_last=bool(cfg.channels_last),
+              strides=np.array(_strides3(cfg), np.int64))
+
+
+# --------------------------------------------------------------------------
+# Batching: fold vmapped axes into the batch axis.
+def _fold(x, batched, size):
+  """(B, N, ...) -> (N*B, ...) ordered (N, B) so a sharded N stays leading."""
+  if not batched:
+    x = jnp.broadcast_to(x[None], (size,) + x.shape)
+  return jnp.moveaxis(x, 0, 1).reshape((-1,) + x.shape[2:])
+
+
+def _fold_grouped(x, batched, size):
+  """(B, N, ...) -> (B*N, ...): sample b*N + n uses table group b*G + n//(N/G)."""
+  if not batched:
+    x = jnp.broadcast_to(x[None], (size,) + x.shape)
+  return x.reshape((-1,) + x.shape[2:])
+
+
+def _unfold(y, size, grouped):
+  if grouped:
+    return y.reshape((size, -1) + y.shape[1:])
+  return jnp.moveaxis(y.reshape((-1, size) + y.shape[1:]), 1, 0)
+
+
+def _fold_call(fn, axis_size, in_batched, arrays, n_data):
+  """Calls `fn` once on folded arrays; the first `n_data` are sample-major."""
+  tables_batched = any(in_batched[n_data:])
+  fold = _fold_grouped if tables_batched else _fold
+  data = [fold(a, b, axis_size) for a, b in zip(arrays[:n_data],
+                                               in_batched[:n_data])]
+  if tables_batched:
+    tables = [(t if b else jnp.broadcast_to(t[None], (axis_size,) + t.shape))
+              .reshape((-1,) + t.shape[-2:]) for t, b in zip(arrays[n_data:],
+                                                            in_batched[n_data:])]
+  else:
+    tables = list(arrays[n_data:])
+  outs = fn(*data, *tables)
+  return [_unfold(o, axis_size, tables_batched) for o in outs]
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_call(platform: str, cfg: shapes.ShiftConfig):
+  attrs = _attrs(cfg)
+  move = cfg.mode != "active"
+
+  @jax.custom_batching.custom_vmap
+  def call(x, m, f):
+    return jax.ffi.ffi_call(
+        f"jaxshift_forward_{platform}",
+        jax.ShapeDtypeStruct(_out5(cfg, x.shape), x.dtype))(
+            x, m, f, move=move, **attrs)
+
+  @call.def_vmap
+  def _rule(axis_size, in_batched, x, m, f):
+    (y,) = _fold_call(lambda *a: (call(*a),), axis_size, in_batched,
+                      (x, m, f), 1)
+    return y, True
+
+  return call
+
+
+@functools.lru_cache(maxsize=None)
+def _backward_call(platform: str, cfg: shapes.ShiftConfig):
+  attrs = _attrs(cfg)
+  shift_grad = cfg.mode != "integer"
+
+  @jax.custom_batching.custom_vmap
+  def call(x, g, m_r, f_r, m_u, f_u):
+    n, c = x.shape[0], x.shape[4 if cfg.channels_last else 1]
+    return jax.ffi.ffi_call(
+        f"jaxshift_backward_{platform}",
+        (jax.ShapeDtypeStruct(x.shape, x.dtype),
+         jax.ShapeDtypeStruct((n, c, 3), f_u.dtype)))(
+             x, g, m_r, f_r, m_u, f_u, shift_grad=shift_grad, **attrs)
+
+  @call.def_vmap
+  def _rule(axis_size, in_batched, *args):
+    dx, ds = _fold_call(call, axis_size, in_batched, args, 2)
+    return (dx, ds), (True, True)
+
+  return call
+
+
+def _out5(cfg, shape5):
+  """Output shape of a canonical rank-5 input."""
+  s0 = 1 if cfg.channels_last else 2
+  out = list(shape5)
+  for a, t in enumerate(_strides3(cfg)):
+    out[s0 + a] = -(-shape5[s0 + a] // t)
+  return tuple(out)
+
+
+# --------------------------------------------------------------------------
+# Entry points used by jaxshift._src.dispatch.
+def forward(cfg: shapes.ShiftConfig, platform: str, x, shifts):
+  """The shift on `platform`'s kernel. Same contract as `spec.forward`."""
+  out_shape = cfg.out_shape(x.shape)
+  if x.size == 0 or int(np.prod(out_shape)) == 0:
+    return jnp.zeros(out_shape, x.dtype)
+  dt = spec.compute_dtype(x.dtype)
+  m, f = _tables(cfg, x.shape, shifts, rounded=cfg.mode != "active", dtype=dt)
+  shape5, _ = _canonical_shape(cfg, x.shape)
+  y5 = _forward_call(platform, cfg)(x.reshape(shape5), m, f)
+  return y5.reshape(out_shape)
+
+
+def backward(cfg: shapes.ShiftConfig, platform: str, x, shifts, g):
+  """Cotangents on `platform`'s kernel. Same contract as `spec.backward`."""
+  ds_dtype = shifts.dtype
+  if x.size == 0 or g.size == 0:
+    return jnp.zeros(x.shape, x.dtype), jnp.zeros(shifts.shape, ds_dtype)
+  dt = spec.compute_dtype(x.dtype)
+  rounds = cfg.mode != "active"
+  m_r, f_r = _tables(cfg, x.shape, shifts, rounded=rounds, dtype=dt)
+  m_u, f_u = _tables(cfg, x.shape, shifts, rounded=False, dtype=dt)
+  shape5, _ = _canonical_shape(cfg, x.shape)
+  g5 = g.reshape(_out5(cfg, shape5))
+  dx5, partial = _backward_call(platform, cfg)(x.reshape(shape5), g5, m_r,
+                                               f_r, m_u, f_u)
+  ds = jnp.sum(partial[:, :, 3 - cfg.ndim:], axis=0)
+  return dx5.reshape(x.shape), ds.astype(ds_dtype)

@@ -233,4 +233,7 @@ def backward(cfg: shapes.ShiftConfig, x: Array, shifts: Array,
       v = _apply(v, dmats[b] if b == a else mats[b], ax, cfg.channel_axis)
     cols.append(jnp.sum(v * gc, axis=reduce_axes))
   ds = jnp.stack(cols, axis=-1)
+  # A NaN shift makes its channel's whole gradient row NaN (as the kernels do).
+  nan_row = jnp.any(jnp.isnan(shifts), axis=-1, keepdims=True)
+  ds = jnp.where(nan_row, jnp.asarray(jnp.nan, dt), ds)
   return dx.astype(x.dtype), ds.astype(ds_dtype)

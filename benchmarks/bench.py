@@ -1,0 +1,187 @@
+"""Benchmark: jaxshift's kernel against the jnp path, a plain four-gather
+shift, XLA's depthwise 3x3 convolution and a copy of the same bytes.
+
+Prints one Markdown table (and writes it with --out). Every number of a table
+comes from the same run: each function is jitted, warmed up, then timed as the
+median over --samples samples of --inner back-to-back calls followed by one
+block_until_ready (so launch gaps are amortised, as on a real training step).
+Inputs are larger than the GPU's L2 cache in the default GPU shapes.
+
+  python benchmarks/bench.py                 # CPU defaults: (8, 32, 32, 64)
+  python benchmarks/bench.py --gpu           # issue 6 grid on the GPU
+
+Columns: time in ms; `copy` is y = x + 1 on the same tensor (reads and writes
+each element once: the floor of a forward); the floor of forward+backward is
+2.5 copies (x -> y, then x and g -> dx: five passes). `%bw` is the floor over
+the kernel's time: 100 % means at the copy bandwidth.
+"""
+
+import argparse
+import datetime
+import functools
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import jaxshift
+
+
+def four_gather_shift(x, shifts, channels_last=True):
+  """A plain bilinear shift with four full-size gathers (autodiff backward)."""
+  if not channels_last:
+    x = jnp.moveaxis(x, 1, -1)
+  n, h, w, c = x.shape
+  q_h = jnp.arange(h, dtype=jnp.float32)[:, None] - shifts[None, :, 0]  # (H, C)
+  q_w = jnp.arange(w, dtype=jnp.float32)[:, None] - shifts[None, :, 1]  # (W, C)
+  h0, w0 = jnp.floor(q_h), jnp.floor(q_w)
+  fh, fw = q_h - h0, q_w - w0
+  h0, w0 = h0.astype(jnp.int32), w0.astype(jnp.int32)
+  ch = jnp.arange(c)
+
+  def tap(hi, wi):
+    valid = ((hi >= 0) & (hi < h))[:, None, :] & ((wi >= 0) & (wi < w))[None, :, :]
+    v = x[:, jnp.clip(hi, 0, h - 1)[:, None, :], jnp.clip(wi, 0, w - 1)[None, :, :],
+          ch[None, None, :]]
+    return jnp.where(valid, v, 0)
+
+  a, b = (1 - fh)[:, None, :], fh[:, None, :]
+  cc, d = (1 - fw)[None, :, :], fw[None, :, :]
+  y = (a * cc * tap(h0, w0) + a * d * tap(h0, w0 + 1) +
+       b * cc * tap(h0 + 1, w0) + b * d * tap(h0 + 1, w0 + 1)).astype(x.dtype)
+  return y if channels_last else jnp.moveaxis(y, -1, 1)
+
+
+def depthwise3x3(x, kernel, channels_last=True):
+  dn = ("NHWC", "HWIO", "NHWC") if channels_last else ("NCHW", "OIHW", "NCHW")
+  return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dn,
+                                  feature_group_count=x.shape[-1 if channels_last else 1])
+
+
+def timeit(fn, args, samples, inner):
+  out = fn(*args)
+  jax.block_until_ready(out)
+  for _ in range(2):
+    jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(samples):
+    t0 = time.perf_counter()
+    for _ in range(inner):
+      out = fn(*args)
+    jax.block_until_ready(out)
+    times.append((time.perf_counter() - t0) / inner)
+  return statistics.median(times) * 1e3
+
+
+def loss_of(f):
+  return lambda x, *p: jnp.sum(f(x, *p).astype(jnp.float32))
+
+
+def bench_case(shape, dtype, layout, mode, samples, inner, impls):
+  channels_last = layout == "NHWC"
+  c = shape[-1] if channels_last else shape[1]
+  key = jax.random.key(0)
+  x = jax.random.normal(key, shape, dtype)
+  s = jax.random.uniform(jax.random.key(1), (c, 2), jnp.float32, -2, 2)
+  cax = -1 if channels_last else 1
+  kshape = (3, 3, 1, c) if channels_last else (c, 1, 3, 3)
+  kernel = jax.random.normal(jax.random.key(2), kshape, dtype)
+  fns = {
+      "kernel": functools.partial(lambda x, s: jaxshift.shift(
+          x, s, mode=mode, channel_axis=cax, impl="ffi")),
+      "jnp": lambda x, s: jaxshift.shift(x, s, mode=mode, channel_axis=cax, impl="xla"),
+      "4-gather": lambda x, s: four_gather_shift(x, s, channels_last),
+      "dw3x3": lambda x, k: depthwise3x3(x, k, channels_last),
+  }
+  row = {}
+  copy = jax.jit(lambda x: x + jnp.asarray(1, x.dtype))
+  row["copy"] = timeit(copy, (x,), samples, inner)
+  for name, f in fns.items():
+    if name not in impls:
+      continue
+    p = kernel if name == "dw3x3" else s
+    row[name] = timeit(jax.jit(f), (x, p), samples, inner)
+    row[name + "+bwd"] = timeit(jax.jit(jax.grad(loss_of(f), (0, 1))), (x, p), samples, inner)
+  return row
+
+
+def git_commit():
+  try:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+  except Exception:  # noqa: BLE001
+    return "unknown"
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--gpu", action="store_true", help="issue 6 grid (H100-sized shapes)")
+  p.add_argument("--shapes", nargs="*", default=None, help="e.g. 8x32x32x64 (NHWC order)")
+  p.add_argument("--dtypes", nargs="*", default=None)
+  p.add_argument("--layouts", nargs="*", default=None, choices=["NHWC", "NCHW"])
+  p.add_argument("--modes", nargs="*", default=None, choices=["active", "sparse", "integer"])
+  p.add_argument("--impls", nargs="*", default=["kernel", "jnp", "4-gather", "dw3x3"])
+  p.add_argument("--samples", type=int, default=None)
+  p.add_argument("--inner", type=int, default=None)
+  p.add_argument("--out", default=None, help="also write the table here")
+  a = p.parse_args(argv)
+  if a.gpu:
+    shapes = a.shapes or ["64x56x56x256", "128x28x28x512"]
+    dtypes = a.dtypes or ["float32", "bfloat16"]
+    layouts = a.layouts or ["NHWC", "NCHW"]
+    modes = a.modes or ["active", "sparse"]
+    samples, inner = a.samples or 15, a.inner or 10
+  else:
+    shapes = a.shapes or ["8x32x32x64"]
+    dtypes = a.dtypes or ["float32"]
+    layouts = a.layouts or ["NHWC"]
+    modes = a.modes or ["active", "sparse"]
+    samples, inner = a.samples or 15, a.inner or 3
+  platform = "cuda" if jax.default_backend() == "gpu" else "cpu"
+  if not jaxshift.kernels_available(platform):
+    sys.exit(f"jaxshift's {platform} kernels are not built; see the README.")
+  dev = jax.devices()[0]
+  lines = [
+      f"device: {getattr(dev, 'device_kind', dev.platform)} ({jax.default_backend()}, "
+      f"{jax.device_count()} device(s)); jax {jax.__version__}; jaxshift commit "
+      f"{git_commit()}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+      f"median of {samples} samples x {inner} calls; times in ms; fwd floor = copy, "
+      "fwd+bwd floor = 2.5 x copy; %bw = floor / time",
+      "",
+      "| shape (NHWC sizes) | dtype | layout | mode | copy | kernel fwd | %bw | jnp fwd | "
+      "4-gather fwd | dw3x3 fwd | kernel f+b | %bw | jnp f+b | 4-gather f+b | dw3x3 f+b | "
+      "f+b: 4-gather/kernel | f+b: dw3x3/kernel |",
+      "|" + "---|" * 17,
+  ]
+  print("\n".join(lines), flush=True)
+  fmt = lambda v: "-" if v is None else f"{v:.3f}"
+  for shape_s in shapes:
+    nhwc = tuple(int(v) for v in shape_s.split("x"))
+    for dtype in dtypes:
+      for layout in layouts:
+        shape = nhwc if layout == "NHWC" else (nhwc[0], nhwc[3], nhwc[1], nhwc[2])
+        for mode in modes:
+          r = bench_case(shape, jnp.dtype(dtype), layout, mode, samples, inner, a.impls)
+          g = r.get
+          ratio = lambda num, den: "-" if g(num) is None or g(den) is None else \
+              f"{g(num) / g(den):.2f}x"
+          line = (f"| {shape_s} | {dtype} | {layout} | {mode} | {fmt(g('copy'))} | "
+                  f"{fmt(g('kernel'))} | {100 * g('copy') / g('kernel'):.0f}% | "
+                  f"{fmt(g('jnp'))} | {fmt(g('4-gather'))} | {fmt(g('dw3x3'))} | "
+                  f"{fmt(g('kernel+bwd'))} | {250 * g('copy') / g('kernel+bwd'):.0f}% | "
+                  f"{fmt(g('jnp+bwd'))} | {fmt(g('4-gather+bwd'))} | {fmt(g('dw3x3+bwd'))} | "
+                  f"{ratio('4-gather+bwd', 'kernel+bwd')} | {ratio('dw3x3+bwd', 'kernel+bwd')} |")
+          lines.append(line)
+          print(line, flush=True)
+  if a.out:
+    with open(a.out, "w") as fh:
+      fh.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+  main()

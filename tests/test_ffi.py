@@ -1,0 +1,201 @@
+"""The compiled kernels (`impl="ffi"`) against the jnp reference (`impl="xla"`).
+
+Runs on the default backend: the CPU kernel in CI, the CUDA kernel on a GPU.
+"""
+
+import re
+
+import hypothesis
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxshift
+from jaxshift._src import ffi as ffi_module
+import test_shift
+
+PLATFORM = "cuda" if jax.default_backend() == "gpu" else "cpu"
+pytestmark = pytest.mark.skipif(
+    not jaxshift.kernels_available(PLATFORM),
+    reason=f"jaxshift's {PLATFORM} kernels are not built")
+
+TOL = {jnp.float32: 2e-5, jnp.bfloat16: 2e-2, jnp.float16: 4e-3,
+       jnp.float64: 1e-12}
+
+
+def both(x, s, **kw):
+  """Forward, dx and dshifts of a non-linear loss, for ffi and xla."""
+  out = {}
+  for impl in ("ffi", "xla"):
+    f = lambda x, s: jaxshift.shift(x, s, impl=impl, **kw)
+    loss = lambda x, s: jnp.sum(jnp.sin(f(x, s).astype(jnp.float32)) * 3)
+    out[impl] = (f(x, s),) + jax.grad(loss, (0, 1))(x, s)
+  return out
+
+
+def assert_close(a, b, tol, what):
+  a = np.asarray(a, np.float64)
+  b = np.asarray(b, np.float64)
+  scale = max(1.0, float(np.abs(b).max(initial=0)))
+  np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=what)
+
+
+@hypothesis.settings(max_examples=80, deadline=None)
+@hypothesis.given(
+    ndim=st.integers(1, 3), mode=st.sampled_from(jaxshift.MODES),
+    padding=st.sampled_from(jaxshift.PADDINGS), channels_last=st.booleans(),
+    dtype=st.sampled_from([jnp.float32, jnp.bfloat16, jnp.float16]),
+    data=st.data())
+def test_matches_jnp_path(ndim, mode, padding, channels_last, dtype, data):
+  lengths = data.draw(st.lists(st.integers(1, 9), min_size=ndim,
+                               max_size=ndim))
+  n, c = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 5))
+  strides = tuple(data.draw(st.lists(st.integers(1, 3), min_size=ndim,
+                                     max_size=ndim)))
+  value = st.one_of(st.floats(-12, 12, allow_nan=False, width=32),
+                    st.integers(-11, 11).map(float),
+                    st.integers(-11, 11).map(lambda i: i + 0.5))
+  s = np.array(data.draw(st.lists(value, min_size=c * ndim,
+                                  max_size=c * ndim)), np.float32)
+  s = s.reshape(c, ndim)
+  rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+  shape = (n, *lengths, c) if channels_last else (n, c, *lengths)
+  x = jnp.asarray(rng.normal(size=shape), dtype)
+  cax = -1 if channels_last else 1
+  r = both(x, jnp.asarray(s), mode=mode, padding=padding, channel_axis=cax,
+           strides=strides)
+  for i, what in enumerate(("forward", "dx", "dshifts")):
+    assert r["ffi"][i].dtype == r["xla"][i].dtype
+    tol = TOL[dtype] if i < 2 else max(TOL[dtype], 1e-4) * 4
+    assert_close(r["ffi"][i], r["xla"][i], tol, what)
+
+
+def test_float64(x64):
+  if PLATFORM == "cuda":
+    pytest.skip("the CUDA kernels take float16/bfloat16/float32")
+  rng = np.random.default_rng(0)
+  for padding in jaxshift.PADDINGS:
+    x = jnp.asarray(rng.normal(size=(2, 4, 5, 6, 3)))
+    s = jnp.asarray(rng.normal(size=(3, 3)) * 3)
+    r = both(x, s, padding=padding)
+    for i in range(3):
+      assert r["ffi"][i].dtype == jnp.float64
+      assert_close(r["ffi"][i], r["xla"][i], 1e-12, padding)
+
+
+def test_worked_cases():
+  test_shift.worked_cases("ffi")
+
+
+def test_odd_inputs_match():
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 6, 5, 3)),
+                  jnp.float32)
+  s = jnp.array([[1e9, -2.5], [np.nan, 0.0], [-1e9, 5 * 2.0**20 + 1]],
+                jnp.float32)
+  for padding in jaxshift.PADDINGS:
+    for mode in jaxshift.MODES:
+      r = both(x, s, padding=padding, mode=mode)
+      for i in range(3):
+        a, b = np.asarray(r["ffi"][i]), np.asarray(r["xla"][i])
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        ok = ~np.isnan(b)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-5, atol=1e-4)
+  empty = jnp.zeros((0, 4, 4, 3))
+  assert jaxshift.shift(empty, s, impl="ffi").shape == empty.shape
+  dx, ds = jax.grad(lambda x, s: jaxshift.shift(x, s, impl="ffi").sum(),
+                    (0, 1))(empty, jnp.ones((3, 2)))
+  assert dx.shape == empty.shape
+  np.testing.assert_array_equal(ds, 0)
+
+
+def _hlo(f, *args):
+  return jax.jit(f).lower(*args).compile().as_text()
+
+
+def test_lowers_to_one_custom_call_and_vmap_does_not_loop():
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.normal(size=(4, 2, 7, 6, 5)), jnp.float32)
+  s = jnp.asarray(rng.normal(size=(4, 5, 2)), jnp.float32)
+  f = lambda x, s: jaxshift.shift(x, s, impl="ffi")
+  fwd = f"jaxshift_forward_{PLATFORM}"
+  bwd = f"jaxshift_backward_{PLATFORM}"
+  text = _hlo(f, x[0], s[0])
+  assert len(re.findall(fwd, text)) == 1
+  for in_axes in [(0, None), (0, 0), (None, 0)]:
+    xs = x if in_axes[0] == 0 else x[0]
+    ss = s if in_axes[1] == 0 else s[0]
+    vf = jax.vmap(f, in_axes)
+    text = _hlo(vf, xs, ss)
+    assert len(re.findall(fwd + r"\b", text)) == 1, in_axes
+    assert " while(" not in text and "while." not in text, in_axes
+    want = jnp.stack([f(xs[i] if in_axes[0] == 0 else xs,
+                        ss[i] if in_axes[1] == 0 else ss) for i in range(4)])
+    np.testing.assert_allclose(vf(xs, ss), want, rtol=1e-6, atol=1e-6)
+    # vmap of the gradient: one backward launch, per-example gradients.
+    g = jax.vmap(jax.grad(lambda x, s: jnp.sum(f(x, s) ** 2), (0, 1)),
+                 in_axes)
+    text = _hlo(g, xs, ss)
+    assert len(re.findall(bwd + r"\b", text)) == 1 and "while" not in text
+    per = g(xs, ss)
+    for i in range(4):
+      xi = xs[i] if in_axes[0] == 0 else xs
+      si = ss[i] if in_axes[1] == 0 else ss
+      dx, ds = jax.grad(lambda x, s: jnp.sum(f(x, s) ** 2), (0, 1))(xi, si)
+      np.testing.assert_allclose(per[1][i], ds, rtol=1e-5, atol=1e-4)
+      if in_axes[0] == 0:
+        np.testing.assert_allclose(per[0][i], dx, rtol=1e-5, atol=1e-5)
+
+
+def test_nested_vmap():
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(3, 2, 2, 6, 4)), jnp.float32)
+  s = jnp.asarray(rng.normal(size=(3, 4, 1)), jnp.float32)
+  f = lambda x, s: jaxshift.shift(x, s, impl="ffi")
+  vv = jax.vmap(jax.vmap(f, (0, None)), (0, 0))
+  ref = jax.vmap(jax.vmap(lambda x, s: jaxshift.shift(x, s, impl="xla"),
+                          (0, None)), (0, 0))
+  np.testing.assert_allclose(vv(x, s), ref(x, s), rtol=1e-6, atol=1e-6)
+
+
+def test_gradients_are_bitwise_repeatable():
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=(8, 33, 31, 40)), jnp.float32)
+  s = jnp.asarray(rng.normal(size=(40, 2)) * 3, jnp.float32)
+  for mode in ("active", "sparse"):
+    f = jax.jit(jax.grad(lambda x, s: jnp.sum(jnp.sin(jaxshift.shift(
+        x, s, mode=mode, impl="ffi"))), (0, 1)))
+    first = [np.asarray(a) for a in f(x, s)]
+    for _ in range(3):
+      for a, b in zip(first, f(x, s)):
+        np.testing.assert_array_equal(a, np.asarray(b))
+
+
+def test_kernel_rejects_inconsistent_buffers():
+  """The C++ side checks what it is given, even though Python never errs."""
+  x = jnp.ones((2, 1, 1, 5, 3), jnp.float32)
+  m = jnp.zeros((1, 4, 3), jnp.int32)  # 4 channels, x has 3
+  f = jnp.zeros((1, 4, 3), jnp.float32)
+  call = jax.ffi.ffi_call(f"jaxshift_forward_{PLATFORM}",
+                          jax.ShapeDtypeStruct(x.shape, x.dtype))
+  with pytest.raises(Exception, match="jaxshift: tables must be"):
+    jax.block_until_ready(call(x, m, f, padding=np.int64(0),
+                               channels_last=True,
+                               strides=np.array([1, 1, 1], np.int64),
+                               move=False))
+
+
+def test_impl_ffi_without_kernels_raises(monkeypatch):
+  monkeypatch.setattr(ffi_module, "_loaded", {"cpu": False, "cuda": False})
+  with pytest.raises(RuntimeError, match="impl='ffi'"):
+    jaxshift.shift(jnp.ones((1, 4, 2)), jnp.zeros((2, 1)), impl="ffi")
+  # impl="auto" falls back to the jnp path.
+  y = jaxshift.shift(jnp.ones((1, 4, 2)), jnp.zeros((2, 1)))
+  np.testing.assert_array_equal(y, 1)
+
+
+def test_auto_uses_the_kernel():
+  x, s = jnp.ones((1, 5, 4, 2)), jnp.zeros((2, 2))
+  text = jax.jit(lambda x, s: jaxshift.shift(x, s)).lower(x, s).as_text()
+  assert f"jaxshift_forward_{PLATFORM}" in text

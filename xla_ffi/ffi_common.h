@@ -1,0 +1,162 @@
+// FFI glue shared by the CPU and CUDA handlers: buffer checks, the geometry
+// of a call, and the dispatch over dtype and padding. The math is in
+// shift_math.h; Python (jaxshift/_src/ffi.py) owns shapes and layouts.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "shift_math.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace jaxshift {
+
+namespace ffi = xla::ffi;
+
+// Attributes common to both handlers.
+struct Options {
+  int padding;
+  bool channels_last;
+  int t[3];
+};
+
+inline ffi::Error invalid(const std::string& msg) {
+  return ffi::Error::InvalidArgument("jaxshift: " + msg);
+}
+
+inline ffi::Error parse_options(int64_t padding, bool channels_last,
+                                ffi::Span<const int64_t> strides, Options* opt) {
+  if (padding < 0 || padding > 4) return invalid("unknown padding code");
+  if (strides.size() != 3) return invalid("`strides` must have 3 entries");
+  opt->padding = static_cast<int>(padding);
+  opt->channels_last = channels_last;
+  for (int a = 0; a < 3; ++a) {
+    if (strides[a] < 1 || strides[a] > (1 << 20)) return invalid("bad stride");
+    opt->t[a] = static_cast<int>(strides[a]);
+  }
+  return ffi::Error::Success();
+}
+
+// Builds the geometry from x (input side) and y (output side) buffers, both
+// rank 5 in the canonical layout, and checks the tables' shape (G, C, 3).
+inline ffi::Error make_geometry(ffi::AnyBuffer::Dimensions xd, ffi::AnyBuffer::Dimensions yd,
+                                ffi::AnyBuffer::Dimensions md, const Options& opt,
+                                Geometry* geo) {
+  if (xd.size() != 5 || yd.size() != 5) return invalid("x and y must be rank 5");
+  const int c_axis = opt.channels_last ? 4 : 1;
+  const int s0 = opt.channels_last ? 1 : 2;
+  geo->N = xd[0];
+  geo->C = xd[c_axis];
+  if (yd[0] != geo->N || yd[c_axis] != geo->C) return invalid("x/y batch or channels differ");
+  if (md.size() != 3 || md[1] != geo->C || md[2] != 3) return invalid("tables must be (G, C, 3)");
+  const int64_t G = md[0];
+  if (G < 1 || geo->N % G != 0) return invalid("batch not divisible by shift groups");
+  geo->per_group = geo->N / G;
+  for (int a = 0; a < 3; ++a) {
+    const int64_t L = xd[s0 + a], Lo = yd[s0 + a];
+    if (L < 1 || L > (int64_t{1} << 28)) return invalid("spatial length out of range");
+    if (Lo != (L + opt.t[a] - 1) / opt.t[a]) return invalid("output length != ceil(L/stride)");
+    geo->ax[a].L = static_cast<int>(L);
+    geo->ax[a].Lo = static_cast<int>(Lo);
+    geo->ax[a].t = opt.t[a];
+  }
+  // Element strides of row-major buffers.
+  int64_t sx[5], sy[5];
+  sx[4] = sy[4] = 1;
+  for (int d = 3; d >= 0; --d) {
+    sx[d] = sx[d + 1] * xd[d + 1];
+    sy[d] = sy[d + 1] * yd[d + 1];
+  }
+  geo->sx_n = sx[0];
+  geo->sy_n = sy[0];
+  geo->sx_c = sx[c_axis];
+  geo->sy_c = sy[c_axis];
+  for (int a = 0; a < 3; ++a) {
+    geo->ax[a].sx = sx[s0 + a];
+    geo->ax[a].sy = sy[s0 + a];
+  }
+  return ffi::Error::Success();
+}
+
+inline ffi::DataType acc_of(ffi::DataType t) {
+  return t == ffi::DataType::F64 ? ffi::DataType::F64 : ffi::DataType::F32;
+}
+
+inline ffi::Error check_tables(const ffi::AnyBuffer& m, const ffi::AnyBuffer& f,
+                               ffi::DataType want) {
+  if (m.element_type() != ffi::DataType::S32) return invalid("offset table must be int32");
+  if (f.element_type() != want) return invalid("fraction table has the wrong dtype");
+  if (m.dimensions().size() != 3 || f.dimensions().size() != 3) return invalid("tables rank");
+  for (int d = 0; d < 3; ++d) {
+    if (m.dimensions()[d] != f.dimensions()[d]) return invalid("table shapes differ");
+  }
+  return ffi::Error::Success();
+}
+
+// Checks every buffer of a forward call and fills `opt` and `geo`.
+inline ffi::Error prepare_forward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& m,
+                                  const ffi::AnyBuffer& f, const ffi::AnyBuffer& y,
+                                  int64_t padding, bool channels_last,
+                                  ffi::Span<const int64_t> strides, Options* opt,
+                                  Geometry* geo) {
+  if (auto e = parse_options(padding, channels_last, strides, opt); e.failure()) return e;
+  if (x.element_type() != y.element_type()) return invalid("x and y dtypes differ");
+  if (auto e = check_tables(m, f, acc_of(x.element_type())); e.failure()) return e;
+  return make_geometry(x.dimensions(), y.dimensions(), m.dimensions(), *opt, geo);
+}
+
+// Checks every buffer of a backward call and fills `opt` and `geo`.
+inline ffi::Error prepare_backward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& g,
+                                   const ffi::AnyBuffer& m_r, const ffi::AnyBuffer& f_r,
+                                   const ffi::AnyBuffer& m_u, const ffi::AnyBuffer& f_u,
+                                   const ffi::AnyBuffer& dx, const ffi::AnyBuffer& ds,
+                                   int64_t padding, bool channels_last,
+                                   ffi::Span<const int64_t> strides, Options* opt,
+                                   Geometry* geo) {
+  if (auto e = parse_options(padding, channels_last, strides, opt); e.failure()) return e;
+  const ffi::DataType acc = acc_of(x.element_type());
+  if (g.element_type() != x.element_type() || dx.element_type() != x.element_type())
+    return invalid("x, g and dx dtypes differ");
+  if (auto e = check_tables(m_r, f_r, acc); e.failure()) return e;
+  if (auto e = check_tables(m_u, f_u, acc); e.failure()) return e;
+  for (int d = 0; d < 3; ++d) {
+    if (m_r.dimensions()[d] != m_u.dimensions()[d]) return invalid("table shapes differ");
+  }
+  if (auto e = make_geometry(x.dimensions(), g.dimensions(), m_r.dimensions(), *opt, geo);
+      e.failure())
+    return e;
+  if (dx.dimensions().size() != 5) return invalid("dx must have the shape of x");
+  for (int d = 0; d < 5; ++d) {
+    if (dx.dimensions()[d] != x.dimensions()[d]) return invalid("dx must have the shape of x");
+  }
+  if (ds.element_type() != acc || ds.dimensions().size() != 3 || ds.dimensions()[0] != geo->N ||
+      ds.dimensions()[1] != geo->C || ds.dimensions()[2] != 3)
+    return invalid("ds must be (N, C, 3) in the accumulation dtype");
+  return ffi::Error::Success();
+}
+
+// Calls Kernel::template Run<T, P>(args...) for the runtime dtype and padding.
+template <typename Kernel, typename T, typename... Args>
+ffi::Error dispatch_padding(int padding, Args&&... args) {
+  switch (padding) {
+    case kZeros: return Kernel::template Run<T, kZeros>(args...);
+    case kBorder: return Kernel::template Run<T, kBorder>(args...);
+    case kPeriodic: return Kernel::template Run<T, kPeriodic>(args...);
+    case kReflect: return Kernel::template Run<T, kReflect>(args...);
+    case kSymmetric: return Kernel::template Run<T, kSymmetric>(args...);
+  }
+  return invalid("unknown padding code");
+}
+
+template <typename Kernel, typename... Args>
+ffi::Error dispatch(ffi::DataType dtype, int padding, Args&&... args) {
+  switch (dtype) {
+    case ffi::DataType::F32: return dispatch_padding<Kernel, float>(padding, args...);
+    case ffi::DataType::F64: return dispatch_padding<Kernel, double>(padding, args...);
+    case ffi::DataType::F16: return dispatch_padding<Kernel, Half>(padding, args...);
+    case ffi::DataType::BF16: return dispatch_padding<Kernel, BFloat16>(padding, args...);
+    default: return invalid("x must be float16, bfloat16, float32 or float64");
+  }
+}
+
+}  // namespace jaxshift

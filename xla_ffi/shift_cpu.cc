@@ -1,0 +1,262 @@
+// CPU XLA FFI handlers: forward and fused backward of the shift, parallel over
+// XLA's intra-op thread pool. Each handler decodes and checks its buffers,
+// then loops over shift_math.h.
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "ffi_common.h"
+
+namespace jaxshift {
+namespace {
+
+// Runs fn(i) for i in [0, n) on the pool; the caller works too, so this never
+// waits on a pool that has no free thread. Which thread runs which i does not
+// affect any result (each i writes its own outputs).
+template <typename Fn>
+void parallel_for(ffi::ThreadPool& pool, int64_t n, const Fn& fn) {
+  struct State {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+    std::mutex mu;
+    std::condition_variable cv;
+  };
+  auto st = std::make_shared<State>();
+  auto drain = [st, n, &fn]() {
+    for (int64_t i; (i = st->next.fetch_add(1)) < n;) {
+      fn(i);
+      if (st->done.fetch_add(1) + 1 == n) {
+        std::lock_guard<std::mutex> lock(st->mu);
+        st->cv.notify_all();
+      }
+    }
+  };
+  const int64_t helpers = std::min<int64_t>(pool.num_threads(), n - 1);
+  for (int64_t h = 0; h < helpers; ++h) pool.Schedule([drain] { drain(); });
+  drain();
+  std::unique_lock<std::mutex> lock(st->mu);
+  st->cv.wait(lock, [&] { return st->done.load() == n; });
+}
+
+// Rows of a sample: the (axis0, axis1) positions; a row is the innermost
+// spatial axis times all channels.
+struct Tables {
+  const int32_t* m;
+  const void* f;
+};
+
+template <typename A>
+struct ChannelTables {
+  int m[3];
+  A f[3];
+};
+
+template <typename A>
+ChannelTables<A> channel_tables(const Geometry& geo, const Tables& tab, int64_t n, int64_t c) {
+  const int64_t base = ((n / geo.per_group) * geo.C + c) * 3;
+  const A* f = static_cast<const A*>(tab.f);
+  ChannelTables<A> r;
+  for (int a = 0; a < 3; ++a) {
+    r.m[a] = tab.m[base + a];
+    r.f[a] = f[base + a];
+  }
+  return r;
+}
+
+struct Forward {
+  template <typename T, int P>
+  static ffi::Error Run(ffi::ThreadPool& pool, const Geometry& geo, const void* xv, Tables tab,
+                        void* yv, bool move) {
+    using A = typename Acc<T>::type;
+    const T* x = static_cast<const T*>(xv);
+    T* y = static_cast<T*>(yv);
+    const Axis* ax = geo.ax;
+    const int64_t rows = ax[0].Lo * static_cast<int64_t>(ax[1].Lo);
+    parallel_for(pool, geo.N * rows, [&](int64_t task) {
+      const int64_t n = task / rows, r = task % rows;
+      int o[3] = {static_cast<int>(r / ax[1].Lo), static_cast<int>(r % ax[1].Lo), 0};
+      for (int64_t c = 0; c < geo.C; ++c) {
+        const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
+        const T* xc = x + n * geo.sx_n + c * geo.sx_c;
+        T* yc = y + n * geo.sy_n + c * geo.sy_c + o[0] * ax[0].sy + o[1] * ax[1].sy;
+        const bool nan = is_nan(ct.f[0]) || is_nan(ct.f[1]) || is_nan(ct.f[2]);
+        for (o[2] = 0; o[2] < ax[2].Lo; ++o[2]) {
+          T* out = yc + o[2] * ax[2].sy;
+          if (move && !nan) {
+            const T* src = move_source<P>(xc, ax, o, ct.m);
+            if (src) {
+              *out = *src;
+            } else {
+              store(out, A(0));
+            }
+          } else {
+            store(out, forward_value<P, A>(xc, ax, o, ct.m, ct.f));
+          }
+        }
+      }
+    });
+    return ffi::Error::Success();
+  }
+};
+
+// Rows of the output grid per shift-gradient chunk: fixed by the shape alone,
+// so the partial sums, and their fixed-order total, do not depend on threads.
+inline int64_t rows_per_chunk(const Geometry& geo) {
+  const int64_t row = std::max<int64_t>(1, geo.ax[2].Lo * geo.C);
+  return std::max<int64_t>(1, 16384 / row);
+}
+
+struct Backward {
+  template <typename T, int P>
+  static ffi::Error Run(ffi::ThreadPool& pool, const Geometry& geo, const void* xv,
+                        const void* gv, Tables rounded, Tables exact, bool shift_grad, void* dxv,
+                        void* ds_out) {
+    using A = typename Acc<T>::type;
+    const T* x = static_cast<const T*>(xv);
+    const T* g = static_cast<const T*>(gv);
+    T* dx = static_cast<T*>(dxv);
+    const Axis* ax = geo.ax;
+    // Input gradient: a gather over input positions (deterministic).
+    const int64_t in_rows = ax[0].L * static_cast<int64_t>(ax[1].L);
+    parallel_for(pool, geo.N * in_rows, [&](int64_t task) {
+      const int64_t n = task / in_rows, r = task % in_rows;
+      int i[3] = {static_cast<int>(r / ax[1].L), static_cast<int>(r % ax[1].L), 0};
+      for (int64_t c = 0; c < geo.C; ++c) {
+        const ChannelTables<A> ct = channel_tables<A>(geo, rounded, n, c);
+        const T* gc = g + n * geo.sy_n + c * geo.sy_c;
+        T* dc = dx + n * geo.sx_n + c * geo.sx_c + i[0] * ax[0].sx + i[1] * ax[1].sx;
+        for (i[2] = 0; i[2] < ax[2].L; ++i[2]) {
+          store(dc + i[2] * ax[2].sx, adjoint_value<P, A>(gc, ax, i, ct.m, ct.f));
+        }
+      }
+    });
+    A* ds = static_cast<A*>(ds_out);
+    if (!shift_grad) {
+      std::fill(ds, ds + geo.N * geo.C * 3, A(0));
+      return ffi::Error::Success();
+    }
+    // Shift gradient: per-chunk partial sums over the output grid, then a
+    // fixed-order sum of the chunks of each sample.
+    const int64_t out_rows = ax[0].Lo * static_cast<int64_t>(ax[1].Lo);
+    const int64_t rpc = rows_per_chunk(geo);
+    const int64_t chunks = (out_rows + rpc - 1) / rpc;
+    std::vector<A> partial(static_cast<size_t>(geo.N * chunks * geo.C * 3), A(0));
+    parallel_for(pool, geo.N * chunks, [&](int64_t task) {
+      const int64_t n = task / chunks, k = task % chunks;
+      A* acc = partial.data() + task * geo.C * 3;
+      const int64_t r_end = std::min(out_rows, (k + 1) * rpc);
+      for (int64_t r = k * rpc; r < r_end; ++r) {
+        int o[3] = {static_cast<int>(r / ax[1].Lo), static_cast<int>(r % ax[1].Lo), 0};
+        for (int64_t c = 0; c < geo.C; ++c) {
+          const ChannelTables<A> ct = channel_tables<A>(geo, exact, n, c);
+          const T* xc = x + n * geo.sx_n + c * geo.sx_c;
+          const T* gc = g + n * geo.sy_n + c * geo.sy_c + o[0] * ax[0].sy + o[1] * ax[1].sy;
+          A s[3] = {A(0), A(0), A(0)};
+          for (o[2] = 0; o[2] < ax[2].Lo; ++o[2]) {
+            const A gv = load<A>(gc + o[2] * ax[2].sy);
+            A d[3];
+            deriv_values<P, A>(xc, ax, o, ct.m, ct.f, d);
+            s[0] += gv * d[0];
+            s[1] += gv * d[1];
+            s[2] += gv * d[2];
+          }
+          for (int a = 0; a < 3; ++a) acc[c * 3 + a] += s[a];
+        }
+      }
+    });
+    for (int64_t n = 0; n < geo.N; ++n) {
+      A* out = ds + n * geo.C * 3;
+      std::fill(out, out + geo.C * 3, A(0));
+      for (int64_t k = 0; k < chunks; ++k) {
+        const A* p = partial.data() + (n * chunks + k) * geo.C * 3;
+        for (int64_t j = 0; j < geo.C * 3; ++j) out[j] += p[j];
+      }
+      for (int64_t c = 0; c < geo.C; ++c) {  // a NaN shift gives a NaN row
+        const ChannelTables<A> ct = channel_tables<A>(geo, exact, n, c);
+        if (is_nan(ct.f[0]) || is_nan(ct.f[1]) || is_nan(ct.f[2])) {
+          for (int a = 0; a < 3; ++a) out[c * 3 + a] = ct.f[0] + ct.f[1] + ct.f[2];
+        }
+      }
+    }
+    return ffi::Error::Success();
+  }
+};
+
+ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer m, ffi::AnyBuffer f,
+                       ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
+                       ffi::Span<const int64_t> strides, bool move) {
+  Options opt;
+  Geometry geo;
+  if (auto e = prepare_forward(x, m, f, *y, padding, channels_last, strides, &opt, &geo);
+      e.failure())
+    return e;
+  if (y->element_count() == 0) return ffi::Error::Success();
+  Tables tab{m.typed_data<int32_t>(), f.untyped_data()};
+  return dispatch<Forward>(x.element_type(), opt.padding, pool, geo, x.untyped_data(), tab,
+                     y->untyped_data(), move);
+}
+
+ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer g,
+                        ffi::AnyBuffer m_r, ffi::AnyBuffer f_r, ffi::AnyBuffer m_u,
+                        ffi::AnyBuffer f_u, ffi::Result<ffi::AnyBuffer> dx,
+                        ffi::Result<ffi::AnyBuffer> ds, int64_t padding, bool channels_last,
+                        ffi::Span<const int64_t> strides, bool shift_grad) {
+  Options opt;
+  Geometry geo;
+  if (auto e = prepare_backward(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last,
+                                strides, &opt, &geo);
+      e.failure())
+    return e;
+  if (x.element_count() == 0) return ffi::Error::Success();
+  Tables rounded{m_r.typed_data<int32_t>(), f_r.untyped_data()};
+  Tables exact{m_u.typed_data<int32_t>(), f_u.untyped_data()};
+  return dispatch<Backward>(x.element_type(), opt.padding, pool, geo, x.untyped_data(), g.untyped_data(),
+                     rounded, exact, shift_grad, dx->untyped_data(), ds->untyped_data());
+}
+
+}  // namespace
+}  // namespace jaxshift
+
+namespace ffi = xla::ffi;
+
+#define JAXSHIFT_EXPORT extern "C" __attribute__((visibility("default")))
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_forward_cpu, jaxshift::ForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // x
+                                  .Arg<ffi::AnyBuffer>()  // m: (G, C, 3) int32 offsets
+                                  .Arg<ffi::AnyBuffer>()  // f: (G, C, 3) fractions
+                                  .Ret<ffi::AnyBuffer>()  // y
+                                  .Attr<int64_t>("padding")
+                                  .Attr<bool>("channels_last")
+                                  .Attr<ffi::Span<const int64_t>>("strides")
+                                  .Attr<bool>("move"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_backward_cpu, jaxshift::BackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // x
+                                  .Arg<ffi::AnyBuffer>()  // g: output cotangent
+                                  .Arg<ffi::AnyBuffer>()  // m, rounded (input gradient)
+                                  .Arg<ffi::AnyBuffer>()  // f, rounded
+                                  .Arg<ffi::AnyBuffer>()  // m, exact (shift gradient)
+                                  .Arg<ffi::AnyBuffer>()  // f, exact
+                                  .Ret<ffi::AnyBuffer>()  // dx
+                                  .Ret<ffi::AnyBuffer>()  // ds: (N, C, 3) partial sums
+                                  .Attr<int64_t>("padding")
+                                  .Attr<bool>("channels_last")
+                                  .Attr<ffi::Span<const int64_t>>("strides")
+                                  .Attr<bool>("shift_grad"));
+
+JAXSHIFT_EXPORT void* jaxshift_cpu_forward_ptr() {
+  return reinterpret_cast<void*>(jaxshift_forward_cpu);
+}
+JAXSHIFT_EXPORT void* jaxshift_cpu_backward_ptr() {
+  return reinterpret_cast<void*>(jaxshift_backward_cpu);
+}

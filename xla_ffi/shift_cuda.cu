@@ -1,0 +1,359 @@
+// CUDA XLA FFI handlers: forward and fused deterministic backward of the
+// shift, on the stream XLA provides. Decoding and checks are shared with the
+// CPU handlers (ffi_common.h); the math is shift_math.h.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "ffi_common.h"
+
+namespace jaxshift {
+namespace {
+
+constexpr int kThreads = 256;
+
+// Position of element `idx` of a (N, *grid, C) or (N, C, *grid) tensor.
+template <typename I>
+struct Pos {
+  I n, c;
+  int p[3];
+};
+
+template <typename I>
+__device__ __forceinline__ Pos<I> decompose(I idx, I C, const int* len, bool channels_last) {
+  Pos<I> r;
+  if (channels_last) {
+    r.c = idx % C;
+    idx /= C;
+  }
+  r.p[2] = static_cast<int>(idx % len[2]);
+  idx /= len[2];
+  r.p[1] = static_cast<int>(idx % len[1]);
+  idx /= len[1];
+  r.p[0] = static_cast<int>(idx % len[0]);
+  idx /= len[0];
+  if (!channels_last) {
+    r.c = idx % C;
+    idx /= C;
+  }
+  r.n = idx;
+  return r;
+}
+
+template <typename A>
+__device__ __forceinline__ void load_tables(const int32_t* m, const A* f, int64_t row, int* mo,
+                                            A* fo) {
+  for (int a = 0; a < 3; ++a) {
+    mo[a] = __ldg(m + row * 3 + a);
+    fo[a] = __ldg(f + row * 3 + a);
+  }
+}
+
+// One thread per output element, in the output's memory order (coalesced
+// stores; the taps of neighbouring threads are neighbouring addresses).
+template <typename T, int P, bool kMove, typename I>
+__global__ void forward_kernel(Geometry geo, const T* __restrict__ x, const int32_t* __restrict__ m,
+                               const typename Acc<T>::type* __restrict__ f, T* __restrict__ y,
+                               I total, bool channels_last) {
+  using A = typename Acc<T>::type;
+  const int len[3] = {geo.ax[0].Lo, geo.ax[1].Lo, geo.ax[2].Lo};
+  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<I>(gridDim.x) * blockDim.x) {
+    const Pos<I> q = decompose<I>(idx, static_cast<I>(geo.C), len, channels_last);
+    int mo[3];
+    A fo[3];
+    load_tables(m, f, (q.n / geo.per_group) * geo.C + q.c, mo, fo);
+    const T* xc = x + q.n * geo.sx_n + q.c * geo.sx_c;
+    if (kMove && !(is_nan(fo[0]) || is_nan(fo[1]) || is_nan(fo[2]))) {
+      const T* src = move_source<P>(xc, geo.ax, q.p, mo);
+      if (src) {
+        y[idx] = *src;
+      } else {
+        store(y + idx, A(0));
+      }
+    } else {
+      store(y + idx, forward_value<P, A>(xc, geo.ax, q.p, mo, fo));
+    }
+  }
+}
+
+// Input gradient: one thread per input element, a gather over the outputs
+// that read it (no atomics: deterministic).
+template <typename T, int P, typename I>
+__global__ void adjoint_kernel(Geometry geo, const T* __restrict__ g, const int32_t* __restrict__ m,
+                               const typename Acc<T>::type* __restrict__ f, T* __restrict__ dx,
+                               I total, bool channels_last) {
+  using A = typename Acc<T>::type;
+  const int len[3] = {geo.ax[0].L, geo.ax[1].L, geo.ax[2].L};
+  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<I>(gridDim.x) * blockDim.x) {
+    const Pos<I> q = decompose<I>(idx, static_cast<I>(geo.C), len, channels_last);
+    int mo[3];
+    A fo[3];
+    load_tables(m, f, (q.n / geo.per_group) * geo.C + q.c, mo, fo);
+    const T* gc = g + q.n * geo.sy_n + q.c * geo.sy_c;
+    store(dx + idx, adjoint_value<P, A>(gc, geo.ax, q.p, mo, fo));
+  }
+}
+
+// Shift gradient, stage 1: block (chunk, channel tile, sample) sums
+// g * d out / d s over kChunk output positions of kLanes channels, reducing
+// its threads in a fixed order. Lanes along the contiguous axis of the layout
+// (channels for channels-last, positions for channels-first) keep loads
+// coalesced.
+constexpr int kLanes = 32;    // threads along the contiguous axis
+constexpr int kRows = 8;      // threads along the other axis
+constexpr int kChunk = 1024;  // output positions per block
+
+template <typename T, int P, bool kChannelsLast>
+__global__ void shift_grad_kernel(Geometry geo, const T* __restrict__ x, const T* __restrict__ g,
+                                  const int32_t* __restrict__ m,
+                                  const typename Acc<T>::type* __restrict__ f,
+                                  typename Acc<T>::type* __restrict__ partial, int64_t chunks,
+                                  int channels_per_block) {
+  using A = typename Acc<T>::type;
+  __shared__ A red[kRows][kLanes][3];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t n = blockIdx.z;
+  const int64_t chunk = blockIdx.x;
+  // Channels-last: tx = channel lane, ty = position lane; else the reverse.
+  const int c_lane = kChannelsLast ? tx : ty;
+  const int p_lane = kChannelsLast ? ty : tx;
+  const int p_step = kChannelsLast ? kRows : kLanes;
+  const int64_t c = static_cast<int64_t>(blockIdx.y) * channels_per_block + c_lane;
+  const int lo1 = geo.ax[1].Lo, lo2 = geo.ax[2].Lo;
+  const int64_t S = static_cast<int64_t>(geo.ax[0].Lo) * lo1 * lo2;
+  A s[3] = {A(0), A(0), A(0)};
+  if (c < geo.C) {
+    int mo[3];
+    A fo[3];
+    load_tables(m, f, (n / geo.per_group) * geo.C + c, mo, fo);
+    const T* xc = x + n * geo.sx_n + c * geo.sx_c;
+    const T* gc = g + n * geo.sy_n + c * geo.sy_c;
+    const int64_t end = min(S, (chunk + 1) * kChunk);
+    for (int64_t p = chunk * kChunk + p_lane; p < end; p += p_step) {
+      int o[3];
+      o[2] = static_cast<int>(p % lo2);
+      o[1] = static_cast<int>((p / lo2) % lo1);
+      o[0] = static_cast<int>(p / (static_cast<int64_t>(lo2) * lo1));
+      const A gv = load<A>(gc + o[0] * geo.ax[0].sy + o[1] * geo.ax[1].sy + o[2] * geo.ax[2].sy);
+      A d[3];
+      deriv_values<P, A>(xc, geo.ax, o, mo, fo, d);
+      s[0] += gv * d[0];
+      s[1] += gv * d[1];
+      s[2] += gv * d[2];
+    }
+  }
+  for (int a = 0; a < 3; ++a) red[ty][tx][a] = s[a];
+  __syncthreads();
+  // Fixed-order reduction over the position lanes of each channel lane.
+  if (p_lane == 0 && c < geo.C) {
+    A t[3] = {A(0), A(0), A(0)};
+    for (int l = 0; l < (kChannelsLast ? kRows : kLanes); ++l) {
+      for (int a = 0; a < 3; ++a) t[a] += kChannelsLast ? red[l][tx][a] : red[ty][l][a];
+    }
+    A* out = partial + ((n * chunks + chunk) * geo.C + c) * 3;
+    for (int a = 0; a < 3; ++a) out[a] = t[a];
+  }
+}
+
+// Stage 2: ds[n, c, a] = sum over chunks in order; a NaN shift gives NaN.
+template <typename A>
+__global__ void shift_grad_finish(Geometry geo, const A* __restrict__ partial, int64_t chunks,
+                                  const A* __restrict__ f, A* __restrict__ ds) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= geo.N * geo.C * 3) return;
+  const int64_t a = i % 3, c = (i / 3) % geo.C, n = i / (3 * geo.C);
+  A acc = A(0);
+  for (int64_t k = 0; k < chunks; ++k) acc += partial[((n * chunks + k) * geo.C + c) * 3 + a];
+  const A* fr = f + ((n / geo.per_group) * geo.C + c) * 3;
+  if (is_nan(fr[0]) || is_nan(fr[1]) || is_nan(fr[2])) acc = fr[0] + fr[1] + fr[2];
+  ds[i] = acc;
+}
+
+template <typename A>
+__global__ void fill_zero(A* p, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) p[i] = A(0);
+}
+
+inline int grid_for(int64_t total) {
+  const int64_t blocks = (total + kThreads - 1) / kThreads;
+  return static_cast<int>(blocks < 65535 * 32 ? blocks : 65535 * 32);
+}
+
+inline ffi::Error last_error(const char* what) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    return ffi::Error::Internal(std::string("jaxshift: CUDA launch of ") + what +
+                                " failed: " + cudaGetErrorString(err));
+  }
+  return ffi::Error::Success();
+}
+
+inline bool fits_int32(int64_t n) { return n < (int64_t{1} << 31) - (int64_t{1} << 24); }
+
+struct ForwardCuda {
+  template <typename T, int P>
+  static ffi::Error Run(cudaStream_t stream, const Geometry& geo, const void* x, const int32_t* m,
+                        const void* f, void* y, int64_t total, bool channels_last, bool move) {
+    using A = typename Acc<T>::type;
+    const T* xs = static_cast<const T*>(x);
+    const A* fs = static_cast<const A*>(f);
+    T* ys = static_cast<T*>(y);
+    const int grid = grid_for(total);
+    if (fits_int32(total)) {
+      if (move) {
+        forward_kernel<T, P, true, int32_t><<<grid, kThreads, 0, stream>>>(
+            geo, xs, m, fs, ys, static_cast<int32_t>(total), channels_last);
+      } else {
+        forward_kernel<T, P, false, int32_t><<<grid, kThreads, 0, stream>>>(
+            geo, xs, m, fs, ys, static_cast<int32_t>(total), channels_last);
+      }
+    } else if (move) {
+      forward_kernel<T, P, true, int64_t><<<grid, kThreads, 0, stream>>>(geo, xs, m, fs, ys,
+                                                                          total, channels_last);
+    } else {
+      forward_kernel<T, P, false, int64_t><<<grid, kThreads, 0, stream>>>(geo, xs, m, fs, ys,
+                                                                           total, channels_last);
+    }
+    return last_error("forward");
+  }
+};
+
+struct BackwardCuda {
+  template <typename T, int P>
+  static ffi::Error Run(cudaStream_t stream, const Geometry& geo, const void* x, const void* g,
+                        const int32_t* m_r, const void* f_r, const int32_t* m_u, const void* f_u,
+                        void* dx, void* ds, void* scratch, int64_t chunks, bool channels_last,
+                        bool shift_grad) {
+    using A = typename Acc<T>::type;
+    const T* xs = static_cast<const T*>(x);
+    const T* gs = static_cast<const T*>(g);
+    const int64_t total = geo.N * geo.C * geo.ax[0].L * static_cast<int64_t>(geo.ax[1].L) *
+                          geo.ax[2].L;
+    const int grid = grid_for(total);
+    if (fits_int32(total)) {
+      adjoint_kernel<T, P, int32_t><<<grid, kThreads, 0, stream>>>(
+          geo, gs, m_r, static_cast<const A*>(f_r), static_cast<T*>(dx),
+          static_cast<int32_t>(total), channels_last);
+    } else {
+      adjoint_kernel<T, P, int64_t><<<grid, kThreads, 0, stream>>>(
+          geo, gs, m_r, static_cast<const A*>(f_r), static_cast<T*>(dx), total, channels_last);
+    }
+    if (auto e = last_error("input gradient"); e.failure()) return e;
+    A* dss = static_cast<A*>(ds);
+    const int64_t nds = geo.N * geo.C * 3;
+    if (!shift_grad) {
+      fill_zero<A><<<static_cast<int>((nds + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+          dss, nds);
+      return last_error("fill");
+    }
+    const int cpb = channels_last ? kLanes : kRows;
+    const dim3 block(kLanes, kRows);
+    const dim3 grid3(static_cast<unsigned>(chunks),
+                     static_cast<unsigned>((geo.C + cpb - 1) / cpb),
+                     static_cast<unsigned>(geo.N));
+    A* partial = static_cast<A*>(scratch);
+    if (channels_last) {
+      shift_grad_kernel<T, P, true><<<grid3, block, 0, stream>>>(
+          geo, xs, gs, m_u, static_cast<const A*>(f_u), partial, chunks, cpb);
+    } else {
+      shift_grad_kernel<T, P, false><<<grid3, block, 0, stream>>>(
+          geo, xs, gs, m_u, static_cast<const A*>(f_u), partial, chunks, cpb);
+    }
+    if (auto e = last_error("shift gradient"); e.failure()) return e;
+    shift_grad_finish<A><<<static_cast<int>((nds + kThreads - 1) / kThreads), kThreads, 0,
+                           stream>>>(geo, partial, chunks, static_cast<const A*>(f_u), dss);
+    return last_error("shift gradient (finish)");
+  }
+};
+
+ffi::Error ForwardImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::AnyBuffer m, ffi::AnyBuffer f,
+                       ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
+                       ffi::Span<const int64_t> strides, bool move) {
+  Options opt;
+  Geometry geo;
+  if (auto e = prepare_forward(x, m, f, *y, padding, channels_last, strides, &opt, &geo);
+      e.failure())
+    return e;
+  const int64_t total = static_cast<int64_t>(y->element_count());
+  if (total == 0) return ffi::Error::Success();
+  return dispatch<ForwardCuda>(x.element_type(), opt.padding, stream, geo, x.untyped_data(),
+                               m.typed_data<int32_t>(), f.untyped_data(), y->untyped_data(),
+                               total, channels_last, move);
+}
+
+ffi::Error BackwardImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer x,
+                        ffi::AnyBuffer g, ffi::AnyBuffer m_r, ffi::AnyBuffer f_r,
+                        ffi::AnyBuffer m_u, ffi::AnyBuffer f_u, ffi::Result<ffi::AnyBuffer> dx,
+                        ffi::Result<ffi::AnyBuffer> ds, int64_t padding, bool channels_last,
+                        ffi::Span<const int64_t> strides, bool shift_grad) {
+  Options opt;
+  Geometry geo;
+  if (auto e = prepare_backward(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last,
+                                strides, &opt, &geo);
+      e.failure())
+    return e;
+  if (x.element_count() == 0) return ffi::Error::Success();
+  const int64_t S = static_cast<int64_t>(geo.ax[0].Lo) * geo.ax[1].Lo * geo.ax[2].Lo;
+  const int64_t chunks = (S + kChunk - 1) / kChunk;
+  if (chunks > 65535 || geo.N > 65535) return invalid("tensor too large for the gradient grid");
+  void* partial = nullptr;
+  if (shift_grad) {
+    const size_t bytes = static_cast<size_t>(geo.N * chunks * geo.C * 3) *
+                         (x.element_type() == ffi::DataType::F64 ? 8 : 4);
+    auto mem = scratch.Allocate(bytes);
+    if (!mem.has_value()) return ffi::Error::Internal("jaxshift: scratch allocation failed");
+    partial = mem.value();
+  }
+  return dispatch<BackwardCuda>(x.element_type(), opt.padding, stream, geo, x.untyped_data(),
+                                g.untyped_data(), m_r.typed_data<int32_t>(), f_r.untyped_data(),
+                                m_u.typed_data<int32_t>(), f_u.untyped_data(),
+                                dx->untyped_data(), ds->untyped_data(), partial, chunks,
+                                channels_last, shift_grad);
+}
+
+}  // namespace
+}  // namespace jaxshift
+
+namespace ffi = xla::ffi;
+
+#define JAXSHIFT_EXPORT extern "C" __attribute__((visibility("default")))
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_forward_cuda, jaxshift::ForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()  // x
+                                  .Arg<ffi::AnyBuffer>()  // m: (G, C, 3) int32 offsets
+                                  .Arg<ffi::AnyBuffer>()  // f: (G, C, 3) fractions
+                                  .Ret<ffi::AnyBuffer>()  // y
+                                  .Attr<int64_t>("padding")
+                                  .Attr<bool>("channels_last")
+                                  .Attr<ffi::Span<const int64_t>>("strides")
+                                  .Attr<bool>("move"),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_backward_cuda, jaxshift::BackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Ctx<ffi::ScratchAllocator>()
+                                  .Arg<ffi::AnyBuffer>()  // x
+                                  .Arg<ffi::AnyBuffer>()  // g: output cotangent
+                                  .Arg<ffi::AnyBuffer>()  // m, rounded (input gradient)
+                                  .Arg<ffi::AnyBuffer>()  // f, rounded
+                                  .Arg<ffi::AnyBuffer>()  // m, exact (shift gradient)
+                                  .Arg<ffi::AnyBuffer>()  // f, exact
+                                  .Ret<ffi::AnyBuffer>()  // dx
+                                  .Ret<ffi::AnyBuffer>()  // ds: (N, C, 3) per-sample sums
+                                  .Attr<int64_t>("padding")
+                                  .Attr<bool>("channels_last")
+                                  .Attr<ffi::Span<const int64_t>>("strides")
+                                  .Attr<bool>("shift_grad"));
+
+JAXSHIFT_EXPORT void* jaxshift_cuda_forward_ptr() {
+  return reinterpret_cast<void*>(jaxshift_forward_cuda);
+}
+JAXSHIFT_EXPORT void* jaxshift_cuda_backward_ptr() {
+  return reinterpret_cast<void*>(jaxshift_backward_cuda);
+}
