@@ -21,7 +21,7 @@ def _by_platform(cfg, kernel_fn, jnp_fn, *args):
     return jnp_fn(*args)
   platforms = [p for p in ("cpu", "cuda") if ffi.kernels_available(p)]
   if cfg.impl == "ffi":
-    backend = jax.default_backend()
+    backend = {"gpu": "cuda"}.get(jax.default_backend(), jax.default_backend())
     if backend not in platforms:
       raise RuntimeError(
           f"impl='ffi' was requested but jaxshift has no compiled kernel for "
