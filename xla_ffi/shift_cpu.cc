@@ -76,6 +76,24 @@ struct Forward {
     const T* x = static_cast<const T*>(xv);
     T* y = static_cast<T*>(yv);
     const Axis* ax = geo.ax;
+    if (walkable(geo)) {  // rows of axis 1, walking axis 2
+      parallel_for(pool, geo.N * ax[1].Lo, [&](int64_t task) {
+        const int64_t n = task / ax[1].Lo;
+        const int row = static_cast<int>(task % ax[1].Lo);
+        for (int64_t c = 0; c < geo.C; ++c) {
+          const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
+          const T* xc = x + n * geo.sx_n + c * geo.sx_c;
+          T* yc = y + n * geo.sy_n + c * geo.sy_c;
+          if (is_nan(ct.f[1]) || is_nan(ct.f[2])) {
+            for (int o = 0; o < ax[2].Lo; ++o) store(yc + row * ax[1].sy + o * ax[2].sy, ct.f[1] + ct.f[2]);
+            continue;
+          }
+          forward_walk<P, A>(xc, yc, ax[1], ax[2], row, 0, ax[2].Lo, ct.m[1], ct.f[1], ct.m[2],
+                             ct.f[2], move);
+        }
+      });
+      return ffi::Error::Success();
+    }
     const int64_t rows = ax[0].Lo * static_cast<int64_t>(ax[1].Lo);
     parallel_for(pool, geo.N * rows, [&](int64_t task) {
       const int64_t n = task / rows, r = task % rows;
@@ -111,7 +129,65 @@ inline int64_t rows_per_chunk(const Geometry& geo) {
   return std::max<int64_t>(1, 16384 / row);
 }
 
+// Fixed-order sum of per-row partials into per-sample ds; NaN shifts give NaN.
+template <typename A>
+void finish_shift_grad(const Geometry& geo, const Tables& exact, const std::vector<A>& partial,
+                       int64_t parts, A* ds) {
+  for (int64_t n = 0; n < geo.N; ++n) {
+    A* out = ds + n * geo.C * 3;
+    std::fill(out, out + geo.C * 3, A(0));
+    for (int64_t k = 0; k < parts; ++k) {
+      const A* p = partial.data() + (n * parts + k) * geo.C * 3;
+      for (int64_t j = 0; j < geo.C * 3; ++j) out[j] += p[j];
+    }
+    for (int64_t c = 0; c < geo.C; ++c) {
+      const ChannelTables<A> ct = channel_tables<A>(geo, exact, n, c);
+      if (is_nan(ct.f[0]) || is_nan(ct.f[1]) || is_nan(ct.f[2])) {
+        for (int a = 0; a < 3; ++a) out[c * 3 + a] = ct.f[0] + ct.f[1] + ct.f[2];
+      }
+    }
+  }
+}
+
 struct Backward {
+  template <typename T, int P, typename A = typename Acc<T>::type>
+  static ffi::Error RunWalk(ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
+                            Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
+    const Axis* ax = geo.ax;
+    const int64_t rows = ax[1].L;
+    std::vector<A> partial(shift_grad ? static_cast<size_t>(geo.N * rows * geo.C * 3) : 0);
+    parallel_for(pool, geo.N * rows, [&](int64_t task) {
+      const int64_t n = task / rows;
+      const int row = static_cast<int>(task % rows);
+      for (int64_t c = 0; c < geo.C; ++c) {
+        const ChannelTables<A> r = channel_tables<A>(geo, rounded, n, c);
+        const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c);
+        const T* xc = x + n * geo.sx_n + c * geo.sx_c;
+        const T* gc = g + n * geo.sy_n + c * geo.sy_c;
+        T* dc = dx + n * geo.sx_n + c * geo.sx_c;
+        A d[2] = {A(0), A(0)};
+        if (is_nan(r.f[1]) || is_nan(r.f[2]) || is_nan(u.f[1]) || is_nan(u.f[2])) {
+          const A nan = r.f[1] + r.f[2] + u.f[1] + u.f[2];
+          for (int i = 0; i < ax[2].L; ++i) store(dc + row * ax[1].sx + i * ax[2].sx, nan);
+        } else {
+          backward_walk<P, A>(xc, gc, dc, ax, 1, 2, row, 0, ax[2].L, r.m, r.f, u.m, u.f,
+                              shift_grad, d);
+        }
+        if (shift_grad) {
+          A* acc = partial.data() + (task * geo.C + c) * 3;
+          acc[1] = d[0];
+          acc[2] = d[1];
+        }
+      }
+    });
+    if (!shift_grad) {
+      std::fill(ds, ds + geo.N * geo.C * 3, A(0));
+    } else {
+      finish_shift_grad(geo, exact, partial, rows, ds);
+    }
+    return ffi::Error::Success();
+  }
+
   template <typename T, int P>
   static ffi::Error Run(ffi::ThreadPool& pool, const Geometry& geo, const void* xv,
                         const void* gv, Tables rounded, Tables exact, bool shift_grad, void* dxv,
@@ -121,6 +197,8 @@ struct Backward {
     const T* g = static_cast<const T*>(gv);
     T* dx = static_cast<T*>(dxv);
     const Axis* ax = geo.ax;
+    if (walkable(geo)) return RunWalk<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx,
+                                            static_cast<A*>(ds_out));
     // Input gradient: a gather over input positions (deterministic).
     const int64_t in_rows = ax[0].L * static_cast<int64_t>(ax[1].L);
     parallel_for(pool, geo.N * in_rows, [&](int64_t task) {
@@ -169,20 +247,7 @@ struct Backward {
         }
       }
     });
-    for (int64_t n = 0; n < geo.N; ++n) {
-      A* out = ds + n * geo.C * 3;
-      std::fill(out, out + geo.C * 3, A(0));
-      for (int64_t k = 0; k < chunks; ++k) {
-        const A* p = partial.data() + (n * chunks + k) * geo.C * 3;
-        for (int64_t j = 0; j < geo.C * 3; ++j) out[j] += p[j];
-      }
-      for (int64_t c = 0; c < geo.C; ++c) {  // a NaN shift gives a NaN row
-        const ChannelTables<A> ct = channel_tables<A>(geo, exact, n, c);
-        if (is_nan(ct.f[0]) || is_nan(ct.f[1]) || is_nan(ct.f[2])) {
-          for (int a = 0; a < 3; ++a) out[c * 3 + a] = ct.f[0] + ct.f[1] + ct.f[2];
-        }
-      }
-    }
+    finish_shift_grad(geo, exact, partial, chunks, ds);
     return ffi::Error::Success();
   }
 };

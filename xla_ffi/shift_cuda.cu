@@ -157,6 +157,147 @@ __global__ void shift_grad_kernel(Geometry geo, const T* __restrict__ x, const T
   }
 }
 
+
+// ---------------------------------------------------------------------------
+// Walk kernels (at most two spatial axes, unit strides; see shift_math.h).
+// A block is 32 x 8 threads. Channels-last: tx = channel, ty = row; each
+// thread walks a whole row (consecutive lanes touch consecutive channels:
+// coalesced). Channels-first: tx = column, ty = a chunk of rows; each thread
+// walks down its column (consecutive lanes touch consecutive columns).
+constexpr int kWalkRows = 8;
+
+struct WalkJob {
+  int64_t n, c;
+  int fixed, begin, end;  // index on the fixed axis; range on the walking axis
+  bool valid;
+};
+
+// Channels-last: grid (row blocks, channel blocks, samples).
+__device__ __forceinline__ WalkJob job_channels_last(const Geometry& geo, int64_t n, bool out) {
+  WalkJob j;
+  j.n = n;
+  j.c = static_cast<int64_t>(blockIdx.y) * kLanes + threadIdx.x;
+  j.fixed = blockIdx.x * kWalkRows + threadIdx.y;
+  j.begin = 0;
+  j.end = out ? geo.ax[2].Lo : geo.ax[2].L;
+  j.valid = j.c < geo.C && j.fixed < (out ? geo.ax[1].Lo : geo.ax[1].L);
+  return j;
+}
+
+// Channels-first: grid (sample x channel blocks of kWalkRows, column blocks);
+// tx = column, ty = channel; each thread walks its whole column.
+__device__ __forceinline__ WalkJob job_channels_first(const Geometry& geo, int64_t ncb, bool out) {
+  const int64_t cblocks = (geo.C + kWalkRows - 1) / kWalkRows;
+  WalkJob j;
+  j.n = ncb / cblocks;
+  j.c = (ncb % cblocks) * kWalkRows + threadIdx.y;
+  j.fixed = blockIdx.y * kLanes + threadIdx.x;
+  j.begin = 0;
+  j.end = out ? geo.ax[1].Lo : geo.ax[1].L;
+  j.valid = j.c < geo.C && j.fixed < (out ? geo.ax[2].Lo : geo.ax[2].L);
+  return j;
+}
+
+template <typename T, int P, bool kChannelsLast>
+__global__ void forward_walk_kernel(Geometry geo, const T* __restrict__ x,
+                                    const int32_t* __restrict__ m,
+                                    const typename Acc<T>::type* __restrict__ f,
+                                    T* __restrict__ y, bool move) {
+  using A = typename Acc<T>::type;
+  const int64_t outer =
+      kChannelsLast ? geo.N : geo.N * ((geo.C + kWalkRows - 1) / kWalkRows);
+  const int64_t first = kChannelsLast ? blockIdx.z : blockIdx.x;
+  const int64_t step = kChannelsLast ? gridDim.z : gridDim.x;
+  for (int64_t u = first; u < outer; u += step) {
+    const WalkJob j = kChannelsLast ? job_channels_last(geo, u, true)
+                                    : job_channels_first(geo, u, true);
+    if (!j.valid) continue;
+    int mo[3];
+    A fo[3];
+    load_tables(m, f, (j.n / geo.per_group) * geo.C + j.c, mo, fo);
+    const T* xc = x + j.n * geo.sx_n + j.c * geo.sx_c;
+    T* yc = y + j.n * geo.sy_n + j.c * geo.sy_c;
+    const int af = kChannelsLast ? 1 : 2, aw = kChannelsLast ? 2 : 1;
+    if (is_nan(fo[1]) || is_nan(fo[2])) {
+      for (int o = j.begin; o < j.end; ++o)
+        store(yc + j.fixed * geo.ax[af].sy + o * geo.ax[aw].sy, fo[1] + fo[2]);
+      continue;
+    }
+    forward_walk<P, A>(xc, yc, geo.ax[af], geo.ax[aw], j.fixed, j.begin, j.end, mo[af], fo[af],
+                       mo[aw], fo[aw], move);
+  }
+}
+
+template <typename T, int P, bool kChannelsLast>
+__global__ void backward_walk_kernel(Geometry geo, const T* __restrict__ x,
+                                     const T* __restrict__ g, const int32_t* __restrict__ m_r,
+                                     const typename Acc<T>::type* __restrict__ f_r,
+                                     const int32_t* __restrict__ m_u,
+                                     const typename Acc<T>::type* __restrict__ f_u,
+                                     T* __restrict__ dx, typename Acc<T>::type* __restrict__ partial,
+                                     int64_t parts, bool shift_grad) {
+  using A = typename Acc<T>::type;
+  __shared__ A red[kWalkRows][kLanes][2];
+  const int64_t outer =
+      kChannelsLast ? geo.N : geo.N * ((geo.C + kWalkRows - 1) / kWalkRows);
+  const int64_t first = kChannelsLast ? blockIdx.z : blockIdx.x;
+  const int64_t step = kChannelsLast ? gridDim.z : gridDim.x;
+  const int af = kChannelsLast ? 1 : 2, aw = kChannelsLast ? 2 : 1;
+  for (int64_t u = first; u < outer; u += step) {
+    const WalkJob j = kChannelsLast ? job_channels_last(geo, u, false)
+                                    : job_channels_first(geo, u, false);
+    A d[2] = {A(0), A(0)};
+    if (j.valid) {
+      int mr[3], mu[3];
+      A fr[3], fu[3];
+      const int64_t row = (j.n / geo.per_group) * geo.C + j.c;
+      load_tables(m_r, f_r, row, mr, fr);
+      load_tables(m_u, f_u, row, mu, fu);
+      const T* xc = x + j.n * geo.sx_n + j.c * geo.sx_c;
+      const T* gc = g + j.n * geo.sy_n + j.c * geo.sy_c;
+      T* dc = dx + j.n * geo.sx_n + j.c * geo.sx_c;
+      if (is_nan(fr[1]) || is_nan(fr[2]) || is_nan(fu[1]) || is_nan(fu[2])) {
+        const A nan = fr[1] + fr[2] + fu[1] + fu[2];
+        for (int i = j.begin; i < j.end; ++i)
+          store(dc + j.fixed * geo.ax[af].sx + i * geo.ax[aw].sx, nan);
+      } else {
+        backward_walk<P, A>(xc, gc, dc, geo.ax, af, aw, j.fixed, j.begin, j.end, mr, fr, mu, fu,
+                            shift_grad, d);
+      }
+    }
+    if (!shift_grad) continue;
+    red[threadIdx.y][threadIdx.x][0] = d[0];
+    red[threadIdx.y][threadIdx.x][1] = d[1];
+    __syncthreads();
+    // Fixed-order reduction: over rows (ty) per channel for channels-last, over
+    // the whole block (one channel) for channels-first.
+    if (kChannelsLast) {
+      if (threadIdx.y == 0 && j.c < geo.C) {
+        A t0 = A(0), t1 = A(0);
+        for (int l = 0; l < kWalkRows; ++l) {
+          t0 += red[l][threadIdx.x][0];
+          t1 += red[l][threadIdx.x][1];
+        }
+        A* out = partial + ((j.n * parts + blockIdx.x) * geo.C + j.c) * 3;
+        out[0] = A(0);
+        out[af] = t0;
+        out[aw] = t1;
+      }
+    } else if (threadIdx.x == 0 && j.c < geo.C) {  // over the columns of channel ty
+      A t0 = A(0), t1 = A(0);
+      for (int k = 0; k < kLanes; ++k) {
+        t0 += red[threadIdx.y][k][0];
+        t1 += red[threadIdx.y][k][1];
+      }
+      A* out = partial + ((j.n * parts + blockIdx.y) * geo.C + j.c) * 3;
+      out[0] = A(0);
+      out[af] = t0;
+      out[aw] = t1;
+    }
+    __syncthreads();
+  }
+}
+
 // Stage 2: ds[n, c, a] = sum over chunks in order; a NaN shift gives NaN.
 template <typename A>
 __global__ void shift_grad_finish(Geometry geo, const A* __restrict__ partial, int64_t chunks,
@@ -201,6 +342,21 @@ struct ForwardCuda {
     const T* xs = static_cast<const T*>(x);
     const A* fs = static_cast<const A*>(f);
     T* ys = static_cast<T*>(y);
+    if (walkable(geo)) {
+      const dim3 block(kLanes, kWalkRows);
+      if (channels_last) {
+        const dim3 grid((geo.ax[1].Lo + kWalkRows - 1) / kWalkRows,
+                        static_cast<unsigned>((geo.C + kLanes - 1) / kLanes),
+                        static_cast<unsigned>(geo.N < 65535 ? geo.N : 65535));
+        forward_walk_kernel<T, P, true><<<grid, block, 0, stream>>>(geo, xs, m, fs, ys, move);
+      } else {
+        const int64_t ncb = geo.N * ((geo.C + kWalkRows - 1) / kWalkRows);
+        const dim3 grid(static_cast<unsigned>(ncb < (1 << 30) ? ncb : (1 << 30)),
+                        (geo.ax[2].Lo + kLanes - 1) / kLanes);
+        forward_walk_kernel<T, P, false><<<grid, block, 0, stream>>>(geo, xs, m, fs, ys, move);
+      }
+      return last_error("forward (walk)");
+    }
     const int grid = grid_for(total);
     if (fits_int32(total)) {
       if (move) {
@@ -230,6 +386,39 @@ struct BackwardCuda {
     using A = typename Acc<T>::type;
     const T* xs = static_cast<const T*>(x);
     const T* gs = static_cast<const T*>(g);
+    const int64_t nds = geo.N * geo.C * 3;
+    if (walkable(geo)) {
+      const dim3 block(kLanes, kWalkRows);
+      A* partial = static_cast<A*>(scratch);
+      int64_t parts;
+      if (channels_last) {
+        parts = (geo.ax[1].L + kWalkRows - 1) / kWalkRows;
+        const dim3 grid(static_cast<unsigned>(parts),
+                        static_cast<unsigned>((geo.C + kLanes - 1) / kLanes),
+                        static_cast<unsigned>(geo.N < 65535 ? geo.N : 65535));
+        backward_walk_kernel<T, P, true><<<grid, block, 0, stream>>>(
+            geo, xs, gs, m_r, static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u),
+            static_cast<T*>(dx), partial, parts, shift_grad);
+      } else {
+        parts = (geo.ax[2].L + kLanes - 1) / kLanes;
+        const int64_t ncb = geo.N * ((geo.C + kWalkRows - 1) / kWalkRows);
+        const dim3 grid(static_cast<unsigned>(ncb < (1 << 30) ? ncb : (1 << 30)),
+                        static_cast<unsigned>(parts));
+        backward_walk_kernel<T, P, false><<<grid, block, 0, stream>>>(
+            geo, xs, gs, m_r, static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u),
+            static_cast<T*>(dx), partial, parts, shift_grad);
+      }
+      if (auto e = last_error("backward (walk)"); e.failure()) return e;
+      if (!shift_grad) {
+        fill_zero<A><<<static_cast<int>((nds + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+            static_cast<A*>(ds), nds);
+        return last_error("fill");
+      }
+      shift_grad_finish<A><<<static_cast<int>((nds + kThreads - 1) / kThreads), kThreads, 0,
+                             stream>>>(geo, partial, parts, static_cast<const A*>(f_u),
+                                       static_cast<A*>(ds));
+      return last_error("shift gradient (finish)");
+    }
     const int64_t total = geo.N * geo.C * geo.ax[0].L * static_cast<int64_t>(geo.ax[1].L) *
                           geo.ax[2].L;
     const int grid = grid_for(total);
@@ -243,7 +432,6 @@ struct BackwardCuda {
     }
     if (auto e = last_error("input gradient"); e.failure()) return e;
     A* dss = static_cast<A*>(ds);
-    const int64_t nds = geo.N * geo.C * 3;
     if (!shift_grad) {
       fill_zero<A><<<static_cast<int>((nds + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
           dss, nds);
@@ -298,10 +486,15 @@ ffi::Error BackwardImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
   if (x.element_count() == 0) return ffi::Error::Success();
   const int64_t S = static_cast<int64_t>(geo.ax[0].Lo) * geo.ax[1].Lo * geo.ax[2].Lo;
   const int64_t chunks = (S + kChunk - 1) / kChunk;
-  if (chunks > 65535 || geo.N > 65535) return invalid("tensor too large for the gradient grid");
+  if (!walkable(geo) && (chunks > 65535 || geo.N > 65535))
+    return invalid("tensor too large for the gradient grid");
+  // Partial sums: per chunk (general kernel) or per walk block.
+  const int64_t walk_parts = channels_last ? (geo.ax[1].L + kWalkRows - 1) / kWalkRows
+                                           : (geo.ax[2].L + kLanes - 1) / kLanes;
+  const int64_t parts = walkable(geo) ? walk_parts : chunks;
   void* partial = nullptr;
   if (shift_grad) {
-    const size_t bytes = static_cast<size_t>(geo.N * chunks * geo.C * 3) *
+    const size_t bytes = static_cast<size_t>(geo.N * parts * geo.C * 3) *
                          (x.element_type() == ffi::DataType::F64 ? 8 : 4);
     auto mem = scratch.Allocate(bytes);
     if (!mem.has_value()) return ffi::Error::Internal("jaxshift: scratch allocation failed");

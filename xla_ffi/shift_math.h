@@ -343,4 +343,179 @@ JS_HD A adjoint_value(const T* g, const Axis* ax, const int* i, const int* m, co
   return acc;
 }
 
+
+// ---------------------------------------------------------------------------
+// Walks: the fast path for at most two spatial axes (axis 0 of length 1) and
+// unit strides. One (sample, channel) and one index of the "fixed" axis; the
+// other ("walk") axis is traversed in order with a sliding window, so each
+// step costs one padded index and a few loads. `fa`/`wa` are the fixed and
+// walking axes; `x`/`g` point at the channel's origin.
+
+// The walks apply: at most two spatial axes (axis 0 of length 1), unit strides.
+JS_HD bool walkable(const Geometry& geo) {
+  return geo.ax[0].L == 1 && geo.ax[0].t == 1 && geo.ax[1].t == 1 && geo.ax[2].t == 1;
+}
+
+// The positions of one axis whose adjoint is the plain two-tap formula (no
+// folding of reads from outside the axis): [lo, hi]. For zeros and periodic
+// every position; for the mirrored and clamped paddings a conservative
+// interior, whose complement the caller answers with `adjoint_value`.
+template <int P>
+JS_HD void simple_interval(const Axis& ax, int m, int* lo, int* hi) {
+  if (P == kZeros || P == kPeriodic) {
+    *lo = 0;
+    *hi = ax.L - 1;
+    return;
+  }
+  const int am = m < 0 ? -m : m;
+  *lo = am + 1;
+  *hi = ax.L - am - 3;
+}
+
+// g (or its fold for periodic) at output index j of an axis, as the adjoint
+// sees it: outputs outside [0, Lo) do not exist.
+template <int P>
+JS_HD int adjoint_index(int j, const Axis& ax) {
+  if (P == kPeriodic) return floor_mod(j, ax.L);
+  return (j >= 0 && j < ax.Lo) ? j : -1;
+}
+
+template <int P, typename A, typename T>
+JS_HD void forward_walk(const T* x, T* y, const Axis& fa, const Axis& wa, int of, int begin,
+                        int end, int mf, A ff, int mw, A fw, bool move) {
+  const int kf = of + mf;
+  const int r0 = pad_index<P>(kf, fa.L);
+  const int r1 = ff != A(0) ? pad_index<P>(kf + 1, fa.L) : -1;
+  const T* x0 = r0 >= 0 ? x + r0 * fa.sx : nullptr;
+  const T* x1 = r1 >= 0 ? x + r1 * fa.sx : nullptr;
+  T* yo = y + static_cast<int64_t>(of) * fa.sy;
+  if (move) {  // a pure copy: f == 0 on both axes
+    for (int o = begin; o < end; ++o) {
+      const int i = pad_index<P>(o + mw, wa.L);
+      if (x0 && i >= 0) {
+        yo[o * wa.sy] = x0[i * wa.sx];
+      } else {
+        store(yo + o * wa.sy, A(0));
+      }
+    }
+    return;
+  }
+  const A wf0 = A(1) - ff;
+  auto col = [&](int k) -> A {  // the fixed-axis interpolation at walk index k
+    const int i = pad_index<P>(k, wa.L);
+    if (i < 0) return A(0);
+    A v = A(0);
+    if (x0) v += wf0 * load<A>(x0 + i * wa.sx);
+    if (x1) v += ff * load<A>(x1 + i * wa.sx);
+    return v;
+  };
+  A prev = col(begin + mw);
+  const A ww0 = A(1) - fw;
+  for (int o = begin; o < end; ++o) {
+    const A next = col(o + mw + 1);
+    store(yo + o * wa.sy, fw == A(0) ? prev : ww0 * prev + fw * next);
+    prev = next;
+  }
+}
+
+// Fused backward walk: writes dx along the walk (input grid) and returns the
+// shift-gradient sums over the walk (output grid), d[0] for the fixed axis and
+// d[1] for the walking one. (mr, fr): rounded tables (input gradient);
+// (mu, fu): exact tables (shift gradient). Unit strides: L == Lo.
+template <int P, typename A, typename T>
+JS_HD void backward_walk(const T* x, const T* g, T* dx, const Axis* ax3, int af, int aw, int i_f,
+                         int begin, int end, const int* mr, const A* fr, const int* mu,
+                         const A* fu, bool shift_grad, A* d) {
+  const Axis& fa = ax3[af];
+  const Axis& wa = ax3[aw];
+  // --- input gradient: dx[i] = sum_{a,b} wf_a ww_b g[i_f - m_f - a, i - m_w - b].
+  int flo, fhi, wlo, whi;
+  simple_interval<P>(fa, mr[af], &flo, &fhi);
+  simple_interval<P>(wa, mr[aw], &wlo, &whi);
+  const bool row_simple = i_f >= flo && i_f <= fhi;
+  const int g0 = adjoint_index<P>(i_f - mr[af], fa);
+  const int g1 = fr[af] != A(0) ? adjoint_index<P>(i_f - mr[af] - 1, fa) : -1;
+  const T* gr0 = g0 >= 0 ? g + g0 * fa.sy : nullptr;
+  const T* gr1 = g1 >= 0 ? g + g1 * fa.sy : nullptr;
+  const A gf0 = A(1) - fr[af];
+  auto gcol = [&](int j) -> A {  // the fixed-axis adjoint at output index j
+    const int o = adjoint_index<P>(j, wa);
+    if (o < 0) return A(0);
+    A v = A(0);
+    if (gr0) v += gf0 * load<A>(gr0 + o * wa.sy);
+    if (gr1) v += fr[af] * load<A>(gr1 + o * wa.sy);
+    return v;
+  };
+  T* dxo = dx + static_cast<int64_t>(i_f) * fa.sx;
+  const A fw_r = fr[aw], gw0 = A(1) - fw_r;
+  A prv = gcol(begin - mr[aw] - 1);  // G(i - m_w - 1), sliding
+  A cur = gcol(begin - mr[aw]);      // G(i - m_w)
+  for (int i = begin; i < end; ++i) {
+    A v;
+    if (row_simple && i >= wlo && i <= whi) {
+      v = fw_r == A(0) ? cur : gw0 * cur + fw_r * prv;
+    } else {
+      int pos[3] = {0, 0, 0};
+      pos[af] = i_f;
+      pos[aw] = i;
+      int m3[3] = {0, 0, 0};
+      A f3[3] = {A(0), A(0), A(0)};
+      m3[af] = mr[af];
+      m3[aw] = mr[aw];
+      f3[af] = fr[af];
+      f3[aw] = fr[aw];
+      v = adjoint_value<P, A>(g, ax3, pos, m3, f3);
+    }
+    store(dxo + i * wa.sx, v);
+    prv = cur;
+    cur = gcol(i + 1 - mr[aw]);
+  }
+  d[0] = d[1] = A(0);
+  if (!shift_grad) return;
+  // --- shift gradient along the walk, output o == i_f on the fixed axis.
+  const int kf = i_f + mu[af];
+  const A ff = fu[af];
+  const bool f_lat = ff == A(0);
+  // Rows: interpolation uses kf, kf+1; the derivative uses (kf, kf+1) off the
+  // lattice and (kf-1, kf+1) on it.
+  const int rm = pad_index<P>(kf - 1, fa.L), r0 = pad_index<P>(kf, fa.L);
+  const int r1 = pad_index<P>(kf + 1, fa.L);
+  const T* xm = (f_lat && rm >= 0) ? x + rm * fa.sx : nullptr;
+  const T* x0 = r0 >= 0 ? x + r0 * fa.sx : nullptr;
+  const T* x1 = r1 >= 0 ? x + r1 * fa.sx : nullptr;
+  const A wi0 = A(1) - ff;
+  // XI(k): interpolation across the fixed axis; XD(k): its derivative.
+  auto cols = [&](int k, A* xi, A* xd) {
+    const int i = pad_index<P>(k, wa.L);
+    const A a = (i >= 0 && x0) ? load<A>(x0 + i * wa.sx) : A(0);
+    const A b = (i >= 0 && x1) ? load<A>(x1 + i * wa.sx) : A(0);
+    *xi = f_lat ? a : wi0 * a + ff * b;
+    if (f_lat) {
+      const A c = (i >= 0 && xm) ? load<A>(xm + i * wa.sx) : A(0);
+      *xd = A(0.5) * c - A(0.5) * b;
+    } else {
+      *xd = a - b;
+    }
+  };
+  const A fw = fu[aw], w0 = A(1) - fw;
+  const bool w_lat = fw == A(0);
+  const T* go = g + static_cast<int64_t>(i_f) * fa.sy;
+  A xi_m, xd_m, xi_0, xd_0, xi_1, xd_1;
+  cols(begin + mu[aw] - 1, &xi_m, &xd_m);
+  cols(begin + mu[aw], &xi_0, &xd_0);
+  A df = A(0), dw = A(0);
+  for (int o = begin; o < end; ++o) {
+    cols(o + mu[aw] + 1, &xi_1, &xd_1);
+    const A gv = load<A>(go + o * wa.sy);
+    df += gv * (w_lat ? xd_0 : w0 * xd_0 + fw * xd_1);
+    dw += gv * (w_lat ? A(0.5) * xi_m - A(0.5) * xi_1 : xi_0 - xi_1);
+    xi_m = xi_0;
+    xd_m = xd_0;
+    xi_0 = xi_1;
+    xd_0 = xd_1;
+  }
+  d[0] = df;
+  d[1] = dw;
+}
+
 }  // namespace jaxshift
