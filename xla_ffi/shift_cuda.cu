@@ -3,7 +3,6 @@
 // CPU handlers (ffi_common.h); the math is shift_math.h.
 #include <cuda_runtime.h>
 
-#include <climits>
 #include <cstdint>
 
 #include "ffi_common.h"
@@ -299,280 +298,6 @@ __global__ void backward_walk_kernel(Geometry geo, const T* __restrict__ x,
   }
 }
 
-
-// ---------------------------------------------------------------------------
-// Channels-last tile kernels (at most two spatial axes, unit strides). In
-// NHWC the 32 channels of a warp read 32 different pixels, so direct loads
-// cost a cache wavefront per lane. Instead a block stages the window its
-// tile reads (with the halo its channels' offsets need) in shared memory
-// with coalesced loads of whole pixels, applying the padding rule as it
-// loads; lane = channel then makes every shared-memory access conflict-free.
-// A block whose window does not fit falls back to the element-wise core.
-constexpr int kTileBytes = 40 * 1024;
-constexpr int kFwdTH = 8, kFwdTW = 16;  // forward tile (output pixels)
-constexpr int kBwdTH = 8, kBwdTW = 8;   // backward tile
-
-struct TileGroup {  // per-block channel-group facts, in shared memory
-  int lo[2], hi[2];  // min/max integer offset over the group, per axis (H, W)
-  int lo2[2], hi2[2];  // the same for the second (exact) tables
-};
-
-__device__ __forceinline__ int warp_min(int v) {
-  for (int o = 16; o > 0; o >>= 1) v = min(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ __forceinline__ int warp_max(int v) {
-  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-// Stages rows [r0, r0+rh) x cols [c0, c0+rw) of channels [cbase, cbase+32) of
-// sample-origin pointer `src` into `dst` (pixel-major, 32 channels a pixel).
-// `index` maps an axis position to an array index or -1 (zero).
-template <typename T, typename IndexH, typename IndexW>
-__device__ __forceinline__ void stage(T* dst, const T* src, const Geometry& geo, int64_t sh,
-                                      int64_t sw, int r0, int rh, int c0, int rw, int64_t cbase,
-                                      IndexH index_h, IndexW index_w) {
-  using A = typename Acc<T>::type;
-  const int total = rh * rw * kLanes;
-  for (int e = threadIdx.y * kLanes + threadIdx.x; e < total; e += kLanes * kWalkRows) {
-    const int ch = e % kLanes, px = e / kLanes;
-    const int gr = index_h(r0 + px / rw), gc = index_w(c0 + px % rw);
-    const int64_t c = cbase + ch;
-    if (gr >= 0 && gc >= 0 && c < geo.C) {
-      dst[e] = src[gr * sh + gc * sw + c];
-    } else {
-      store(dst + e, A(0));
-    }
-  }
-}
-
-template <typename T, int P>
-__global__ void forward_tile_kernel(Geometry geo, const T* __restrict__ x,
-                                    const int32_t* __restrict__ m,
-                                    const typename Acc<T>::type* __restrict__ f,
-                                    T* __restrict__ y, bool move) {
-  using A = typename Acc<T>::type;
-  __shared__ __align__(16) unsigned char raw[kTileBytes];
-  __shared__ TileGroup grp;
-  T* tile = reinterpret_cast<T*>(raw);
-  const Axis& ah = geo.ax[1];
-  const Axis& aw = geo.ax[2];
-  const int tiles_w = (aw.Lo + kFwdTW - 1) / kFwdTW;
-  const int h0 = (blockIdx.x / tiles_w) * kFwdTH, w0 = (blockIdx.x % tiles_w) * kFwdTW;
-  const int lane = threadIdx.x;
-  const int64_t c = static_cast<int64_t>(blockIdx.y) * kLanes + lane;
-  for (int64_t n = blockIdx.z; n < geo.N; n += gridDim.z) {
-    int mo[3] = {0, 0, 0};
-    A fo[3] = {A(0), A(0), A(0)};
-    if (c < geo.C) load_tables(m, f, (n / geo.per_group) * geo.C + c, mo, fo);
-    const bool nan = is_nan(fo[1]) || is_nan(fo[2]);
-    if (threadIdx.y == 0) {
-      const bool use = c < geo.C;
-      const int lh = warp_min(use ? mo[1] : INT_MAX), hh = warp_max(use ? mo[1] : INT_MIN);
-      const int lw = warp_min(use ? mo[2] : INT_MAX), hw = warp_max(use ? mo[2] : INT_MIN);
-      if (lane == 0) {
-        grp.lo[0] = lh;
-        grp.hi[0] = hh;
-        grp.lo[1] = lw;
-        grp.hi[1] = hw;
-      }
-    }
-    __syncthreads();
-    const int rh = kFwdTH + grp.hi[0] - grp.lo[0] + 1;
-    const int rw = kFwdTW + grp.hi[1] - grp.lo[1] + 1;
-    const bool fits = static_cast<int64_t>(rh) * rw * kLanes * sizeof(T) <= kTileBytes;
-    const T* xn = x + n * geo.sx_n;
-    const int r0 = h0 + grp.lo[0], c0 = w0 + grp.lo[1];
-    if (fits) {
-      stage(tile, xn, geo, ah.sx, aw.sx, r0, rh, c0, rw, static_cast<int64_t>(blockIdx.y) * kLanes,
-            [&](int j) { return pad_index<P>(j, ah.L); },
-            [&](int j) { return pad_index<P>(j, aw.L); });
-    }
-    __syncthreads();
-    if (c < geo.C) {
-      const T* xc = xn + c * geo.sx_c;
-      T* yc = y + n * geo.sy_n + c * geo.sy_c;
-      const int dr = mo[1] - grp.lo[0], dc = mo[2] - grp.lo[1];
-      const A fh = fo[1], fw = fo[2];
-      for (int p = threadIdx.y; p < kFwdTH * kFwdTW; p += kWalkRows) {
-        const int oh = p / kFwdTW, ow = p % kFwdTW;
-        int o[3] = {0, h0 + oh, w0 + ow};
-        if (o[1] >= ah.Lo || o[2] >= aw.Lo) continue;
-        T* out = yc + o[1] * ah.sy + o[2] * aw.sy;
-        if (nan) {
-          store(out, fh + fw);
-          continue;
-        }
-        if (!fits) {
-          store(out, forward_value<P, A>(xc, geo.ax, o, mo, fo));
-          continue;
-        }
-        const T* t = tile + ((oh + dr) * rw + (ow + dc)) * kLanes + lane;
-        if (move) {
-          *out = *t;
-          continue;
-        }
-        A top = load<A>(t);
-        if (fw != A(0)) top = (A(1) - fw) * top + fw * load<A>(t + kLanes);
-        A v = top;
-        if (fh != A(0)) {
-          const T* tb = t + rw * kLanes;
-          A bot = load<A>(tb);
-          if (fw != A(0)) bot = (A(1) - fw) * bot + fw * load<A>(tb + kLanes);
-          v = (A(1) - fh) * top + fh * bot;
-        }
-        store(out, v);
-      }
-    }
-    __syncthreads();
-  }
-}
-
-template <typename T, int P>
-__global__ void backward_tile_kernel(Geometry geo, const T* __restrict__ x,
-                                     const T* __restrict__ g, const int32_t* __restrict__ m_r,
-                                     const typename Acc<T>::type* __restrict__ f_r,
-                                     const int32_t* __restrict__ m_u,
-                                     const typename Acc<T>::type* __restrict__ f_u,
-                                     T* __restrict__ dx, typename Acc<T>::type* __restrict__ partial,
-                                     int64_t parts, bool shift_grad) {
-  using A = typename Acc<T>::type;
-  __shared__ __align__(16) unsigned char raw[kTileBytes];
-  __shared__ TileGroup grp;
-  __shared__ A red[kWalkRows][kLanes][2];
-  const Axis& ah = geo.ax[1];
-  const Axis& aw = geo.ax[2];
-  const int tiles_w = (aw.L + kBwdTW - 1) / kBwdTW;
-  const int h0 = (blockIdx.x / tiles_w) * kBwdTH, w0 = (blockIdx.x % tiles_w) * kBwdTW;
-  const int lane = threadIdx.x;
-  const int64_t cbase = static_cast<int64_t>(blockIdx.y) * kLanes;
-  const int64_t c = cbase + lane;
-  for (int64_t n = blockIdx.z; n < geo.N; n += gridDim.z) {
-    int mr[3] = {0, 0, 0}, mu[3] = {0, 0, 0};
-    A fr[3] = {A(0), A(0), A(0)}, fu[3] = {A(0), A(0), A(0)};
-    if (c < geo.C) {
-      const int64_t row = (n / geo.per_group) * geo.C + c;
-      load_tables(m_r, f_r, row, mr, fr);
-      load_tables(m_u, f_u, row, mu, fu);
-    }
-    const bool nan = is_nan(fr[1]) || is_nan(fr[2]) || is_nan(fu[1]) || is_nan(fu[2]);
-    if (threadIdx.y == 0) {
-      const bool use = c < geo.C;
-      int v[8] = {warp_min(use ? mr[1] : INT_MAX), warp_max(use ? mr[1] : INT_MIN),
-                  warp_min(use ? mr[2] : INT_MAX), warp_max(use ? mr[2] : INT_MIN),
-                  warp_min(use ? mu[1] : INT_MAX), warp_max(use ? mu[1] : INT_MIN),
-                  warp_min(use ? mu[2] : INT_MAX), warp_max(use ? mu[2] : INT_MIN)};
-      if (lane == 0) {
-        grp.lo[0] = v[0]; grp.hi[0] = v[1]; grp.lo[1] = v[2]; grp.hi[1] = v[3];
-        grp.lo2[0] = v[4]; grp.hi2[0] = v[5]; grp.lo2[1] = v[6]; grp.hi2[1] = v[7];
-      }
-    }
-    __syncthreads();
-    // g window for the input gradient: rows i - m - {0, 1} for i in the tile.
-    const int gr0 = h0 - grp.hi[0] - 1, grh = kBwdTH + grp.hi[0] - grp.lo[0] + 1;
-    const int gc0 = w0 - grp.hi[1] - 1, gcw = kBwdTW + grp.hi[1] - grp.lo[1] + 1;
-    // x window for the shift gradient: rows k-1 .. k+1 for o in the tile.
-    const int xr0 = h0 + grp.lo2[0] - 1, xrh = kBwdTH + grp.hi2[0] - grp.lo2[0] + 2;
-    const int xc0 = w0 + grp.lo2[1] - 1, xcw = kBwdTW + grp.hi2[1] - grp.lo2[1] + 2;
-    const int64_t g_px = static_cast<int64_t>(grh) * gcw;
-    const int64_t x_px = shift_grad ? static_cast<int64_t>(xrh) * xcw : 0;
-    const bool fits = (g_px + x_px) * kLanes * sizeof(T) <= kTileBytes;
-    T* gt = reinterpret_cast<T*>(raw);
-    T* xt = gt + g_px * kLanes;
-    const T* xn = x + n * geo.sx_n;
-    const T* gn = g + n * geo.sy_n;
-    if (fits) {
-      stage(gt, gn, geo, ah.sy, aw.sy, gr0, grh, gc0, gcw, cbase,
-            [&](int j) { return adjoint_index<P>(j, ah); },
-            [&](int j) { return adjoint_index<P>(j, aw); });
-      if (shift_grad) {
-        stage(xt, xn, geo, ah.sx, aw.sx, xr0, xrh, xc0, xcw, cbase,
-              [&](int j) { return pad_index<P>(j, ah.L); },
-              [&](int j) { return pad_index<P>(j, aw.L); });
-      }
-    }
-    __syncthreads();
-    A acc_h = A(0), acc_w = A(0);
-    if (c < geo.C) {
-      const T* xc = xn + c * geo.sx_c;
-      const T* gc = gn + c * geo.sy_c;
-      T* dc = dx + n * geo.sx_n + c * geo.sx_c;
-      int hlo, hhi, wlo, whi;
-      simple_interval<P>(ah, mr[1], &hlo, &hhi);
-      simple_interval<P>(aw, mr[2], &wlo, &whi);
-      for (int p = threadIdx.y; p < kBwdTH * kBwdTW; p += kWalkRows) {
-        const int th = p / kBwdTW, tw = p % kBwdTW;
-        int pos[3] = {0, h0 + th, w0 + tw};
-        if (pos[1] >= ah.L || pos[2] >= aw.L) continue;
-        // Input gradient at pos.
-        A v;
-        if (nan) {
-          v = fr[1] + fr[2] + fu[1] + fu[2];
-        } else if (fits && pos[1] >= hlo && pos[1] <= hhi && pos[2] >= wlo && pos[2] <= whi) {
-          // g rows pos - m - {0,1}: local row (pos[1] - mr[1] - a) - gr0.
-          const T* t = gt + ((pos[1] - mr[1] - gr0) * gcw + (pos[2] - mr[2] - gc0)) * kLanes + lane;
-          const A fh = fr[1], fw = fr[2];
-          A top = load<A>(t);
-          if (fw != A(0)) top = (A(1) - fw) * top + fw * load<A>(t - kLanes);
-          v = top;
-          if (fh != A(0)) {
-            const T* tb = t - gcw * kLanes;
-            A bot = load<A>(tb);
-            if (fw != A(0)) bot = (A(1) - fw) * bot + fw * load<A>(tb - kLanes);
-            v = (A(1) - fh) * top + fh * bot;
-          }
-        } else {
-          v = adjoint_value<P, A>(gc, geo.ax, pos, mr, fr);
-        }
-        store(dc + pos[1] * ah.sx + pos[2] * aw.sx, v);
-        if (!shift_grad || nan) continue;
-        // Shift gradient at output pos.
-        const A gv = load<A>(gc + pos[1] * ah.sy + pos[2] * aw.sy);
-        if (!fits) {
-          A d[3];
-          deriv_values<P, A>(xc, geo.ax, pos, mu, fu, d);
-          acc_h += gv * d[1];
-          acc_w += gv * d[2];
-          continue;
-        }
-        const A fh = fu[1], fw = fu[2];
-        const bool lat_h = fh == A(0), lat_w = fw == A(0);
-        // Local coordinates of x[kf, kw]: row kf - xr0, col kw - xc0.
-        const int lr = pos[1] + mu[1] - xr0, lc = pos[2] + mu[2] - xc0;
-        auto X = [&](int r, int cc) -> A { return load<A>(xt + (r * xcw + cc) * kLanes + lane); };
-        auto XI = [&](int cc) -> A {
-          return lat_h ? X(lr, cc) : (A(1) - fh) * X(lr, cc) + fh * X(lr + 1, cc);
-        };
-        auto XD = [&](int cc) -> A {
-          return lat_h ? A(0.5) * X(lr - 1, cc) - A(0.5) * X(lr + 1, cc) : X(lr, cc) - X(lr + 1, cc);
-        };
-        const A dh = lat_w ? XD(lc) : (A(1) - fw) * XD(lc) + fw * XD(lc + 1);
-        const A dw = lat_w ? A(0.5) * XI(lc - 1) - A(0.5) * XI(lc + 1) : XI(lc) - XI(lc + 1);
-        acc_h += gv * dh;
-        acc_w += gv * dw;
-      }
-    }
-    if (shift_grad) {
-      red[threadIdx.y][lane][0] = acc_h;
-      red[threadIdx.y][lane][1] = acc_w;
-    }
-    __syncthreads();
-    if (shift_grad && threadIdx.y == 0 && c < geo.C) {
-      A t0 = A(0), t1 = A(0);
-      for (int l = 0; l < kWalkRows; ++l) {
-        t0 += red[l][lane][0];
-        t1 += red[l][lane][1];
-      }
-      A* out = partial + ((n * parts + blockIdx.x) * geo.C + c) * 3;
-      out[0] = A(0);
-      out[1] = t0;
-      out[2] = t1;
-    }
-    __syncthreads();
-  }
-}
-
 // Stage 2: ds[n, c, a] = sum over chunks in order; a NaN shift gives NaN.
 template <typename A>
 __global__ void shift_grad_finish(Geometry geo, const A* __restrict__ partial, int64_t chunks,
@@ -591,12 +316,6 @@ template <typename A>
 __global__ void fill_zero(A* p, int64_t n) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) p[i] = A(0);
-}
-
-// Backward tiles per sample (channels-last walkable path).
-inline int64_t tile_parts(const Geometry& geo) {
-  return static_cast<int64_t>((geo.ax[1].L + kBwdTH - 1) / kBwdTH) *
-         ((geo.ax[2].L + kBwdTW - 1) / kBwdTW);
 }
 
 inline int grid_for(int64_t total) {
@@ -626,12 +345,10 @@ struct ForwardCuda {
     if (walkable(geo)) {
       const dim3 block(kLanes, kWalkRows);
       if (channels_last) {
-        const int tiles = ((geo.ax[1].Lo + kFwdTH - 1) / kFwdTH) *
-                          ((geo.ax[2].Lo + kFwdTW - 1) / kFwdTW);
-        const dim3 grid(static_cast<unsigned>(tiles),
+        const dim3 grid((geo.ax[1].Lo + kWalkRows - 1) / kWalkRows,
                         static_cast<unsigned>((geo.C + kLanes - 1) / kLanes),
                         static_cast<unsigned>(geo.N < 65535 ? geo.N : 65535));
-        forward_tile_kernel<T, P><<<grid, block, 0, stream>>>(geo, xs, m, fs, ys, move);
+        forward_walk_kernel<T, P, true><<<grid, block, 0, stream>>>(geo, xs, m, fs, ys, move);
       } else {
         const int64_t ncb = geo.N * ((geo.C + kWalkRows - 1) / kWalkRows);
         const dim3 grid(static_cast<unsigned>(ncb < (1 << 30) ? ncb : (1 << 30)),
@@ -675,11 +392,11 @@ struct BackwardCuda {
       A* partial = static_cast<A*>(scratch);
       int64_t parts;
       if (channels_last) {
-        parts = tile_parts(geo);
+        parts = (geo.ax[1].L + kWalkRows - 1) / kWalkRows;
         const dim3 grid(static_cast<unsigned>(parts),
                         static_cast<unsigned>((geo.C + kLanes - 1) / kLanes),
                         static_cast<unsigned>(geo.N < 65535 ? geo.N : 65535));
-        backward_tile_kernel<T, P><<<grid, block, 0, stream>>>(
+        backward_walk_kernel<T, P, true><<<grid, block, 0, stream>>>(
             geo, xs, gs, m_r, static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u),
             static_cast<T*>(dx), partial, parts, shift_grad);
       } else {
@@ -772,7 +489,7 @@ ffi::Error BackwardImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
   if (!walkable(geo) && (chunks > 65535 || geo.N > 65535))
     return invalid("tensor too large for the gradient grid");
   // Partial sums: per chunk (general kernel) or per walk block.
-  const int64_t walk_parts = channels_last ? tile_parts(geo)
+  const int64_t walk_parts = channels_last ? (geo.ax[1].L + kWalkRows - 1) / kWalkRows
                                            : (geo.ax[2].L + kLanes - 1) / kLanes;
   const int64_t parts = walkable(geo) ? walk_parts : chunks;
   void* partial = nullptr;
