@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "shift_math.h"
 #include "xla/ffi/api/ffi.h"
@@ -159,4 +160,41 @@ ffi::Error dispatch(ffi::DataType dtype, int padding, Args&&... args) {
   }
 }
 
+// The handler signatures, after the platform's context arguments.
+template <typename Binding>
+auto forward_signature(Binding b) {
+  return std::move(b).template Arg<ffi::AnyBuffer>()  // x
+      .template Arg<ffi::AnyBuffer>()      // m: (G, C, 3) int32 offsets
+      .template Arg<ffi::AnyBuffer>()      // f: (G, C, 3) fractions
+      .template Ret<ffi::AnyBuffer>()      // y
+      .template Attr<int64_t>("padding")
+      .template Attr<bool>("channels_last")
+      .template Attr<ffi::Span<const int64_t>>("strides")
+      .template Attr<bool>("move");
+}
+
+template <typename Binding>
+auto backward_signature(Binding b) {
+  return std::move(b).template Arg<ffi::AnyBuffer>()  // x
+      .template Arg<ffi::AnyBuffer>()      // g: output cotangent
+      .template Arg<ffi::AnyBuffer>()      // m, rounded (input gradient)
+      .template Arg<ffi::AnyBuffer>()      // f, rounded
+      .template Arg<ffi::AnyBuffer>()      // m, exact (shift gradient)
+      .template Arg<ffi::AnyBuffer>()      // f, exact
+      .template Ret<ffi::AnyBuffer>()      // dx
+      .template Ret<ffi::AnyBuffer>()      // ds: (N, C, 3) per-sample sums
+      .template Attr<int64_t>("padding")
+      .template Attr<bool>("channels_last")
+      .template Attr<ffi::Span<const int64_t>>("strides")
+      .template Attr<bool>("shift_grad");
+}
+
 }  // namespace jaxshift
+
+// Exports `jaxshift_<platform>_<which>_ptr()`, which jaxshift/_src/ffi.py calls
+// through ctypes to get the handler (the handler symbols themselves are hidden).
+#define JAXSHIFT_EXPORT_HANDLER(platform, which)                             \
+  extern "C" __attribute__((visibility("default"))) void*                    \
+      jaxshift_##platform##_##which##_ptr() {                                \
+    return reinterpret_cast<void*>(jaxshift_##which##_##platform);           \
+  }

@@ -68,6 +68,22 @@ ChannelTables<A> channel_tables(const Geometry& geo, const Tables& tab, int64_t 
   return r;
 }
 
+// Calls fn(n, c, pos) for every element of the output grid (lengths Lo) or the
+// input grid (L), one pool task per (sample, row of axes 0 and 1).
+template <typename Fn>
+void for_each_element(ffi::ThreadPool& pool, const Geometry& geo, bool out_grid, const Fn& fn) {
+  const Axis* ax = geo.ax;
+  const int l1 = out_grid ? ax[1].Lo : ax[1].L, l2 = out_grid ? ax[2].Lo : ax[2].L;
+  const int64_t rows = (out_grid ? ax[0].Lo : ax[0].L) * static_cast<int64_t>(l1);
+  parallel_for(pool, geo.N * rows, [&](int64_t task) {
+    const int64_t n = task / rows, r = task % rows;
+    int p[3] = {static_cast<int>(r / l1), static_cast<int>(r % l1), 0};
+    for (int64_t c = 0; c < geo.C; ++c) {
+      for (p[2] = 0; p[2] < l2; ++p[2]) fn(n, c, p);
+    }
+  });
+}
+
 struct Forward {
   template <typename T, int P>
   static ffi::Error Run(ffi::ThreadPool& pool, const Geometry& geo, const void* xv, Tables tab,
@@ -94,28 +110,21 @@ struct Forward {
       });
       return ffi::Error::Success();
     }
-    const int64_t rows = ax[0].Lo * static_cast<int64_t>(ax[1].Lo);
-    parallel_for(pool, geo.N * rows, [&](int64_t task) {
-      const int64_t n = task / rows, r = task % rows;
-      int o[3] = {static_cast<int>(r / ax[1].Lo), static_cast<int>(r % ax[1].Lo), 0};
-      for (int64_t c = 0; c < geo.C; ++c) {
-        const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
-        const T* xc = x + n * geo.sx_n + c * geo.sx_c;
-        T* yc = y + n * geo.sy_n + c * geo.sy_c + o[0] * ax[0].sy + o[1] * ax[1].sy;
-        const bool nan = is_nan(ct.f[0]) || is_nan(ct.f[1]) || is_nan(ct.f[2]);
-        for (o[2] = 0; o[2] < ax[2].Lo; ++o[2]) {
-          T* out = yc + o[2] * ax[2].sy;
-          if (move && !nan) {
-            const T* src = move_source<P>(xc, ax, o, ct.m);
-            if (src) {
-              *out = *src;
-            } else {
-              store(out, A(0));
-            }
-          } else {
-            store(out, forward_value<P, A>(xc, ax, o, ct.m, ct.f));
-          }
+    for_each_element(pool, geo, true, [&](int64_t n, int64_t c, const int* o) {
+      const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
+      const T* xc = x + n * geo.sx_n + c * geo.sx_c;
+      T* out = y + n * geo.sy_n + c * geo.sy_c + o[0] * ax[0].sy + o[1] * ax[1].sy +
+               o[2] * ax[2].sy;
+      const bool nan = is_nan(ct.f[0]) || is_nan(ct.f[1]) || is_nan(ct.f[2]);
+      if (move && !nan) {
+        const T* src = move_source<P>(xc, ax, o, ct.m);
+        if (src) {
+          *out = *src;
+        } else {
+          store(out, A(0));
         }
+      } else {
+        store(out, forward_value<P, A>(xc, ax, o, ct.m, ct.f));
       }
     });
     return ffi::Error::Success();
@@ -200,18 +209,11 @@ struct Backward {
     if (walkable(geo)) return RunWalk<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx,
                                             static_cast<A*>(ds_out));
     // Input gradient: a gather over input positions (deterministic).
-    const int64_t in_rows = ax[0].L * static_cast<int64_t>(ax[1].L);
-    parallel_for(pool, geo.N * in_rows, [&](int64_t task) {
-      const int64_t n = task / in_rows, r = task % in_rows;
-      int i[3] = {static_cast<int>(r / ax[1].L), static_cast<int>(r % ax[1].L), 0};
-      for (int64_t c = 0; c < geo.C; ++c) {
-        const ChannelTables<A> ct = channel_tables<A>(geo, rounded, n, c);
-        const T* gc = g + n * geo.sy_n + c * geo.sy_c;
-        T* dc = dx + n * geo.sx_n + c * geo.sx_c + i[0] * ax[0].sx + i[1] * ax[1].sx;
-        for (i[2] = 0; i[2] < ax[2].L; ++i[2]) {
-          store(dc + i[2] * ax[2].sx, adjoint_value<P, A>(gc, ax, i, ct.m, ct.f));
-        }
-      }
+    for_each_element(pool, geo, false, [&](int64_t n, int64_t c, const int* i) {
+      const ChannelTables<A> ct = channel_tables<A>(geo, rounded, n, c);
+      const T* gc = g + n * geo.sy_n + c * geo.sy_c;
+      store(dx + n * geo.sx_n + c * geo.sx_c + i[0] * ax[0].sx + i[1] * ax[1].sx + i[2] * ax[2].sx,
+            adjoint_value<P, A>(gc, ax, i, ct.m, ct.f));
     });
     A* ds = static_cast<A*>(ds_out);
     if (!shift_grad) {
@@ -289,39 +291,10 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer g
 
 namespace ffi = xla::ffi;
 
-#define JAXSHIFT_EXPORT extern "C" __attribute__((visibility("default")))
-
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_forward_cpu, jaxshift::ForwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()  // x
-                                  .Arg<ffi::AnyBuffer>()  // m: (G, C, 3) int32 offsets
-                                  .Arg<ffi::AnyBuffer>()  // f: (G, C, 3) fractions
-                                  .Ret<ffi::AnyBuffer>()  // y
-                                  .Attr<int64_t>("padding")
-                                  .Attr<bool>("channels_last")
-                                  .Attr<ffi::Span<const int64_t>>("strides")
-                                  .Attr<bool>("move"));
-
+                              jaxshift::forward_signature(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>()));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_backward_cpu, jaxshift::BackwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()  // x
-                                  .Arg<ffi::AnyBuffer>()  // g: output cotangent
-                                  .Arg<ffi::AnyBuffer>()  // m, rounded (input gradient)
-                                  .Arg<ffi::AnyBuffer>()  // f, rounded
-                                  .Arg<ffi::AnyBuffer>()  // m, exact (shift gradient)
-                                  .Arg<ffi::AnyBuffer>()  // f, exact
-                                  .Ret<ffi::AnyBuffer>()  // dx
-                                  .Ret<ffi::AnyBuffer>()  // ds: (N, C, 3) partial sums
-                                  .Attr<int64_t>("padding")
-                                  .Attr<bool>("channels_last")
-                                  .Attr<ffi::Span<const int64_t>>("strides")
-                                  .Attr<bool>("shift_grad"));
+                              jaxshift::backward_signature(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>()));
 
-JAXSHIFT_EXPORT void* jaxshift_cpu_forward_ptr() {
-  return reinterpret_cast<void*>(jaxshift_forward_cpu);
-}
-JAXSHIFT_EXPORT void* jaxshift_cpu_backward_ptr() {
-  return reinterpret_cast<void*>(jaxshift_backward_cpu);
-}
+JAXSHIFT_EXPORT_HANDLER(cpu, forward)
+JAXSHIFT_EXPORT_HANDLER(cpu, backward)

@@ -49,50 +49,59 @@ __device__ __forceinline__ void load_tables(const int32_t* m, const A* f, int64_
   }
 }
 
-// One thread per output element, in the output's memory order (coalesced
-// stores; the taps of neighbouring threads are neighbouring addresses).
-template <typename T, int P, bool kMove, typename I>
-__global__ void forward_kernel(Geometry geo, const T* __restrict__ x, const int32_t* __restrict__ m,
-                               const typename Acc<T>::type* __restrict__ f, T* __restrict__ y,
-                               I total, bool channels_last) {
+// One thread per element, in memory order: outputs (forward: interpolate or
+// move, coalesced stores; neighbouring threads read neighbouring taps) or
+// inputs (adjoint: a gather over the outputs that read it, no atomics).
+enum ElementOp { kInterpolate, kMoveOp, kAdjoint };
+
+template <typename T, int P, int kOp, typename I>
+__global__ void elementwise_kernel(Geometry geo, const T* __restrict__ src,
+                                   const int32_t* __restrict__ m,
+                                   const typename Acc<T>::type* __restrict__ f, T* __restrict__ dst,
+                                   I total, bool channels_last) {
   using A = typename Acc<T>::type;
-  const int len[3] = {geo.ax[0].Lo, geo.ax[1].Lo, geo.ax[2].Lo};
+  constexpr bool kOut = kOp != kAdjoint;  // iterate the output grid
+  const int len[3] = {kOut ? geo.ax[0].Lo : geo.ax[0].L, kOut ? geo.ax[1].Lo : geo.ax[1].L,
+                      kOut ? geo.ax[2].Lo : geo.ax[2].L};
   for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<I>(gridDim.x) * blockDim.x) {
     const Pos<I> q = decompose<I>(idx, static_cast<I>(geo.C), len, channels_last);
     int mo[3];
     A fo[3];
     load_tables(m, f, (q.n / geo.per_group) * geo.C + q.c, mo, fo);
-    const T* xc = x + q.n * geo.sx_n + q.c * geo.sx_c;
-    if (kMove && !(is_nan(fo[0]) || is_nan(fo[1]) || is_nan(fo[2]))) {
-      const T* src = move_source<P>(xc, geo.ax, q.p, mo);
-      if (src) {
-        y[idx] = *src;
+    if (kOp == kAdjoint) {
+      const T* gc = src + q.n * geo.sy_n + q.c * geo.sy_c;
+      store(dst + idx, adjoint_value<P, A>(gc, geo.ax, q.p, mo, fo));
+      continue;
+    }
+    const T* xc = src + q.n * geo.sx_n + q.c * geo.sx_c;
+    if (kOp == kMoveOp && !(is_nan(fo[0]) || is_nan(fo[1]) || is_nan(fo[2]))) {
+      const T* from = move_source<P>(xc, geo.ax, q.p, mo);
+      if (from) {
+        dst[idx] = *from;
       } else {
-        store(y + idx, A(0));
+        store(dst + idx, A(0));
       }
     } else {
-      store(y + idx, forward_value<P, A>(xc, geo.ax, q.p, mo, fo));
+      store(dst + idx, forward_value<P, A>(xc, geo.ax, q.p, mo, fo));
     }
   }
 }
 
-// Input gradient: one thread per input element, a gather over the outputs
-// that read it (no atomics: deterministic).
-template <typename T, int P, typename I>
-__global__ void adjoint_kernel(Geometry geo, const T* __restrict__ g, const int32_t* __restrict__ m,
-                               const typename Acc<T>::type* __restrict__ f, T* __restrict__ dx,
-                               I total, bool channels_last) {
-  using A = typename Acc<T>::type;
-  const int len[3] = {geo.ax[0].L, geo.ax[1].L, geo.ax[2].L};
-  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<I>(gridDim.x) * blockDim.x) {
-    const Pos<I> q = decompose<I>(idx, static_cast<I>(geo.C), len, channels_last);
-    int mo[3];
-    A fo[3];
-    load_tables(m, f, (q.n / geo.per_group) * geo.C + q.c, mo, fo);
-    const T* gc = g + q.n * geo.sy_n + q.c * geo.sy_c;
-    store(dx + idx, adjoint_value<P, A>(gc, geo.ax, q.p, mo, fo));
+inline int grid_for(int64_t total);
+inline bool fits_int32(int64_t n);
+
+// Launches elementwise_kernel with 32-bit index math where the tensor allows.
+template <typename T, int P, int kOp>
+void launch_elementwise(cudaStream_t stream, const Geometry& geo, const T* src, const int32_t* m,
+                        const typename Acc<T>::type* f, T* dst, int64_t total,
+                        bool channels_last) {
+  if (fits_int32(total)) {
+    elementwise_kernel<T, P, kOp, int32_t><<<grid_for(total), kThreads, 0, stream>>>(
+        geo, src, m, f, dst, static_cast<int32_t>(total), channels_last);
+  } else {
+    elementwise_kernel<T, P, kOp, int64_t><<<grid_for(total), kThreads, 0, stream>>>(
+        geo, src, m, f, dst, total, channels_last);
   }
 }
 
@@ -357,21 +366,10 @@ struct ForwardCuda {
       }
       return last_error("forward (walk)");
     }
-    const int grid = grid_for(total);
-    if (fits_int32(total)) {
-      if (move) {
-        forward_kernel<T, P, true, int32_t><<<grid, kThreads, 0, stream>>>(
-            geo, xs, m, fs, ys, static_cast<int32_t>(total), channels_last);
-      } else {
-        forward_kernel<T, P, false, int32_t><<<grid, kThreads, 0, stream>>>(
-            geo, xs, m, fs, ys, static_cast<int32_t>(total), channels_last);
-      }
-    } else if (move) {
-      forward_kernel<T, P, true, int64_t><<<grid, kThreads, 0, stream>>>(geo, xs, m, fs, ys,
-                                                                          total, channels_last);
+    if (move) {
+      launch_elementwise<T, P, kMoveOp>(stream, geo, xs, m, fs, ys, total, channels_last);
     } else {
-      forward_kernel<T, P, false, int64_t><<<grid, kThreads, 0, stream>>>(geo, xs, m, fs, ys,
-                                                                           total, channels_last);
+      launch_elementwise<T, P, kInterpolate>(stream, geo, xs, m, fs, ys, total, channels_last);
     }
     return last_error("forward");
   }
@@ -421,15 +419,8 @@ struct BackwardCuda {
     }
     const int64_t total = geo.N * geo.C * geo.ax[0].L * static_cast<int64_t>(geo.ax[1].L) *
                           geo.ax[2].L;
-    const int grid = grid_for(total);
-    if (fits_int32(total)) {
-      adjoint_kernel<T, P, int32_t><<<grid, kThreads, 0, stream>>>(
-          geo, gs, m_r, static_cast<const A*>(f_r), static_cast<T*>(dx),
-          static_cast<int32_t>(total), channels_last);
-    } else {
-      adjoint_kernel<T, P, int64_t><<<grid, kThreads, 0, stream>>>(
-          geo, gs, m_r, static_cast<const A*>(f_r), static_cast<T*>(dx), total, channels_last);
-    }
+    launch_elementwise<T, P, kAdjoint>(stream, geo, gs, m_r, static_cast<const A*>(f_r),
+                                       static_cast<T*>(dx), total, channels_last);
     if (auto e = last_error("input gradient"); e.failure()) return e;
     A* dss = static_cast<A*>(ds);
     if (!shift_grad) {
@@ -512,41 +503,16 @@ ffi::Error BackwardImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
 
 namespace ffi = xla::ffi;
 
-#define JAXSHIFT_EXPORT extern "C" __attribute__((visibility("default")))
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    jaxshift_forward_cuda, jaxshift::ForwardImpl,
+    jaxshift::forward_signature(ffi::Ffi::Bind().Ctx<ffi::PlatformStream<cudaStream_t>>()),
+    {ffi::Traits::kCmdBufferCompatible});
+// Not command-buffer compatible: it asks XLA's scratch allocator for memory.
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    jaxshift_backward_cuda, jaxshift::BackwardImpl,
+    jaxshift::backward_signature(ffi::Ffi::Bind()
+                                     .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                     .Ctx<ffi::ScratchAllocator>()));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_forward_cuda, jaxshift::ForwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::AnyBuffer>()  // x
-                                  .Arg<ffi::AnyBuffer>()  // m: (G, C, 3) int32 offsets
-                                  .Arg<ffi::AnyBuffer>()  // f: (G, C, 3) fractions
-                                  .Ret<ffi::AnyBuffer>()  // y
-                                  .Attr<int64_t>("padding")
-                                  .Attr<bool>("channels_last")
-                                  .Attr<ffi::Span<const int64_t>>("strides")
-                                  .Attr<bool>("move"),
-                              {ffi::Traits::kCmdBufferCompatible});
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_backward_cuda, jaxshift::BackwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Ctx<ffi::ScratchAllocator>()
-                                  .Arg<ffi::AnyBuffer>()  // x
-                                  .Arg<ffi::AnyBuffer>()  // g: output cotangent
-                                  .Arg<ffi::AnyBuffer>()  // m, rounded (input gradient)
-                                  .Arg<ffi::AnyBuffer>()  // f, rounded
-                                  .Arg<ffi::AnyBuffer>()  // m, exact (shift gradient)
-                                  .Arg<ffi::AnyBuffer>()  // f, exact
-                                  .Ret<ffi::AnyBuffer>()  // dx
-                                  .Ret<ffi::AnyBuffer>()  // ds: (N, C, 3) per-sample sums
-                                  .Attr<int64_t>("padding")
-                                  .Attr<bool>("channels_last")
-                                  .Attr<ffi::Span<const int64_t>>("strides")
-                                  .Attr<bool>("shift_grad"));
-
-JAXSHIFT_EXPORT void* jaxshift_cuda_forward_ptr() {
-  return reinterpret_cast<void*>(jaxshift_forward_cuda);
-}
-JAXSHIFT_EXPORT void* jaxshift_cuda_backward_ptr() {
-  return reinterpret_cast<void*>(jaxshift_backward_cuda);
-}
+JAXSHIFT_EXPORT_HANDLER(cuda, forward)
+JAXSHIFT_EXPORT_HANDLER(cuda, backward)
