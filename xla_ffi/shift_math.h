@@ -20,8 +20,10 @@
 #define JS_HD __host__ __device__ __forceinline__
 #define JS_UNROLL _Pragma("unroll")
 #define JS_HD_NOINLINE __host__ __device__ __noinline__
+#define JS_CPU_NOINLINE JS_HD
 #else
 #define JS_HD_NOINLINE inline
+#define JS_CPU_NOINLINE __attribute__((noinline))
 #define JS_HD inline
 #define JS_UNROLL _Pragma("GCC unroll 4")
 #endif
@@ -344,6 +346,14 @@ JS_HD A adjoint_value(const T* g, const Axis* ax, const int* i, const int* m, co
 }
 
 
+// `adjoint_value` kept out of the hot loops that only need it near the edges
+// (on the CPU; the GPU build is unchanged).
+template <int P, typename A, typename T>
+JS_CPU_NOINLINE A adjoint_value_outlined(const T* g, const Axis* ax, const int* i, const int* m,
+                                         const A* f) {
+  return adjoint_value<P, A>(g, ax, i, m, f);
+}
+
 // ---------------------------------------------------------------------------
 // Walks: the fast path for at most two spatial axes (axis 0 of length 1) and
 // unit strides. One (sample, channel) and one index of the "fixed" axis; the
@@ -452,7 +462,9 @@ JS_HD void backward_walk(const T* x, const T* g, T* dx, const Axis* ax3, int af,
   A cur = gcol(begin - mr[aw]);      // G(i - m_w)
   for (int i = begin; i < end; ++i) {
     A v;
-    if (row_simple && i >= wlo && i <= whi) {
+    // zeros and periodic: always the two-tap formula (the compiler drops the
+    // fallback); the other paddings fold reads near the edges.
+    if (P == kZeros || P == kPeriodic || (row_simple && i >= wlo && i <= whi)) {
       v = fw_r == A(0) ? cur : gw0 * cur + fw_r * prv;
     } else {
       int pos[3] = {0, 0, 0};
@@ -464,7 +476,7 @@ JS_HD void backward_walk(const T* x, const T* g, T* dx, const Axis* ax3, int af,
       m3[aw] = mr[aw];
       f3[af] = fr[af];
       f3[aw] = fr[aw];
-      v = adjoint_value<P, A>(g, ax3, pos, m3, f3);
+      v = adjoint_value_outlined<P, A>(g, ax3, pos, m3, f3);
     }
     store(dxo + i * wa.sx, v);
     prv = cur;

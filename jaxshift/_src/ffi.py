@@ -144,8 +144,14 @@ def _fold_call(fn, axis_size, in_batched, arrays, n_data):
   return [_unfold(o, axis_size, tables_batched) for o in outs]
 
 
+def _require(platform: str):
+  if not kernels_available(platform):
+    raise RuntimeError(f"jaxshift's {platform} kernels are not built or not loaded.")
+
+
 @functools.lru_cache(maxsize=None)
 def _forward_call(platform: str, cfg: shapes.ShiftConfig):
+  _require(platform)
   attrs = _attrs(cfg)
   move = cfg.mode != "active"
 
@@ -167,6 +173,7 @@ def _forward_call(platform: str, cfg: shapes.ShiftConfig):
 
 @functools.lru_cache(maxsize=None)
 def _backward_call(platform: str, cfg: shapes.ShiftConfig):
+  _require(platform)
   attrs = _attrs(cfg)
   shift_grad = cfg.mode != "integer"
 
