@@ -428,6 +428,59 @@ JS_HD void forward_walk(const T* x, T* y, const Axis& fa, const Axis& wa, int of
   }
 }
 
+// The shift-gradient part of `backward_walk`: sums over the walk of
+// g * d out / d s for the fixed axis (d[0]) and the walking axis (d[1]).
+// kFLat / kWLat: the fixed / walking axis is at a lattice point (f == 0).
+template <int P, bool kFLat, bool kWLat, typename A, typename T>
+JS_HD void shift_grad_walk(const T* x, const T* g, const Axis& fa, const Axis& wa, int i_f,
+                           int begin, int end, int mf, A ff, int mw, A fw, A* d) {
+  const int kf = i_f + mf;
+  // Rows: interpolation uses kf, kf+1; the derivative uses (kf, kf+1) off the
+  // lattice and (kf-1, kf+1) on it.
+  const int rm = pad_index<P>(kf - 1, fa.L), r0 = pad_index<P>(kf, fa.L);
+  const int r1 = pad_index<P>(kf + 1, fa.L);
+  const T* xm = (kFLat && rm >= 0) ? x + rm * fa.sx : nullptr;
+  const T* x0 = r0 >= 0 ? x + r0 * fa.sx : nullptr;
+  const T* x1 = r1 >= 0 ? x + r1 * fa.sx : nullptr;
+  const A wi0 = A(1) - ff;
+  // XI(k): interpolation across the fixed axis; XD(k): its derivative.
+  auto cols = [&](int k, A* xi, A* xd) {
+    const int i = pad_index<P>(k, wa.L);
+    const A a = (i >= 0 && x0) ? load<A>(x0 + i * wa.sx) : A(0);
+    const A b = (i >= 0 && x1) ? load<A>(x1 + i * wa.sx) : A(0);
+    if (kFLat) {
+      const A c = (i >= 0 && xm) ? load<A>(xm + i * wa.sx) : A(0);
+      *xi = a;
+      *xd = A(0.5) * c - A(0.5) * b;
+    } else {
+      *xi = wi0 * a + ff * b;
+      *xd = a - b;
+    }
+  };
+  const A w0 = A(1) - fw;
+  const T* go = g + static_cast<int64_t>(i_f) * fa.sy;
+  A xi_m = A(0), xd_m = A(0), xi_0, xd_0, xi_1, xd_1;
+  if (kWLat) cols(begin + mw - 1, &xi_m, &xd_m);
+  cols(begin + mw, &xi_0, &xd_0);
+  A df = A(0), dw = A(0);
+  for (int o = begin; o < end; ++o) {
+    cols(o + mw + 1, &xi_1, &xd_1);
+    const A gv = load<A>(go + o * wa.sy);
+    if (kWLat) {
+      df += gv * xd_0;
+      dw += gv * (A(0.5) * xi_m - A(0.5) * xi_1);
+    } else {
+      df += gv * (w0 * xd_0 + fw * xd_1);
+      dw += gv * (xi_0 - xi_1);
+    }
+    xi_m = xi_0;
+    xi_0 = xi_1;
+    xd_0 = xd_1;
+  }
+  d[0] = df;
+  d[1] = dw;
+}
+
 // Fused backward walk: writes dx along the walk (input grid) and returns the
 // shift-gradient sums over the walk (output grid), d[0] for the fixed axis and
 // d[1] for the walking one. (mr, fr): rounded tables (input gradient);
@@ -484,50 +537,20 @@ JS_HD void backward_walk(const T* x, const T* g, T* dx, const Axis* ax3, int af,
   }
   d[0] = d[1] = A(0);
   if (!shift_grad) return;
-  // --- shift gradient along the walk, output o == i_f on the fixed axis.
-  const int kf = i_f + mu[af];
-  const A ff = fu[af];
-  const bool f_lat = ff == A(0);
-  // Rows: interpolation uses kf, kf+1; the derivative uses (kf, kf+1) off the
-  // lattice and (kf-1, kf+1) on it.
-  const int rm = pad_index<P>(kf - 1, fa.L), r0 = pad_index<P>(kf, fa.L);
-  const int r1 = pad_index<P>(kf + 1, fa.L);
-  const T* xm = (f_lat && rm >= 0) ? x + rm * fa.sx : nullptr;
-  const T* x0 = r0 >= 0 ? x + r0 * fa.sx : nullptr;
-  const T* x1 = r1 >= 0 ? x + r1 * fa.sx : nullptr;
-  const A wi0 = A(1) - ff;
-  // XI(k): interpolation across the fixed axis; XD(k): its derivative.
-  auto cols = [&](int k, A* xi, A* xd) {
-    const int i = pad_index<P>(k, wa.L);
-    const A a = (i >= 0 && x0) ? load<A>(x0 + i * wa.sx) : A(0);
-    const A b = (i >= 0 && x1) ? load<A>(x1 + i * wa.sx) : A(0);
-    *xi = f_lat ? a : wi0 * a + ff * b;
-    if (f_lat) {
-      const A c = (i >= 0 && xm) ? load<A>(xm + i * wa.sx) : A(0);
-      *xd = A(0.5) * c - A(0.5) * b;
+  // --- shift gradient along the walk, output o == i_f on the fixed axis. The
+  // lattice flags are loop-invariant: one loop is compiled per combination.
+  const bool f_lat = fu[af] == A(0), w_lat = fu[aw] == A(0);
+  if (f_lat) {
+    if (w_lat) {
+      shift_grad_walk<P, true, true>(x, g, fa, wa, i_f, begin, end, mu[af], fu[af], mu[aw], fu[aw], d);
     } else {
-      *xd = a - b;
+      shift_grad_walk<P, true, false>(x, g, fa, wa, i_f, begin, end, mu[af], fu[af], mu[aw], fu[aw], d);
     }
-  };
-  const A fw = fu[aw], w0 = A(1) - fw;
-  const bool w_lat = fw == A(0);
-  const T* go = g + static_cast<int64_t>(i_f) * fa.sy;
-  A xi_m, xd_m, xi_0, xd_0, xi_1, xd_1;
-  cols(begin + mu[aw] - 1, &xi_m, &xd_m);
-  cols(begin + mu[aw], &xi_0, &xd_0);
-  A df = A(0), dw = A(0);
-  for (int o = begin; o < end; ++o) {
-    cols(o + mu[aw] + 1, &xi_1, &xd_1);
-    const A gv = load<A>(go + o * wa.sy);
-    df += gv * (w_lat ? xd_0 : w0 * xd_0 + fw * xd_1);
-    dw += gv * (w_lat ? A(0.5) * xi_m - A(0.5) * xi_1 : xi_0 - xi_1);
-    xi_m = xi_0;
-    xd_m = xd_0;
-    xi_0 = xi_1;
-    xd_0 = xd_1;
+  } else if (w_lat) {
+    shift_grad_walk<P, false, true>(x, g, fa, wa, i_f, begin, end, mu[af], fu[af], mu[aw], fu[aw], d);
+  } else {
+    shift_grad_walk<P, false, false>(x, g, fa, wa, i_f, begin, end, mu[af], fu[af], mu[aw], fu[aw], d);
   }
-  d[0] = df;
-  d[1] = dw;
 }
 
 }  // namespace jaxshift
