@@ -149,49 +149,54 @@ def _require(platform: str):
     raise RuntimeError(f"jaxshift's {platform} kernels are not built or not loaded.")
 
 
+def _one_launch(fn, n_data: int):
+  """Wraps `fn` (arrays -> tuple of arrays) so vmap folds into one call.
+
+  The first `n_data` arguments are sample-major data (batch axis first); the
+  rest are ``(G, C, 3)`` shift tables.
+  """
+  wrapped = jax.custom_batching.custom_vmap(fn)
+
+  @wrapped.def_vmap
+  def _rule(axis_size, in_batched, *args):
+    outs = _fold_call(wrapped, axis_size, in_batched, args, n_data)
+    return tuple(outs), (True,) * len(outs)
+
+  return wrapped
+
+
 @functools.lru_cache(maxsize=None)
 def _forward_call(platform: str, cfg: shapes.ShiftConfig):
+  """``(x, m, f) -> (y,)`` on the canonical layout."""
   _require(platform)
   attrs = _attrs(cfg)
   move = cfg.mode != "active"
 
-  @jax.custom_batching.custom_vmap
   def call(x, m, f):
-    return jax.ffi.ffi_call(
+    return (jax.ffi.ffi_call(
         f"jaxshift_forward_{platform}",
         jax.ShapeDtypeStruct(_out5(cfg, x.shape), x.dtype))(
-            x, m, f, move=move, **attrs)
+            x, m, f, move=move, **attrs),)
 
-  @call.def_vmap
-  def _rule(axis_size, in_batched, x, m, f):
-    (y,) = _fold_call(lambda *a: (call(*a),), axis_size, in_batched,
-                      (x, m, f), 1)
-    return y, True
-
-  return call
+  return _one_launch(call, 1)
 
 
 @functools.lru_cache(maxsize=None)
 def _backward_call(platform: str, cfg: shapes.ShiftConfig):
+  """``(x, g, m_r, f_r, m_u, f_u) -> (dx, per-sample dshifts (N, C, 3))``."""
   _require(platform)
   attrs = _attrs(cfg)
   shift_grad = cfg.mode != "integer"
 
-  @jax.custom_batching.custom_vmap
   def call(x, g, m_r, f_r, m_u, f_u):
     n, c = x.shape[0], x.shape[4 if cfg.channels_last else 1]
-    return jax.ffi.ffi_call(
+    return tuple(jax.ffi.ffi_call(
         f"jaxshift_backward_{platform}",
         (jax.ShapeDtypeStruct(x.shape, x.dtype),
          jax.ShapeDtypeStruct((n, c, 3), f_u.dtype)))(
-             x, g, m_r, f_r, m_u, f_u, shift_grad=shift_grad, **attrs)
+             x, g, m_r, f_r, m_u, f_u, shift_grad=shift_grad, **attrs))
 
-  @call.def_vmap
-  def _rule(axis_size, in_batched, *args):
-    dx, ds = _fold_call(call, axis_size, in_batched, args, 2)
-    return (dx, ds), (True, True)
-
-  return call
+  return _one_launch(call, 2)
 
 
 def _out5(cfg, shape5):
@@ -213,7 +218,7 @@ def forward(cfg: shapes.ShiftConfig, platform: str, x, shifts):
   dt = spec.compute_dtype(x.dtype)
   m, f = _tables(cfg, x.shape, shifts, rounded=cfg.mode != "active", dtype=dt)
   shape5, _ = _canonical_shape(cfg, x.shape)
-  y5 = _forward_call(platform, cfg)(x.reshape(shape5), m, f)
+  (y5,) = _forward_call(platform, cfg)(x.reshape(shape5), m, f)
   return y5.reshape(out_shape)
 
 
