@@ -44,6 +44,22 @@ def _backward(cfg, x, s, g):
                       functools.partial(spec.backward, cfg), x, s, g)
 
 
+def _vary_like(s, x):
+  """Inside shard_map: lets replicated shifts vary over x's manual axes.
+
+  AD then transposes the cast into a psum, so the shift gradient is summed
+  over the devices that share the shifts. Outside shard_map: a no-op.
+  """
+  try:
+    missing = (jax.typeof(x).manual_axis_type.varying -
+               jax.typeof(s).manual_axis_type.varying)
+  except AttributeError:  # no manual axes in this jax or context
+    return s
+  if not missing:
+    return s
+  return lax.pcast(s, tuple(sorted(missing)), to="varying")
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _shift(cfg, x, s):
   return _forward(cfg, x, s)
@@ -115,4 +131,4 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
   if not jnp.issubdtype(shifts.dtype, jnp.floating):
     shifts = lax.stop_gradient(shifts.astype(jnp.float32))
   with jax.named_scope(f"jaxshift.shift.{cfg.mode}"):
-    return _shift(cfg, x, shifts)
+    return _shift(cfg, x, _vary_like(shifts, x))

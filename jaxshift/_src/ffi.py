@@ -173,9 +173,10 @@ def _forward_call(platform: str, cfg: shapes.ShiftConfig):
   move = cfg.mode != "active"
 
   def call(x, m, f):
+    # Result types from jax.typeof(x) keep x's manual axes inside shard_map.
     return (jax.ffi.ffi_call(
         f"jaxshift_forward_{platform}",
-        jax.ShapeDtypeStruct(_out5(cfg, x.shape), x.dtype))(
+        jax.typeof(x).update(shape=_out5(cfg, x.shape)))(
             x, m, f, move=move, **attrs),)
 
   return _one_launch(call, 1)
@@ -192,8 +193,7 @@ def _backward_call(platform: str, cfg: shapes.ShiftConfig):
     n, c = x.shape[0], x.shape[4 if cfg.channels_last else 1]
     return tuple(jax.ffi.ffi_call(
         f"jaxshift_backward_{platform}",
-        (jax.ShapeDtypeStruct(x.shape, x.dtype),
-         jax.ShapeDtypeStruct((n, c, 3), f_u.dtype)))(
+        (jax.typeof(x), jax.typeof(x).update(shape=(n, c, 3), dtype=f_u.dtype)))(
              x, g, m_r, f_r, m_u, f_u, shift_grad=shift_grad, **attrs))
 
   return _one_launch(call, 2)
