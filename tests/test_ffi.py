@@ -73,9 +73,6 @@ def test_matches_jnp_path(ndim, mode, padding, channels_last, dtype, data):
 
 
 def test_float64(x64):
-  if PLATFORM == "cuda":
-    pytest.skip("float64 on the GPU: compiled, not yet validated (needs x64 "
-                "jnp reference runs on the device)")
   rng = np.random.default_rng(0)
   for padding in jaxshift.PADDINGS:
     x = jnp.asarray(rng.normal(size=(2, 4, 5, 6, 3)))
