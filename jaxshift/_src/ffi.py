@@ -73,16 +73,14 @@ def kernels_available(platform: str) -> bool:
 
 # --------------------------------------------------------------------------
 # Canonical layout.
-def _canonical_shape(cfg: shapes.ShiftConfig, shape):
-  """The rank-5 shape of `shape` under `cfg`, and its leading batch shape."""
+def _canonical_shape(cfg: shapes.ShiftConfig, shape) -> tuple[int, ...]:
+  """The rank-5 shape the kernels see for an input of shape `shape`."""
   spatial = tuple(shape[a] for a in cfg.spatial_axes)
   pad = (1,) * (3 - cfg.ndim)
   channels = shape[cfg.channel_axis]
   if cfg.channels_last:
-    batch = shape[:cfg.spatial_axes[0]]
-    return (int(np.prod(batch)),) + pad + spatial + (channels,), batch
-  batch = shape[:cfg.channel_axis]
-  return (int(np.prod(batch)), channels) + pad + spatial, batch
+    return (int(np.prod(shape[:cfg.spatial_axes[0]])),) + pad + spatial + (channels,)
+  return (int(np.prod(shape[:cfg.channel_axis])), channels) + pad + spatial
 
 
 def _strides3(cfg):
@@ -217,7 +215,7 @@ def forward(cfg: shapes.ShiftConfig, platform: str, x, shifts):
     return jnp.zeros(out_shape, x.dtype)
   dt = spec.compute_dtype(x.dtype)
   m, f = _tables(cfg, x.shape, shifts, rounded=cfg.mode != "active", dtype=dt)
-  shape5, _ = _canonical_shape(cfg, x.shape)
+  shape5 = _canonical_shape(cfg, x.shape)
   (y5,) = _forward_call(platform, cfg)(x.reshape(shape5), m, f)
   return y5.reshape(out_shape)
 
@@ -231,7 +229,7 @@ def backward(cfg: shapes.ShiftConfig, platform: str, x, shifts, g):
   rounds = cfg.mode != "active"
   m_r, f_r = _tables(cfg, x.shape, shifts, rounded=rounds, dtype=dt)
   m_u, f_u = _tables(cfg, x.shape, shifts, rounded=False, dtype=dt)
-  shape5, _ = _canonical_shape(cfg, x.shape)
+  shape5 = _canonical_shape(cfg, x.shape)
   g5 = g.reshape(_out5(cfg, shape5))
   dx5, partial = _backward_call(platform, cfg)(x.reshape(shape5), g5, m_r,
                                                f_r, m_u, f_u)
