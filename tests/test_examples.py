@@ -1,0 +1,116 @@
+"""The example scripts: smoke runs, the CIFAR-10 loader, checkpoints."""
+
+import pathlib
+import pickle
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jaxshift.nn as jsnn
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import common  # noqa: E402
+import train_cifar  # noqa: E402
+import train_digits  # noqa: E402
+
+
+def test_train_digits_two_epochs(tmp_path, capsys):
+  acc = train_digits.main(["--epochs", "2", "--out", str(tmp_path)])
+  assert set(acc) == {"depthwise", "active", "sparse"}
+  assert all(a > 0.5 for a in acc.values()), acc  # 10 classes: chance is 0.1
+  out = capsys.readouterr().out
+  assert "| shift (sparse)" in out and "zero shifts" in out
+  for f in ("results.md", "shifts_active.png", "shifts_sparse.png"):
+    assert (tmp_path / f).stat().st_size > 0
+
+
+def _write_cifar(folder: pathlib.Path, rng, batches=(("data_batch_1", 20),
+                                                      ("data_batch_2", 12),
+                                                      ("test_batch", 16))):
+  """Batches in the CIFAR-10 python format: pickled dicts with bytes keys."""
+  folder.mkdir(parents=True)
+  written = {}
+  for name, n in batches:
+    images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n).tolist()
+    with open(folder / name, "wb") as f:
+      pickle.dump({b"batch_label": name.encode(), b"labels": labels,
+                   b"data": images.reshape(n, 3072),
+                   b"filenames": [b"x.png"] * n}, f)
+    written[name] = (images, np.asarray(labels))
+  return written
+
+
+def test_cifar_loader_reads_the_python_batches(tmp_path):
+  written = _write_cifar(tmp_path / "cifar-10-batches-py",
+                         np.random.default_rng(0))
+  x_train, y_train, x_test, y_test = train_cifar.load_cifar10(tmp_path)
+  assert x_train.shape == (32, 32, 32, 3) and x_train.dtype == np.uint8
+  assert x_test.shape == (16, 32, 32, 3)
+  images, labels = written["data_batch_2"]
+  # Pixel (row 5, col 7) of channel 2 of the first image of batch 2.
+  assert x_train[20, 5, 7, 2] == images[0, 2, 5, 7]
+  np.testing.assert_array_equal(y_train[20:], labels)
+  np.testing.assert_array_equal(x_test.transpose(0, 3, 1, 2),
+                                written["test_batch"][0])
+
+
+def test_cifar_loader_missing_data(tmp_path):
+  with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz"):
+    train_cifar.load_cifar10(tmp_path)
+
+
+def test_cifar_augment_keeps_shape_and_content():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(6, 32, 32, 3)).astype(np.float32)
+  y = train_cifar.augment(rng, x)
+  assert y.shape == x.shape
+  # Every output is a padded crop (possibly flipped) of its input: a 24x24
+  # centre window of the input appears somewhere in it.
+  for a, b in zip(x, y):
+    hits = [np.array_equal(a[4:28, 4:28], c[i:i + 24, j:j + 24])
+            for c in (b, b[:, ::-1]) for i in range(9) for j in range(9)]
+    assert any(hits)
+
+
+def test_train_cifar_runs_on_tiny_data(tmp_path, capsys):
+  _write_cifar(tmp_path / "data", np.random.default_rng(1))
+  train_cifar.main(["--data-dir", str(tmp_path / "data"), "--depth", "8",
+                    "--epochs", "1", "--batch-size", "16", "--models",
+                    "sparse", "depthwise", "--out", str(tmp_path / "out")])
+  out = capsys.readouterr().out
+  assert "ShiftResNet (sparse)-8" in out and "89.56%" in out
+
+
+def test_checkpoint_round_trip(tmp_path):
+  model = jsnn.ShiftResNet(8, mode="sparse", rngs=nnx.Rngs(0))
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 8, 8, 3)),
+                  jnp.float32)
+  model(x)  # train mode: updates the BatchNorm statistics
+  model.eval()
+  common.save_checkpoint(tmp_path / "ckpt", model)
+  restored = common.restore_checkpoint(tmp_path / "ckpt",
+                                       jsnn.ShiftResNet(8, mode="sparse",
+                                                        rngs=nnx.Rngs(9)))
+  restored.eval()
+  np.testing.assert_array_equal(restored(x), model(x))
+  np.testing.assert_array_equal(restored.blocks[1].shift.shifts[...],
+                                model.blocks[1].shift.shifts[...])
+
+
+def test_make_optimizer_treats_shifts_apart():
+  """Shifts get their own transformation (here: frozen), weights theirs."""
+  import optax
+  model = jsnn.ShiftResNet(8, rngs=nnx.Rngs(0))
+  opt = common.make_optimizer(model, optax.sgd(0.1), optax.set_to_zero())
+  before_s = model.blocks[0].shift.shifts[...]
+  before_w = model.head.kernel[...]
+  x, y = jnp.ones((2, 8, 8, 3)), jnp.array([1, 2])
+  common.train_step(model, opt, x, y, jnp.float32(0.0))
+  np.testing.assert_array_equal(model.blocks[0].shift.shifts[...], before_s)
+  assert not np.allclose(model.head.kernel[...], before_w)
