@@ -114,3 +114,14 @@ def test_make_optimizer_treats_shifts_apart():
   common.train_step(model, opt, x, y, jnp.float32(0.0))
   np.testing.assert_array_equal(model.blocks[0].shift.shifts[...], before_s)
   assert not np.allclose(model.head.kernel[...], before_w)
+
+
+@pytest.mark.skipif(__import__("jax").device_count() < 8,
+                    reason="needs 8 (CPU) devices")
+def test_train_sharded_two_steps_match_one_device(capsys):
+  import train_sharded
+  sharded = train_sharded.main(["--steps", "2", "--data", "4", "--model", "2"])
+  out = capsys.readouterr().out
+  assert "mesh {'data': 4, 'model': 2}" in out and "P('model', None)" in out
+  single = train_sharded.main(["--steps", "2", "--data", "1", "--model", "1"])
+  np.testing.assert_allclose(sharded, single, rtol=2e-4)

@@ -19,6 +19,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental.custom_partitioning import custom_partitioning
 
 from jaxshift._src import shapes
 from jaxshift._src import spec
@@ -142,6 +143,51 @@ def _fold_call(fn, axis_size, in_batched, arrays, n_data):
   return [_unfold(o, axis_size, tables_batched) for o in outs]
 
 
+# --------------------------------------------------------------------------
+# Partitioning: split along batch and channels, never gather.
+def _rules(cfg: shapes.ShiftConfig, grouped: bool):
+  """Shardy rules ``(forward, backward, need_replication)`` on rank-5 data.
+
+  Batch ``n`` and channels ``c`` split freely; spatial axes (input ``a b w``,
+  output ``i j l``) and the tables' ``k`` stay whole. With per-group tables
+  (vmap over the shifts, ``grouped``) a sample's table depends on its global
+  index, so the batch stays whole too.
+  """
+  x, y = ("n a b w c", "n i j l c") if cfg.channels_last else (
+      "n c a b w", "n c i j l")
+  forward = f"{x}, g c k, g c k -> {y}"
+  backward = f"{x}, {y}, g c k, g c k, g c k, g c k -> {x}, n c k"
+  replicate = tuple("abwijlkg") + (("n",) if grouped else ())
+  return forward, backward, replicate
+
+
+def _partitioned(fn, cfg, rule: str, replicate, n_data: int, grouped: bool):
+  """`fn` under `custom_partitioning`: each device runs it on its own shard.
+
+  XLA treats a custom call as opaque and would replicate it (gathering
+  every input). The Shardy `rule` says which axes may stay split; `fn` then
+  runs on local shards split along batch and channels only.
+  """
+  wrapped = custom_partitioning(fn)
+
+  def partition(mesh, arg_shapes, result_shape):
+    args = tuple(a.sharding for a in arg_shapes)
+    results = jax.tree.map(lambda r: r.sharding, result_shape)
+    if isinstance(args[0], jax.sharding.NamedSharding):
+      data, sample, table = (jax.sharding.NamedSharding(mesh, p) for p in
+                             _specs(cfg, args[0].spec, grouped))
+      args = (data,) * n_data + (table,) * (len(args) - n_data)
+      results = (data,) if n_data == 1 else (data, sample)
+    return mesh, fn, results, args
+
+  factors = rule.replace(",", " ").replace("->", " ").split()
+  order = {f: factors.index(f) for f in replicate}  # Shardy wants rule order
+  wrapped.def_partition(partition=partition, sharding_rule=rule,
+                        need_replication_factors=tuple(sorted(replicate,
+                                                              key=order.get)))
+  return wrapped
+
+
 def _require(platform: str):
   if not kernels_available(platform):
     raise RuntimeError(f"jaxshift's {platform} kernels are not built or not loaded.")
@@ -174,10 +220,10 @@ def _forward_call(platform: str, cfg: shapes.ShiftConfig):
     # Result types from jax.typeof(x) keep x's manual axes inside shard_map.
     return (jax.ffi.ffi_call(
         f"jaxshift_forward_{platform}",
-        jax.typeof(x).update(shape=_out5(cfg, x.shape)))(
+        _result_type(cfg, x, shape=_out5(cfg, x.shape)))(
             x, m, f, move=move, **attrs),)
 
-  return _one_launch(call, 1)
+  return _one_launch(_by_grouping(call, cfg, 0), 1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -188,13 +234,62 @@ def _backward_call(platform: str, cfg: shapes.ShiftConfig):
   shift_grad = cfg.mode != "integer"
 
   def call(x, g, m_r, f_r, m_u, f_u):
-    n, c = x.shape[0], x.shape[4 if cfg.channels_last else 1]
     return tuple(jax.ffi.ffi_call(
         f"jaxshift_backward_{platform}",
-        (jax.typeof(x), jax.typeof(x).update(shape=(n, c, 3), dtype=f_u.dtype)))(
+        (_result_type(cfg, x),
+         _result_type(cfg, x, dtype=f_u.dtype, per_sample=True)))(
              x, g, m_r, f_r, m_u, f_u, shift_grad=shift_grad, **attrs))
 
-  return _one_launch(call, 2)
+  return _one_launch(_by_grouping(call, cfg, 1), 2)
+
+
+def _by_grouping(call, cfg, which: int):
+  """`call` partitioned by rule `which` (0 forward, 1 backward) of `_rules`."""
+  variants = {}
+  for grouped in (False, True):
+    rules = _rules(cfg, grouped)
+    variants[grouped] = _partitioned(call, cfg, rules[which], rules[2],
+                                     which + 1, grouped)
+
+  def dispatch(*args):
+    return variants[args[-1].shape[0] > 1](*args)  # tables: (G, C, 3)
+
+  return dispatch
+
+
+def _result_type(cfg, x, *, shape=None, dtype=None, per_sample=False):
+  """A kernel result's type: `x`'s, with the shardings the kernel produces.
+
+  ``jax.typeof(x)`` keeps x's manual axes inside shard_map and its sharding
+  under an explicit mesh; batch and channel shardings carry over, spatial
+  axes come out whole (the kernel reads across them). ``per_sample``: the
+  ``(N, C, 3)`` per-sample shift gradient.
+  """
+  t = jax.typeof(x)
+  cax = _channel_axis5(cfg)
+  if per_sample:
+    shape = (x.shape[0], x.shape[cax], 3)
+  update = dict(shape=shape or x.shape, dtype=dtype or x.dtype)
+  spec = getattr(t.sharding, "spec", None)
+  if spec is not None:
+    data, sample, _ = _specs(cfg, spec, grouped=False)
+    update["sharding"] = t.sharding.update(spec=sample if per_sample else data)
+  return t.update(**update)
+
+
+def _channel_axis5(cfg):
+  return 4 if cfg.channels_last else 1
+
+
+def _specs(cfg, x_spec, grouped: bool):
+  """``(data, per-sample, table)`` specs that keep x's batch/channel split."""
+  cax = _channel_axis5(cfg)
+  x_spec = tuple(x_spec) + (None,) * (5 - len(x_spec))
+  n, c = (None if grouped else x_spec[0]), x_spec[cax]
+  data = [None] * 5
+  data[0], data[cax] = n, c
+  P = jax.sharding.PartitionSpec
+  return P(*data), P(n, c, None), P(None, c, None)
 
 
 def _out5(cfg, shape5):
