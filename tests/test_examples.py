@@ -125,3 +125,9 @@ def test_train_sharded_two_steps_match_one_device(capsys):
   assert "mesh {'data': 4, 'model': 2}" in out and "P('model', None)" in out
   single = train_sharded.main(["--steps", "2", "--data", "1", "--model", "1"])
   np.testing.assert_allclose(sharded, single, rtol=2e-4)
+
+
+def test_quickstart_recovers_the_shifts(capsys):
+  import quickstart
+  quickstart.main()  # raises SystemExit if the error exceeds 0.05 px
+  assert "largest error" in capsys.readouterr().out
