@@ -72,6 +72,30 @@ def test_matches_jnp_path(ndim, mode, padding, channels_last, dtype, data):
     assert_close(r["ffi"][i], r["xla"][i], tol, what)
 
 
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(
+    mode=st.sampled_from(jaxshift.MODES),
+    padding=st.sampled_from(jaxshift.PADDINGS), channels_last=st.booleans(),
+    dtype=st.sampled_from([jnp.float32, jnp.bfloat16]), data=st.data())
+def test_matches_jnp_path_on_wide_rows(mode, padding, channels_last, dtype,
+                                       data):
+  """Rows long enough for the kernels' unpadded interior loops (2-D, stride 1)."""
+  h, w = data.draw(st.integers(1, 5)), data.draw(st.integers(10, 40))
+  c = data.draw(st.integers(1, 4))
+  s = np.array(data.draw(st.lists(
+      st.one_of(st.floats(-14, 14, allow_nan=False, width=32),
+                st.integers(-13, 13).map(lambda i: i + 0.5)),
+      min_size=2 * c, max_size=2 * c)), np.float32).reshape(c, 2)
+  rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+  shape = (2, h, w, c) if channels_last else (2, c, h, w)
+  x = jnp.asarray(rng.normal(size=shape), dtype)
+  r = both(x, jnp.asarray(s), mode=mode, padding=padding,
+           channel_axis=-1 if channels_last else 1)
+  for i, what in enumerate(("forward", "dx", "dshifts")):
+    tol = TOL[dtype] if i < 2 else max(TOL[dtype], 1e-4) * 4
+    assert_close(r["ffi"][i], r["xla"][i], tol, what)
+
+
 def test_float64(x64):
   rng = np.random.default_rng(0)
   for padding in jaxshift.PADDINGS:
