@@ -72,7 +72,7 @@ def test_matches_jnp_path(ndim, mode, padding, channels_last, dtype, data):
     assert_close(r["ffi"][i], r["xla"][i], tol, what)
 
 
-@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
     mode=st.sampled_from(jaxshift.MODES),
     padding=st.sampled_from(jaxshift.PADDINGS), channels_last=st.booleans(),
