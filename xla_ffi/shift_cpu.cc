@@ -8,6 +8,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "ffi_common.h"
@@ -114,24 +115,21 @@ void forward_walk_fast(const T* x, T* y, const Axis& fa, const Axis& wa, int of,
   }
   const T* x1 = x + r1 * fa.sx + static_cast<int64_t>(mw) * sx;
   const A wf0 = A(1) - ff, ww0 = A(1) - fw;
-  if (sx == 1 && sy == 1) {
+  auto interior = [&](auto ux, auto uy) {  // element strides; compile-time 1 for NCHW
     for (int o = lo; o < hi; ++o) {
-      A p = A(0), q = A(0);
-      p += wf0 * load<A>(x0 + o);
-      p += ff * load<A>(x1 + o);
-      q += wf0 * load<A>(x0 + o + 1);
-      q += ff * load<A>(x1 + o + 1);
-      store(yo + o, ww0 * p + fw * q);
+      A p = A(0), q = A(0);  // forward_walk's col(o + mw) and col(o + mw + 1)
+      p += wf0 * load<A>(x0 + o * ux);
+      p += ff * load<A>(x1 + o * ux);
+      q += wf0 * load<A>(x0 + (o + 1) * ux);
+      q += ff * load<A>(x1 + (o + 1) * ux);
+      store(yo + o * uy, ww0 * p + fw * q);
     }
-    return;
-  }
-  for (int o = lo; o < hi; ++o) {
-    A p = A(0), q = A(0);
-    p += wf0 * load<A>(x0 + o * sx);
-    p += ff * load<A>(x1 + o * sx);
-    q += wf0 * load<A>(x0 + (o + 1) * sx);
-    q += ff * load<A>(x1 + (o + 1) * sx);
-    store(yo + o * sy, ww0 * p + fw * q);
+  };
+  using One = std::integral_constant<int64_t, 1>;
+  if (sx == 1 && sy == 1) {
+    interior(One{}, One{});
+  } else {
+    interior(sx, sy);
   }
 }
 
