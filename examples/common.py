@@ -103,6 +103,19 @@ def restore_checkpoint(path: pathlib.Path, model: nnx.Module) -> nnx.Module:
   return nnx.merge(graphdef, state)
 
 
+def build_model(kind: str, depth: int, **kwargs) -> nnx.Module:
+  """``DepthwiseResNet`` for ``kind="depthwise"``, else a ``ShiftResNet`` in mode `kind`."""
+  if kind == "depthwise":
+    return jsnn.DepthwiseResNet(depth, **kwargs)
+  return jsnn.ShiftResNet(depth, mode=kind, **kwargs)
+
+
+def zero_fraction(model: nnx.Module) -> float:
+  """Mean over shift layers of the fraction of offsets that move nothing."""
+  return float(np.mean([s.zero_fraction
+                        for s in jsnn.shift_statistics(model).values()]))
+
+
 def shift_snapshot(model) -> dict[str, np.ndarray]:
   """``{layer path: [C, D] shifts}`` of every shift layer, as numpy."""
   return {path: np.asarray(layer.shifts[...])

@@ -127,9 +127,8 @@ def main(argv=None):
 
   rows = []
   for kind in args.models:
-    kw = dict(expansion=args.expansion, rngs=nnx.Rngs(args.seed))
-    model = (jsnn.DepthwiseResNet(args.depth, **kw) if kind == "depthwise"
-             else jsnn.ShiftResNet(args.depth, mode=kind, **kw))
+    model = common.build_model(kind, args.depth, expansion=args.expansion,
+                               rngs=nnx.Rngs(args.seed))
     lr = optax.piecewise_constant_schedule(args.lr, boundaries)
     weights = optax.chain(optax.add_decayed_weights(5e-4),
                           optax.sgd(lr, momentum=0.9, nesterov=True))

@@ -39,14 +39,6 @@ def load(seed=0, test_fraction=0.2):
   return x[train], y[train], x[test], y[test]
 
 
-def build(kind, args):
-  common_kw = dict(expansion=args.expansion, num_classes=10, in_features=1,
-                   width=args.width, rngs=nnx.Rngs(args.seed))
-  if kind == "depthwise":
-    return jsnn.DepthwiseResNet(args.depth, **common_kw)
-  return jsnn.ShiftResNet(args.depth, mode=kind, **common_kw)
-
-
 def optimizer(model, args, steps):
   lr = optax.cosine_decay_schedule(args.lr, steps)
   weights = optax.adamw(lr, weight_decay=1e-4)
@@ -77,7 +69,9 @@ def main(argv=None):
   steps = args.epochs * -(-len(x_train) // args.batch_size)
   rows, results = [], {}
   for kind in args.models:
-    model = build(kind, args)
+    model = common.build_model(kind, args.depth, expansion=args.expansion,
+                               num_classes=10, in_features=1, width=args.width,
+                               rngs=nnx.Rngs(args.seed))
     opt = optimizer(model, args, steps)
     history = [common.shift_snapshot(model)]
     t0 = time.perf_counter()
@@ -96,8 +90,7 @@ def main(argv=None):
 
     zero = "-"
     if kind != "depthwise":
-      stats = jsnn.shift_statistics(model)
-      zero = f"{np.mean([s.zero_fraction for s in stats.values()]):.0%}"
+      zero = f"{common.zero_fraction(model):.0%}"
       common.plot_shift_trajectories(
           history, args.out / f"shifts_{kind}.png",
           f"ShiftResNet-{args.depth} ({kind}) on digits")

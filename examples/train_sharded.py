@@ -139,9 +139,8 @@ def main(argv=None):
   n_test = len(x_test) // args.data * args.data
   acc = common.accuracy(model, global_batch(mesh, x_test[:n_test], P("data")),
                         jnp.asarray(y_test[:n_test]), batch_size=n_test)
-  stats = jsnn.shift_statistics(model)
   print(f"{args.steps} steps in {seconds:.1f} s; test accuracy {acc:.1%}; "
-        f"zero shifts {np.mean([s.zero_fraction for s in stats.values()]):.0%}")
+        f"zero shifts {common.zero_fraction(model):.0%}")
   return losses
 
 

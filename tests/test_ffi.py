@@ -42,6 +42,15 @@ def assert_close(a, b, tol, what):
   np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=what)
 
 
+def assert_kernel_matches(x, s, dtype, **kw):
+  """Forward, dx and dshifts of ffi equal xla's (dtype and values)."""
+  r = both(x, s, **kw)
+  for i, what in enumerate(("forward", "dx", "dshifts")):
+    assert r["ffi"][i].dtype == r["xla"][i].dtype
+    tol = TOL[dtype] if i < 2 else max(TOL[dtype], 1e-4) * 4
+    assert_close(r["ffi"][i], r["xla"][i], tol, what)
+
+
 @hypothesis.settings(max_examples=80, deadline=None)
 @hypothesis.given(
     ndim=st.integers(1, 3), mode=st.sampled_from(jaxshift.MODES),
@@ -64,12 +73,8 @@ def test_matches_jnp_path(ndim, mode, padding, channels_last, dtype, data):
   shape = (n, *lengths, c) if channels_last else (n, c, *lengths)
   x = jnp.asarray(rng.normal(size=shape), dtype)
   cax = -1 if channels_last else 1
-  r = both(x, jnp.asarray(s), mode=mode, padding=padding, channel_axis=cax,
-           strides=strides)
-  for i, what in enumerate(("forward", "dx", "dshifts")):
-    assert r["ffi"][i].dtype == r["xla"][i].dtype
-    tol = TOL[dtype] if i < 2 else max(TOL[dtype], 1e-4) * 4
-    assert_close(r["ffi"][i], r["xla"][i], tol, what)
+  assert_kernel_matches(x, jnp.asarray(s), dtype, mode=mode, padding=padding,
+                        channel_axis=cax, strides=strides)
 
 
 @hypothesis.settings(max_examples=25, deadline=None)
@@ -89,11 +94,8 @@ def test_matches_jnp_path_on_wide_rows(mode, padding, channels_last, dtype,
   rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
   shape = (2, h, w, c) if channels_last else (2, c, h, w)
   x = jnp.asarray(rng.normal(size=shape), dtype)
-  r = both(x, jnp.asarray(s), mode=mode, padding=padding,
-           channel_axis=-1 if channels_last else 1)
-  for i, what in enumerate(("forward", "dx", "dshifts")):
-    tol = TOL[dtype] if i < 2 else max(TOL[dtype], 1e-4) * 4
-    assert_close(r["ffi"][i], r["xla"][i], tol, what)
+  assert_kernel_matches(x, jnp.asarray(s), dtype, mode=mode, padding=padding,
+                        channel_axis=-1 if channels_last else 1)
 
 
 def test_float64(x64):
