@@ -84,13 +84,39 @@ def test_matches_jnp_path(ndim, mode, padding, channels_last, dtype, data):
     dtype=st.sampled_from([jnp.float32, jnp.bfloat16]), data=st.data())
 def test_matches_jnp_path_on_wide_rows(mode, padding, channels_last, dtype,
                                        data):
-  """Rows long enough for the kernels' unpadded interior loops (2-D, stride 1)."""
+  """Rows long enough for the kernels' SIMD row loops (2-D, stride 1)."""
   h, w = data.draw(st.integers(1, 5)), data.draw(st.integers(10, 40))
   c = data.draw(st.integers(1, 4))
   s = np.array(data.draw(st.lists(
       st.one_of(st.floats(-14, 14, allow_nan=False, width=32),
                 st.integers(-13, 13).map(lambda i: i + 0.5)),
       min_size=2 * c, max_size=2 * c)), np.float32).reshape(c, 2)
+  rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+  shape = (2, h, w, c) if channels_last else (2, c, h, w)
+  x = jnp.asarray(rng.normal(size=shape), dtype)
+  assert_kernel_matches(x, jnp.asarray(s), dtype, mode=mode, padding=padding,
+                        channel_axis=-1 if channels_last else 1)
+
+
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.given(
+    mode=st.sampled_from(jaxshift.MODES),
+    padding=st.sampled_from(jaxshift.PADDINGS), channels_last=st.booleans(),
+    dtype=st.sampled_from([jnp.float32, jnp.bfloat16, jnp.float16]),
+    data=st.data())
+def test_matches_jnp_path_in_channel_blocks(mode, padding, channels_last,
+                                            dtype, data):
+  """Many channels (the CPU kernel stages blocks of 16 float32 channels, with
+  a transpose for channels-last) and a mix of near shifts (within the staged
+  halo) and far ones (blocks that fall back to in-place walks)."""
+  h, w = data.draw(st.integers(1, 12)), data.draw(st.integers(1, 24))
+  c = data.draw(st.integers(6, 40))
+  near = st.one_of(st.floats(-3, 3, allow_nan=False, width=32),
+                   st.integers(-3, 3).map(float))
+  far = st.floats(-40, 40, allow_nan=False, width=32)
+  s = np.array(data.draw(st.lists(st.one_of(near, near, near, far),
+                                  min_size=2 * c, max_size=2 * c)),
+               np.float32).reshape(c, 2)
   rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
   shape = (2, h, w, c) if channels_last else (2, c, h, w)
   x = jnp.asarray(rng.normal(size=shape), dtype)

@@ -11,6 +11,11 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#include <xmmintrin.h>
+#endif
+
 #include "ffi_common.h"
 
 namespace jaxshift {
@@ -85,55 +90,385 @@ void for_each_element(ffi::ThreadPool& pool, const Geometry& geo, bool out_grid,
   });
 }
 
-// forward_walk with a branch-free interior: where every column the walk reads
-// lies inside the array, pad_index is the identity and the row pointers are
-// fixed, so the loop has no padding test and no loop-carried value, and the
-// compiler vectorises it for contiguous (NCHW) rows. Same arithmetic as
-// forward_walk; the edges, lattice rows and short rows go through it.
+// One output row (index `row` of axis 1) of one (sample, channel), in place:
+// the fallback of the staged path for shifts that reach beyond its halo.
 template <int P, typename A, typename T>
-void forward_walk_fast(const T* x, T* y, const Axis& fa, const Axis& wa, int of, int mf, A ff,
-                       int mw, A fw, bool move) {
-  const int Lo = wa.Lo;
-  const int lo = std::min(std::max(-mw, 0), Lo);
-  const int hi = std::max(std::min(wa.L - 1 - mw, Lo), lo);  // reads o+mw, o+mw+1
-  const int kf = of + mf;
-  const int r0 = pad_index<P>(kf, fa.L);
-  const int r1 = ff != A(0) ? pad_index<P>(kf + 1, fa.L) : -1;
-  const bool fast = hi - lo >= 8 && r0 >= 0 && (move || (r1 >= 0 && fw != A(0)));
-  if (!fast) {
-    forward_walk<P, A>(x, y, fa, wa, of, 0, Lo, mf, ff, mw, fw, move);
+void forward_row(const T* xc, T* yc, const Axis* ax, int row, const ChannelTables<A>& ct,
+                 bool move) {
+  if (is_nan(ct.f[1]) || is_nan(ct.f[2])) {
+    for (int o = 0; o < ax[2].Lo; ++o) store(yc + row * ax[1].sy + o * ax[2].sy, ct.f[1] + ct.f[2]);
     return;
   }
-  forward_walk<P, A>(x, y, fa, wa, of, 0, lo, mf, ff, mw, fw, move);
-  forward_walk<P, A>(x, y, fa, wa, of, hi, Lo, mf, ff, mw, fw, move);
-  const int64_t sx = wa.sx, sy = wa.sy;
-  const T* x0 = x + r0 * fa.sx + static_cast<int64_t>(mw) * sx;
-  T* yo = y + static_cast<int64_t>(of) * fa.sy;
-  if (move) {
-    for (int o = lo; o < hi; ++o) yo[o * sy] = x0[o * sx];
+  forward_walk<P, A>(xc, yc, ax[1], ax[2], row, 0, ax[2].Lo, ct.m[1], ct.f[1], ct.m[2], ct.f[2],
+                     move);
+}
+
+// Backward of one row (index `row` of axis 1) of one (sample, channel), in
+// place: dx along the row, and the shift-gradient sums d[0] (axis 1) and d[1]
+// (axis 2) over the same row of the output grid. Unit strides: L == Lo.
+template <int P, typename A, typename T>
+void backward_row(const T* xc, const T* gc, T* dc, const Axis* ax, int row,
+                  const ChannelTables<A>& r, const ChannelTables<A>& u, bool shift_grad, A* d) {
+  d[0] = d[1] = A(0);
+  if (is_nan(r.f[1]) || is_nan(r.f[2]) || is_nan(u.f[1]) || is_nan(u.f[2])) {
+    const A nan = r.f[1] + r.f[2] + u.f[1] + u.f[2];  // finish_shift_grad fills ds
+    for (int i = 0; i < ax[2].L; ++i) store(dc + row * ax[1].sx + i * ax[2].sx, nan);
     return;
   }
-  const T* x1 = x + r1 * fa.sx + static_cast<int64_t>(mw) * sx;
-  const A wf0 = A(1) - ff, ww0 = A(1) - fw;
-  auto interior = [&](auto ux, auto uy) {  // element strides; compile-time 1 for NCHW
-    for (int o = lo; o < hi; ++o) {
-      A p = A(0), q = A(0);  // forward_walk's col(o + mw) and col(o + mw + 1)
-      p += wf0 * load<A>(x0 + o * ux);
-      p += ff * load<A>(x1 + o * ux);
-      q += wf0 * load<A>(x0 + (o + 1) * ux);
-      q += ff * load<A>(x1 + (o + 1) * ux);
-      store(yo + o * uy, ww0 * p + fw * q);
+  backward_walk<P, A>(xc, gc, dc, ax, 1, 2, row, 0, ax[2].L, r.m, r.f, u.m, u.f, shift_grad, d);
+}
+
+// ---------------------------------------------------------------------------
+// Staged planes: the fast path of walkable calls (at most two spatial axes,
+// unit strides). A task takes one sample and a block of channels and copies
+// each channel into a contiguous plane with a halo of K cells on every side,
+// filled by the padding rule, in per-thread scratch (it stays in L2). There,
+// every read of the shift lands inside the padded plane, so the loops over
+// whole rows have no padding test and compile to SIMD; the results are
+// copied back. In NHWC the copies are transposes (neighbouring channels have
+// different shifts, so a channel's row is strided in place). K is the
+// farthest the block's offsets read; a block whose shifts reach further than
+// kMaxHalo runs the walks in place. The arithmetic is that of forward_walk,
+// backward_walk and shift_grad_walk (shift_math.h), term for term.
+
+constexpr int kMaxHalo = 16;
+
+// Padded planes of a block: H x W interiors, halo K, padded rows of Wp.
+struct Planes {
+  int H, W, K, Wp;
+  int64_t pitch;  // elements between the planes of a block
+  // Offset of interior cell (r, c); r and c may reach K into the halo.
+  int64_t at(int r, int c) const { return int64_t{r + K} * Wp + c + K; }
+  // The planes as shift_math.h axes (origin at interior (0, 0)).
+  void axes(Axis* ax) const {
+    ax[0] = Axis{1, 1, 1, 0, 0};
+    ax[1] = Axis{H, H, 1, Wp, Wp};
+    ax[2] = Axis{W, W, 1, 1, 1};
+  }
+};
+
+// The pitch is the padded plane rounded up to a cache line, plus one line, so
+// that planes do not start 4 KiB apart: the transposes touch all the planes
+// of a block at once, which would then share L1 sets.
+template <typename T>
+Planes make_planes(int H, int W, int K) {
+  const int64_t line = std::max<int64_t>(1, 64 / static_cast<int64_t>(sizeof(T)));
+  const int64_t area = int64_t{H + 2 * K} * (W + 2 * K);
+  return Planes{H, W, K, W + 2 * K, (area + line - 1) / line * line + line};
+}
+
+// Channels a staged block holds: one 64-byte line of them (fewer if C is
+// smaller); staging applies while a block's padded planes fit the budget.
+template <typename T>
+int64_t staged_block(const Geometry& geo) {
+  return std::min<int64_t>(geo.C, std::max<int64_t>(1, 64 / static_cast<int64_t>(sizeof(T))));
+}
+
+template <typename T>
+bool use_staging(const Geometry& geo) {
+  const Planes pl = make_planes<T>(geo.ax[1].L, geo.ax[2].L, kMaxHalo);
+  return walkable(geo) &&
+         staged_block<T>(geo) * pl.pitch * static_cast<int64_t>(sizeof(T)) <= (int64_t{2} << 20);
+}
+
+// The farthest (in cells) that channels [c0, c0 + nb) of sample n read from
+// their own position along axes 1 and 2: offsets m and m + 1, plus `extra`.
+// NaN shifts read nothing. More than kMaxHalo means "too far".
+template <typename A>
+int block_halo(const Geometry& geo, const Tables& tab, int64_t n, int64_t c0, int64_t nb,
+               int extra) {
+  int64_t k = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c0 + b);
+    if (is_nan(ct.f[1]) || is_nan(ct.f[2])) continue;
+    for (int a = 1; a < 3; ++a) {
+      const int64_t m = ct.m[a];
+      k = std::max({k, m < 0 ? -m : m, m + 1 < 0 ? -(m + 1) : m + 1});
     }
-  };
-  using One = std::integral_constant<int64_t, 1>;
-  if (sx == 1 && sy == 1) {
-    interior(One{}, One{});
+  }
+  return static_cast<int>(std::min<int64_t>(k + extra, kMaxHalo + 1));
+}
+
+// Per-thread scratch of at least n elements, kept between calls.
+template <typename T>
+T* scratch(size_t n) {
+  thread_local std::vector<T> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+// Where the channels of a block live: origin, channel stride, row and column
+// strides (elements).
+template <typename T>
+struct Block {
+  T* p;
+  int64_t cs, rs, ws;
+};
+
+// Copies the block's channels into (to_planes) or out of the planes'
+// interiors. Channels-first rows are contiguous copies; channels-last is a
+// transpose, in 4x4 tiles of SSE registers for float.
+template <typename T>
+void copy_planes(Block<T> blk, int64_t nb, T* planes, const Planes& pl, bool to_planes) {
+  const int H = pl.H, W = pl.W;
+  if (blk.ws == 1) {
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int r = 0; r < H; ++r) {
+        T* a = blk.p + b * blk.cs + r * blk.rs;
+        T* q = planes + b * pl.pitch + pl.at(r, 0);
+        if (to_planes) std::copy(a, a + W, q); else std::copy(q, q + W, a);
+      }
+    }
+    return;
+  }
+  int w0 = 0;
+#if defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (blk.cs == 1 && nb % 4 == 0) {
+      const int64_t cs = blk.ws;
+      for (int r = 0; r < H; ++r) {
+        for (int w = 0; w + 4 <= W; w += 4) {
+          float* a = blk.p + r * blk.rs + w * cs;
+          float* q = planes + pl.at(r, w);
+          for (int64_t b = 0; b < nb; b += 4) {
+            float* qb = q + b * pl.pitch;
+            if (to_planes) {
+              __m128 v0 = _mm_loadu_ps(a + b), v1 = _mm_loadu_ps(a + cs + b);
+              __m128 v2 = _mm_loadu_ps(a + 2 * cs + b), v3 = _mm_loadu_ps(a + 3 * cs + b);
+              _MM_TRANSPOSE4_PS(v0, v1, v2, v3);
+              _mm_storeu_ps(qb, v0);
+              _mm_storeu_ps(qb + pl.pitch, v1);
+              _mm_storeu_ps(qb + 2 * pl.pitch, v2);
+              _mm_storeu_ps(qb + 3 * pl.pitch, v3);
+            } else {
+              __m128 v0 = _mm_loadu_ps(qb), v1 = _mm_loadu_ps(qb + pl.pitch);
+              __m128 v2 = _mm_loadu_ps(qb + 2 * pl.pitch), v3 = _mm_loadu_ps(qb + 3 * pl.pitch);
+              _MM_TRANSPOSE4_PS(v0, v1, v2, v3);
+              _mm_storeu_ps(a + b, v0);
+              _mm_storeu_ps(a + cs + b, v1);
+              _mm_storeu_ps(a + 2 * cs + b, v2);
+              _mm_storeu_ps(a + 3 * cs + b, v3);
+            }
+          }
+        }
+      }
+      w0 = W - W % 4;
+    }
+  }
+#endif
+  for (int r = 0; r < H; ++r) {
+    for (int w = w0; w < W; ++w) {
+      T* a = blk.p + r * blk.rs + w * blk.ws;
+      T* q = planes + pl.at(r, w);
+      for (int64_t b = 0; b < nb; ++b) {
+        if (to_planes) q[b * pl.pitch] = a[b * blk.cs]; else a[b * blk.cs] = q[b * pl.pitch];
+      }
+    }
+  }
+}
+
+// Fills the halo of each of nb planes from its interior by the padding rule
+// P (zeros: 0).
+template <int P, typename T>
+void fill_halo(T* planes, int64_t nb, const Planes& pl) {
+  const int K = pl.K, H = pl.H, W = pl.W;
+  if (K == 0) return;
+  for (int64_t b = 0; b < nb; ++b) {
+    T* q = planes + b * pl.pitch;
+    if (P == kZeros) {
+      std::fill(q, q + pl.at(0, 0), T{});  // top rows and the first left side
+      for (int r = 0; r < H; ++r) std::fill(q + pl.at(r, W), q + pl.at(r + 1, 0), T{});
+      std::fill(q + pl.at(H, 0) - K, q + pl.at(H + K - 1, W + K), T{});
+      continue;
+    }
+    auto cell = [&](int r, int c) {  // interior coordinates of a halo cell
+      const int sr = pad_index<P>(r, H), sc = pad_index<P>(c, W);
+      q[pl.at(r, c)] = (sr < 0 || sc < 0) ? T{} : q[pl.at(sr, sc)];
+    };
+    for (int r = -K; r < H + K; ++r) {
+      if (r < 0 || r >= H) {
+        for (int c = -K; c < W + K; ++c) cell(r, c);
+      } else {
+        for (int c = -K; c < 0; ++c) cell(r, c);
+        for (int c = W; c < W + K; ++c) cell(r, c);
+      }
+    }
+  }
+}
+
+// Calls fn with two compile-time booleans.
+template <bool B>
+using Flag = std::integral_constant<bool, B>;
+
+template <typename Fn>
+void with_flags(bool a, bool b, const Fn& fn) {
+  if (a) {
+    if (b) fn(Flag<true>{}, Flag<true>{}); else fn(Flag<true>{}, Flag<false>{});
   } else {
-    interior(sx, sy);
+    if (b) fn(Flag<false>{}, Flag<true>{}); else fn(Flag<false>{}, Flag<false>{});
+  }
+}
+
+// Forward of one channel: padded plane xs -> unpadded plane ys (forward_walk).
+template <typename A, typename T>
+void forward_plane(const T* xs, const Planes& px, T* ys, const Planes& py,
+                   const ChannelTables<A>& ct, bool move) {
+  const int m1 = ct.m[1], m2 = ct.m[2], W = px.W;
+  const A ff = ct.f[1], fw = ct.f[2], wf0 = A(1) - ff, ww0 = A(1) - fw;
+  for (int h = 0; h < px.H; ++h) {
+    const T* __restrict x0 = xs + px.at(h + m1, m2);
+    T* __restrict yo = ys + py.at(h, 0);
+    if (move) {
+      for (int w = 0; w < W; ++w) yo[w] = x0[w];
+      continue;
+    }
+    const T* __restrict x1 = x0 + px.Wp;
+    with_flags(ff != A(0), fw != A(0), [&](auto two_rows, auto blend) {
+      for (int w = 0; w < W; ++w) {
+        A p = A(0), q = A(0);  // forward_walk's col(w + m2) and col(w + m2 + 1)
+        p += wf0 * load<A>(x0 + w);
+        if (two_rows) p += ff * load<A>(x1 + w);
+        if (blend) {
+          q += wf0 * load<A>(x0 + w + 1);
+          if (two_rows) q += ff * load<A>(x1 + w + 1);
+        }
+        store(yo + w, blend ? ww0 * p + fw * q : p);
+      }
+    });
+  }
+}
+
+// Input gradient of one channel (backward_walk's first part): padded g plane
+// gs (zero halo; periodic: wrapped) -> unpadded dx plane. The paddings that
+// fold reads near the edges (border, reflect, symmetric) are answered there
+// by adjoint_value, outside simple_interval.
+template <int P, typename A, typename T>
+void adjoint_plane(const T* gs, const Planes& pg, T* dxs, const Planes& pd,
+                   const ChannelTables<A>& r) {
+  const int m1 = r.m[1], m2 = r.m[2], W = pg.W;
+  const A ff = r.f[1], fw = r.f[2], gf0 = A(1) - ff, gw0 = A(1) - fw;
+  for (int i = 0; i < pg.H; ++i) {
+    const T* __restrict g0 = gs + pg.at(i - m1, -m2);  // G(j) reads rows i - m1 (and - 1)
+    const T* __restrict g1 = g0 - pg.Wp;
+    T* __restrict dxo = dxs + pd.at(i, 0);
+    with_flags(ff != A(0), fw != A(0), [&](auto two_rows, auto blend) {
+      for (int w = 0; w < W; ++w) {
+        A cur = A(0), prv = A(0);  // backward_walk's G(w - m2) and G(w - m2 - 1)
+        cur += gf0 * load<A>(g0 + w);
+        if (two_rows) cur += ff * load<A>(g1 + w);
+        if (blend) {
+          prv += gf0 * load<A>(g0 + w - 1);
+          if (two_rows) prv += ff * load<A>(g1 + w - 1);
+        }
+        store(dxo + w, blend ? gw0 * cur + fw * prv : cur);
+      }
+    });
+  }
+  if (P == kZeros || P == kPeriodic) return;
+  Axis ax[3];
+  pg.axes(ax);
+  int flo, fhi, wlo, whi;
+  simple_interval<P>(ax[1], m1, &flo, &fhi);
+  simple_interval<P>(ax[2], m2, &wlo, &whi);
+  const int m3[3] = {0, m1, m2};
+  const A f3[3] = {A(0), ff, fw};
+  const T* g = gs + pg.at(0, 0);
+  for (int i = 0; i < pg.H; ++i) {
+    const bool row_simple = i >= flo && i <= fhi;
+    for (int w = 0; w < W; ++w) {
+      if (row_simple && w >= wlo && w <= whi) {
+        w = whi;  // skip to the right edge
+        continue;
+      }
+      const int pos[3] = {0, i, w};
+      store(dxs + pd.at(i, w), adjoint_value_outlined<P, A>(g, ax, pos, m3, f3));
+    }
+  }
+}
+
+// Shift-gradient sums of one channel (shift_grad_walk over every row): x
+// plane padded by the padding rule, g plane padded (any halo). Adds the sum
+// for axis 1 to acc[0] and for axis 2 to acc[1], row by row in order; each
+// row is a SIMD reduction whose order is fixed by the build (repeatable bit
+// for bit).
+template <bool kFLat, bool kWLat, typename A, typename T>
+void shift_grad_plane(const T* xs, const Planes& px, const T* gs, const Planes& pg,
+                      const ChannelTables<A>& u, A* acc) {
+  const int m1 = u.m[1], m2 = u.m[2], W = px.W;
+  const A ff = u.f[1], fw = u.f[2], wi0 = A(1) - ff, w0 = A(1) - fw;
+  for (int row = 0; row < px.H; ++row) {
+    const T* __restrict xm = xs + px.at(row + m1 - 1, m2);  // rows kf - 1, kf, kf + 1
+    const T* __restrict x0 = xm + px.Wp;
+    const T* __restrict x1 = x0 + px.Wp;
+    const T* __restrict go = gs + pg.at(row, 0);
+    // shift_grad_walk's cols(): XI across the fixed axis and its derivative XD.
+    auto xi = [&](int k) -> A {
+      const A a = load<A>(x0 + k);
+      return kFLat ? a : wi0 * a + ff * load<A>(x1 + k);
+    };
+    auto xd = [&](int k) -> A {
+      const A b = load<A>(x1 + k);
+      return kFLat ? A(0.5) * load<A>(xm + k) - A(0.5) * b : load<A>(x0 + k) - b;
+    };
+    A df = A(0), dw = A(0);
+#pragma omp simd reduction(+ : df, dw)
+    for (int o = 0; o < W; ++o) {
+      const A gv = load<A>(go + o);
+      if (kWLat) {
+        df += gv * xd(o);
+        dw += gv * (A(0.5) * xi(o - 1) - A(0.5) * xi(o + 1));
+      } else {
+        df += gv * (w0 * xd(o) + fw * xd(o + 1));
+        dw += gv * (xi(o) - xi(o + 1));
+      }
+    }
+    acc[0] += df;
+    acc[1] += dw;
   }
 }
 
 struct Forward {
+  template <typename T, int P>
+  static void RunStaged(ffi::ThreadPool& pool, const Geometry& geo, const T* x, Tables tab, T* y,
+                        bool move) {
+    using A = typename Acc<T>::type;
+    const int H = geo.ax[1].L, W = geo.ax[2].L;
+    const int64_t B = staged_block<T>(geo), blocks = (geo.C + B - 1) / B;
+    const Planes py = make_planes<T>(H, W, 0);
+    parallel_for(pool, geo.N * blocks, [&](int64_t task) {
+      const int64_t n = task / blocks, c0 = (task % blocks) * B;
+      const int64_t nb = std::min(B, geo.C - c0);
+      const int K = block_halo<A>(geo, tab, n, c0, nb, 0);
+      if (K > kMaxHalo) {
+        for (int64_t c = c0; c < c0 + nb; ++c) {
+          for (int row = 0; row < H; ++row) {
+            forward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, y + n * geo.sy_n + c * geo.sy_c,
+                              geo.ax, row, channel_tables<A>(geo, tab, n, c), move);
+          }
+        }
+        return;
+      }
+      const Planes px = make_planes<T>(H, W, K);
+      T* xs = scratch<T>(static_cast<size_t>(nb * (px.pitch + py.pitch)));
+      T* ys = xs + nb * px.pitch;
+      const Block<T> xb{const_cast<T*>(x) + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c, geo.ax[1].sx,
+                        geo.ax[2].sx};
+      copy_planes(xb, nb, xs, px, true);
+      fill_halo<P>(xs, nb, px);
+      for (int64_t b = 0; b < nb; ++b) {
+        const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c0 + b);
+        T* yb = ys + b * py.pitch;
+        if (is_nan(ct.f[1]) || is_nan(ct.f[2])) {
+          for (int64_t i = 0; i < int64_t{H} * W; ++i) store(yb + i, ct.f[1] + ct.f[2]);
+        } else {
+          forward_plane<A>(xs + b * px.pitch, px, yb, py, ct, move);
+        }
+      }
+      copy_planes(Block<T>{y + n * geo.sy_n + c0 * geo.sy_c, geo.sy_c, geo.ax[1].sy, geo.ax[2].sy},
+                  nb, ys, py, false);
+    });
+  }
+
   template <typename T, int P>
   static ffi::Error Run(ffi::ThreadPool& pool, const Geometry& geo, const void* xv, Tables tab,
                         void* yv, bool move) {
@@ -141,20 +476,17 @@ struct Forward {
     const T* x = static_cast<const T*>(xv);
     T* y = static_cast<T*>(yv);
     const Axis* ax = geo.ax;
+    if (use_staging<T>(geo)) {
+      RunStaged<T, P>(pool, geo, x, tab, y, move);
+      return ffi::Error::Success();
+    }
     if (walkable(geo)) {  // rows of axis 1, walking axis 2
       parallel_for(pool, geo.N * ax[1].Lo, [&](int64_t task) {
         const int64_t n = task / ax[1].Lo;
         const int row = static_cast<int>(task % ax[1].Lo);
         for (int64_t c = 0; c < geo.C; ++c) {
-          const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
-          const T* xc = x + n * geo.sx_n + c * geo.sx_c;
-          T* yc = y + n * geo.sy_n + c * geo.sy_c;
-          if (is_nan(ct.f[1]) || is_nan(ct.f[2])) {
-            for (int o = 0; o < ax[2].Lo; ++o) store(yc + row * ax[1].sy + o * ax[2].sy, ct.f[1] + ct.f[2]);
-            continue;
-          }
-          forward_walk_fast<P, A>(xc, yc, ax[1], ax[2], row, ct.m[1], ct.f[1], ct.m[2], ct.f[2],
-                                  move);
+          forward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, y + n * geo.sy_n + c * geo.sy_c, ax,
+                            row, channel_tables<A>(geo, tab, n, c), move);
         }
       });
       return ffi::Error::Success();
@@ -208,6 +540,80 @@ void finish_shift_grad(const Geometry& geo, const Tables& exact, const std::vect
 }
 
 struct Backward {
+  // Staged blocks (see Forward::RunStaged). Each task owns its channels'
+  // whole planes, so it sums their shift gradients itself, row by row in
+  // order, as RunWalk's finish does.
+  template <typename T, int P, typename A = typename Acc<T>::type>
+  static void RunStaged(ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
+                        Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
+    const int H = geo.ax[1].L, W = geo.ax[2].L;
+    const int64_t B = staged_block<T>(geo), blocks = (geo.C + B - 1) / B;
+    const Planes pd = make_planes<T>(H, W, 0);
+    std::vector<A> partial(static_cast<size_t>(geo.N * geo.C * 3), A(0));
+    parallel_for(pool, geo.N * blocks, [&](int64_t task) {
+      const int64_t n = task / blocks, c0 = (task % blocks) * B;
+      const int64_t nb = std::min(B, geo.C - c0);
+      // dx reads g at -m and -m - 1; the shift gradient reads x at m - 1 .. m + 1.
+      const int K = std::max(block_halo<A>(geo, rounded, n, c0, nb, 1),
+                             shift_grad ? block_halo<A>(geo, exact, n, c0, nb, 1) : 0);
+      if (K > kMaxHalo) {
+        for (int64_t c = c0; c < c0 + nb; ++c) {
+          A* acc = partial.data() + (n * geo.C + c) * 3;
+          for (int row = 0; row < H; ++row) {
+            A d[2];
+            backward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, g + n * geo.sy_n + c * geo.sy_c,
+                               dx + n * geo.sx_n + c * geo.sx_c, geo.ax, row,
+                               channel_tables<A>(geo, rounded, n, c),
+                               channel_tables<A>(geo, exact, n, c), shift_grad, d);
+            acc[1] += d[0];
+            acc[2] += d[1];
+          }
+        }
+        return;
+      }
+      const Planes pp = make_planes<T>(H, W, K);
+      T* gs = scratch<T>(static_cast<size_t>(nb * (2 * pp.pitch + pd.pitch)));
+      T* xs = gs + nb * pp.pitch;
+      T* dxs = xs + nb * pp.pitch;
+      copy_planes(Block<T>{const_cast<T*>(g) + n * geo.sy_n + c0 * geo.sy_c, geo.sy_c,
+                           geo.ax[1].sy, geo.ax[2].sy},
+                  nb, gs, pp, true);
+      // The adjoint sees no output outside the grid: zeros, or wrapped.
+      fill_halo<P == kPeriodic ? kPeriodic : kZeros>(gs, nb, pp);
+      if (shift_grad) {
+        copy_planes(Block<T>{const_cast<T*>(x) + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c,
+                             geo.ax[1].sx, geo.ax[2].sx},
+                    nb, xs, pp, true);
+        fill_halo<P>(xs, nb, pp);
+      }
+      for (int64_t b = 0; b < nb; ++b) {
+        const ChannelTables<A> r = channel_tables<A>(geo, rounded, n, c0 + b);
+        const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c0 + b);
+        T* dxb = dxs + b * pd.pitch;
+        if (is_nan(r.f[1]) || is_nan(r.f[2]) || is_nan(u.f[1]) || is_nan(u.f[2])) {
+          const A nan = r.f[1] + r.f[2] + u.f[1] + u.f[2];  // finish_shift_grad fills ds
+          for (int64_t i = 0; i < int64_t{H} * W; ++i) store(dxb + i, nan);
+          continue;
+        }
+        adjoint_plane<P, A>(gs + b * pp.pitch, pp, dxb, pd, r);
+        if (!shift_grad) continue;
+        A* acc = partial.data() + (n * geo.C + c0 + b) * 3 + 1;
+        with_flags(u.f[1] == A(0), u.f[2] == A(0), [&](auto f_lat, auto w_lat) {
+          shift_grad_plane<decltype(f_lat)::value, decltype(w_lat)::value, A>(
+              xs + b * pp.pitch, pp, gs + b * pp.pitch, pp, u, acc);
+        });
+      }
+      copy_planes(Block<T>{dx + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c, geo.ax[1].sx,
+                           geo.ax[2].sx},
+                  nb, dxs, pd, false);
+    });
+    if (!shift_grad) {
+      std::fill(ds, ds + geo.N * geo.C * 3, A(0));
+    } else {
+      finish_shift_grad(geo, exact, partial, 1, ds);
+    }
+  }
+
   template <typename T, int P, typename A = typename Acc<T>::type>
   static ffi::Error RunWalk(ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                             Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
@@ -218,19 +624,11 @@ struct Backward {
       const int64_t n = task / rows;
       const int row = static_cast<int>(task % rows);
       for (int64_t c = 0; c < geo.C; ++c) {
-        const ChannelTables<A> r = channel_tables<A>(geo, rounded, n, c);
-        const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c);
-        const T* xc = x + n * geo.sx_n + c * geo.sx_c;
-        const T* gc = g + n * geo.sy_n + c * geo.sy_c;
-        T* dc = dx + n * geo.sx_n + c * geo.sx_c;
-        A d[2] = {A(0), A(0)};
-        if (is_nan(r.f[1]) || is_nan(r.f[2]) || is_nan(u.f[1]) || is_nan(u.f[2])) {
-          const A nan = r.f[1] + r.f[2] + u.f[1] + u.f[2];
-          for (int i = 0; i < ax[2].L; ++i) store(dc + row * ax[1].sx + i * ax[2].sx, nan);
-        } else {
-          backward_walk<P, A>(xc, gc, dc, ax, 1, 2, row, 0, ax[2].L, r.m, r.f, u.m, u.f,
-                              shift_grad, d);
-        }
+        A d[2];
+        backward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, g + n * geo.sy_n + c * geo.sy_c,
+                           dx + n * geo.sx_n + c * geo.sx_c, ax, row,
+                           channel_tables<A>(geo, rounded, n, c),
+                           channel_tables<A>(geo, exact, n, c), shift_grad, d);
         if (shift_grad) {
           A* acc = partial.data() + (task * geo.C + c) * 3;
           acc[1] = d[0];
@@ -255,6 +653,10 @@ struct Backward {
     const T* g = static_cast<const T*>(gv);
     T* dx = static_cast<T*>(dxv);
     const Axis* ax = geo.ax;
+    if (use_staging<T>(geo)) {
+      RunStaged<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, static_cast<A*>(ds_out));
+      return ffi::Error::Success();
+    }
     if (walkable(geo)) return RunWalk<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx,
                                             static_cast<A*>(ds_out));
     // Input gradient: a gather over input positions (deterministic).
