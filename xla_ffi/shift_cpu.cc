@@ -74,6 +74,13 @@ ChannelTables<A> channel_tables(const Geometry& geo, const Tables& tab, int64_t 
   return r;
 }
 
+// A channel whose walked axes (1 and 2) have a NaN shift reads nothing: its
+// outputs and gradients are NaN.
+template <typename A>
+bool nan_shift(const ChannelTables<A>& t) {
+  return is_nan(t.f[1]) || is_nan(t.f[2]);
+}
+
 // Calls fn(n, c, pos) for every element of the output grid (lengths Lo) or the
 // input grid (L), one pool task per (sample, row of axes 0 and 1).
 template <typename Fn>
@@ -95,7 +102,7 @@ void for_each_element(ffi::ThreadPool& pool, const Geometry& geo, bool out_grid,
 template <int P, typename A, typename T>
 void forward_row(const T* xc, T* yc, const Axis* ax, int row, const ChannelTables<A>& ct,
                  bool move) {
-  if (is_nan(ct.f[1]) || is_nan(ct.f[2])) {
+  if (nan_shift(ct)) {
     for (int o = 0; o < ax[2].Lo; ++o) store(yc + row * ax[1].sy + o * ax[2].sy, ct.f[1] + ct.f[2]);
     return;
   }
@@ -110,7 +117,7 @@ template <int P, typename A, typename T>
 void backward_row(const T* xc, const T* gc, T* dc, const Axis* ax, int row,
                   const ChannelTables<A>& r, const ChannelTables<A>& u, bool shift_grad, A* d) {
   d[0] = d[1] = A(0);
-  if (is_nan(r.f[1]) || is_nan(r.f[2]) || is_nan(u.f[1]) || is_nan(u.f[2])) {
+  if (nan_shift(r) || nan_shift(u)) {
     const A nan = r.f[1] + r.f[2] + u.f[1] + u.f[2];  // finish_shift_grad fills ds
     for (int i = 0; i < ax[2].L; ++i) store(dc + row * ax[1].sx + i * ax[2].sx, nan);
     return;
@@ -180,7 +187,7 @@ int block_halo(const Geometry& geo, const Tables& tab, int64_t n, int64_t c0, in
   int64_t k = 0;
   for (int64_t b = 0; b < nb; ++b) {
     const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c0 + b);
-    if (is_nan(ct.f[1]) || is_nan(ct.f[2])) continue;
+    if (nan_shift(ct)) continue;
     for (int a = 1; a < 3; ++a) {
       const int64_t m = ct.m[a];
       k = std::max({k, m < 0 ? -m : m, m + 1 < 0 ? -(m + 1) : m + 1});
@@ -205,6 +212,19 @@ struct Block {
   int64_t cs, rs, ws;
 };
 
+#if defined(__SSE2__)
+// dst row i, column j = src row j, column i, for 4x4 floats (row strides in elements).
+inline void transpose4x4(const float* src, int64_t ss, float* dst, int64_t ds) {
+  __m128 v0 = _mm_loadu_ps(src), v1 = _mm_loadu_ps(src + ss);
+  __m128 v2 = _mm_loadu_ps(src + 2 * ss), v3 = _mm_loadu_ps(src + 3 * ss);
+  _MM_TRANSPOSE4_PS(v0, v1, v2, v3);
+  _mm_storeu_ps(dst, v0);
+  _mm_storeu_ps(dst + ds, v1);
+  _mm_storeu_ps(dst + 2 * ds, v2);
+  _mm_storeu_ps(dst + 3 * ds, v3);
+}
+#endif
+
 // Copies the block's channels into (to_planes) or out of the planes'
 // interiors. Channels-first rows are contiguous copies; channels-last is a
 // transpose, in 4x4 tiles of SSE registers for float.
@@ -225,29 +245,16 @@ void copy_planes(Block<T> blk, int64_t nb, T* planes, const Planes& pl, bool to_
 #if defined(__SSE2__)
   if constexpr (std::is_same_v<T, float>) {
     if (blk.cs == 1 && nb % 4 == 0) {
-      const int64_t cs = blk.ws;
       for (int r = 0; r < H; ++r) {
         for (int w = 0; w + 4 <= W; w += 4) {
-          float* a = blk.p + r * blk.rs + w * cs;
+          float* a = blk.p + r * blk.rs + w * blk.ws;
           float* q = planes + pl.at(r, w);
           for (int64_t b = 0; b < nb; b += 4) {
-            float* qb = q + b * pl.pitch;
+            // 4 pixels x 4 channels in the array <-> 4 channels x 4 pixels in the planes.
             if (to_planes) {
-              __m128 v0 = _mm_loadu_ps(a + b), v1 = _mm_loadu_ps(a + cs + b);
-              __m128 v2 = _mm_loadu_ps(a + 2 * cs + b), v3 = _mm_loadu_ps(a + 3 * cs + b);
-              _MM_TRANSPOSE4_PS(v0, v1, v2, v3);
-              _mm_storeu_ps(qb, v0);
-              _mm_storeu_ps(qb + pl.pitch, v1);
-              _mm_storeu_ps(qb + 2 * pl.pitch, v2);
-              _mm_storeu_ps(qb + 3 * pl.pitch, v3);
+              transpose4x4(a + b, blk.ws, q + b * pl.pitch, pl.pitch);
             } else {
-              __m128 v0 = _mm_loadu_ps(qb), v1 = _mm_loadu_ps(qb + pl.pitch);
-              __m128 v2 = _mm_loadu_ps(qb + 2 * pl.pitch), v3 = _mm_loadu_ps(qb + 3 * pl.pitch);
-              _MM_TRANSPOSE4_PS(v0, v1, v2, v3);
-              _mm_storeu_ps(a + b, v0);
-              _mm_storeu_ps(a + cs + b, v1);
-              _mm_storeu_ps(a + 2 * cs + b, v2);
-              _mm_storeu_ps(a + 3 * cs + b, v3);
+              transpose4x4(q + b * pl.pitch, pl.pitch, a + b, blk.ws);
             }
           }
         }
@@ -458,7 +465,7 @@ struct Forward {
       for (int64_t b = 0; b < nb; ++b) {
         const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c0 + b);
         T* yb = ys + b * py.pitch;
-        if (is_nan(ct.f[1]) || is_nan(ct.f[2])) {
+        if (nan_shift(ct)) {
           for (int64_t i = 0; i < int64_t{H} * W; ++i) store(yb + i, ct.f[1] + ct.f[2]);
         } else {
           forward_plane<A>(xs + b * px.pitch, px, yb, py, ct, move);
@@ -590,7 +597,7 @@ struct Backward {
         const ChannelTables<A> r = channel_tables<A>(geo, rounded, n, c0 + b);
         const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c0 + b);
         T* dxb = dxs + b * pd.pitch;
-        if (is_nan(r.f[1]) || is_nan(r.f[2]) || is_nan(u.f[1]) || is_nan(u.f[2])) {
+        if (nan_shift(r) || nan_shift(u)) {
           const A nan = r.f[1] + r.f[2] + u.f[1] + u.f[2];  // finish_shift_grad fills ds
           for (int64_t i = 0; i < int64_t{H} * W; ++i) store(dxb + i, nan);
           continue;
