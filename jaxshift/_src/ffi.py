@@ -99,10 +99,26 @@ def _tables(cfg, x_shape, shifts, *, rounded, dtype):
   return m[None], f[None]
 
 
-def _attrs(cfg):
+def _kernel_strides(cfg, shape5):
+  """The ``strides`` attribute of a call on the canonical shape `shape5`.
+
+  The kernels' two-axis fast paths take a first canonical axis of length 1
+  and stride 1 for a missing axis (zero shift) and skip it. A real first axis
+  of length 1 (a 3-D call of depth 1, whose shift still matters) is passed
+  with stride 2, which sends it down the general path and changes nothing
+  else: its one output, o = 0, reads position o * t + m + f for any t.
+  """
+  t = _strides3(cfg)
+  first = shape5[1 if cfg.channels_last else 2]
+  if cfg.ndim == 3 and first == 1:
+    t = (2,) + t[1:]
+  return t
+
+
+def _attrs(cfg, shape5):
   return dict(padding=np.int64(_PADDING_CODE[cfg.padding]),
               channels_last=bool(cfg.channels_last),
-              strides=np.array(_strides3(cfg), np.int64))
+              strides=np.array(_kernel_strides(cfg, shape5), np.int64))
 
 
 # --------------------------------------------------------------------------
@@ -213,7 +229,6 @@ def _one_launch(fn, n_data: int):
 def _forward_call(platform: str, cfg: shapes.ShiftConfig):
   """``(x, m, f) -> (y,)`` on the canonical layout."""
   _require(platform)
-  attrs = _attrs(cfg)
   move = cfg.mode != "active"
 
   def call(x, m, f):
@@ -221,7 +236,7 @@ def _forward_call(platform: str, cfg: shapes.ShiftConfig):
     return (jax.ffi.ffi_call(
         f"jaxshift_forward_{platform}",
         _result_type(cfg, x, shape=_out5(cfg, x.shape)))(
-            x, m, f, move=move, **attrs),)
+            x, m, f, move=move, **_attrs(cfg, x.shape)),)
 
   return _one_launch(_by_grouping(call, cfg, 0), 1)
 
@@ -230,7 +245,6 @@ def _forward_call(platform: str, cfg: shapes.ShiftConfig):
 def _backward_call(platform: str, cfg: shapes.ShiftConfig):
   """``(x, g, m_r, f_r, m_u, f_u) -> (dx, per-sample dshifts (N, C, 3))``."""
   _require(platform)
-  attrs = _attrs(cfg)
   shift_grad = cfg.mode != "integer"
 
   def call(x, g, m_r, f_r, m_u, f_u):
@@ -238,7 +252,8 @@ def _backward_call(platform: str, cfg: shapes.ShiftConfig):
         f"jaxshift_backward_{platform}",
         (_result_type(cfg, x),
          _result_type(cfg, x, dtype=f_u.dtype, per_sample=True)))(
-             x, g, m_r, f_r, m_u, f_u, shift_grad=shift_grad, **attrs))
+             x, g, m_r, f_r, m_u, f_u, shift_grad=shift_grad,
+             **_attrs(cfg, x.shape)))
 
   return _one_launch(_by_grouping(call, cfg, 1), 2)
 
