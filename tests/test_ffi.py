@@ -3,7 +3,11 @@
 Runs on the default backend: the CPU kernel in CI, the CUDA kernel on a GPU.
 """
 
+import os
+import platform
 import re
+import subprocess
+import sys
 
 import hypothesis
 import hypothesis.strategies as st
@@ -121,6 +125,56 @@ def test_matches_jnp_path_in_channel_blocks(mode, padding, channels_last,
   shape = (2, h, w, c) if channels_last else (2, c, h, w)
   x = jnp.asarray(rng.normal(size=shape), dtype)
   assert_kernel_matches(x, jnp.asarray(s), dtype, mode=mode, padding=padding,
+                        channel_axis=-1 if channels_last else 1)
+
+
+@pytest.mark.parametrize("padding", jaxshift.PADDINGS)
+@pytest.mark.parametrize("mode", jaxshift.MODES)
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_staged_blocks_match(padding, mode, channels_last):
+  """20 channels, 13 columns: a staged block of 16 channels (8x8, 4x4 and
+  one-by-one transposes in channels-last) next to a block of 4 with a shift
+  beyond the halo (walks in place)."""
+  rng = np.random.default_rng(1)
+  c = 20
+  shape = (2, 7, 13, c) if channels_last else (2, c, 7, 13)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  s = rng.uniform(-2.5, 2.5, (c, 2)).astype(np.float32)
+  s[3] = [0.0, 1.0]
+  s[17] = [-19.5, 3.25]
+  assert_kernel_matches(x, jnp.asarray(s), jnp.float32, mode=mode,
+                        padding=padding,
+                        channel_axis=-1 if channels_last else 1)
+
+
+@pytest.mark.skipif(PLATFORM != "cpu" or platform.machine() != "x86_64",
+                    reason="the CPU kernel's x86-64 instruction-set versions")
+def test_staged_blocks_match_on_baseline_x86_64():
+  """The staged CPU tasks are compiled twice, for baseline x86-64 and for
+  AVX2 + FMA, and chosen at run time; JAXSHIFT_CPU_ISA=baseline runs the
+  first on a machine that has the second."""
+  env = dict(os.environ, JAXSHIFT_CPU_ISA="baseline")
+  run = subprocess.run(
+      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+       f"{__file__}::test_staged_blocks_match"],
+      env=env, capture_output=True, text=True, check=False)
+  assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+  assert "30 passed" in run.stdout
+
+
+@pytest.mark.parametrize("padding", jaxshift.PADDINGS)
+@pytest.mark.parametrize("mode", jaxshift.MODES)
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_depth_one_volume_still_shifts_along_depth(padding, mode,
+                                                   channels_last):
+  """A 3-D call whose first axis has length 1 is not a 2-D call: its shift
+  along that axis still scales or empties the output (zeros padding) and has
+  a gradient. (The kernels' 2-D paths once skipped that axis.)"""
+  rng = np.random.default_rng(0)
+  shape = (2, 1, 5, 6, 3) if channels_last else (2, 3, 1, 5, 6)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  s = jnp.array([[0.3, 1.2, -0.5], [1.0, 0.0, 2.0], [-0.75, 0.4, 0.0]])
+  assert_kernel_matches(x, s, jnp.float32, mode=mode, padding=padding,
                         channel_axis=-1 if channels_last else 1)
 
 

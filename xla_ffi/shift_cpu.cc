@@ -5,15 +5,21 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <type_traits>
 #include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #include <xmmintrin.h>
+#endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define JAXSHIFT_X86_AVX2 1
 #endif
 
 #include "ffi_common.h"
@@ -42,7 +48,7 @@ void parallel_for(ffi::ThreadPool& pool, int64_t n, const Fn& fn) {
       }
     }
   };
-  const int64_t helpers = std::min<int64_t>(pool.num_threads(), n - 1);
+  const int64_t helpers = std::min<int64_t>(pool.num_threads() - 1, n - 1);
   for (int64_t h = 0; h < helpers; ++h) pool.Schedule([drain] { drain(); });
   drain();
   std::unique_lock<std::mutex> lock(st->mu);
@@ -225,10 +231,70 @@ inline void transpose4x4(const float* src, int64_t ss, float* dst, int64_t ds) {
 }
 #endif
 
+// The instruction sets the staged tasks are compiled for. The library is
+// built for the baseline of its architecture (a wheel runs on any x86-64);
+// on x86-64 the staged tasks are compiled a second time for AVX2 + FMA and
+// chosen at run time when the CPU has them.
+enum class Isa { kBase, kAvx2 };
+
+template <Isa I>
+using IsaTag = std::integral_constant<Isa, I>;
+
+#if defined(JAXSHIFT_X86_AVX2)
+// dst row i, column j = src row j, column i, for 8x8 floats (row strides in elements).
+__attribute__((target("avx2"))) inline void transpose8x8(const float* src, int64_t ss, float* dst,
+                                                         int64_t ds) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ss);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
+// Runs fn(IsaTag<...>{}) with everything it calls inlined and compiled for
+// AVX2 + FMA; only call it when have_avx2() is true.
+template <typename Fn>
+__attribute__((flatten, target("avx2,fma"))) void run_avx2(const Fn& fn) {
+  fn(IsaTag<Isa::kAvx2>{});
+}
+
+// Whether the CPU has AVX2 and FMA; JAXSHIFT_CPU_ISA=baseline (read once, at
+// the first call) says no, so that tests can run the baseline versions too.
+inline bool have_avx2() {
+  static const bool yes = [] {
+    const char* isa = std::getenv("JAXSHIFT_CPU_ISA");
+    if (isa != nullptr && std::string(isa) == "baseline") return false;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return yes;
+}
+#endif
+
+// Runs fn(IsaTag<I>{}) for the widest instruction set this CPU has.
+template <typename Fn>
+void with_isa(const Fn& fn) {
+#if defined(JAXSHIFT_X86_AVX2)
+  if (have_avx2()) return run_avx2(fn);
+#endif
+  fn(IsaTag<Isa::kBase>{});
+}
+
 // Copies the block's channels into (to_planes) or out of the planes'
 // interiors. Channels-first rows are contiguous copies; channels-last is a
-// transpose, in 4x4 tiles of SSE registers for float.
-template <typename T>
+// transpose, for float in 8x8 tiles of AVX registers (I = kAvx2) or 4x4 tiles
+// of SSE registers.
+template <Isa I, typename T>
 void copy_planes(Block<T> blk, int64_t nb, T* planes, const Planes& pl, bool to_planes) {
   const int H = pl.H, W = pl.W;
   if (blk.ws == 1) {
@@ -242,11 +308,31 @@ void copy_planes(Block<T> blk, int64_t nb, T* planes, const Planes& pl, bool to_
     return;
   }
   int w0 = 0;
+#if defined(JAXSHIFT_X86_AVX2)
+  if constexpr (std::is_same_v<T, float> && I == Isa::kAvx2) {
+    if (blk.cs == 1 && nb % 8 == 0) {
+      for (int r = 0; r < H; ++r) {
+        for (int w = 0; w + 8 <= W; w += 8) {
+          float* a = blk.p + r * blk.rs + w * blk.ws;
+          float* q = planes + pl.at(r, w);
+          for (int64_t b = 0; b < nb; b += 8) {
+            if (to_planes) {
+              transpose8x8(a + b, blk.ws, q + b * pl.pitch, pl.pitch);
+            } else {
+              transpose8x8(q + b * pl.pitch, pl.pitch, a + b, blk.ws);
+            }
+          }
+        }
+      }
+      w0 = W - W % 8;
+    }
+  }
+#endif
 #if defined(__SSE2__)
   if constexpr (std::is_same_v<T, float>) {
     if (blk.cs == 1 && nb % 4 == 0) {
       for (int r = 0; r < H; ++r) {
-        for (int w = 0; w + 4 <= W; w += 4) {
+        for (int w = w0; w + 4 <= W; w += 4) {
           float* a = blk.p + r * blk.rs + w * blk.ws;
           float* q = planes + pl.at(r, w);
           for (int64_t b = 0; b < nb; b += 4) {
@@ -259,7 +345,7 @@ void copy_planes(Block<T> blk, int64_t nb, T* planes, const Planes& pl, bool to_
           }
         }
       }
-      w0 = W - W % 4;
+      w0 = W - (W - w0) % 4;
     }
   }
 #endif
@@ -275,19 +361,13 @@ void copy_planes(Block<T> blk, int64_t nb, T* planes, const Planes& pl, bool to_
 }
 
 // Fills the halo of each of nb planes from its interior by the padding rule
-// P (zeros: 0).
+// P (stage_planes zeroes the halos of P = kZeros).
 template <int P, typename T>
 void fill_halo(T* planes, int64_t nb, const Planes& pl) {
   const int K = pl.K, H = pl.H, W = pl.W;
   if (K == 0) return;
   for (int64_t b = 0; b < nb; ++b) {
     T* q = planes + b * pl.pitch;
-    if (P == kZeros) {
-      std::fill(q, q + pl.at(0, 0), T{});  // top rows and the first left side
-      for (int r = 0; r < H; ++r) std::fill(q + pl.at(r, W), q + pl.at(r + 1, 0), T{});
-      std::fill(q + pl.at(H, 0) - K, q + pl.at(H + K - 1, W + K), T{});
-      continue;
-    }
     auto cell = [&](int r, int c) {  // interior coordinates of a halo cell
       const int sr = pad_index<P>(r, H), sc = pad_index<P>(c, W);
       q[pl.at(r, c)] = (sr < 0 || sc < 0) ? T{} : q[pl.at(sr, sc)];
@@ -303,6 +383,16 @@ void fill_halo(T* planes, int64_t nb, const Planes& pl) {
   }
 }
 
+// Copies the block's channels into padded planes and fills their halos by
+// the padding rule P. Zero halos come from one fill of the whole block before
+// the copy (one pass over the planes is cheaper than a small fill per row).
+template <Isa I, int P, typename T>
+void stage_planes(Block<T> blk, int64_t nb, T* planes, const Planes& pl) {
+  if (P == kZeros && pl.K > 0) std::fill(planes, planes + nb * pl.pitch, T{});
+  copy_planes<I>(blk, nb, planes, pl, true);
+  if (P != kZeros) fill_halo<P>(planes, nb, pl);
+}
+
 // Calls fn with two compile-time booleans.
 template <bool B>
 using Flag = std::integral_constant<bool, B>;
@@ -316,71 +406,75 @@ void with_flags(bool a, bool b, const Fn& fn) {
   }
 }
 
-// Forward of one channel: padded plane xs -> unpadded plane ys (forward_walk).
+// The staged loops run over a plane's rows as one flat span, from interior
+// (0, 0) to the end of interior row H - 1, halo columns between the rows
+// included: a read at a constant offset of the padded layout is then one
+// long SIMD loop. The values computed at halo columns are never copied out;
+// every read stays inside the padded plane because K covers the offsets.
+inline int64_t span_begin(const Planes& p) { return p.at(0, 0); }
+inline int64_t span_end(const Planes& p) { return p.at(p.H - 1, p.W); }
+
+// Forward of one channel (forward_walk): padded plane xs -> plane ys of the
+// same layout (its halo is not written).
 template <typename A, typename T>
-void forward_plane(const T* xs, const Planes& px, T* ys, const Planes& py,
-                   const ChannelTables<A>& ct, bool move) {
-  const int m1 = ct.m[1], m2 = ct.m[2], W = px.W;
+void forward_plane(const T* xs, T* ys, const Planes& p, const ChannelTables<A>& ct, bool move) {
   const A ff = ct.f[1], fw = ct.f[2], wf0 = A(1) - ff, ww0 = A(1) - fw;
-  for (int h = 0; h < px.H; ++h) {
-    const T* __restrict x0 = xs + px.at(h + m1, m2);
-    T* __restrict yo = ys + py.at(h, 0);
-    if (move) {
-      for (int w = 0; w < W; ++w) yo[w] = x0[w];
-      continue;
-    }
-    const T* __restrict x1 = x0 + px.Wp;
-    with_flags(ff != A(0), fw != A(0), [&](auto two_rows, auto blend) {
-      for (int w = 0; w < W; ++w) {
-        A p = A(0), q = A(0);  // forward_walk's col(w + m2) and col(w + m2 + 1)
-        p += wf0 * load<A>(x0 + w);
-        if (two_rows) p += ff * load<A>(x1 + w);
-        if (blend) {
-          q += wf0 * load<A>(x0 + w + 1);
-          if (two_rows) q += ff * load<A>(x1 + w + 1);
-        }
-        store(yo + w, blend ? ww0 * p + fw * q : p);
-      }
-    });
+  const int64_t i0 = span_begin(p), i1 = span_end(p);
+  const T* __restrict x0 = xs + (int64_t{ct.m[1]} * p.Wp + ct.m[2]);  // x0[i] = x(h + m1, w + m2)
+  const T* __restrict x1 = x0 + p.Wp;
+  T* __restrict yo = ys;
+  if (move) {
+    for (int64_t i = i0; i < i1; ++i) yo[i] = x0[i];
+    return;
   }
+  with_flags(ff != A(0), fw != A(0), [&](auto two_rows, auto blend) {
+    for (int64_t i = i0; i < i1; ++i) {
+      A a = A(0), q = A(0);  // forward_walk's col(w + m2) and col(w + m2 + 1)
+      a += wf0 * load<A>(x0 + i);
+      if (two_rows) a += ff * load<A>(x1 + i);
+      if (blend) {
+        q += wf0 * load<A>(x0 + i + 1);
+        if (two_rows) q += ff * load<A>(x1 + i + 1);
+      }
+      store(yo + i, blend ? ww0 * a + fw * q : a);
+    }
+  });
 }
 
 // Input gradient of one channel (backward_walk's first part): padded g plane
-// gs (zero halo; periodic: wrapped) -> unpadded dx plane. The paddings that
-// fold reads near the edges (border, reflect, symmetric) are answered there
-// by adjoint_value, outside simple_interval.
+// gs (zero halo; periodic: wrapped) -> dx plane of the same layout. The
+// paddings that fold reads near the edges (border, reflect, symmetric) are
+// answered there by adjoint_value, outside simple_interval.
 template <int P, typename A, typename T>
-void adjoint_plane(const T* gs, const Planes& pg, T* dxs, const Planes& pd,
-                   const ChannelTables<A>& r) {
-  const int m1 = r.m[1], m2 = r.m[2], W = pg.W;
+void adjoint_plane(const T* gs, T* dxs, const Planes& p, const ChannelTables<A>& r) {
+  const int m1 = r.m[1], m2 = r.m[2], H = p.H, W = p.W;
   const A ff = r.f[1], fw = r.f[2], gf0 = A(1) - ff, gw0 = A(1) - fw;
-  for (int i = 0; i < pg.H; ++i) {
-    const T* __restrict g0 = gs + pg.at(i - m1, -m2);  // G(j) reads rows i - m1 (and - 1)
-    const T* __restrict g1 = g0 - pg.Wp;
-    T* __restrict dxo = dxs + pd.at(i, 0);
-    with_flags(ff != A(0), fw != A(0), [&](auto two_rows, auto blend) {
-      for (int w = 0; w < W; ++w) {
-        A cur = A(0), prv = A(0);  // backward_walk's G(w - m2) and G(w - m2 - 1)
-        cur += gf0 * load<A>(g0 + w);
-        if (two_rows) cur += ff * load<A>(g1 + w);
-        if (blend) {
-          prv += gf0 * load<A>(g0 + w - 1);
-          if (two_rows) prv += ff * load<A>(g1 + w - 1);
-        }
-        store(dxo + w, blend ? gw0 * cur + fw * prv : cur);
+  const int64_t i0 = span_begin(p), i1 = span_end(p);
+  const T* __restrict g0 = gs - (int64_t{m1} * p.Wp + m2);  // g0[i] = g(h - m1, w - m2)
+  const T* __restrict g1 = g0 - p.Wp;
+  T* __restrict dxo = dxs;
+  with_flags(ff != A(0), fw != A(0), [&](auto two_rows, auto blend) {
+    for (int64_t i = i0; i < i1; ++i) {
+      A cur = A(0), prv = A(0);  // backward_walk's G(w - m2) and G(w - m2 - 1)
+      cur += gf0 * load<A>(g0 + i);
+      if (two_rows) cur += ff * load<A>(g1 + i);
+      if (blend) {
+        prv += gf0 * load<A>(g0 + i - 1);
+        if (two_rows) prv += ff * load<A>(g1 + i - 1);
       }
-    });
-  }
+      store(dxo + i, blend ? gw0 * cur + fw * prv : cur);
+    }
+  });
   if (P == kZeros || P == kPeriodic) return;
   Axis ax[3];
-  pg.axes(ax);
+  p.axes(ax);
   int flo, fhi, wlo, whi;
   simple_interval<P>(ax[1], m1, &flo, &fhi);
   simple_interval<P>(ax[2], m2, &wlo, &whi);
   const int m3[3] = {0, m1, m2};
   const A f3[3] = {A(0), ff, fw};
-  const T* g = gs + pg.at(0, 0);
-  for (int i = 0; i < pg.H; ++i) {
+  const T* g = gs + p.at(0, 0);
+  for (int i = 0; i < H; ++i) {
     const bool row_simple = i >= flo && i <= fhi;
     for (int w = 0; w < W; ++w) {
       if (row_simple && w >= wlo && w <= whi) {
@@ -388,26 +482,29 @@ void adjoint_plane(const T* gs, const Planes& pg, T* dxs, const Planes& pd,
         continue;
       }
       const int pos[3] = {0, i, w};
-      store(dxs + pd.at(i, w), adjoint_value_outlined<P, A>(g, ax, pos, m3, f3));
+      store(dxs + p.at(i, w), adjoint_value_outlined<P, A>(g, ax, pos, m3, f3));
     }
   }
 }
 
 // Shift-gradient sums of one channel (shift_grad_walk over every row): x
-// plane padded by the padding rule, g plane padded (any halo). Adds the sum
-// for axis 1 to acc[0] and for axis 2 to acc[1], row by row in order; each
-// row is a SIMD reduction whose order is fixed by the build (repeatable bit
-// for bit).
+// plane padded by the padding rule, g plane (any halo), one layout. Adds the
+// sum for axis 1 to acc[0] and for axis 2 to acc[1]. The terms are summed in
+// kLanes running sums carried across the rows (SIMD lanes; a row's tail past
+// a multiple of kLanes goes to one more), then the sums in a fixed order:
+// repeatable bit for bit.
 template <bool kFLat, bool kWLat, typename A, typename T>
-void shift_grad_plane(const T* xs, const Planes& px, const T* gs, const Planes& pg,
-                      const ChannelTables<A>& u, A* acc) {
-  const int m1 = u.m[1], m2 = u.m[2], W = px.W;
+void shift_grad_plane(const T* xs, const T* gs, const Planes& p, const ChannelTables<A>& u,
+                      A* acc) {
+  constexpr int kLanes = 8;
+  const int m1 = u.m[1], m2 = u.m[2], W = p.W, full = W - W % kLanes;
   const A ff = u.f[1], fw = u.f[2], wi0 = A(1) - ff, w0 = A(1) - fw;
-  for (int row = 0; row < px.H; ++row) {
-    const T* __restrict xm = xs + px.at(row + m1 - 1, m2);  // rows kf - 1, kf, kf + 1
-    const T* __restrict x0 = xm + px.Wp;
-    const T* __restrict x1 = x0 + px.Wp;
-    const T* __restrict go = gs + pg.at(row, 0);
+  A sf[kLanes + 1] = {}, sw[kLanes + 1] = {};
+  for (int row = 0; row < p.H; ++row) {
+    const T* __restrict xm = xs + p.at(row + m1 - 1, m2);  // rows kf - 1, kf, kf + 1
+    const T* __restrict x0 = xm + p.Wp;
+    const T* __restrict x1 = x0 + p.Wp;
+    const T* __restrict go = gs + p.at(row, 0);
     // shift_grad_walk's cols(): XI across the fixed axis and its derivative XD.
     auto xi = [&](int k) -> A {
       const A a = load<A>(x0 + k);
@@ -417,62 +514,71 @@ void shift_grad_plane(const T* xs, const Planes& px, const T* gs, const Planes& 
       const A b = load<A>(x1 + k);
       return kFLat ? A(0.5) * load<A>(xm + k) - A(0.5) * b : load<A>(x0 + k) - b;
     };
-    A df = A(0), dw = A(0);
-#pragma omp simd reduction(+ : df, dw)
-    for (int o = 0; o < W; ++o) {
+    auto add = [&](int o, int l) {
       const A gv = load<A>(go + o);
       if (kWLat) {
-        df += gv * xd(o);
-        dw += gv * (A(0.5) * xi(o - 1) - A(0.5) * xi(o + 1));
+        sf[l] += gv * xd(o);
+        sw[l] += gv * (A(0.5) * xi(o - 1) - A(0.5) * xi(o + 1));
       } else {
-        df += gv * (w0 * xd(o) + fw * xd(o + 1));
-        dw += gv * (xi(o) - xi(o + 1));
+        sf[l] += gv * (w0 * xd(o) + fw * xd(o + 1));
+        sw[l] += gv * (xi(o) - xi(o + 1));
       }
+    };
+    for (int o = 0; o < full; o += kLanes) {
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) add(o + l, l);
     }
-    acc[0] += df;
-    acc[1] += dw;
+    for (int o = full; o < W; ++o) add(o, kLanes);
+  }
+  for (int l = 0; l <= kLanes; ++l) {
+    acc[0] += sf[l];
+    acc[1] += sw[l];
   }
 }
 
 struct Forward {
+  // One staged task: sample n, channels [c0, c0 + nb).
+  template <Isa I, typename T, int P>
+  static void StagedTask(const Geometry& geo, const T* x, Tables tab, T* y, bool move, int64_t n,
+                         int64_t c0, int64_t nb) {
+    using A = typename Acc<T>::type;
+    const int H = geo.ax[1].L, W = geo.ax[2].L;
+    const int K = block_halo<A>(geo, tab, n, c0, nb, 0);
+    if (K > kMaxHalo) {
+      for (int64_t c = c0; c < c0 + nb; ++c) {
+        for (int row = 0; row < H; ++row) {
+          forward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, y + n * geo.sy_n + c * geo.sy_c,
+                            geo.ax, row, channel_tables<A>(geo, tab, n, c), move);
+        }
+      }
+      return;
+    }
+    const Planes px = make_planes<T>(H, W, K);
+    T* xs = scratch<T>(static_cast<size_t>(2 * nb * px.pitch));
+    T* ys = xs + nb * px.pitch;
+    const Block<T> xb{const_cast<T*>(x) + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c, geo.ax[1].sx,
+                      geo.ax[2].sx};
+    stage_planes<I, P>(xb, nb, xs, px);
+    for (int64_t b = 0; b < nb; ++b) {
+      const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c0 + b);
+      T* yb = ys + b * px.pitch;
+      if (nan_shift(ct)) {
+        for (int64_t i = span_begin(px); i < span_end(px); ++i) store(yb + i, ct.f[1] + ct.f[2]);
+      } else {
+        forward_plane<A>(xs + b * px.pitch, yb, px, ct, move);
+      }
+    }
+    copy_planes<I>(Block<T>{y + n * geo.sy_n + c0 * geo.sy_c, geo.sy_c, geo.ax[1].sy, geo.ax[2].sy},
+                   nb, ys, px, false);
+  }
+
   template <typename T, int P>
   static void RunStaged(ffi::ThreadPool& pool, const Geometry& geo, const T* x, Tables tab, T* y,
                         bool move) {
-    using A = typename Acc<T>::type;
-    const int H = geo.ax[1].L, W = geo.ax[2].L;
     const int64_t B = staged_block<T>(geo), blocks = (geo.C + B - 1) / B;
-    const Planes py = make_planes<T>(H, W, 0);
     parallel_for(pool, geo.N * blocks, [&](int64_t task) {
-      const int64_t n = task / blocks, c0 = (task % blocks) * B;
-      const int64_t nb = std::min(B, geo.C - c0);
-      const int K = block_halo<A>(geo, tab, n, c0, nb, 0);
-      if (K > kMaxHalo) {
-        for (int64_t c = c0; c < c0 + nb; ++c) {
-          for (int row = 0; row < H; ++row) {
-            forward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, y + n * geo.sy_n + c * geo.sy_c,
-                              geo.ax, row, channel_tables<A>(geo, tab, n, c), move);
-          }
-        }
-        return;
-      }
-      const Planes px = make_planes<T>(H, W, K);
-      T* xs = scratch<T>(static_cast<size_t>(nb * (px.pitch + py.pitch)));
-      T* ys = xs + nb * px.pitch;
-      const Block<T> xb{const_cast<T*>(x) + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c, geo.ax[1].sx,
-                        geo.ax[2].sx};
-      copy_planes(xb, nb, xs, px, true);
-      fill_halo<P>(xs, nb, px);
-      for (int64_t b = 0; b < nb; ++b) {
-        const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c0 + b);
-        T* yb = ys + b * py.pitch;
-        if (nan_shift(ct)) {
-          for (int64_t i = 0; i < int64_t{H} * W; ++i) store(yb + i, ct.f[1] + ct.f[2]);
-        } else {
-          forward_plane<A>(xs + b * px.pitch, px, yb, py, ct, move);
-        }
-      }
-      copy_planes(Block<T>{y + n * geo.sy_n + c0 * geo.sy_c, geo.sy_c, geo.ax[1].sy, geo.ax[2].sy},
-                  nb, ys, py, false);
+      const int64_t n = task / blocks, c0 = (task % blocks) * B, nb = std::min(B, geo.C - c0);
+      with_isa([&](auto isa) { StagedTask<isa(), T, P>(geo, x, tab, y, move, n, c0, nb); });
     });
   }
 
@@ -547,72 +653,79 @@ void finish_shift_grad(const Geometry& geo, const Tables& exact, const std::vect
 }
 
 struct Backward {
-  // Staged blocks (see Forward::RunStaged). Each task owns its channels'
-  // whole planes, so it sums their shift gradients itself, row by row in
-  // order, as RunWalk's finish does.
+  // One staged task (see Forward::StagedTask). It owns its channels' whole
+  // planes, so it sums their shift gradients itself into partial[n, c, 1:3],
+  // row by row in order, as RunWalk's finish does.
+  template <Isa I, typename T, int P, typename A>
+  static void StagedTask(const Geometry& geo, const T* x, const T* g, Tables rounded,
+                         Tables exact, bool shift_grad, T* dx, A* partial, int64_t n, int64_t c0,
+                         int64_t nb) {
+    const int H = geo.ax[1].L, W = geo.ax[2].L;
+    // dx reads g at -m and -m - 1; the shift gradient reads x at m - 1 .. m + 1.
+    const int K = std::max(block_halo<A>(geo, rounded, n, c0, nb, 1),
+                           shift_grad ? block_halo<A>(geo, exact, n, c0, nb, 1) : 0);
+    if (K > kMaxHalo) {
+      for (int64_t c = c0; c < c0 + nb; ++c) {
+        A* acc = partial + (n * geo.C + c) * 3;
+        for (int row = 0; row < H; ++row) {
+          A d[2];
+          backward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, g + n * geo.sy_n + c * geo.sy_c,
+                             dx + n * geo.sx_n + c * geo.sx_c, geo.ax, row,
+                             channel_tables<A>(geo, rounded, n, c),
+                             channel_tables<A>(geo, exact, n, c), shift_grad, d);
+          acc[1] += d[0];
+          acc[2] += d[1];
+        }
+      }
+      return;
+    }
+    const Planes pp = make_planes<T>(H, W, K);
+    T* gs = scratch<T>(static_cast<size_t>(3 * nb * pp.pitch));
+    T* xs = gs + nb * pp.pitch;
+    T* dxs = xs + nb * pp.pitch;
+    // The adjoint sees no output outside the grid: zeros, or wrapped.
+    stage_planes<I, P == kPeriodic ? kPeriodic : kZeros>(
+        Block<T>{const_cast<T*>(g) + n * geo.sy_n + c0 * geo.sy_c, geo.sy_c, geo.ax[1].sy,
+                 geo.ax[2].sy},
+        nb, gs, pp);
+    if (shift_grad) {
+      stage_planes<I, P>(Block<T>{const_cast<T*>(x) + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c,
+                                  geo.ax[1].sx, geo.ax[2].sx},
+                         nb, xs, pp);
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+      const ChannelTables<A> r = channel_tables<A>(geo, rounded, n, c0 + b);
+      const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c0 + b);
+      T* dxb = dxs + b * pp.pitch;
+      if (nan_shift(r) || nan_shift(u)) {
+        const A nan = r.f[1] + r.f[2] + u.f[1] + u.f[2];  // finish_shift_grad fills ds
+        for (int64_t i = span_begin(pp); i < span_end(pp); ++i) store(dxb + i, nan);
+        continue;
+      }
+      adjoint_plane<P, A>(gs + b * pp.pitch, dxb, pp, r);
+      if (!shift_grad) continue;
+      A* acc = partial + (n * geo.C + c0 + b) * 3 + 1;
+      with_flags(u.f[1] == A(0), u.f[2] == A(0), [&](auto f_lat, auto w_lat) {
+        shift_grad_plane<decltype(f_lat)::value, decltype(w_lat)::value, A>(
+            xs + b * pp.pitch, gs + b * pp.pitch, pp, u, acc);
+      });
+    }
+    copy_planes<I>(Block<T>{dx + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c, geo.ax[1].sx,
+                            geo.ax[2].sx},
+                   nb, dxs, pp, false);
+  }
+
   template <typename T, int P, typename A = typename Acc<T>::type>
   static void RunStaged(ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                         Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
-    const int H = geo.ax[1].L, W = geo.ax[2].L;
     const int64_t B = staged_block<T>(geo), blocks = (geo.C + B - 1) / B;
-    const Planes pd = make_planes<T>(H, W, 0);
     std::vector<A> partial(static_cast<size_t>(geo.N * geo.C * 3), A(0));
     parallel_for(pool, geo.N * blocks, [&](int64_t task) {
-      const int64_t n = task / blocks, c0 = (task % blocks) * B;
-      const int64_t nb = std::min(B, geo.C - c0);
-      // dx reads g at -m and -m - 1; the shift gradient reads x at m - 1 .. m + 1.
-      const int K = std::max(block_halo<A>(geo, rounded, n, c0, nb, 1),
-                             shift_grad ? block_halo<A>(geo, exact, n, c0, nb, 1) : 0);
-      if (K > kMaxHalo) {
-        for (int64_t c = c0; c < c0 + nb; ++c) {
-          A* acc = partial.data() + (n * geo.C + c) * 3;
-          for (int row = 0; row < H; ++row) {
-            A d[2];
-            backward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, g + n * geo.sy_n + c * geo.sy_c,
-                               dx + n * geo.sx_n + c * geo.sx_c, geo.ax, row,
-                               channel_tables<A>(geo, rounded, n, c),
-                               channel_tables<A>(geo, exact, n, c), shift_grad, d);
-            acc[1] += d[0];
-            acc[2] += d[1];
-          }
-        }
-        return;
-      }
-      const Planes pp = make_planes<T>(H, W, K);
-      T* gs = scratch<T>(static_cast<size_t>(nb * (2 * pp.pitch + pd.pitch)));
-      T* xs = gs + nb * pp.pitch;
-      T* dxs = xs + nb * pp.pitch;
-      copy_planes(Block<T>{const_cast<T*>(g) + n * geo.sy_n + c0 * geo.sy_c, geo.sy_c,
-                           geo.ax[1].sy, geo.ax[2].sy},
-                  nb, gs, pp, true);
-      // The adjoint sees no output outside the grid: zeros, or wrapped.
-      fill_halo<P == kPeriodic ? kPeriodic : kZeros>(gs, nb, pp);
-      if (shift_grad) {
-        copy_planes(Block<T>{const_cast<T*>(x) + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c,
-                             geo.ax[1].sx, geo.ax[2].sx},
-                    nb, xs, pp, true);
-        fill_halo<P>(xs, nb, pp);
-      }
-      for (int64_t b = 0; b < nb; ++b) {
-        const ChannelTables<A> r = channel_tables<A>(geo, rounded, n, c0 + b);
-        const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c0 + b);
-        T* dxb = dxs + b * pd.pitch;
-        if (nan_shift(r) || nan_shift(u)) {
-          const A nan = r.f[1] + r.f[2] + u.f[1] + u.f[2];  // finish_shift_grad fills ds
-          for (int64_t i = 0; i < int64_t{H} * W; ++i) store(dxb + i, nan);
-          continue;
-        }
-        adjoint_plane<P, A>(gs + b * pp.pitch, pp, dxb, pd, r);
-        if (!shift_grad) continue;
-        A* acc = partial.data() + (n * geo.C + c0 + b) * 3 + 1;
-        with_flags(u.f[1] == A(0), u.f[2] == A(0), [&](auto f_lat, auto w_lat) {
-          shift_grad_plane<decltype(f_lat)::value, decltype(w_lat)::value, A>(
-              xs + b * pp.pitch, pp, gs + b * pp.pitch, pp, u, acc);
-        });
-      }
-      copy_planes(Block<T>{dx + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c, geo.ax[1].sx,
-                           geo.ax[2].sx},
-                  nb, dxs, pd, false);
+      const int64_t n = task / blocks, c0 = (task % blocks) * B, nb = std::min(B, geo.C - c0);
+      with_isa([&](auto isa) {
+        StagedTask<isa(), T, P>(geo, x, g, rounded, exact, shift_grad, dx, partial.data(), n, c0,
+                                nb);
+      });
     });
     if (!shift_grad) {
       std::fill(ds, ds + geo.N * geo.C * 3, A(0));
