@@ -1,10 +1,11 @@
 """Benchmark: jaxshift's kernel against the jnp path, a plain four-gather
 shift, XLA's depthwise 3x3 convolution and a copy of the same bytes.
 
-Prints one Markdown table (and writes it with --out). Every number of a table
-comes from the same run: each function is jitted, warmed up, then timed as the
-median over --samples samples of --inner back-to-back calls followed by one
-block_until_ready (so launch gaps are amortised, as on a real training step).
+Prints one Markdown table (and writes it with --out). Every number of a row
+comes from the same run: each function is jitted and warmed up, then all of a
+row's functions are timed in turns, --samples rounds of --inner back-to-back
+calls followed by one block_until_ready each (so launch gaps are amortised,
+as on a real training step), and each reports its median.
 Inputs are larger than the GPU's L2 cache in the default GPU shapes.
 
   python benchmarks/bench.py                 # CPU defaults: (8, 32, 32, 64)
@@ -63,19 +64,25 @@ def depthwise3x3(x, kernel, channels_last=True):
                                   feature_group_count=x.shape[-1 if channels_last else 1])
 
 
-def timeit(fn, args, samples, inner):
-  out = fn(*args)
-  jax.block_until_ready(out)
-  for _ in range(2):
-    jax.block_until_ready(fn(*args))
-  times = []
+def time_all(cases, samples, inner):
+  """Median ms per call of each ``name -> (fn, args)`` in `cases`.
+
+  The functions are timed in turns (sample k of every function, then sample
+  k + 1), so a machine that slows down for a while (a shared VM, a GPU
+  changing clocks) slows every column alike and the ratios stay fair.
+  """
+  for fn, args in cases.values():
+    for _ in range(3):
+      jax.block_until_ready(fn(*args))
+  times = {name: [] for name in cases}
   for _ in range(samples):
-    t0 = time.perf_counter()
-    for _ in range(inner):
-      out = fn(*args)
-    jax.block_until_ready(out)
-    times.append((time.perf_counter() - t0) / inner)
-  return statistics.median(times) * 1e3
+    for name, (fn, args) in cases.items():
+      t0 = time.perf_counter()
+      for _ in range(inner):
+        out = fn(*args)
+      jax.block_until_ready(out)
+      times[name].append((time.perf_counter() - t0) / inner)
+  return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
 def forward_backward(f):
@@ -103,17 +110,15 @@ def bench_case(shape, dtype, layout, mode, samples, inner, impls):
       "4-gather": lambda x, s: four_gather_shift(x, s, channels_last),
       "dw3x3": lambda x, k: depthwise3x3(x, k, channels_last),
   }
-  row = {}
-  copy = jax.jit(lambda x: x + jnp.asarray(1, x.dtype))
-  row["copy"] = timeit(copy, (x,), samples, inner)
+  cases = {"copy": (jax.jit(lambda x: x + jnp.asarray(1, x.dtype)), (x,))}
   for name, f in fns.items():
     if name not in impls:
       continue
     p = kernel if name == "dw3x3" else s
-    row[name] = timeit(jax.jit(f), (x, p), samples, inner)
+    cases[name] = (jax.jit(f), (x, p))
     g = jax.random.normal(jax.random.key(3), jax.eval_shape(f, x, p).shape, dtype)
-    row[name + "+bwd"] = timeit(jax.jit(forward_backward(f)), (x, p, g), samples, inner)
-  return row
+    cases[name + "+bwd"] = (jax.jit(forward_backward(f)), (x, p, g))
+  return time_all(cases, samples, inner)
 
 
 def git_commit():
@@ -156,7 +161,8 @@ def main(argv=None):
       f"device: {getattr(dev, 'device_kind', dev.platform)} ({jax.default_backend()}, "
       f"{jax.device_count()} device(s)); jax {jax.__version__}; jaxshift commit "
       f"{git_commit()}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-      f"median of {samples} samples x {inner} calls; times in ms; fwd floor = copy, "
+      f"median of {samples} samples x {inner} calls, a row's functions timed in turns; "
+      "times in ms; fwd floor = copy, "
       "fwd+bwd floor = 2.5 x copy; %bw = floor / time",
       "",
       "| shape (NHWC sizes) | dtype | layout | mode | copy | kernel fwd | %bw | jnp fwd | "
