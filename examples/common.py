@@ -118,8 +118,9 @@ def zero_fraction(model: nnx.Module) -> float:
 
 def shift_snapshot(model) -> dict[str, np.ndarray]:
   """``{layer path: [C, D] shifts}`` of every shift layer, as numpy."""
-  return {path: np.asarray(layer.shifts[...])
-          for path, layer in jsnn._sparse._shift_layers(model)}
+  return {"/".join(str(p) for p in path): np.asarray(layer.shifts[...])
+          for path, layer in nnx.iter_modules(model)
+          if isinstance(layer, jsnn.Shift)}
 
 
 def plot_shift_trajectories(history: list[dict[str, np.ndarray]], path,

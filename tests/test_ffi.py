@@ -81,7 +81,7 @@ def test_matches_jnp_path(ndim, mode, padding, channels_last, dtype, data):
                         channel_axis=cax, strides=strides)
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.settings(max_examples=12, deadline=None)
 @hypothesis.given(
     mode=st.sampled_from(jaxshift.MODES),
     padding=st.sampled_from(jaxshift.PADDINGS), channels_last=st.booleans(),
@@ -102,7 +102,7 @@ def test_matches_jnp_path_on_wide_rows(mode, padding, channels_last, dtype,
                         channel_axis=-1 if channels_last else 1)
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.settings(max_examples=12, deadline=None)
 @hypothesis.given(
     mode=st.sampled_from(jaxshift.MODES),
     padding=st.sampled_from(jaxshift.PADDINGS), channels_last=st.booleans(),
