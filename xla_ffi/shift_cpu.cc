@@ -136,13 +136,16 @@ void backward_row(const T* xc, const T* gc, T* dc, const Axis* ax, int row,
 // unit strides). A task takes one sample and a block of channels and copies
 // each channel into a contiguous plane with a halo of K cells on every side,
 // filled by the padding rule, in per-thread scratch (it stays in L2). There,
-// every read of the shift lands inside the padded plane, so the loops over
-// whole rows have no padding test and compile to SIMD; the results are
-// copied back. In NHWC the copies are transposes (neighbouring channels have
-// different shifts, so a channel's row is strided in place). K is the
-// farthest the block's offsets read; a block whose shifts reach further than
-// kMaxHalo runs the walks in place. The arithmetic is that of forward_walk,
-// backward_walk and shift_grad_walk (shift_math.h), term for term.
+// every read of the shift lands inside the padded plane, so the loops (one
+// flat span per plane, see span_begin) have no padding test and compile to
+// SIMD; the results are copied back. In NHWC the copies are transposes
+// (neighbouring channels have different shifts, so a channel's row is
+// strided in place). K is the farthest the block's offsets read; a block
+// whose shifts reach further than kMaxHalo runs the walks in place. The terms
+// are those of forward_walk, backward_walk and shift_grad_walk
+// (shift_math.h); the AVX2 versions (with_isa) fuse multiply-adds and the
+// shift-gradient sums run in lanes, so results agree with the walks to
+// rounding, and each version is repeatable bit for bit.
 
 constexpr int kMaxHalo = 16;
 
