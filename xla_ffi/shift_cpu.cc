@@ -316,6 +316,29 @@ void prefetch_pixels(const T* a, int64_t ws, int count, bool read) {
 #endif
 }
 
+// Transposes S x S tiles (S pixels x S channels in the array, S channels x
+// S pixels in the planes) with tr(src, src_stride, dst, dst_stride), columns
+// w0 onwards; returns the first column left for the caller.
+template <int S, typename Tr>
+int transpose_tiles(Block<float> blk, int64_t nb, float* planes, const Planes& pl, bool to_planes,
+                    int w0, const Tr& tr) {
+  for (int r = 0; r < pl.H; ++r) {
+    for (int w = w0; w + S <= pl.W; w += S) {
+      float* a = blk.p + r * blk.rs + w * blk.ws;
+      float* q = planes + pl.at(r, w);
+      prefetch_pixels(a, blk.ws, S, to_planes);
+      for (int64_t b = 0; b < nb; b += S) {
+        if (to_planes) {
+          tr(a + b, blk.ws, q + b * pl.pitch, pl.pitch);
+        } else {
+          tr(q + b * pl.pitch, pl.pitch, a + b, blk.ws);
+        }
+      }
+    }
+  }
+  return pl.W - (pl.W - w0) % S;
+}
+
 // Copies the block's channels into (to_planes) or out of the planes'
 // interiors. Channels-first rows are contiguous copies; channels-last is a
 // transpose, for float in 8x8 tiles of AVX registers (I = kAvx2) or 4x4 tiles
@@ -334,49 +357,22 @@ void copy_planes(Block<T> blk, int64_t nb, T* planes, const Planes& pl, bool to_
     return;
   }
   int w0 = 0;
+  if constexpr (std::is_same_v<T, float>) {
 #if defined(JAXSHIFT_X86_AVX2)
-  if constexpr (std::is_same_v<T, float> && I == Isa::kAvx2) {
-    if (blk.cs == 1 && nb % 8 == 0) {
-      for (int r = 0; r < H; ++r) {
-        for (int w = 0; w + 8 <= W; w += 8) {
-          float* a = blk.p + r * blk.rs + w * blk.ws;
-          float* q = planes + pl.at(r, w);
-          prefetch_pixels(a, blk.ws, 8, to_planes);
-          for (int64_t b = 0; b < nb; b += 8) {
-            if (to_planes) {
-              transpose8x8(a + b, blk.ws, q + b * pl.pitch, pl.pitch);
-            } else {
-              transpose8x8(q + b * pl.pitch, pl.pitch, a + b, blk.ws);
-            }
-          }
-        }
+    if constexpr (I == Isa::kAvx2) {
+      if (blk.cs == 1 && nb % 8 == 0) {
+        w0 = transpose_tiles<8>(blk, nb, planes, pl, to_planes, w0,
+                                [](auto... args) { transpose8x8(args...); });
       }
-      w0 = W - W % 8;
     }
-  }
 #endif
 #if defined(__SSE2__)
-  if constexpr (std::is_same_v<T, float>) {
     if (blk.cs == 1 && nb % 4 == 0) {
-      for (int r = 0; r < H; ++r) {
-        for (int w = w0; w + 4 <= W; w += 4) {
-          float* a = blk.p + r * blk.rs + w * blk.ws;
-          float* q = planes + pl.at(r, w);
-          prefetch_pixels(a, blk.ws, 4, to_planes);
-          for (int64_t b = 0; b < nb; b += 4) {
-            // 4 pixels x 4 channels in the array <-> 4 channels x 4 pixels in the planes.
-            if (to_planes) {
-              transpose4x4(a + b, blk.ws, q + b * pl.pitch, pl.pitch);
-            } else {
-              transpose4x4(q + b * pl.pitch, pl.pitch, a + b, blk.ws);
-            }
-          }
-        }
-      }
-      w0 = W - (W - w0) % 4;
+      w0 = transpose_tiles<4>(blk, nb, planes, pl, to_planes, w0,
+                              [](auto... args) { transpose4x4(args...); });
     }
-  }
 #endif
+  }
   for (int r = 0; r < H; ++r) {
     for (int w = w0; w < W; ++w) {
       T* a = blk.p + r * blk.rs + w * blk.ws;
