@@ -38,7 +38,7 @@ def make_optimizer(model: nnx.Module, weights: optax.GradientTransformation,
 def _loss(model, x, y, l1):
   logits = model(x)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-  return ce + jsnn.sparsity_loss(model, l1), logits
+  return ce + jsnn.model_sparsity_loss(model, l1), logits
 
 
 @nnx.jit

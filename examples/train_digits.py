@@ -25,6 +25,7 @@ from sklearn.datasets import load_digits
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import common  # noqa: E402
 
+import jaxshift  # noqa: E402
 import jaxshift.nn as jsnn  # noqa: E402
 
 
@@ -64,6 +65,8 @@ def main(argv=None):
   p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("digits_out"))
   args = p.parse_args(argv)
   args.out.mkdir(parents=True, exist_ok=True)
+  # What the install built, and why (the README's first command ends here).
+  print("jaxshift kernels: " + jaxshift.build_info().replace("\n", "; "))
 
   x_train, y_train, x_test, y_test = load(args.seed)
   steps = args.epochs * -(-len(x_train) // args.batch_size)

@@ -5,9 +5,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import requires_cuda_kernels
 
 import jaxshift
+
+requires_cuda_kernels = pytest.mark.skipif(
+    not (jax.default_backend() == "gpu" and jaxshift.kernels_available("cuda")),
+    reason="needs a GPU and jaxshift's CUDA kernels")
 
 
 @requires_cuda_kernels

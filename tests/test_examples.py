@@ -2,6 +2,7 @@
 
 import pathlib
 import pickle
+import re
 import sys
 
 import jax.numpy as jnp
@@ -20,12 +21,14 @@ import train_digits  # noqa: E402
 
 
 def test_train_digits_two_epochs(tmp_path, capsys):
-  acc = train_digits.main(["--epochs", "2", "--out", str(tmp_path)])
-  assert set(acc) == {"depthwise", "active", "sparse"}
+  acc = train_digits.main(["--epochs", "2", "--models", "depthwise", "sparse",
+                           "--out", str(tmp_path)])
+  assert set(acc) == {"depthwise", "sparse"}
   assert all(a > 0.5 for a in acc.values()), acc  # 10 classes: chance is 0.1
   out = capsys.readouterr().out
+  assert "kernels: cpu: built" in out  # what the install built, and why
   assert "| shift (sparse)" in out and "zero shifts" in out
-  for f in ("results.md", "shifts_active.png", "shifts_sparse.png"):
+  for f in ("results.md", "shifts_sparse.png"):
     assert (tmp_path / f).stat().st_size > 0
 
 
@@ -84,7 +87,14 @@ def test_train_cifar_runs_on_tiny_data(tmp_path, capsys):
                     "--epochs", "1", "--batch-size", "16", "--models",
                     "sparse", "depthwise", "--out", str(tmp_path / "out")])
   out = capsys.readouterr().out
-  assert "ShiftResNet (sparse)-8" in out and "89.56%" in out
+  # The run's own rows, with the accuracy it measured (the published rows
+  # beside them are constants of the script, not results).
+  for name in ("ShiftResNet (sparse)-8", "DepthwiseResNet-8"):
+    row = next(line for line in out.splitlines() if f"jaxshift: {name}" in line)
+    acc = float(re.search(r"\|\s*(\d+\.\d\d)%\s*\|", row).group(1))
+    assert 0 <= acc <= 100
+  results = (tmp_path / "out" / "results.md").read_text()
+  assert "jaxshift: ShiftResNet (sparse)-8" in results
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -1,13 +1,15 @@
 """The compiled kernels (`impl="ffi"`) against the jnp reference (`impl="xla"`).
 
 Runs on the default backend: the CPU kernel in CI, the CUDA kernel on a GPU.
+Each comparison is one jitted function holding both paths' forward and VJP
+(a fixed cotangent), so a case costs one compile.
 """
 
-import os
+import contextlib
+import ctypes
+import functools
 import platform
 import re
-import subprocess
-import sys
 
 import hypothesis
 import hypothesis.strategies as st
@@ -15,77 +17,105 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import examples
+from oracles import scipy_shift
 
 import jaxshift
-from jaxshift._src import ffi as ffi_module
+import kernel_sweep
 import test_shift
+from jaxshift._src import ffi as ffi_module
 
 PLATFORM = "cuda" if jax.default_backend() == "gpu" else "cpu"
 pytestmark = pytest.mark.skipif(
     not jaxshift.kernels_available(PLATFORM),
     reason=f"jaxshift's {PLATFORM} kernels are not built")
 
-TOL = {jnp.float32: 2e-5, jnp.bfloat16: 2e-2, jnp.float16: 4e-3,
-       jnp.float64: 1e-12}
+TOL = {"float32": 2e-5, "bfloat16": 2e-2, "float16": 4e-3, "float64": 1e-12}
 
 
-def both(x, s, **kw):
-  """Forward, dx and dshifts of a non-linear loss, for ffi and xla."""
-  out = {}
+@functools.partial(jax.jit, static_argnames=("kw",))
+def _both(x, s, kw):
+  """``[(y, dx, ds) on the kernel, (y, dx, ds) on the jnp path]``."""
+  out = []
   for impl in ("ffi", "xla"):
-    f = lambda x, s: jaxshift.shift(x, s, impl=impl, **kw)
-    loss = lambda x, s: jnp.sum(jnp.sin(f(x, s).astype(jnp.float32)) * 3)
-    out[impl] = (f(x, s),) + jax.grad(loss, (0, 1))(x, s)
+    f = lambda x, s: jaxshift.shift(x, s, impl=impl, **dict(kw))
+    y, vjp = jax.vjp(f, x, s)
+    out.append((y,) + vjp(kernel_sweep.cotangent(y.shape, y.dtype)))
   return out
 
 
 def assert_close(a, b, tol, what):
+  """Equal NaN patterns, and equal to `tol` relative to the largest value."""
   a = np.asarray(a, np.float64)
   b = np.asarray(b, np.float64)
-  scale = max(1.0, float(np.abs(b).max(initial=0)))
-  np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=what)
+  np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=what)
+  ok = ~np.isnan(b)
+  scale = max(1.0, float(np.abs(b[ok]).max(initial=0)))
+  np.testing.assert_allclose(a[ok], b[ok], rtol=tol, atol=tol * scale,
+                             err_msg=what)
 
 
-def assert_kernel_matches(x, s, dtype, **kw):
-  """Forward, dx and dshifts of ffi equal xla's (dtype and values)."""
-  r = both(x, s, **kw)
-  for i, what in enumerate(("forward", "dx", "dshifts")):
-    assert r["ffi"][i].dtype == r["xla"][i].dtype
-    tol = TOL[dtype] if i < 2 else max(TOL[dtype], 1e-4) * 4
-    assert_close(r["ffi"][i], r["xla"][i], tol, what)
+def assert_matches(kernel, reference, x_dtype, what=""):
+  """The kernel's forward, dx and dshifts equal the jnp path's."""
+  tol = TOL[jnp.dtype(x_dtype).name]
+  for i, name in enumerate(("forward", "dx", "dshifts")):
+    assert kernel[i].dtype == reference[i].dtype, (what, name)
+    assert_close(kernel[i], reference[i],
+                 tol if i < 2 else max(tol, 1e-4) * 4, f"{what} {name}")
 
 
-@hypothesis.settings(max_examples=60, deadline=None)
+def assert_kernel_matches(x, s, **kw):
+  kernel, reference = _both(x, s, tuple(sorted(kw.items())))
+  assert_matches(kernel, reference, x.dtype, str(kw))
+
+
+@contextlib.contextmanager
+def cpu_isa(name: str):
+  """Runs the CPU kernel's SIMD loops in instruction set `name` (``"avx2"``
+  or ``"baseline"``); yields whether this CPU has it."""
+  lib = ctypes.CDLL(str(ffi_module.library_path("cpu")))  # the loaded one
+  select = lib.jaxshift_cpu_select_isa
+  select.restype, select.argtypes = ctypes.c_int, [ctypes.c_int]
+  want = {"baseline": 0, "avx2": 1}[name]
+  before = select(-1)
+  try:
+    yield select(want) == want
+  finally:
+    select(before)
+
+
+SHIFT_VALUES = st.one_of(st.floats(-12, 12, allow_nan=False, width=32),
+                         st.integers(-11, 11).map(float),
+                         st.integers(-11, 11).map(lambda i: i + 0.5))
+
+
+@hypothesis.settings(max_examples=examples(25))
 @hypothesis.given(
     ndim=st.integers(1, 3), mode=st.sampled_from(jaxshift.MODES),
     padding=st.sampled_from(jaxshift.PADDINGS), channels_last=st.booleans(),
-    dtype=st.sampled_from([jnp.float32, jnp.bfloat16, jnp.float16]),
-    data=st.data())
+    dtype=st.sampled_from(["float32", "bfloat16", "float16"]), data=st.data())
 def test_matches_jnp_path(ndim, mode, padding, channels_last, dtype, data):
   lengths = data.draw(st.lists(st.integers(1, 9), min_size=ndim,
                                max_size=ndim))
   n, c = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 5))
   strides = tuple(data.draw(st.lists(st.integers(1, 3), min_size=ndim,
                                      max_size=ndim)))
-  value = st.one_of(st.floats(-12, 12, allow_nan=False, width=32),
-                    st.integers(-11, 11).map(float),
-                    st.integers(-11, 11).map(lambda i: i + 0.5))
-  s = np.array(data.draw(st.lists(value, min_size=c * ndim,
+  s = np.array(data.draw(st.lists(SHIFT_VALUES, min_size=c * ndim,
                                   max_size=c * ndim)), np.float32)
-  s = s.reshape(c, ndim)
   rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
   shape = (n, *lengths, c) if channels_last else (n, c, *lengths)
   x = jnp.asarray(rng.normal(size=shape), dtype)
-  cax = -1 if channels_last else 1
-  assert_kernel_matches(x, jnp.asarray(s), dtype, mode=mode, padding=padding,
-                        channel_axis=cax, strides=strides)
+  assert_kernel_matches(x, jnp.asarray(s.reshape(c, ndim)), mode=mode,
+                        padding=padding,
+                        channel_axis=-1 if channels_last else 1,
+                        strides=strides)
 
 
-@hypothesis.settings(max_examples=12, deadline=None)
+@hypothesis.settings(max_examples=examples(6))
 @hypothesis.given(
     mode=st.sampled_from(jaxshift.MODES),
     padding=st.sampled_from(jaxshift.PADDINGS), channels_last=st.booleans(),
-    dtype=st.sampled_from([jnp.float32, jnp.bfloat16]), data=st.data())
+    dtype=st.sampled_from(["float32", "bfloat16"]), data=st.data())
 def test_matches_jnp_path_on_wide_rows(mode, padding, channels_last, dtype,
                                        data):
   """Rows long enough for the kernels' SIMD row loops (2-D, stride 1)."""
@@ -98,15 +128,15 @@ def test_matches_jnp_path_on_wide_rows(mode, padding, channels_last, dtype,
   rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
   shape = (2, h, w, c) if channels_last else (2, c, h, w)
   x = jnp.asarray(rng.normal(size=shape), dtype)
-  assert_kernel_matches(x, jnp.asarray(s), dtype, mode=mode, padding=padding,
+  assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding,
                         channel_axis=-1 if channels_last else 1)
 
 
-@hypothesis.settings(max_examples=12, deadline=None)
+@hypothesis.settings(max_examples=examples(6))
 @hypothesis.given(
     mode=st.sampled_from(jaxshift.MODES),
     padding=st.sampled_from(jaxshift.PADDINGS), channels_last=st.booleans(),
-    dtype=st.sampled_from([jnp.float32, jnp.bfloat16, jnp.float16]),
+    dtype=st.sampled_from(["float32", "bfloat16", "float16"]),
     data=st.data())
 def test_matches_jnp_path_in_channel_blocks(mode, padding, channels_last,
                                             dtype, data):
@@ -124,17 +154,19 @@ def test_matches_jnp_path_in_channel_blocks(mode, padding, channels_last,
   rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
   shape = (2, h, w, c) if channels_last else (2, c, h, w)
   x = jnp.asarray(rng.normal(size=shape), dtype)
-  assert_kernel_matches(x, jnp.asarray(s), dtype, mode=mode, padding=padding,
+  assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding,
                         channel_axis=-1 if channels_last else 1)
 
 
-@pytest.mark.parametrize("padding", jaxshift.PADDINGS)
-@pytest.mark.parametrize("mode", jaxshift.MODES)
+ALL_PAIRS = tuple((m, p) for m in jaxshift.MODES for p in jaxshift.PADDINGS)
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_staged_blocks_match(padding, mode, channels_last):
+def test_staged_blocks_match_on_every_instruction_set(channels_last):
   """20 channels, 13 columns: a staged block of 16 channels (8x8, 4x4 and
   one-by-one transposes in channels-last) next to a block of 4 with a shift
-  beyond the halo (walks in place)."""
+  beyond the halo (walks in place), every mode and padding. The same
+  compiled kernel runs once per instruction set the CPU has."""
   rng = np.random.default_rng(1)
   c = 20
   shape = (2, 7, 13, c) if channels_last else (2, c, 7, 13)
@@ -142,76 +174,79 @@ def test_staged_blocks_match(padding, mode, channels_last):
   s = rng.uniform(-2.5, 2.5, (c, 2)).astype(np.float32)
   s[3] = [0.0, 1.0]
   s[17] = [-19.5, 3.25]
-  assert_kernel_matches(x, jnp.asarray(s), jnp.float32, mode=mode,
-                        padding=padding,
-                        channel_axis=-1 if channels_last else 1)
+  kw = dict(strides=1, channel_axis=-1 if channels_last else 1,
+            pairs=ALL_PAIRS)
+  reference = kernel_sweep.evaluate(x, jnp.asarray(s), impl="xla", **kw)
+  isas = ["avx2", "baseline"] if (PLATFORM == "cpu" and
+                                  platform.machine() == "x86_64") else [None]
+  ran = []
+  for isa in isas:
+    with (cpu_isa(isa) if isa else contextlib.nullcontext(True)) as have:
+      if not have:
+        continue
+      kernel = kernel_sweep.evaluate(x, jnp.asarray(s), impl="ffi", **kw)
+      for pair in ALL_PAIRS:
+        assert_matches(kernel[pair], reference[pair], jnp.float32,
+                       f"{isa} {pair}")
+      ran.append(isa)
+  assert ran[-1] in ("baseline", None)  # the baseline versions always run
 
 
-@pytest.mark.skipif(PLATFORM != "cpu" or platform.machine() != "x86_64",
-                    reason="the CPU kernel's x86-64 instruction-set versions")
-def test_staged_blocks_match_on_baseline_x86_64():
-  """The staged CPU tasks are compiled twice, for baseline x86-64 and for
-  AVX2 + FMA, and chosen at run time; JAXSHIFT_CPU_ISA=baseline runs the
-  first on a machine that has the second."""
-  env = dict(os.environ, JAXSHIFT_CPU_ISA="baseline")
-  run = subprocess.run(
-      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-       f"{__file__}::test_staged_blocks_match"],
-      env=env, capture_output=True, text=True, check=False)
-  assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-  assert "30 passed" in run.stdout
+@pytest.mark.parametrize("case", list(kernel_sweep.cases(
+    kernel_sweep.GROUPS + kernel_sweep.X64_GROUPS)), ids=lambda c: c["name"])
+def test_odd_cases_match_jnp_path(case):
+  """The sanitizer sweep's cases (tests/kernel_sweep.py), checked for values:
+  tiny and length-1 axes, far and huge shifts, strides beyond the axis, NaN
+  shifts, depth-one volumes, planes too large to stage."""
+  with jax.enable_x64(case["dtype"] == "float64"):
+    x = jnp.asarray(case["x"], case["dtype"])
+    kw = dict(strides=case["strides"], channel_axis=case["channel_axis"],
+              pairs=case["pairs"])
+    kernel = kernel_sweep.evaluate(x, case["shifts"], impl="ffi", **kw)
+    reference = kernel_sweep.evaluate(x, case["shifts"], impl="xla", **kw)
+    for pair in case["pairs"]:
+      assert_matches(kernel[pair], reference[pair], x.dtype, str(pair))
 
 
-@pytest.mark.parametrize("padding", jaxshift.PADDINGS)
-@pytest.mark.parametrize("mode", jaxshift.MODES)
-@pytest.mark.parametrize("channels_last", [True, False])
-def test_depth_one_volume_still_shifts_along_depth(padding, mode,
-                                                   channels_last):
-  """A 3-D call whose first axis has length 1 is not a 2-D call: its shift
-  along that axis still scales or empties the output (zeros padding) and has
-  a gradient. (The kernels' 2-D paths once skipped that axis.)"""
+@pytest.mark.parametrize("x_dtype", ["float16", "bfloat16", "float32",
+                                     "float64"])
+def test_every_dtype_pair_agrees(x64, x_dtype):
+  """One dtype policy: for every dtype of x and of the shifts, both paths
+  compute the same thing, and the forward is the float64 oracle's to x's
+  precision. Far float64 shifts keep their fraction (1e9 + 0.5)."""
   rng = np.random.default_rng(0)
-  shape = (2, 1, 5, 6, 3) if channels_last else (2, 3, 1, 5, 6)
-  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
-  s = jnp.array([[0.3, 1.2, -0.5], [1.0, 0.0, 2.0], [-0.75, 0.4, 0.0]])
-  assert_kernel_matches(x, s, jnp.float32, mode=mode, padding=padding,
-                        channel_axis=-1 if channels_last else 1)
+  x = jnp.asarray(rng.normal(size=(2, 5, 6, 3)), x_dtype)
+  base = np.array([[0.3, -1.5], [2.25, 0.0], [-0.75, 4.5]])
+  for s_dtype in ["float16", "bfloat16", "float32", "float64", "int32"]:
+    for padding in ("periodic", "border"):
+      s = base + (1e9 if s_dtype == "float64" and padding == "periodic"
+                  else 0)
+      if s_dtype == "int32":
+        s, mode = np.round(base).astype(np.int32), "integer"
+      else:
+        s, mode = jnp.asarray(s, s_dtype), "active"
+      kernel, reference = _both(x, s, (("mode", mode), ("padding", padding)))
+      what = f"x {x_dtype}, shifts {s_dtype}, {padding}"
+      if s_dtype == "int32":  # integer shifts have no tangent (float0)
+        assert kernel[2].dtype == reference[2].dtype == jax.dtypes.float0
+        for i in range(2):
+          assert kernel[i].dtype == reference[i].dtype
+          assert_close(kernel[i], reference[i], TOL[x_dtype], what)
+      else:
+        assert_matches(kernel, reference, x_dtype, what)
+      want = scipy_shift(np.asarray(x, np.float64),
+                         np.asarray(s, np.float64) % 30 if padding ==
+                         "periodic" else np.asarray(s, np.float64),
+                         mode=mode, padding=padding)
+      assert_close(kernel[0], want, 2 * TOL[x_dtype], what + " vs scipy")
 
 
-def test_float64(x64):
-  rng = np.random.default_rng(0)
-  for padding in jaxshift.PADDINGS:
-    x = jnp.asarray(rng.normal(size=(2, 4, 5, 6, 3)))
-    s = jnp.asarray(rng.normal(size=(3, 3)) * 3)
-    r = both(x, s, padding=padding)
-    for i in range(3):
-      assert r["ffi"][i].dtype == jnp.float64
-      assert_close(r["ffi"][i], r["xla"][i], 1e-12, padding)
+def test_stride_beyond_the_axis_and_a_shift_beyond_every_bound(x64):
+  test_shift.check_far_stride_case("ffi")
 
 
 def test_worked_cases():
   test_shift.worked_cases("ffi")
-
-
-def test_odd_inputs_match():
-  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 6, 5, 3)),
-                  jnp.float32)
-  s = jnp.array([[1e9, -2.5], [np.nan, 0.0], [-1e9, 5 * 2.0**20 + 1]],
-                jnp.float32)
-  for padding in jaxshift.PADDINGS:
-    for mode in jaxshift.MODES:
-      r = both(x, s, padding=padding, mode=mode)
-      for i in range(3):
-        a, b = np.asarray(r["ffi"][i]), np.asarray(r["xla"][i])
-        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
-        ok = ~np.isnan(b)
-        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-5, atol=1e-4)
-  empty = jnp.zeros((0, 4, 4, 3))
-  assert jaxshift.shift(empty, s, impl="ffi").shape == empty.shape
-  dx, ds = jax.grad(lambda x, s: jaxshift.shift(x, s, impl="ffi").sum(),
-                    (0, 1))(empty, jnp.ones((3, 2)))
-  assert dx.shape == empty.shape
-  np.testing.assert_array_equal(ds, 0)
 
 
 def _hlo(f, *args):
@@ -276,23 +311,31 @@ def test_gradients_are_bitwise_repeatable():
         np.testing.assert_array_equal(a, np.asarray(b))
 
 
+def _direct_forward(x, m, f, **attrs):
+  call = jax.ffi.ffi_call(f"jaxshift_forward_{PLATFORM}",
+                          jax.ShapeDtypeStruct(x.shape, x.dtype))
+  base = dict(padding=np.int64(0), channels_last=True,
+              strides=np.array([1, 1, 1], np.int64),
+              present=np.array([0, 0, 1], np.int64), move=False)
+  return jax.block_until_ready(call(x, m, f, **{**base, **attrs}))
+
+
 def test_kernel_rejects_inconsistent_buffers():
   """The C++ side checks what it is given, even though Python never errs."""
   x = jnp.ones((2, 1, 1, 5, 3), jnp.float32)
-  m = jnp.zeros((1, 4, 3), jnp.int32)  # 4 channels, x has 3
-  f = jnp.zeros((1, 4, 3), jnp.float32)
-  call = jax.ffi.ffi_call(f"jaxshift_forward_{PLATFORM}",
-                          jax.ShapeDtypeStruct(x.shape, x.dtype))
+  m, f = jnp.zeros((1, 3, 3), jnp.int32), jnp.zeros((1, 3, 3), jnp.float32)
+  np.testing.assert_array_equal(_direct_forward(x, m, f), x)  # consistent
   with pytest.raises(Exception, match="jaxshift: tables must be"):
-    jax.block_until_ready(call(x, m, f, padding=np.int64(0),
-                               channels_last=True,
-                               strides=np.array([1, 1, 1], np.int64),
-                               move=False))
+    _direct_forward(x, m[:, :2], f[:, :2])  # 2 channels, x has 3
+  with pytest.raises(Exception, match="jaxshift: an absent axis"):
+    _direct_forward(jnp.ones((2, 1, 4, 5, 3)), m, f)  # axis 1 is not absent
+  with pytest.raises(Exception, match="jaxshift: stride out of range"):
+    _direct_forward(x, m, f, strides=np.array([1, 1, 2**40], np.int64))
 
 
 def test_impl_ffi_without_kernels_raises(monkeypatch):
   monkeypatch.setattr(ffi_module, "_loaded", {"cpu": False, "cuda": False})
-  with pytest.raises(RuntimeError, match="impl='ffi'"):
+  with pytest.raises(RuntimeError, match="impl='ffi'.*The build recorded"):
     jaxshift.shift(jnp.ones((1, 4, 2)), jnp.zeros((2, 1)), impl="ffi")
   # impl="auto" falls back to the jnp path.
   y = jaxshift.shift(jnp.ones((1, 4, 2)), jnp.zeros((2, 1)))
@@ -303,6 +346,11 @@ def test_auto_uses_the_kernel():
   x, s = jnp.ones((1, 5, 4, 2)), jnp.zeros((2, 2))
   text = jax.jit(lambda x, s: jaxshift.shift(x, s)).lower(x, s).as_text()
   assert f"jaxshift_forward_{PLATFORM}" in text
+
+
+def test_build_info_says_what_is_loaded():
+  info = jaxshift.build_info()
+  assert f"{PLATFORM}=True" in info and "cpu: built" in info
 
 
 def _available_bytes() -> int:

@@ -1,13 +1,14 @@
 // FFI glue shared by the CPU and CUDA handlers: buffer checks, the geometry
 // of a call, and the dispatch over dtype and padding. The math is in
-// shift_math.h; Python (jaxshift/_src/ffi.py) owns shapes and layouts.
+// shift_core.h; Python (jaxshift/_src/layout.py) owns shapes and layouts, and
+// these checks only make sure that what arrives is what it promised.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <utility>
 
-#include "shift_math.h"
+#include "shift_core.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace jaxshift {
@@ -18,7 +19,8 @@ namespace ffi = xla::ffi;
 struct Options {
   int padding;
   bool channels_last;
-  int t[3];
+  int t[3];         // canonical strides: min(stride, L), 1 where absent
+  bool present[3];  // which canonical axes are spatial axes of x
 };
 
 inline ffi::Error invalid(const std::string& msg) {
@@ -26,14 +28,18 @@ inline ffi::Error invalid(const std::string& msg) {
 }
 
 inline ffi::Error parse_options(int64_t padding, bool channels_last,
-                                ffi::Span<const int64_t> strides, Options* opt) {
+                                ffi::Span<const int64_t> strides,
+                                ffi::Span<const int64_t> present, Options* opt) {
   if (padding < 0 || padding > 4) return invalid("unknown padding code");
   if (strides.size() != 3) return invalid("`strides` must have 3 entries");
+  if (present.size() != 3) return invalid("`present` must have 3 entries");
   opt->padding = static_cast<int>(padding);
   opt->channels_last = channels_last;
   for (int a = 0; a < 3; ++a) {
-    if (strides[a] < 1 || strides[a] > (1 << 20)) return invalid("bad stride");
+    // Python passes min(stride, L), at most kMaxAxisLength.
+    if (strides[a] < 1 || strides[a] > kMaxAxisLength) return invalid("stride out of range");
     opt->t[a] = static_cast<int>(strides[a]);
+    opt->present[a] = present[a] != 0;
   }
   return ffi::Error::Success();
 }
@@ -55,11 +61,14 @@ inline ffi::Error make_geometry(ffi::AnyBuffer::Dimensions xd, ffi::AnyBuffer::D
   geo->per_group = geo->N / G;
   for (int a = 0; a < 3; ++a) {
     const int64_t L = xd[s0 + a], Lo = yd[s0 + a];
-    if (L < 1 || L > (int64_t{1} << 28)) return invalid("spatial length out of range");
+    if (L < 1 || L > kMaxAxisLength) return invalid("spatial length out of range");
     if (Lo != (L + opt.t[a] - 1) / opt.t[a]) return invalid("output length != ceil(L/stride)");
+    if (!opt.present[a] && (L != 1 || opt.t[a] != 1))
+      return invalid("an absent axis must have length 1 and stride 1");
     geo->ax[a].L = static_cast<int>(L);
     geo->ax[a].Lo = static_cast<int>(Lo);
     geo->ax[a].t = opt.t[a];
+    geo->ax[a].present = opt.present[a];
   }
   // Element strides of row-major buffers.
   int64_t sx[5], sy[5];
@@ -98,9 +107,11 @@ inline ffi::Error check_tables(const ffi::AnyBuffer& m, const ffi::AnyBuffer& f,
 inline ffi::Error prepare_forward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& m,
                                   const ffi::AnyBuffer& f, const ffi::AnyBuffer& y,
                                   int64_t padding, bool channels_last,
-                                  ffi::Span<const int64_t> strides, Options* opt,
+                                  ffi::Span<const int64_t> strides,
+                                  ffi::Span<const int64_t> present, Options* opt,
                                   Geometry* geo) {
-  if (auto e = parse_options(padding, channels_last, strides, opt); e.failure()) return e;
+  if (auto e = parse_options(padding, channels_last, strides, present, opt); e.failure())
+    return e;
   if (x.element_type() != y.element_type()) return invalid("x and y dtypes differ");
   if (auto e = check_tables(m, f, acc_of(x.element_type())); e.failure()) return e;
   return make_geometry(x.dimensions(), y.dimensions(), m.dimensions(), *opt, geo);
@@ -112,9 +123,11 @@ inline ffi::Error prepare_backward(const ffi::AnyBuffer& x, const ffi::AnyBuffer
                                    const ffi::AnyBuffer& m_u, const ffi::AnyBuffer& f_u,
                                    const ffi::AnyBuffer& dx, const ffi::AnyBuffer& ds,
                                    int64_t padding, bool channels_last,
-                                   ffi::Span<const int64_t> strides, Options* opt,
+                                   ffi::Span<const int64_t> strides,
+                                   ffi::Span<const int64_t> present, Options* opt,
                                    Geometry* geo) {
-  if (auto e = parse_options(padding, channels_last, strides, opt); e.failure()) return e;
+  if (auto e = parse_options(padding, channels_last, strides, present, opt); e.failure())
+    return e;
   const ffi::DataType acc = acc_of(x.element_type());
   if (g.element_type() != x.element_type() || dx.element_type() != x.element_type())
     return invalid("x, g and dx dtypes differ");
@@ -170,6 +183,7 @@ auto forward_signature(Binding b) {
       .template Attr<int64_t>("padding")
       .template Attr<bool>("channels_last")
       .template Attr<ffi::Span<const int64_t>>("strides")
+      .template Attr<ffi::Span<const int64_t>>("present")
       .template Attr<bool>("move");
 }
 
@@ -186,6 +200,7 @@ auto backward_signature(Binding b) {
       .template Attr<int64_t>("padding")
       .template Attr<bool>("channels_last")
       .template Attr<ffi::Span<const int64_t>>("strides")
+      .template Attr<ffi::Span<const int64_t>>("present")
       .template Attr<bool>("shift_grad");
 }
 

@@ -1,11 +1,12 @@
 // CUDA XLA FFI handlers: forward and fused deterministic backward of the
 // shift, on the stream XLA provides. Decoding and checks are shared with the
-// CPU handlers (ffi_common.h); the math is shift_math.h.
+// CPU handlers (ffi_common.h); the formulas are shift_core.h's and walks.h's.
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "ffi_common.h"
+#include "walks.h"
 
 namespace jaxshift {
 namespace {
@@ -40,9 +41,11 @@ __device__ __forceinline__ Pos<I> decompose(I idx, I C, const int* len, bool cha
   return r;
 }
 
+// The table row of sample n, channel c (shift_core.h, table_row).
 template <typename A>
-__device__ __forceinline__ void load_tables(const int32_t* m, const A* f, int64_t row, int* mo,
-                                            A* fo) {
+__device__ __forceinline__ void load_tables(const Geometry& geo, const int32_t* m, const A* f,
+                                            int64_t n, int64_t c, int* mo, A* fo) {
+  const int64_t row = table_row(geo, n, c);
   for (int a = 0; a < 3; ++a) {
     mo[a] = __ldg(m + row * 3 + a);
     fo[a] = __ldg(f + row * 3 + a);
@@ -68,14 +71,14 @@ __global__ void elementwise_kernel(Geometry geo, const T* __restrict__ src,
     const Pos<I> q = decompose<I>(idx, static_cast<I>(geo.C), len, channels_last);
     int mo[3];
     A fo[3];
-    load_tables(m, f, (q.n / geo.per_group) * geo.C + q.c, mo, fo);
+    load_tables(geo, m, f, q.n, q.c, mo, fo);
     if (kOp == kAdjoint) {
       const T* gc = src + q.n * geo.sy_n + q.c * geo.sy_c;
       store(dst + idx, adjoint_value<P, A>(gc, geo.ax, q.p, mo, fo));
       continue;
     }
     const T* xc = src + q.n * geo.sx_n + q.c * geo.sx_c;
-    if (kOp == kMoveOp && !(is_nan(fo[0]) || is_nan(fo[1]) || is_nan(fo[2]))) {
+    if (kOp == kMoveOp && !nan_shift(fo)) {
       const T* from = move_source<P>(xc, geo.ax, q.p, mo);
       if (from) {
         dst[idx] = *from;
@@ -123,20 +126,23 @@ __global__ void shift_grad_kernel(Geometry geo, const T* __restrict__ x, const T
   using A = typename Acc<T>::type;
   __shared__ A red[kRows][kLanes][3];
   const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t n = blockIdx.z;
   const int64_t chunk = blockIdx.x;
   // Channels-last: tx = channel lane, ty = position lane; else the reverse.
   const int c_lane = kChannelsLast ? tx : ty;
   const int p_lane = kChannelsLast ? ty : tx;
   const int p_step = kChannelsLast ? kRows : kLanes;
-  const int64_t c = static_cast<int64_t>(blockIdx.y) * channels_per_block + c_lane;
   const int lo1 = geo.ax[1].Lo, lo2 = geo.ax[2].Lo;
   const int64_t S = static_cast<int64_t>(geo.ax[0].Lo) * lo1 * lo2;
+  const int64_t cblocks = (geo.C + channels_per_block - 1) / channels_per_block;
+  // Grid-stride over samples (z) and channel blocks (y): any N and C.
+  for (int64_t n = blockIdx.z; n < geo.N; n += gridDim.z) {
+  for (int64_t cb = blockIdx.y; cb < cblocks; cb += gridDim.y) {
+  const int64_t c = cb * channels_per_block + c_lane;
   A s[3] = {A(0), A(0), A(0)};
   if (c < geo.C) {
     int mo[3];
     A fo[3];
-    load_tables(m, f, (n / geo.per_group) * geo.C + c, mo, fo);
+    load_tables(geo, m, f, n, c, mo, fo);
     const T* xc = x + n * geo.sx_n + c * geo.sx_c;
     const T* gc = g + n * geo.sy_n + c * geo.sy_c;
     const int64_t end = min(S, (chunk + 1) * kChunk);
@@ -164,11 +170,14 @@ __global__ void shift_grad_kernel(Geometry geo, const T* __restrict__ x, const T
     A* out = partial + ((n * chunks + chunk) * geo.C + c) * 3;
     for (int a = 0; a < 3; ++a) out[a] = t[a];
   }
+  __syncthreads();  // red is reused by the next (n, channel block)
+  }
+  }
 }
 
 
 // ---------------------------------------------------------------------------
-// Walk kernels (at most two spatial axes, unit strides; see shift_math.h).
+// Walk kernels (at most two spatial axes, unit strides; see walks.h).
 // A block is 32 x 8 threads. Channels-last: tx = channel, ty = row; each
 // thread walks a whole row (consecutive lanes touch consecutive channels:
 // coalesced). Channels-first: tx = column, ty = a chunk of rows; each thread
@@ -223,13 +232,13 @@ __global__ void forward_walk_kernel(Geometry geo, const T* __restrict__ x,
     if (!j.valid) continue;
     int mo[3];
     A fo[3];
-    load_tables(m, f, (j.n / geo.per_group) * geo.C + j.c, mo, fo);
+    load_tables(geo, m, f, j.n, j.c, mo, fo);
     const T* xc = x + j.n * geo.sx_n + j.c * geo.sx_c;
     T* yc = y + j.n * geo.sy_n + j.c * geo.sy_c;
     const int af = kChannelsLast ? 1 : 2, aw = kChannelsLast ? 2 : 1;
-    if (is_nan(fo[1]) || is_nan(fo[2])) {
+    if (nan_shift(fo)) {
       for (int o = j.begin; o < j.end; ++o)
-        store(yc + j.fixed * geo.ax[af].sy + o * geo.ax[aw].sy, fo[1] + fo[2]);
+        store(yc + j.fixed * geo.ax[af].sy + o * geo.ax[aw].sy, nan_value(fo));
       continue;
     }
     forward_walk<P, A>(xc, yc, geo.ax[af], geo.ax[aw], j.fixed, j.begin, j.end, mo[af], fo[af],
@@ -259,16 +268,14 @@ __global__ void backward_walk_kernel(Geometry geo, const T* __restrict__ x,
     if (j.valid) {
       int mr[3], mu[3];
       A fr[3], fu[3];
-      const int64_t row = (j.n / geo.per_group) * geo.C + j.c;
-      load_tables(m_r, f_r, row, mr, fr);
-      load_tables(m_u, f_u, row, mu, fu);
+      load_tables(geo, m_r, f_r, j.n, j.c, mr, fr);
+      load_tables(geo, m_u, f_u, j.n, j.c, mu, fu);
       const T* xc = x + j.n * geo.sx_n + j.c * geo.sx_c;
       const T* gc = g + j.n * geo.sy_n + j.c * geo.sy_c;
       T* dc = dx + j.n * geo.sx_n + j.c * geo.sx_c;
-      if (is_nan(fr[1]) || is_nan(fr[2]) || is_nan(fu[1]) || is_nan(fu[2])) {
-        const A nan = fr[1] + fr[2] + fu[1] + fu[2];
+      if (nan_shift(fr)) {  // (shift_grad_finish fills ds)
         for (int i = j.begin; i < j.end; ++i)
-          store(dc + j.fixed * geo.ax[af].sx + i * geo.ax[aw].sx, nan);
+          store(dc + j.fixed * geo.ax[af].sx + i * geo.ax[aw].sx, nan_value(fr));
       } else {
         backward_walk<P, A>(xc, gc, dc, geo.ax, af, aw, j.fixed, j.begin, j.end, mr, fr, mu, fu,
                             shift_grad, d);
@@ -316,8 +323,8 @@ __global__ void shift_grad_finish(Geometry geo, const A* __restrict__ partial, i
   const int64_t a = i % 3, c = (i / 3) % geo.C, n = i / (3 * geo.C);
   A acc = A(0);
   for (int64_t k = 0; k < chunks; ++k) acc += partial[((n * chunks + k) * geo.C + c) * 3 + a];
-  const A* fr = f + ((n / geo.per_group) * geo.C + c) * 3;
-  if (is_nan(fr[0]) || is_nan(fr[1]) || is_nan(fr[2])) acc = fr[0] + fr[1] + fr[2];
+  const A* fr = f + table_row(geo, n, c) * 3;
+  if (nan_shift(fr)) acc = nan_value(fr);
   ds[i] = acc;
 }
 
@@ -343,6 +350,17 @@ inline ffi::Error last_error(const char* what) {
 
 inline bool fits_int32(int64_t n) { return n < (int64_t{1} << 31) - (int64_t{1} << 24); }
 
+inline unsigned capped(int64_t n, int64_t cap) { return static_cast<unsigned>(n < cap ? n : cap); }
+
+// The walk kernels index channel blocks (channels-last) or column blocks
+// (channels-first) by blockIdx.y without a loop; beyond that grid limit the
+// element-wise kernels (grid-stride loops) serve the call.
+inline bool use_walks(const Geometry& geo, bool channels_last) {
+  const int64_t y_blocks = channels_last ? (geo.C + kLanes - 1) / kLanes
+                                         : (geo.ax[2].L + kLanes - 1) / kLanes;
+  return walkable(geo) && y_blocks <= 65535;
+}
+
 struct ForwardCuda {
   template <typename T, int P>
   static ffi::Error Run(cudaStream_t stream, const Geometry& geo, const void* x, const int32_t* m,
@@ -351,12 +369,11 @@ struct ForwardCuda {
     const T* xs = static_cast<const T*>(x);
     const A* fs = static_cast<const A*>(f);
     T* ys = static_cast<T*>(y);
-    if (walkable(geo)) {
+    if (use_walks(geo, channels_last)) {
       const dim3 block(kLanes, kWalkRows);
       if (channels_last) {
         const dim3 grid((geo.ax[1].Lo + kWalkRows - 1) / kWalkRows,
-                        static_cast<unsigned>((geo.C + kLanes - 1) / kLanes),
-                        static_cast<unsigned>(geo.N < 65535 ? geo.N : 65535));
+                        static_cast<unsigned>((geo.C + kLanes - 1) / kLanes), capped(geo.N, 65535));
         forward_walk_kernel<T, P, true><<<grid, block, 0, stream>>>(geo, xs, m, fs, ys, move);
       } else {
         const int64_t ncb = geo.N * ((geo.C + kWalkRows - 1) / kWalkRows);
@@ -385,15 +402,14 @@ struct BackwardCuda {
     const T* xs = static_cast<const T*>(x);
     const T* gs = static_cast<const T*>(g);
     const int64_t nds = geo.N * geo.C * 3;
-    if (walkable(geo)) {
+    if (use_walks(geo, channels_last)) {
       const dim3 block(kLanes, kWalkRows);
       A* partial = static_cast<A*>(scratch);
       int64_t parts;
       if (channels_last) {
         parts = (geo.ax[1].L + kWalkRows - 1) / kWalkRows;
         const dim3 grid(static_cast<unsigned>(parts),
-                        static_cast<unsigned>((geo.C + kLanes - 1) / kLanes),
-                        static_cast<unsigned>(geo.N < 65535 ? geo.N : 65535));
+                        static_cast<unsigned>((geo.C + kLanes - 1) / kLanes), capped(geo.N, 65535));
         backward_walk_kernel<T, P, true><<<grid, block, 0, stream>>>(
             geo, xs, gs, m_r, static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u),
             static_cast<T*>(dx), partial, parts, shift_grad);
@@ -430,9 +446,9 @@ struct BackwardCuda {
     }
     const int cpb = channels_last ? kLanes : kRows;
     const dim3 block(kLanes, kRows);
-    const dim3 grid3(static_cast<unsigned>(chunks),
-                     static_cast<unsigned>((geo.C + cpb - 1) / cpb),
-                     static_cast<unsigned>(geo.N));
+    // Grid-stride in y (channel blocks) and z (samples): any C and N.
+    const dim3 grid3(static_cast<unsigned>(chunks), capped((geo.C + cpb - 1) / cpb, 65535),
+                     capped(geo.N, 65535));
     A* partial = static_cast<A*>(scratch);
     if (channels_last) {
       shift_grad_kernel<T, P, true><<<grid3, block, 0, stream>>>(
@@ -450,10 +466,11 @@ struct BackwardCuda {
 
 ffi::Error ForwardImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::AnyBuffer m, ffi::AnyBuffer f,
                        ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
-                       ffi::Span<const int64_t> strides, bool move) {
+                       ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
+                       bool move) {
   Options opt;
   Geometry geo;
-  if (auto e = prepare_forward(x, m, f, *y, padding, channels_last, strides, &opt, &geo);
+  if (auto e = prepare_forward(x, m, f, *y, padding, channels_last, strides, present, &opt, &geo);
       e.failure())
     return e;
   const int64_t total = static_cast<int64_t>(y->element_count());
@@ -467,22 +484,21 @@ ffi::Error BackwardImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
                         ffi::AnyBuffer g, ffi::AnyBuffer m_r, ffi::AnyBuffer f_r,
                         ffi::AnyBuffer m_u, ffi::AnyBuffer f_u, ffi::Result<ffi::AnyBuffer> dx,
                         ffi::Result<ffi::AnyBuffer> ds, int64_t padding, bool channels_last,
-                        ffi::Span<const int64_t> strides, bool shift_grad) {
+                        ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
+                        bool shift_grad) {
   Options opt;
   Geometry geo;
   if (auto e = prepare_backward(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last,
-                                strides, &opt, &geo);
+                                strides, present, &opt, &geo);
       e.failure())
     return e;
   if (x.element_count() == 0) return ffi::Error::Success();
   const int64_t S = static_cast<int64_t>(geo.ax[0].Lo) * geo.ax[1].Lo * geo.ax[2].Lo;
   const int64_t chunks = (S + kChunk - 1) / kChunk;
-  if (!walkable(geo) && (chunks > 65535 || geo.N > 65535))
-    return invalid("tensor too large for the gradient grid");
   // Partial sums: per chunk (general kernel) or per walk block.
   const int64_t walk_parts = channels_last ? (geo.ax[1].L + kWalkRows - 1) / kWalkRows
                                            : (geo.ax[2].L + kLanes - 1) / kLanes;
-  const int64_t parts = walkable(geo) ? walk_parts : chunks;
+  const int64_t parts = use_walks(geo, channels_last) ? walk_parts : chunks;
   void* partial = nullptr;
   if (shift_grad) {
     const size_t bytes = static_cast<size_t>(geo.N * parts * geo.C * 3) *

@@ -8,40 +8,49 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxshift._src import ffi
-from jaxshift._src import shapes
+from jaxshift._src import layout
 from jaxshift._src import spec
 
 
-def _by_platform(cfg, kernel_fn, jnp_fn, *args):
-  """Runs `kernel_fn` where a kernel is built for the platform, else `jnp_fn`."""
-  if cfg.impl == "xla":
+def _by_platform(call, kernel_fn, jnp_fn, *args):
+  """Runs `kernel_fn` where a kernel is built for the platform, else `jnp_fn`.
+
+  ``impl="ffi"`` calls the kernel of the default backend (or raises);
+  ``impl="auto"`` lowers through `lax.platform_dependent`, so one traced
+  function serves every platform it is lowered for: the kernel where one is
+  built, the jnp path elsewhere.
+  """
+  if call.impl == "xla":
     return jnp_fn(*args)
   platforms = [p for p in ("cpu", "cuda") if ffi.kernels_available(p)]
-  if cfg.impl == "ffi":
+  if call.impl == "ffi":
     backend = {"gpu": "cuda"}.get(jax.default_backend(), jax.default_backend())
     if backend not in platforms:
       raise RuntimeError(
           f"impl='ffi' was requested but jaxshift has no compiled kernel for "
-          f"the {backend!r} backend (built: {platforms or 'none'}). Reinstall "
-          "with the kernels (see README, 'Building the kernels'), or pass "
-          "impl='auto' to fall back to the pure-jnp path.")
+          f"the {backend!r} backend (loaded: {platforms or 'none'}). The build "
+          f"recorded: {ffi.build_info().splitlines()[0]}. Reinstall with the "
+          "kernels (see README, 'Building the kernels'), or pass impl='auto' "
+          "to fall back to the pure-jnp path.")
+    return kernel_fn(backend, *args)
   if not platforms:
     return jnp_fn(*args)
   branches = {p: functools.partial(kernel_fn, p) for p in platforms}
   return lax.platform_dependent(*args, default=jnp_fn, **branches)
 
 
-def _forward(cfg, x, s):
-  return _by_platform(cfg, functools.partial(ffi.forward, cfg),
-                      functools.partial(spec.forward, cfg), x, s)
+def _forward(call, x, s):
+  return _by_platform(call, functools.partial(ffi.forward, call),
+                      functools.partial(spec.forward, call), x, s)
 
 
-def _backward(cfg, x, s, g):
-  return _by_platform(cfg, functools.partial(ffi.backward, cfg),
-                      functools.partial(spec.backward, cfg), x, s, g)
+def _backward(call, x, s, g):
+  return _by_platform(call, functools.partial(ffi.backward, call),
+                      functools.partial(spec.backward, call), x, s, g)
 
 
 def _vary_like(s, x):
@@ -61,17 +70,20 @@ def _vary_like(s, x):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _shift(cfg, x, s):
-  return _forward(cfg, x, s)
+def _shift(call, x, s):
+  return _forward(call, x, s)
 
 
-def _shift_fwd(cfg, x, s):
-  return _forward(cfg, x, s), (x, s)
+def _shift_fwd(call, x, s):
+  return _forward(call, x, s), (x, s)
 
 
-def _shift_bwd(cfg, res, g):
+def _shift_bwd(call, res, g):
   x, s = res
-  return _backward(cfg, x, s, g)
+  dx, ds = _backward(call, x, s, g)
+  if not jnp.issubdtype(s.dtype, jnp.floating):  # integer shifts: no tangent
+    ds = np.zeros(s.shape, jax.dtypes.float0)
+  return dx, ds
 
 
 _shift.defvjp(_shift_fwd, _shift_bwd)
@@ -93,7 +105,7 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
       or float64.
     shifts: ``[C, D]``, one offset per channel and spatial axis, ``D`` in
       1, 2, 3 (the number of spatial axes of `x`). Integer dtypes are accepted
-      with ``mode="integer"``.
+      with ``mode="integer"`` (and used exactly, whatever their size).
     mode: ``"active"``: bilinear (trilinear) interpolation at the real shift,
       exact gradients. ``"sparse"``: moves by ``round(shifts)`` (half to even),
       a pure copy; the shift gradient is the active one at the unrounded shift
@@ -103,16 +115,21 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
       ``"border"`` (clamp), ``"periodic"`` (wrap), ``"reflect"`` (mirror,
       edge not repeated), ``"symmetric"`` (mirror, edge repeated).
     channel_axis: the channel axis of `x`.
-    strides: an int or one int per spatial axis; the output samples
+    strides: a positive int or one per spatial axis; the output samples
       ``X(o * stride - s)`` with length ``ceil(L / stride)``.
     impl: ``"auto"`` (the compiled kernel of the platform if built, else
       jnp), ``"xla"`` (pure jnp), ``"ffi"`` (compiled kernel, or an error).
 
   Returns:
     Same layout and dtype as `x`; spatial lengths ``ceil(L / stride)``.
+    Every implementation computes in float32 (float64 for float64 `x`),
+    after reducing the shifts in their own precision; the shift gradient
+    has the dtype of `shifts` (float32 for integer shifts, which have no
+    gradient).
 
   Raises:
     TypeError, ValueError: at trace time, naming the offending argument.
+      Spatial axes may have at most ``2**28`` positions.
 
   Example:
     >>> import jax.numpy as jnp, jaxshift
@@ -125,10 +142,8 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
   """
   x = jnp.asarray(x)
   shifts = jnp.asarray(shifts)
-  cfg = shapes.make_config(x, shifts, mode=mode, padding=padding,
-                           channel_axis=channel_axis, strides=strides,
-                           impl=impl)
-  if not jnp.issubdtype(shifts.dtype, jnp.floating):
-    shifts = lax.stop_gradient(shifts.astype(jnp.float32))
-  with jax.named_scope(f"jaxshift.shift.{cfg.mode}"):
-    return _shift(cfg, x, _vary_like(shifts, x))
+  call = layout.make_call(x, shifts, mode=mode, padding=padding,
+                          channel_axis=channel_axis, strides=strides,
+                          impl=impl)
+  with jax.named_scope(f"jaxshift.shift.{call.mode}"):
+    return _shift(call, x, _vary_like(shifts, x))

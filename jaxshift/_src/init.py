@@ -1,19 +1,12 @@
 """Shift assignments, initialisers and the sparsity penalty."""
 
 import itertools
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def _positive_int(name, value, *, odd=False):
-  if (not isinstance(value, (numbers.Integral, np.integer)) or
-      isinstance(value, bool) or value < 1 or (odd and value % 2 == 0)):
-    what = "a positive odd int" if odd else "a positive int"
-    raise ValueError(f"`{name}` must be {what}; got {value!r}.")
-  return int(value)
+from jaxshift._src import shapes
 
 
 def grouped_shifts(channels: int, kernel_size: int = 3, dilation: int = 1, *,
@@ -39,11 +32,10 @@ def grouped_shifts(channels: int, kernel_size: int = 3, dilation: int = 1, *,
   >>> grouped_shifts(9, 3).tolist()[:4]
   [[-1.0, -1.0], [-1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]]
   """
-  channels = _positive_int("channels", channels)
-  k = _positive_int("kernel_size", kernel_size, odd=True)
-  dilation = _positive_int("dilation", dilation)
-  if ndim not in (1, 2, 3):
-    raise ValueError(f"`ndim` must be 1, 2 or 3; got {ndim!r}.")
+  channels = shapes.positive_int("channels", channels)
+  k = shapes.positive_int("kernel_size", kernel_size, odd=True)
+  dilation = shapes.positive_int("dilation", dilation)
+  ndim = shapes.spatial_ndim("ndim", ndim)
   groups = k**ndim
   if channels < groups:
     raise ValueError(

@@ -1,11 +1,11 @@
-"""Argument validation and canonical layout for `jaxshift.shift`.
+"""Argument validation: every check a user can fail, written once.
 
-Everything a user can get wrong is checked here, once, at trace time, and
-turned into a small hashable :class:`ShiftConfig` that the rest of the package
-reads. Nothing in this module touches compiled code.
+Each validator names the argument, quotes what it got and says what is
+accepted. `jaxshift.shift` (through `jaxshift._src.layout`), the NNX layers
+and the shift tables all use these, so an argument is checked the same way
+wherever it is given. Nothing here touches compiled code.
 """
 
-import dataclasses
 import numbers
 from collections.abc import Sequence
 
@@ -13,46 +13,28 @@ import jax.numpy as jnp
 import numpy as np
 
 MODES = ("active", "sparse", "integer")
+# The order is the padding code the kernels receive (xla_ffi/shift_core.h,
+# enum Padding); tests/test_layout.py checks that the two agree.
 PADDINGS = ("zeros", "border", "periodic", "reflect", "symmetric")
 IMPLS = ("auto", "xla", "ffi")
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
-
-@dataclasses.dataclass(frozen=True)
-class ShiftConfig:
-  """Canonical, hashable description of one shift call.
-
-  Attributes:
-    mode: one of `MODES`.
-    padding: one of `PADDINGS`.
-    ndim: number of spatial axes ``D`` (1, 2 or 3).
-    channel_axis: the channel axis of ``x``, non-negative.
-    spatial_axes: the ``D`` spatial axes of ``x``, non-negative, in order.
-    strides: one positive int per spatial axis.
-    impl: one of `IMPLS`.
-  """
-
-  mode: str
-  padding: str
-  ndim: int
-  channel_axis: int
-  spatial_axes: tuple[int, ...]
-  strides: tuple[int, ...]
-  impl: str
-
-  @property
-  def channels_last(self) -> bool:
-    return self.channel_axis > self.spatial_axes[-1]
-
-  def out_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
-    """Shape of the output for an input of shape `shape`."""
-    out = list(shape)
-    for ax, t in zip(self.spatial_axes, self.strides):
-      out[ax] = -(-shape[ax] // t)
-    return tuple(out)
+# The longest spatial axis a shift accepts (xla_ffi/shift_core.h,
+# kMaxAxisLength; tests/test_layout.py checks that the two agree). Positions
+# along an axis are 32-bit in every implementation; with this bound every
+# position a shift computes, after the shift tables' reduction, stays below
+# 2**31 with a margin of 8.
+MAX_AXIS_LENGTH = 2**28
 
 
-def _choice(name: str, value, allowed: Sequence[str]) -> str:
+def is_int(value) -> bool:
+  """A Python or NumPy integer, not a bool."""
+  return (isinstance(value, (numbers.Integral, np.integer)) and
+          not isinstance(value, (bool, np.bool_)))
+
+
+def choice(name: str, value, allowed: Sequence[str]) -> str:
+  """`value` lower-cased if it is one of `allowed`, else a ValueError."""
   if not isinstance(value, str) or value.lower() not in allowed:
     raise ValueError(
         f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}; "
@@ -60,26 +42,46 @@ def _choice(name: str, value, allowed: Sequence[str]) -> str:
   return value.lower()
 
 
-def canonical_strides(strides, ndim: int) -> tuple[int, ...]:
-  """Expand an int or a sequence into one positive int per spatial axis."""
-  if isinstance(strides, (numbers.Integral, np.integer)) and not isinstance(
-      strides, bool):
-    strides = (int(strides),) * ndim
-  elif isinstance(strides, Sequence) and not isinstance(strides, str):
-    strides = tuple(strides)
-    if len(strides) != ndim:
+def positive_int(name: str, value, *, odd: bool = False) -> int:
+  """`value` as an int if it is a positive (and, with `odd`, odd) integer."""
+  if not is_int(value) or value < 1 or (odd and value % 2 == 0):
+    what = "a positive odd int" if odd else "a positive int"
+    raise ValueError(f"`{name}` must be {what}; got {value!r}.")
+  return int(value)
+
+
+def positive_ints(name: str, value, n: int, *, odd: bool = False
+                  ) -> tuple[int, ...]:
+  """An int, or a sequence of `n` ints, as `n` positive ints.
+
+  >>> positive_ints("strides", 2, 3)
+  (2, 2, 2)
+  >>> positive_ints("strides", (1, 2), 2)
+  (1, 2)
+  """
+  what = "positive odd ints" if odd else "positive ints"
+  if is_int(value):
+    value = (value,) * n
+  elif isinstance(value, Sequence) and not isinstance(value, str):
+    value = tuple(value)
+    if len(value) != n:
       raise ValueError(
-          f"`strides` must be an int or a sequence of {ndim} ints (one per "
-          f"spatial axis); got {strides!r}.")
+          f"`{name}` must be an int or a sequence of {n} ints (one per "
+          f"spatial axis); got {value!r}.")
   else:
-    raise TypeError(f"`strides` must be an int or a sequence of ints; got "
-                    f"{strides!r}.")
-  for t in strides:
-    if (not isinstance(t, (numbers.Integral, np.integer)) or
-        isinstance(t, bool) or t < 1):
-      raise ValueError(
-          f"`strides` must be positive ints; got {strides!r}.")
-  return tuple(int(t) for t in strides)
+    raise TypeError(f"`{name}` must be an int or a sequence of {n} {what}; "
+                    f"got {value!r}.")
+  if not all(is_int(v) and v >= 1 and not (odd and v % 2 == 0)
+             for v in value):
+    raise ValueError(f"`{name}` must be {what}; got {value!r}.")
+  return tuple(int(v) for v in value)
+
+
+def spatial_ndim(name: str, value) -> int:
+  """The number of spatial axes, 1, 2 or 3."""
+  if not is_int(value) or value not in (1, 2, 3):
+    raise ValueError(f"`{name}` must be 1, 2 or 3; got {value!r}.")
+  return int(value)
 
 
 def check_float_dtype(name: str, dtype) -> None:
@@ -89,61 +91,46 @@ def check_float_dtype(name: str, dtype) -> None:
         f"got {jnp.dtype(dtype).name}.")
 
 
-def make_config(x, shifts, *, mode, padding, channel_axis, strides,
-                impl) -> ShiftConfig:
-  """Validates the arguments of `jaxshift.shift` and returns their canonical form.
+def check_channel_axis(channel_axis, ndim: int) -> int:
+  """What can be checked of `channel_axis` before the input's rank is known.
+
+  The channel axis is the last axis (channels-last) or the one just before
+  the `ndim` spatial axes (channels-first); counted from the end, that is -1
+  or ``-(ndim + 1)``. A non-negative axis depends on the rank and is checked
+  by `channel_layout` at the call.
+  """
+  if not is_int(channel_axis):
+    raise TypeError(f"`channel_axis` must be an int; got {channel_axis!r}.")
+  if channel_axis < 0 and channel_axis not in (-1, -(ndim + 1)):
+    raise ValueError(
+        f"`channel_axis` (={channel_axis}) must be -1 (channels-last, "
+        f"(N, *spatial, C)), {-(ndim + 1)} or a non-negative axis (the axis "
+        f"just before the {ndim} spatial axes: channels-first, "
+        "(N, C, *spatial)).")
+  return int(channel_axis)
+
+
+def channel_layout(shape: Sequence[int], ndim: int,
+                   channel_axis) -> tuple[int, tuple[int, ...]]:
+  """``(channel axis, spatial axes)`` of `shape`, both non-negative.
 
   Raises:
-    TypeError: ``x`` is not floating, or ``shifts`` is not numeric, or
-      ``shifts`` is integer in a mode that differentiates it.
-    ValueError: any shape, option or stride is not accepted.
+    ValueError: the channel axis is neither last nor just before the
+      `ndim` spatial axes.
   """
-  mode = _choice("mode", mode, MODES)
-  padding = _choice("padding", padding, PADDINGS)
-  impl = _choice("impl", impl, IMPLS)
-  x_shape, x_dtype = np.shape(x), jnp.result_type(x)
-  s_shape, s_dtype = np.shape(shifts), jnp.result_type(shifts)
-  check_float_dtype("x", x_dtype)
-  if len(s_shape) != 2 or s_shape[1] not in (1, 2, 3):
-    raise ValueError(
-        "`shifts` must have shape (C, D): one row per channel and one column "
-        f"per spatial axis, D in 1, 2, 3; got shape {s_shape}.")
-  if jnp.issubdtype(s_dtype, jnp.integer):
-    if mode != "integer":
-      raise TypeError(
-          f"`shifts` has integer dtype {s_dtype.name}, but mode={mode!r} "
-          "differentiates it; pass floating shifts, or use mode='integer'.")
-  elif not jnp.issubdtype(s_dtype, jnp.floating):
-    raise TypeError(f"`shifts` must be floating (or integer with "
-                    f"mode='integer'); got dtype {s_dtype.name}.")
-  channels, ndim = s_shape
-  rank = len(x_shape)
-  if rank < ndim + 1:
-    raise ValueError(
-        f"`x` must have at least {ndim + 1} axes ({ndim} spatial and one "
-        f"channel axis, as `shifts` has {ndim} columns); got shape {x_shape}.")
-  if (not isinstance(channel_axis, (numbers.Integral, np.integer)) or
-      isinstance(channel_axis, bool)):
+  rank = len(shape)
+  if not is_int(channel_axis):
     raise TypeError(f"`channel_axis` must be an int; got {channel_axis!r}.")
   if not -rank <= channel_axis < rank:
     raise ValueError(f"`channel_axis` (={channel_axis}) is out of range for "
                      f"`x` of rank {rank}.")
   cax = int(channel_axis) % rank
   if cax == rank - 1:
-    spatial = tuple(range(rank - 1 - ndim, rank - 1))
-  elif cax == rank - 1 - ndim:
-    spatial = tuple(range(cax + 1, rank))
-  else:
-    raise ValueError(
-        f"`channel_axis` (={channel_axis}) must be the last axis "
-        f"(channels-last, (N, *spatial, C)) or the axis just before the "
-        f"{ndim} spatial axes (channels-first, (N, C, *spatial)); `x` has "
-        f"shape {x_shape}.")
-  if x_shape[cax] != channels:
-    raise ValueError(
-        f"`x` has {x_shape[cax]} channels on axis {cax} but `shifts` has "
-        f"{channels} rows; they must match (x shape {x_shape}, shifts shape "
-        f"{s_shape}).")
-  return ShiftConfig(mode=mode, padding=padding, ndim=ndim, channel_axis=cax,
-                     spatial_axes=spatial,
-                     strides=canonical_strides(strides, ndim), impl=impl)
+    return cax, tuple(range(rank - 1 - ndim, rank - 1))
+  if cax == rank - 1 - ndim:
+    return cax, tuple(range(cax + 1, rank))
+  raise ValueError(
+      f"`channel_axis` (={channel_axis}) must be the last axis "
+      f"(channels-last, (N, *spatial, C)) or the axis just before the "
+      f"{ndim} spatial axes (channels-first, (N, C, *spatial)); `x` has "
+      f"shape {tuple(shape)}.")

@@ -24,16 +24,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxshift._src import shapes
+from jaxshift._src import layout
 
 Array = jax.Array
-
-
-def compute_dtype(*dtypes) -> jnp.dtype:
-  """float64 if any of `dtypes` is float64, else float32."""
-  if any(jnp.dtype(d) == jnp.float64 for d in dtypes):
-    return jnp.dtype(jnp.float64)
-  return jnp.dtype(jnp.float32)
 
 
 def pad_index(j: Array, length: int, padding: str) -> Array:
@@ -42,7 +35,7 @@ def pad_index(j: Array, length: int, padding: str) -> Array:
   Args:
     j: integer positions, any shape.
     length: the axis length ``L`` (static).
-    padding: one of ``shapes.PADDINGS``.
+    padding: one of ``jaxshift.PADDINGS``.
 
   Returns:
     Integer array like `j`; -1 marks a read answered by 0 (``zeros`` only).
@@ -70,57 +63,112 @@ def pad_index(j: Array, length: int, padding: str) -> Array:
   raise ValueError(f"unknown padding {padding!r}")
 
 
-def reduce_shift(s: Array, length: int, stride: int, padding: str) -> Array:
+def _period(length: int, padding: str) -> int | None:
+  """The period of the padded axis, or None where reads do not repeat."""
+  if padding == "periodic":
+    return length
+  if padding == "reflect" and length > 1:
+    return 2 * length - 2
+  if padding == "symmetric":
+    return 2 * length
+  return None
+
+
+def reduce_shift(s: Array, length: int, padding: str) -> Array:
   """Brings shifts into a bounded range without changing the result.
 
-  Periodic paddings reduce modulo their period (exactly, with ``lax.rem``);
-  ``zeros`` and ``border`` clip to a range beyond which every read of every
-  tap, the derivative's included, falls on the same side outside the axis.
-  This keeps integer positions far inside int32 for any finite shift.
-  """
-  if padding == "periodic":
-    return lax.rem(s, jnp.asarray(length, s.dtype))
-  if padding == "reflect" and length > 1:
-    return lax.rem(s, jnp.asarray(2 * length - 2, s.dtype))
-  if padding == "symmetric":
-    return lax.rem(s, jnp.asarray(2 * length, s.dtype))
-  bound = length * stride + 2
-  return jnp.clip(s, -bound, bound)
-
-
-def axis_tables(s: Array, length: int, stride: int, padding: str, *,
-                rounded: bool) -> tuple[Array, Array]:
-  """Integer offset and fraction of one axis' shifts.
+  The periodic paddings reduce modulo their period (exactly: `lax.rem` is
+  exact in floating point and in integers). ``zeros`` and ``border`` (and
+  ``reflect`` on an axis of length 1) clip to ``[-(L + 2), L + 2]``: every
+  output position ``o * t`` is at most ``L - 1`` whatever the stride, so a
+  shift beyond ``L + 1`` already reads every tap, the lattice rule's
+  included, outside the axis on one side, and the clipped shift reads the
+  same. After the reduction ``|s| <= 2 L``, so positions stay far inside
+  int32 (`shapes.MAX_AXIS_LENGTH`).
 
   Args:
-    s: ``[..., C]`` shifts along this axis (float).
+    s: shifts along one axis, any shape, in a dtype that holds them exactly.
     length: ``L``.
-    stride: ``t``.
+    padding: the padding rule.
+  """
+  period = _period(length, padding)
+  if period is not None:
+    return lax.rem(s, jnp.asarray(period, s.dtype))
+  return jnp.clip(s, -(length + 2), length + 2)
+
+
+def _exact_dtype(dtype) -> jnp.dtype:
+  """A dtype that holds every value of `dtype` and the reduction's bounds."""
+  if jnp.issubdtype(dtype, jnp.integer):
+    return jax.dtypes.canonicalize_dtype(jnp.int64)  # int32 without x64
+  return jnp.promote_types(dtype, jnp.float32)  # float16/bfloat16 exactly
+
+
+def axis_tables(s: Array, length: int, padding: str, *, rounded: bool,
+                dtype) -> tuple[Array, Array]:
+  """Integer offset and fraction of one axis' shifts.
+
+  The shifts are rounded (if asked) and reduced (`reduce_shift`) in their
+  own precision, widened where that is exact (16-bit floats to float32,
+  integers to the widest int), and only then is the fraction cast to the
+  compute `dtype`. So a float64 shift of ``1e9 + 0.5`` under periodic
+  padding keeps its half when ``x`` is float32.
+
+  Args:
+    s: ``[..., C]`` shifts along this axis (any float or int dtype).
+    length: ``L``.
     padding: padding rule.
     rounded: round half to even first (``sparse``/``integer`` forward).
+    dtype: the compute dtype of the fraction.
 
   Returns:
-    ``(m, f)``: ``m`` int32 ``[..., C]`` and ``f`` ``[..., C]`` in ``[0, 1)``
-    (NaN where the shift is NaN), with ``-s == m + f`` after reduction.
+    ``(m, f)``: ``m`` int32 ``[..., C]`` and ``f`` ``[..., C]`` of `dtype`
+    in ``[0, 1)`` (NaN where the shift is NaN), with ``-s == m + f`` after
+    the reduction.
   """
+  s = s.astype(_exact_dtype(s.dtype))
+  if jnp.issubdtype(s.dtype, jnp.integer):
+    m = -reduce_shift(s, length, padding)
+    return m.astype(jnp.int32), jnp.zeros(m.shape, dtype)
   if rounded:
-    s = jnp.round(s)
-  s = reduce_shift(s, length, stride, padding)
-  neg = -s
+    s = jnp.round(s)  # half to even
+  neg = -reduce_shift(s, length, padding)
   m = jnp.floor(neg)
-  f = neg - m
-  m = jnp.where(jnp.isfinite(m), m, 0).astype(jnp.int32)
-  return m, f
+  f = (neg - m).astype(dtype)
+  # A fraction just below 1 may round to 1 in a narrower compute dtype: the
+  # shift is then the next integer there.
+  carry = f >= 1
+  m = jnp.where(jnp.isfinite(m), m + carry.astype(m.dtype), 0)
+  f = jnp.where(carry, jnp.zeros_like(f), f)
+  return m.astype(jnp.int32), f
 
 
-def shift_tables(shifts: Array, lengths, strides, padding: str, *,
-                 rounded: bool, dtype) -> tuple[Array, Array]:
-  """`axis_tables` for every axis: ``m`` int32 and ``f`` ``[..., C, D]``."""
-  s = shifts.astype(dtype)
-  cols = [axis_tables(s[..., a], lengths[a], strides[a], padding,
-                      rounded=rounded) for a in range(len(lengths))]
-  return (jnp.stack([c[0] for c in cols], -1),
-          jnp.stack([c[1] for c in cols], -1))
+def shift_tables(call: layout.ShiftCall, shifts: Array, *,
+                 rounded: bool) -> tuple[Array, Array]:
+  """`axis_tables` for every canonical axis (zeros where an axis is absent).
+
+  Args:
+    call: the canonical call.
+    shifts: ``[..., C, D]``.
+    rounded: round half to even first.
+
+  Returns:
+    ``(m, f)``: ``[..., C, 3]`` int32 offsets and fractions of
+    ``call.compute_dtype``, in the canonical axis order ``(A, B, W)``.
+  """
+  dt = jnp.dtype(call.compute_dtype)
+  ms, fs, d = [], [], 0
+  for a in range(3):
+    if call.present[a]:
+      m, f = axis_tables(shifts[..., d], call.lengths[a], call.padding,
+                         rounded=rounded, dtype=dt)
+      d += 1
+    else:
+      m = jnp.zeros(shifts.shape[:-1], jnp.int32)
+      f = jnp.zeros(shifts.shape[:-1], dt)
+    ms.append(m)
+    fs.append(f)
+  return jnp.stack(ms, -1), jnp.stack(fs, -1)
 
 
 def _one_hot(j: Array, length: int, padding: str, dtype) -> Array:
@@ -135,7 +183,8 @@ def axis_matrices(m: Array, f: Array, length: int, stride: int, padding: str,
 
   Args:
     m, f: ``[C]`` tables from `axis_tables`.
-    length, stride, padding: as in `axis_tables`.
+    length, padding: as in `axis_tables`.
+    stride: the axis' stride (at most ``length``).
     derivative: return ``d out / d s`` instead of the interpolation. At a
       lattice point (``f == 0``) this is the mean of the one-sided
       derivatives, ``(P(k-1) - P(k+1)) / 2``; elsewhere ``P(k) - P(k+1)``.
@@ -168,72 +217,73 @@ def _apply(x: Array, mat: Array, axis: int, channel_axis: int,
                     preferred_element_type=mat.dtype)
 
 
-def _matrices(cfg: shapes.ShiftConfig, shape, shifts, dtype, *, rounded,
-              derivative=False):
-  lengths = [shape[a] for a in cfg.spatial_axes]
-  m, f = shift_tables(shifts, lengths, cfg.strides, cfg.padding,
-                      rounded=rounded, dtype=dtype)
-  return [axis_matrices(m[:, a], f[:, a], lengths[a], cfg.strides[a],
-                        cfg.padding, derivative=derivative)
-          for a in range(cfg.ndim)]
+def _matrices(call: layout.ShiftCall, shifts, *, rounded, derivative=False):
+  """One ``[C, Lo, L]`` matrix per spatial axis of ``x``, in its order."""
+  m, f = shift_tables(call, shifts, rounded=rounded)
+  return [axis_matrices(m[:, a], f[:, a], call.lengths[a],
+                        call.kernel_strides[a], call.padding,
+                        derivative=derivative)
+          for a in range(3) if call.present[a]]
 
 
-def _rounds(cfg: shapes.ShiftConfig) -> bool:
-  return cfg.mode in ("sparse", "integer")
-
-
-def forward(cfg: shapes.ShiftConfig, x: Array, shifts: Array) -> Array:
-  """The shift of `x` by `shifts` as `cfg` describes, in pure jnp.
+def forward(call: layout.ShiftCall, x: Array, shifts: Array) -> Array:
+  """The shift of `x` by `shifts` as `call` describes, in pure jnp.
 
   Args:
-    cfg: a validated `shapes.ShiftConfig`.
-    x: input with ``C`` channels on ``cfg.channel_axis``.
+    call: the canonical call of ``(x, shifts)``.
+    x: ``call.in_shape``.
     shifts: ``[C, D]``.
 
   Returns:
-    ``cfg.out_shape(x.shape)``, dtype of `x`.
+    ``call.out_shape``, dtype of `x`.
   """
-  dt = compute_dtype(x.dtype, shifts.dtype)
-  mats = _matrices(cfg, x.shape, shifts, dt, rounded=_rounds(cfg))
+  dt = jnp.dtype(call.compute_dtype)
+  mats = _matrices(call, shifts, rounded=call.rounds)
   y = x.astype(dt)
-  for a, ax in enumerate(cfg.spatial_axes):
-    y = _apply(y, mats[a], ax, cfg.channel_axis)
+  for mat, ax in zip(mats, call.spatial_axes):
+    y = _apply(y, mat, ax, call.channel_axis)
   return y.astype(x.dtype)
 
 
-def backward(cfg: shapes.ShiftConfig, x: Array, shifts: Array,
+def backward(call: layout.ShiftCall, x: Array, shifts: Array,
              g: Array) -> tuple[Array, Array]:
   """Cotangents of `forward` for the output cotangent `g`.
 
   Returns:
     ``(dx, dshifts)``: ``dx`` is the exact adjoint of the forward applied to
-    `g` (dtype of `x`); ``dshifts`` ``[C, D]`` is the derivative SPEC.md
-    defines for ``cfg.mode`` (zero for ``integer``), summed over batch and
-    space in float32 or wider, in the dtype of `shifts` (float32 if integer).
+    `g` (dtype of `x`); ``dshifts`` ``[C, D]`` is the derivative
+    ``docs/semantics.md`` defines for ``call.mode`` (zero for ``integer``),
+    summed over batch and space in ``call.compute_dtype``, returned in
+    ``call.grad_dtype``.
   """
-  dt = compute_dtype(x.dtype, shifts.dtype)
-  mats = _matrices(cfg, x.shape, shifts, dt, rounded=_rounds(cfg))
+  dt = jnp.dtype(call.compute_dtype)
+  mats = _matrices(call, shifts, rounded=call.rounds)
   gc = g.astype(dt)
   dx = gc
-  for a, ax in reversed(list(enumerate(cfg.spatial_axes))):
-    dx = _apply(dx, mats[a], ax, cfg.channel_axis, transpose=True)
-  ds_dtype = (shifts.dtype if jnp.issubdtype(shifts.dtype, jnp.floating)
-              else jnp.float32)
-  if cfg.mode == "integer":
-    return dx.astype(x.dtype), jnp.zeros(shifts.shape, ds_dtype)
-  if cfg.mode == "sparse":  # straight-through: derivative at the unrounded s
-    mats = _matrices(cfg, x.shape, shifts, dt, rounded=False)
-  dmats = _matrices(cfg, x.shape, shifts, dt, rounded=False, derivative=True)
+  for mat, ax in reversed(list(zip(mats, call.spatial_axes))):
+    dx = _apply(dx, mat, ax, call.channel_axis, transpose=True)
+  if not call.shift_grad:
+    return dx.astype(x.dtype), jnp.zeros(shifts.shape, call.grad_dtype)
+  if call.rounds:  # straight-through: the derivative at the unrounded s
+    mats = _matrices(call, shifts, rounded=False)
+  dmats = _matrices(call, shifts, rounded=False, derivative=True)
   xc = x.astype(dt)
-  reduce_axes = tuple(i for i in range(x.ndim) if i != cfg.channel_axis)
+  reduce_axes = tuple(i for i in range(x.ndim) if i != call.channel_axis)
   cols = []
-  for a in range(cfg.ndim):
+  for a in range(call.ndim):
     v = xc
-    for b, ax in enumerate(cfg.spatial_axes):
-      v = _apply(v, dmats[b] if b == a else mats[b], ax, cfg.channel_axis)
+    for b, ax in enumerate(call.spatial_axes):
+      v = _apply(v, dmats[b] if b == a else mats[b], ax, call.channel_axis)
     cols.append(jnp.sum(v * gc, axis=reduce_axes))
   ds = jnp.stack(cols, axis=-1)
   # A NaN shift makes its channel's whole gradient row NaN (as the kernels do).
-  nan_row = jnp.any(jnp.isnan(shifts), axis=-1, keepdims=True)
-  ds = jnp.where(nan_row, jnp.asarray(jnp.nan, dt), ds)
-  return dx.astype(x.dtype), ds.astype(ds_dtype)
+  ds = jnp.where(nan_rows(shifts), jnp.asarray(jnp.nan, dt), ds)
+  return dx.astype(x.dtype), ds.astype(call.grad_dtype)
+
+
+def nan_rows(shifts: Array) -> Array:
+  """``[C, 1]``: the channels with a NaN shift (their whole row is NaN)."""
+  if not jnp.issubdtype(shifts.dtype, jnp.floating):
+    return jnp.zeros(shifts.shape[:-1] + (1,), bool)
+  return jnp.any(jnp.isnan(shifts), axis=-1, keepdims=True)
+

@@ -1,6 +1,5 @@
 """Flax NNX shift layers: `Shift`, `DepthwiseShift` and the `ShiftConv` block."""
 
-import numbers
 from collections.abc import Callable, Sequence
 
 import jax
@@ -29,17 +28,6 @@ def _default_init(mode: str, kernel_size: int = 3) -> Initializer:
   return shift_inits.uniform((kernel_size - 1) / 2)
 
 
-def _ntuple(name: str, value, n: int) -> tuple[int, ...]:
-  if isinstance(value, (numbers.Integral,)) and not isinstance(value, bool):
-    value = (int(value),) * n
-  value = tuple(value)
-  if len(value) != n or not all(isinstance(v, numbers.Integral) and v >= 1
-                                for v in value):
-    raise ValueError(f"`{name}` must be a positive int or {n} positive ints; "
-                     f"got {value!r}.")
-  return tuple(int(v) for v in value)
-
-
 class Shift(nnx.Module):
   """A shift layer: moves each feature channel by its own learned offset.
 
@@ -54,7 +42,9 @@ class Shift(nnx.Module):
     padding: ``"zeros"``, ``"border"``, ``"periodic"``, ``"reflect"`` or
       ``"symmetric"``.
     strides: an int or one int per spatial axis.
-    channel_axis: channel axis of the input (-1: channels-last).
+    channel_axis: channel axis of the input: -1 (channels-last, the
+      default), or the axis just before the spatial ones (channels-first,
+      e.g. 1 for ``[N, C, H, W]``); checked here, when the layer is built.
     shift_init: ``(key, shape, dtype) -> [C, D]``; see
       `jaxshift.initializers`. Default: uniform in ``[-1, 1]`` for active and
       sparse, the grouped 3x3 assignment for integer.
@@ -79,19 +69,13 @@ class Shift(nnx.Module):
                shift_init: Initializer | None = None,
                param_dtype=jnp.float32, impl: str = "auto",
                rngs: nnx.Rngs):
-    if (not isinstance(num_features, numbers.Integral) or
-        isinstance(num_features, bool) or num_features < 1):
-      raise ValueError(
-          f"`num_features` must be a positive int; got {num_features!r}.")
-    if ndim not in (1, 2, 3):
-      raise ValueError(f"`ndim` must be 1, 2 or 3; got {ndim!r}.")
-    self.num_features = int(num_features)
-    self.ndim = ndim
-    self.mode = shapes._choice("mode", mode, shapes.MODES)
-    self.padding = shapes._choice("padding", padding, shapes.PADDINGS)
-    self.strides = _ntuple("strides", strides, ndim)
-    self.channel_axis = channel_axis
-    self.impl = shapes._choice("impl", impl, shapes.IMPLS)
+    self.num_features = shapes.positive_int("num_features", num_features)
+    self.ndim = shapes.spatial_ndim("ndim", ndim)
+    self.mode = shapes.choice("mode", mode, shapes.MODES)
+    self.padding = shapes.choice("padding", padding, shapes.PADDINGS)
+    self.strides = shapes.positive_ints("strides", strides, self.ndim)
+    self.channel_axis = shapes.check_channel_axis(channel_axis, self.ndim)
+    self.impl = shapes.choice("impl", impl, shapes.IMPLS)
     init = shift_init if shift_init is not None else _default_init(self.mode)
     self.shifts = ShiftParam(
         init(rngs.params(), (self.num_features, ndim), param_dtype))
@@ -149,22 +133,24 @@ class DepthwiseShift(nnx.Module):
                stride_method: str = "native",
                shift_init: Initializer | None = None,
                param_dtype=jnp.float32, rngs: nnx.Rngs):
-    ndim = 2 if isinstance(kernel_size, numbers.Integral) else len(
-        tuple(kernel_size))
-    if ndim not in (1, 2, 3):
+    if shapes.is_int(kernel_size):
+      ndim = 2
+    elif (isinstance(kernel_size, Sequence) and not isinstance(kernel_size, str)
+          and len(kernel_size) in (1, 2, 3)):
+      ndim = len(kernel_size)
+    else:
       raise ValueError(
           f"`kernel_size` must be an int or 1 to 3 ints; got {kernel_size!r}.")
-    self.kernel_size = _ntuple("kernel_size", kernel_size, ndim)
-    if any(k % 2 == 0 for k in self.kernel_size):
-      raise ValueError(f"`kernel_size` must be odd (a shift has a centre); "
-                       f"got {kernel_size!r}.")
-    self.strides = _ntuple("strides", strides, ndim)
+    # Odd: a shift, like the convolution it replaces, has a centre.
+    self.kernel_size = shapes.positive_ints("kernel_size", kernel_size, ndim,
+                                            odd=True)
+    self.strides = shapes.positive_ints("strides", strides, ndim)
     if not isinstance(padding, str) or padding.upper() not in ("SAME", "VALID"):
       raise ValueError(f"`padding` must be 'SAME' or 'VALID'; got {padding!r}.")
     self.padding = padding.upper()
-    self.stride_method = shapes._choice("stride_method", stride_method,
-                                        ("native", "avg_pool"))
-    mode = shapes._choice("mode", mode, shapes.MODES)
+    self.stride_method = shapes.choice("stride_method", stride_method,
+                                       ("native", "avg_pool"))
+    mode = shapes.choice("mode", mode, shapes.MODES)
     if shift_init is None:
       shift_init = _default_init(mode, max(self.kernel_size))
     native = self.stride_method == "native" and self.padding == "SAME"
@@ -219,8 +205,10 @@ class _InvertedBlock(nnx.Module):
 
 
 def _mid_features(in_features, expansion):
-  if not expansion > 0:
-    raise ValueError(f"`expansion` must be positive; got {expansion!r}.")
+  in_features = shapes.positive_int("in_features", in_features)
+  if not (isinstance(expansion, (int, float)) and expansion > 0):
+    raise ValueError(f"`expansion` must be a positive number; got "
+                     f"{expansion!r}.")
   return max(1, int(round(in_features * expansion)))
 
 

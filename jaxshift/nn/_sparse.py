@@ -19,12 +19,13 @@ def _shift_layers(model: nnx.Module):
           if isinstance(m, _layers.Shift)]
 
 
-def sparsity_loss(model: nnx.Module, weight: float = 1.0):
+def model_sparsity_loss(model: nnx.Module, weight: float = 1.0):
   """The L1 penalty on the shifts of every `Shift` layer of `model`.
 
   ``weight * sum_layers sum |shifts|``, with gradient ``weight * sign(s)``
-  (zero at zero, so a shift that reached zero stays). Add it to the task
-  loss inside the function you differentiate.
+  (zero at zero, so a shift that reached zero stays): `jaxshift.sparsity_loss`
+  of the model's shifts. Add it to the task loss inside the function you
+  differentiate.
 
   Args:
     model: any NNX module (or a `Shift` layer).
@@ -36,10 +37,10 @@ def sparsity_loss(model: nnx.Module, weight: float = 1.0):
   Example:
     >>> import jax.numpy as jnp
     >>> from flax import nnx
-    >>> from jaxshift.nn import Shift, sparsity_loss
+    >>> from jaxshift.nn import Shift, model_sparsity_loss
     >>> layer = Shift(4, shift_init=lambda k, s, d: jnp.full(s, -0.5, d),
     ...               rngs=nnx.Rngs(0))
-    >>> float(sparsity_loss(layer, weight=0.25))  # 0.25 * 8 * 0.5
+    >>> float(model_sparsity_loss(layer, weight=0.25))  # 0.25 * 8 * 0.5
     1.0
   """
   shifts = [layer.shifts[...] for _, layer in _shift_layers(model)]

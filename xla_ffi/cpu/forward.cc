@@ -1,0 +1,134 @@
+// The CPU forward: staged planes where they apply, walks in place for far
+// shifts and large planes, the element-wise functions for 3-D and strides.
+#include <algorithm>
+#include <cstdint>
+
+#include "cpu/kernels.h"
+#include "cpu/parallel.h"
+#include "cpu/staged.h"
+#include "walks.h"
+
+namespace jaxshift {
+namespace {
+
+// One output row (index `row` of axis 1) of one (sample, channel), walked in
+// place: the path for shifts beyond the staged halo and planes too large to
+// stage.
+template <int P, typename A, typename T>
+void forward_row(const T* xc, T* yc, const Axis* ax, int row, const ChannelTables<A>& ct,
+                 bool move) {
+  if (nan_shift(ct.f)) {
+    for (int o = 0; o < ax[2].Lo; ++o) store(yc + row * ax[1].sy + o * ax[2].sy, nan_value(ct.f));
+    return;
+  }
+  forward_walk<P, A>(xc, yc, ax[1], ax[2], row, 0, ax[2].Lo, ct.m[1], ct.f[1], ct.m[2], ct.f[2],
+                     move);
+}
+
+// One staged task: sample n, channels [c0, c0 + nb), whose shifts reach at
+// most K <= kMaxHalo cells.
+template <typename T, int P>
+void staged_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, bool move,
+                 int64_t n, int64_t c0, int64_t nb, int K) {
+  using A = typename Acc<T>::type;
+  const Planes px = make_planes<T>(geo.ax[1].L, geo.ax[2].L, K);
+  T* xs = scratch<T>(static_cast<size_t>(2 * nb * px.pitch));
+  T* ys = xs + nb * px.pitch;
+  const Block<T> xb{const_cast<T*>(x) + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c, geo.ax[1].sx,
+                    geo.ax[2].sx};
+  stage_planes<P>(isa, xb, nb, xs, px);
+  for (int64_t b = 0; b < nb; ++b) {
+    const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c0 + b);
+    const T* xb_plane = xs + b * px.pitch;
+    T* yb = ys + b * px.pitch;
+    if (nan_shift(ct.f)) {
+      for (int64_t i = span_begin(px); i < span_end(px); ++i) store(yb + i, nan_value(ct.f));
+    } else if (move) {
+      move_plane(isa, xb_plane, yb, px, ct.m[1], ct.m[2]);
+    } else {
+      with_lattice(ct.f[1], ct.f[2], [&](auto lat_f, auto lat_w) {
+        forward_plane(isa, xb_plane, yb, px, ct.m[1], ct.m[2], ct.f[1], ct.f[2], lat_f, lat_w);
+      });
+    }
+  }
+  copy_planes(isa, Block<T>{y + n * geo.sy_n + c0 * geo.sy_c, geo.sy_c, geo.ax[1].sy,
+                            geo.ax[2].sy},
+              nb, ys, px, false);
+}
+
+// Channels [c0, c0 + nb) of sample n walked in place, row by row.
+template <typename T, int P>
+void walk_channels(const Geometry& geo, const T* x, Tables tab, T* y, bool move, int64_t n,
+                   int64_t c0, int64_t nb) {
+  using A = typename Acc<T>::type;
+  for (int64_t c = c0; c < c0 + nb; ++c) {
+    for (int row = 0; row < geo.ax[1].Lo; ++row) {
+      forward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, y + n * geo.sy_n + c * geo.sy_c, geo.ax,
+                        row, channel_tables<A>(geo, tab, n, c), move);
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T, int P>
+void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Tables tab, T* y,
+                 bool move) {
+  using A = typename Acc<T>::type;
+  const Axis* ax = geo.ax;
+  if (use_staging<T>(geo)) {
+    const Isa isa = current_isa();
+    const int64_t B = staged_block<T>(geo), blocks = (geo.C + B - 1) / B;
+    parallel_for(pool, geo.N * blocks, [&](int64_t task) {
+      const int64_t n = task / blocks, c0 = (task % blocks) * B, nb = std::min(B, geo.C - c0);
+      const int K = block_halo<A>(geo, tab, n, c0, nb, 0);
+      if (K > kMaxHalo) {
+        walk_channels<T, P>(geo, x, tab, y, move, n, c0, nb);
+      } else {
+        staged_task<T, P>(isa, geo, x, tab, y, move, n, c0, nb, K);
+      }
+    });
+    return;
+  }
+  if (walkable(geo)) {  // rows of axis 1, walking axis 2
+    parallel_for(pool, geo.N * ax[1].Lo, [&](int64_t task) {
+      const int64_t n = task / ax[1].Lo;
+      const int row = static_cast<int>(task % ax[1].Lo);
+      for (int64_t c = 0; c < geo.C; ++c) {
+        forward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, y + n * geo.sy_n + c * geo.sy_c, ax,
+                          row, channel_tables<A>(geo, tab, n, c), move);
+      }
+    });
+    return;
+  }
+  // The element-wise path: one task per (sample, row of the output's axes 0
+  // and 1), every channel and position of the innermost axis.
+  const int64_t rows = ax[0].Lo * static_cast<int64_t>(ax[1].Lo);
+  parallel_for(pool, geo.N * rows, [&](int64_t task) {
+    const int64_t n = task / rows, r = task % rows;
+    int o[3] = {static_cast<int>(r / ax[1].Lo), static_cast<int>(r % ax[1].Lo), 0};
+    for (int64_t c = 0; c < geo.C; ++c) {
+      const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
+      const T* xc = x + n * geo.sx_n + c * geo.sx_c;
+      T* yc = y + n * geo.sy_n + c * geo.sy_c + o[0] * ax[0].sy + o[1] * ax[1].sy;
+      const bool copy = move && !nan_shift(ct.f);
+      for (o[2] = 0; o[2] < ax[2].Lo; ++o[2]) {
+        T* out = yc + o[2] * ax[2].sy;
+        if (copy) {
+          const T* src = move_source<P>(xc, ax, o, ct.m);
+          if (src) *out = *src; else store(out, A(0));
+        } else {
+          store(out, forward_value<P, A>(xc, ax, o, ct.m, ct.f));
+        }
+      }
+    }
+  });
+}
+
+#define JAXSHIFT_INSTANTIATE(T, P)                                                          \
+  template void run_forward<T, P>(xla::ffi::ThreadPool&, const Geometry&, const T*, Tables, T*, \
+                                  bool);
+JAXSHIFT_FOR_EACH_TYPE_AND_PADDING(JAXSHIFT_INSTANTIATE)
+#undef JAXSHIFT_INSTANTIATE
+
+}  // namespace jaxshift
