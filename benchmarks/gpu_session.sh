@@ -24,13 +24,14 @@ if has build; then
   echo "build: ok"
 fi
 if has test; then
-  timeout 260 python3 -m pytest -q -p no:cacheprovider tests/test_ffi.py tests/test_cuda.py \
+  # -n 0: one process (each xdist worker would preallocate GPU memory).
+  timeout 260 python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_ffi.py tests/test_cuda.py \
     tests/test_shift.py -k "not random" 2>&1 | tee "$OUT/pytest.log" | tail -4
 fi
 # XLA's CUDA-graph command buffers make racecheck crash at start: turn them off.
 san() {
   XLA_FLAGS=--xla_gpu_enable_command_buffer= timeout "$2" compute-sanitizer --tool "$1" \
-    --kernel-name kns=jaxshift python3 benchmarks/sanitize_cases.py > "$OUT/$1.log" 2>&1
+    --kernel-name kns=jaxshift python3 tests/kernel_sweep.py > "$OUT/$1.log" 2>&1
   echo "$1 rc=$?: $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY|mismatches' "$OUT/$1.log" | tr '\n' ' ')"
 }
 has memcheck && san memcheck 150

@@ -65,9 +65,22 @@ def accuracy(model, x, y, batch_size=500) -> float:
 
 
 def batches(rng, n, batch_size):
-  """Shuffled index batches covering ``range(n)``; the last may be short."""
+  """Shuffled full batches of indices into ``range(n)``.
+
+  The ``n % batch_size`` left over are dropped (different ones each epoch):
+  every step then has the same shape, and the step compiles once.
+  """
   order = rng.permutation(n)
-  return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+  return [order[i:i + batch_size]
+          for i in range(0, n - batch_size + 1, batch_size)]
+
+
+def steps_per_epoch(n, batch_size):
+  """Steps in one epoch of `batches` (at least one batch must fit)."""
+  if n < batch_size:
+    raise ValueError(f"batch_size={batch_size} is larger than the {n} "
+                     "training examples; pass a smaller --batch-size.")
+  return n // batch_size
 
 
 def fit(model, optimizer, x, y, *, epochs, batch_size, l1=0.0, seed=0,
@@ -75,7 +88,7 @@ def fit(model, optimizer, x, y, *, epochs, batch_size, l1=0.0, seed=0,
   """Trains for `epochs` with a tqdm bar; `on_epoch(epoch, model)` after each."""
   rng = np.random.default_rng(seed)
   model.train()
-  steps = epochs * -(-len(x) // batch_size)
+  steps = epochs * steps_per_epoch(len(x), batch_size)
   with tqdm(total=steps, desc=desc, leave=False, mininterval=1.0) as bar:
     for epoch in range(epochs):
       for idx in batches(rng, len(x), batch_size):
@@ -101,6 +114,15 @@ def restore_checkpoint(path: pathlib.Path, model: nnx.Module) -> nnx.Module:
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(pathlib.Path(path).absolute(), abstract)
   return nnx.merge(graphdef, state)
+
+
+def same_state(a: nnx.Module, b: nnx.Module) -> bool:
+  """Whether two models hold bitwise-equal parameters and statistics."""
+  sa, sb = nnx.state(a), nnx.state(b)
+  if jax.tree.structure(sa) != jax.tree.structure(sb):
+    return False
+  return all(np.array_equal(np.asarray(u), np.asarray(v))
+             for u, v in zip(jax.tree.leaves(sa), jax.tree.leaves(sb)))
 
 
 def build_model(kind: str, depth: int, **kwargs) -> nnx.Module:

@@ -122,8 +122,8 @@ def main(argv=None):
     x_train, y_train = x_train[:args.limit], y_train[:args.limit]
     x_test, y_test = x_test[:args.limit], y_test[:args.limit]
   x_train, x_test = normalize(x_train), normalize(x_test)
-  steps_per_epoch = -(-len(x_train) // args.batch_size)
-  boundaries = {int(steps_per_epoch * args.epochs * f): 0.1 for f in (0.5, 0.75)}
+  steps = args.epochs * common.steps_per_epoch(len(x_train), args.batch_size)
+  boundaries = {int(steps * f): 0.1 for f in (0.5, 0.75)}
 
   rows = []
   for kind in args.models:

@@ -192,8 +192,12 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last):
   assert ran[-1] in ("baseline", None)  # the baseline versions always run
 
 
-@pytest.mark.parametrize("case", list(kernel_sweep.cases(
-    kernel_sweep.GROUPS + kernel_sweep.X64_GROUPS)), ids=lambda c: c["name"])
+# Each group in one layout, alternating (the sanitizer sweep runs both).
+ODD_CASES = [c for i, c in enumerate(kernel_sweep.cases(
+    kernel_sweep.GROUPS + kernel_sweep.X64_GROUPS)) if i % 4 in (0, 3)]
+
+
+@pytest.mark.parametrize("case", ODD_CASES, ids=lambda c: c["name"])
 def test_odd_cases_match_jnp_path(case):
   """The sanitizer sweep's cases (tests/kernel_sweep.py), checked for values:
   tiny and length-1 axes, far and huge shifts, strides beyond the axis, NaN
@@ -218,7 +222,10 @@ def test_every_dtype_pair_agrees(x64, x_dtype):
   x = jnp.asarray(rng.normal(size=(2, 5, 6, 3)), x_dtype)
   base = np.array([[0.3, -1.5], [2.25, 0.0], [-0.75, 4.5]])
   for s_dtype in ["float16", "bfloat16", "float32", "float64", "int32"]:
-    for padding in ("periodic", "border"):
+    # periodic: the reduction modulo the period; border: the clip, which
+    # matters for the far float64 shifts.
+    for padding in ("periodic", "border") if s_dtype == "float64" else (
+        "periodic",):
       s = base + (1e9 if s_dtype == "float64" and padding == "periodic"
                   else 0)
       if s_dtype == "int32":
@@ -269,8 +276,9 @@ def test_lowers_to_one_custom_call_and_vmap_does_not_loop():
     text = _hlo(vf, xs, ss)
     assert len(re.findall(fwd + r"\b", text)) == 1, in_axes
     assert " while(" not in text and "while." not in text, in_axes
-    want = jnp.stack([f(xs[i] if in_axes[0] == 0 else xs,
-                        ss[i] if in_axes[1] == 0 else ss) for i in range(4)])
+    jf = jax.jit(f)
+    want = jnp.stack([jf(xs[i] if in_axes[0] == 0 else xs,
+                         ss[i] if in_axes[1] == 0 else ss) for i in range(4)])
     np.testing.assert_allclose(vf(xs, ss), want, rtol=1e-6, atol=1e-6)
     # vmap of the gradient: one backward launch, per-example gradients.
     g = jax.vmap(jax.grad(lambda x, s: jnp.sum(f(x, s) ** 2), (0, 1)),
@@ -278,10 +286,11 @@ def test_lowers_to_one_custom_call_and_vmap_does_not_loop():
     text = _hlo(g, xs, ss)
     assert len(re.findall(bwd + r"\b", text)) == 1 and "while" not in text
     per = g(xs, ss)
+    one = jax.jit(jax.grad(lambda x, s: jnp.sum(f(x, s) ** 2), (0, 1)))
     for i in range(4):
       xi = xs[i] if in_axes[0] == 0 else xs
       si = ss[i] if in_axes[1] == 0 else ss
-      dx, ds = jax.grad(lambda x, s: jnp.sum(f(x, s) ** 2), (0, 1))(xi, si)
+      dx, ds = one(xi, si)
       np.testing.assert_allclose(per[1][i], ds, rtol=1e-5, atol=1e-4)
       if in_axes[0] == 0:
         np.testing.assert_allclose(per[0][i], dx, rtol=1e-5, atol=1e-5)
@@ -367,20 +376,22 @@ def _available_bytes() -> int:
 @pytest.mark.skipif(PLATFORM != "cpu" or _available_bytes() < 16 * 2**30,
                     reason="the CPU kernel with 16 GiB of memory free")
 def test_cpu_indexing_past_2_31_elements():
-  """Two samples of 33 x 32 pixels x 2**20 channels in bf16 (the staged
-  path): the second sample ends past element 2**31 and must come out as when
-  that sample runs alone (small indices)."""
+  """Two equal samples of 2**20 channels x 33 x 32 pixels in bf16 (the
+  staged path): the second sample ends past element 2**31, so its output,
+  computed with large offsets, must equal the first's (small offsets)."""
   n, c, h, w = 2, 2**20, 33, 32
-  shape, cax = (n, h, w, c), -1
+  shape = (n, c, h, w)
 
   @jax.jit
   def make():  # a pattern, not zeros: every element differs from its neighbours
-    i = [jax.lax.broadcasted_iota(jnp.int32, shape, d) for d in range(4)]
-    v = (i[0] * 5 + i[1] * 7 + i[2] * 3 + i[3]) % 13 - 6
+    i = [jax.lax.broadcasted_iota(jnp.int32, shape, d) for d in range(1, 4)]
+    v = (i[0] * 5 + i[1] * 7 + i[2] * 3) % 13 - 6
     return v.astype(jnp.bfloat16)
 
   x = make()
   assert x.size > 2**31
   s = jax.random.uniform(jax.random.key(1), (c, 2), jnp.float32, -2, 2)
-  f = lambda x: jaxshift.shift(x, s, channel_axis=cax, impl="ffi")
-  assert bool(jax.jit(lambda x: jnp.array_equal(f(x)[1], f(x[1:])[0]))(x))
+  y = jax.jit(lambda x: jaxshift.shift(x, s, channel_axis=1, impl="ffi"))(x)
+  del x
+  assert bool(jax.jit(lambda y: jnp.array_equal(y[0], y[1]) &
+                      jnp.any(y[0] != 0))(y))

@@ -49,7 +49,11 @@ def test_cpu_kernels_have_no_sanitizer_findings():
   env = dict(os.environ,
              LD_PRELOAD=" ".join(_runtime_libraries(lib)),
              JAXSHIFT_CPU_LIBRARY=str(lib),
-             ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+             # Two frames of each allocation's stack in a report: recording
+             # the default 30 on every malloc of XLA's compiler costs a
+             # quarter of the run; detection is unchanged.
+             ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:"
+                          "malloc_context_size=2",
              UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
   env.pop("JAXSHIFT_DISABLE_KERNELS", None)
   run = subprocess.run([sys.executable, str(SWEEP), "--kernel-only"], env=env,

@@ -47,7 +47,8 @@ def mult_adds(model: nnx.Module, x: jax.Array) -> int:
   Counts every convolution (``out elements x kernel footprint x in features
   per group``) and matrix product; shifts, like the papers, count as zero,
   and so do normalisation and activations. Traced in eval mode on a copy, so
-  `model`'s state is not touched.
+  `model`'s state is not touched; nothing is computed, so an abstract model
+  (from `nnx.eval_shape`) and an abstract `x` (`jax.ShapeDtypeStruct`) work.
 
   Args:
     model: an NNX module.
@@ -65,8 +66,11 @@ def mult_adds(model: nnx.Module, x: jax.Array) -> int:
   """
   model = nnx.clone(model)
   model.eval()
-  jaxpr = jax.make_jaxpr(lambda v: model(v))(jax.ShapeDtypeStruct(
-      np.shape(x), getattr(x, "dtype", np.float32)))
+  graphdef, state = nnx.split(model)
+  abstract = lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype)
+  jaxpr = jax.make_jaxpr(lambda s, v: nnx.merge(graphdef, s)(v))(
+      jax.tree.map(abstract, state),
+      jax.ShapeDtypeStruct(np.shape(x), getattr(x, "dtype", np.float32)))
   return _count(jaxpr.jaxpr)
 
 

@@ -63,7 +63,9 @@ class ShiftResNet(_ResNet):
     >>> from flax import nnx
     >>> from jaxshift.nn import ShiftResNet
     >>> model = ShiftResNet(20, expansion=3, rngs=nnx.Rngs(0))
-    >>> model(jnp.ones((2, 32, 32, 3))).shape
+    >>> len(model.blocks), model.blocks[3].shift.shifts.shape
+    (9, (48, 2))
+    >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.ones((2, 32, 32, 3))).shape
     (2, 10)
   """
 
@@ -87,7 +89,8 @@ class DepthwiseResNet(_ResNet):
     >>> import jax.numpy as jnp
     >>> from flax import nnx
     >>> from jaxshift.nn import DepthwiseResNet
-    >>> DepthwiseResNet(8, rngs=nnx.Rngs(0))(jnp.ones((1, 8, 8, 3))).shape
+    >>> model = DepthwiseResNet(8, rngs=nnx.Rngs(0))
+    >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.ones((1, 8, 8, 3))).shape
     (1, 10)
   """
 

@@ -2,6 +2,7 @@
 
 import itertools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -97,12 +98,16 @@ def test_active_shift_recovers_known_displacement():
                                  ("native", "avg_pool"))])
 def test_depthwise_shift_shape_matches_conv(size, k, stride, padding, method):
   c = 9
-  x = jnp.ones((2, size, size + 1, c))
-  conv = nnx.Conv(c, c, (k, k), stride, padding=padding, feature_group_count=c,
-                  rngs=nnx.Rngs(0))
-  layer = jsnn.DepthwiseShift(c, k, stride, padding=padding,
-                              stride_method=method, rngs=nnx.Rngs(0))
-  assert layer(x).shape == conv(x).shape
+  x = jax.ShapeDtypeStruct((2, size, size + 1, c), jnp.float32)
+  # Abstract layers: shapes only, no initialisation computed.
+  conv = nnx.eval_shape(lambda: nnx.Conv(
+      c, c, (k, k), stride, padding=padding, feature_group_count=c,
+      rngs=nnx.Rngs(0)))
+  layer = nnx.eval_shape(lambda: jsnn.DepthwiseShift(
+      c, k, stride, padding=padding, stride_method=method, rngs=nnx.Rngs(0)))
+  apply = lambda m, x: m(x)
+  assert (nnx.eval_shape(apply, layer, x).shape ==
+          nnx.eval_shape(apply, conv, x).shape)
 
 
 def test_depthwise_shift_values():
@@ -138,13 +143,16 @@ def test_shift_conv_shapes(cin, cout, strides, expansion, mid):
                          rngs=nnx.Rngs(0))
   assert block.shift.shifts.shape == (mid, 2)
   assert (block.project is None) == (strides == 1 and cin == cout)
-  y = block(jnp.ones((2, 9, 9, cin)))
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 9, cin)),
+                  jnp.float32)
+  y = nnx.jit(lambda m, x: m(x))(block, x)
   out = len(range(0, 9, strides))
   assert y.shape == (2, out, out, cout)
-  assert jnp.all(y >= 0)  # ends in a ReLU
+  assert jnp.all(y >= 0) and jnp.any(y > 0)  # ends in a ReLU
   dw = jsnn.DepthwiseConvBlock(cin, cout, expansion=expansion, strides=strides,
                                rngs=nnx.Rngs(0))
-  assert dw(jnp.ones((2, 9, 9, cin))).shape == y.shape
+  dw.eval()
+  assert jax.eval_shape(dw, x).shape == y.shape
   assert dw.spatial.kernel.shape == (3, 3, 1, mid)
 
 

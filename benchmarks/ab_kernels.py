@@ -1,0 +1,150 @@
+"""A/B of two builds of the CPU kernel library, in one process.
+
+Loads each library under its own target names and times, in turns with each
+other and with the copy floors (`np.copyto` and XLA's `x + 1` on the same
+bytes), the forward and the forward+backward of each build on the same
+canonical inputs and shift tables. Use it to show that a change of the
+kernels' code is no slower (or how much faster it is):
+
+  python benchmarks/ab_kernels.py --a OLD.so --b NEW.so [--a-abi 0]
+
+`--a-abi 0` is the calling convention before the `present` attribute
+(commit e08977c and earlier); the default, 1, is today's.
+
+Prints one Markdown table: medians over --samples rounds (each round calls
+every function --inner times back to back after one untimed call), and each
+build's time as a ratio to the faster copy of the same bytes.
+"""
+
+import argparse
+import ctypes
+import datetime
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxshift._src import layout
+from jaxshift._src import spec
+
+
+def register(path: str, tag: str):
+  lib = ctypes.CDLL(path)
+  for which in ("forward", "backward"):
+    getter = getattr(lib, f"jaxshift_cpu_{which}_ptr")
+    getter.restype = ctypes.c_void_p
+    jax.ffi.register_ffi_target(f"ab_{tag}_{which}", jax.ffi.pycapsule(getter()),
+                                platform="cpu")
+
+
+def kernel_fns(tag, abi, call, x5, m, f):
+  attrs = dict(padding=np.int64(0), channels_last=call.channels_last,
+               strides=np.array(call.kernel_strides, np.int64))
+  if abi >= 1:
+    attrs["present"] = np.array(call.present, np.int64)
+  out5 = call.out_shape5()
+  fwd = jax.ffi.ffi_call(f"ab_{tag}_forward",
+                         jax.ShapeDtypeStruct(out5, x5.dtype))
+  bwd = jax.ffi.ffi_call(f"ab_{tag}_backward",
+                         (jax.ShapeDtypeStruct(x5.shape, x5.dtype),
+                          jax.ShapeDtypeStruct((x5.shape[0], call.channels, 3),
+                                               f.dtype)))
+  move = call.rounds
+
+  @jax.jit
+  def forward(x):
+    return fwd(x, m, f, move=move, **attrs)
+
+  @jax.jit
+  def forward_backward(x, g):
+    y = fwd(x, m, f, move=move, **attrs)
+    dx, ds = bwd(x, g, m, f, m, f, shift_grad=call.shift_grad, **attrs)
+    return y, dx, ds
+
+  return forward, forward_backward
+
+
+def time_in_turns(fns, samples, inner):
+  times = {k: [] for k in fns}
+  for k, (fn, args) in fns.items():
+    for _ in range(3):
+      jax.block_until_ready(fn(*args))
+  for _ in range(samples):
+    for k, (fn, args) in fns.items():
+      jax.block_until_ready(fn(*args))
+      t0 = time.perf_counter()
+      for _ in range(inner):
+        out = fn(*args)
+      jax.block_until_ready(out)
+      times[k].append((time.perf_counter() - t0) / inner * 1e3)
+  return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--a", required=True, help="library A (e.g. before)")
+  p.add_argument("--b", required=True, help="library B (e.g. after)")
+  p.add_argument("--a-abi", type=int, default=1)
+  p.add_argument("--b-abi", type=int, default=1)
+  p.add_argument("--shape", default="8x32x32x64", help="NHWC sizes")
+  p.add_argument("--dtype", default="float32",
+                 choices=["float32", "bfloat16", "float16", "float64"])
+  p.add_argument("--samples", type=int, default=31)
+  p.add_argument("--inner", type=int, default=5)
+  p.add_argument("--out", default=None)
+  a = p.parse_args(argv)
+  register(a.a, "a")
+  register(a.b, "b")
+  n, h, w, c = (int(v) for v in a.shape.split("x"))
+  if a.dtype == "float64":
+    jax.config.update("jax_enable_x64", True)
+  dtype = jnp.dtype(a.dtype)
+  lines = [f"A = {a.a}, B = {a.b}; {a.shape} {a.dtype}; "
+           f"{jax.devices()[0].device_kind}, jax "
+           f"{jax.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+           f"median of {a.samples} rounds x {a.inner} calls, all functions of a row in turns; ms",
+           "", "| layout | mode | np.copyto | x + 1 | A fwd | B fwd | B/A fwd | A f+b | B f+b "
+           "| B/A f+b | B fwd / copy | B f+b / 2.5 copies |", "|" + "---|" * 12]
+  rng = np.random.default_rng(0)
+  for layout_name in ("NHWC", "NCHW"):
+    shape = (n, h, w, c) if layout_name == "NHWC" else (n, c, h, w)
+    x = jnp.asarray(rng.normal(size=shape), dtype)
+    s = jnp.asarray(rng.uniform(-2, 2, (c, 2)), jnp.float32)
+    for mode in ("active", "sparse"):
+      call = layout.make_call(x, s, mode=mode, padding="zeros",
+                              channel_axis=-1 if layout_name == "NHWC" else 1,
+                              strides=1, impl="ffi")
+      m, f = spec.shift_tables(call, s, rounded=call.rounds)
+      m, f = m[None], f[None]
+      x5 = x.reshape(call.shape5())
+      g5 = jnp.asarray(rng.normal(size=call.out_shape5()), dtype)
+      fa, fba = kernel_fns("a", a.a_abi, call, x5, m, f)
+      fb, fbb = kernel_fns("b", a.b_abi, call, x5, m, f)
+      np.testing.assert_allclose(np.asarray(fa(x5), np.float32),
+                                 np.asarray(fb(x5), np.float32),
+                                 rtol=1e-2, atol=1e-2)
+      host = np.asarray(x)
+      dst = np.empty_like(host)
+      plus = jax.jit(lambda v: v + 1)
+      t = time_in_turns({
+          "copyto": (lambda: np.copyto(dst, host), ()),
+          "plus": (plus, (x,)),
+          "a": (fa, (x5,)), "b": (fb, (x5,)),
+          "a_fb": (fba, (x5, g5)), "b_fb": (fbb, (x5, g5))}, a.samples, a.inner)
+      copy = min(t["copyto"], t["plus"])
+      lines.append(
+          f"| {layout_name} | {mode} | {t['copyto']:.3f} | {t['plus']:.3f} | "
+          f"{t['a']:.3f} | {t['b']:.3f} | {t['b'] / t['a']:.2f} | {t['a_fb']:.3f} | "
+          f"{t['b_fb']:.3f} | {t['b_fb'] / t['a_fb']:.2f} | {t['b'] / copy:.2f} | "
+          f"{t['b_fb'] / (2.5 * copy):.2f} |")
+      print(lines[-1], flush=True)
+  print("\n".join(lines[:4]))
+  if a.out:
+    with open(a.out, "w") as fh:
+      fh.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+  main()
