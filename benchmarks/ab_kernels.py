@@ -12,8 +12,10 @@ kernels' code is no slower (or how much faster it is):
 (commit e08977c and earlier); the default, 1, is today's.
 
 Prints one Markdown table: medians over --samples rounds (each round calls
-every function --inner times back to back after one untimed call), and each
-build's time as a ratio to the faster copy of the same bytes.
+every function --inner times back to back after one untimed call, in an
+order reversed every other round), B/A as the median over rounds of the
+ratio within a round, and B's time as a ratio to the faster copy of the
+same bytes.
 """
 
 import argparse
@@ -71,15 +73,24 @@ def time_in_turns(fns, samples, inner):
   for k, (fn, args) in fns.items():
     for _ in range(3):
       jax.block_until_ready(fn(*args))
-  for _ in range(samples):
-    for k, (fn, args) in fns.items():
+  order = list(fns)
+  for r in range(samples):
+    # Reversed every other round: no function always runs right after the
+    # one that warmed the caches with the same input.
+    for k in (order if r % 2 == 0 else order[::-1]):
+      fn, args = fns[k]
       jax.block_until_ready(fn(*args))
       t0 = time.perf_counter()
       for _ in range(inner):
         out = fn(*args)
       jax.block_until_ready(out)
       times[k].append((time.perf_counter() - t0) / inner * 1e3)
-  return {k: statistics.median(v) for k, v in times.items()}
+  return times
+
+
+def paired_ratio(times, b, a):
+  """Median over rounds of time b / time a within the same round."""
+  return statistics.median(tb / ta for tb, ta in zip(times[b], times[a]))
 
 
 def main(argv=None):
@@ -104,7 +115,8 @@ def main(argv=None):
   lines = [f"A = {a.a}, B = {a.b}; {a.shape} {a.dtype}; "
            f"{jax.devices()[0].device_kind}, jax "
            f"{jax.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
-           f"median of {a.samples} rounds x {a.inner} calls, all functions of a row in turns; ms",
+           f"median of {a.samples} rounds x {a.inner} calls, all functions of a row in turns "
+           f"(order reversed every other round); B/A: median of per-round ratios; ms",
            "", "| layout | mode | np.copyto | x + 1 | A fwd | B fwd | B/A fwd | A f+b | B f+b "
            "| B/A f+b | B fwd / copy | B f+b / 2.5 copies |", "|" + "---|" * 12]
   rng = np.random.default_rng(0)
@@ -128,16 +140,18 @@ def main(argv=None):
       host = np.asarray(x)
       dst = np.empty_like(host)
       plus = jax.jit(lambda v: v + 1)
-      t = time_in_turns({
+      times = time_in_turns({
           "copyto": (lambda: np.copyto(dst, host), ()),
           "plus": (plus, (x,)),
           "a": (fa, (x5,)), "b": (fb, (x5,)),
           "a_fb": (fba, (x5, g5)), "b_fb": (fbb, (x5, g5))}, a.samples, a.inner)
+      t = {k: statistics.median(v) for k, v in times.items()}
       copy = min(t["copyto"], t["plus"])
       lines.append(
           f"| {layout_name} | {mode} | {t['copyto']:.3f} | {t['plus']:.3f} | "
-          f"{t['a']:.3f} | {t['b']:.3f} | {t['b'] / t['a']:.2f} | {t['a_fb']:.3f} | "
-          f"{t['b_fb']:.3f} | {t['b_fb'] / t['a_fb']:.2f} | {t['b'] / copy:.2f} | "
+          f"{t['a']:.3f} | {t['b']:.3f} | {paired_ratio(times, 'b', 'a'):.2f} | "
+          f"{t['a_fb']:.3f} | {t['b_fb']:.3f} | "
+          f"{paired_ratio(times, 'b_fb', 'a_fb'):.2f} | {t['b'] / copy:.2f} | "
           f"{t['b_fb'] / (2.5 * copy):.2f} |")
       print(lines[-1], flush=True)
   print("\n".join(lines[:4]))
