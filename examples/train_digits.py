@@ -7,7 +7,7 @@ checkpoint to check it), and prints one table: parameters, multiply-adds per
 image, test accuracy, and for shift models the fraction of shifts that move
 nothing. It also saves a PNG of how the learned shifts move during training.
 
-  python examples/train_digits.py                       # ~2-4 min on 2 cores
+  python examples/train_digits.py                       # ~1 min on 2 cores
   python examples/train_digits.py --epochs 2 --out /tmp/digits   # smoke run
 """
 

@@ -172,19 +172,15 @@ void run_elementwise(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x
                      Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
   const Axis* ax = geo.ax;
   // Input gradient: one task per (sample, row of the input's axes 0 and 1).
-  const int64_t in_rows = ax[0].L * static_cast<int64_t>(ax[1].L);
-  parallel_for(pool, geo.N * in_rows, [&](int64_t task) {
-    const int64_t n = task / in_rows, r = task % in_rows;
-    int i[3] = {static_cast<int>(r / ax[1].L), static_cast<int>(r % ax[1].L), 0};
-    for (int64_t c = 0; c < geo.C; ++c) {
-      const ChannelTables<A> ct = channel_tables<A>(geo, rounded, n, c);
-      const T* gc = g + n * geo.sy_n + c * geo.sy_c;
-      T* dxc = dx + n * geo.sx_n + c * geo.sx_c + i[0] * ax[0].sx + i[1] * ax[1].sx;
-      for (i[2] = 0; i[2] < ax[2].L; ++i[2]) {
-        store(dxc + i[2] * ax[2].sx, adjoint_value<P, A>(gc, ax, i, ct.m, ct.f));
-      }
-    }
-  });
+  for_each_row_and_channel<A>(
+      pool, geo, ax[0].L, ax[1].L, rounded,
+      [&](int64_t n, int64_t c, int* i, const ChannelTables<A>& ct) {
+        const T* gc = g + n * geo.sy_n + c * geo.sy_c;
+        T* dxc = dx + n * geo.sx_n + c * geo.sx_c + i[0] * ax[0].sx + i[1] * ax[1].sx;
+        for (i[2] = 0; i[2] < ax[2].L; ++i[2]) {
+          store(dxc + i[2] * ax[2].sx, adjoint_value<P, A>(gc, ax, i, ct.m, ct.f));
+        }
+      });
   if (!shift_grad) {
     std::fill(ds, ds + geo.N * geo.C * 3, A(0));
     return;

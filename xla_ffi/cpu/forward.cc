@@ -103,26 +103,22 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
   }
   // The element-wise path: one task per (sample, row of the output's axes 0
   // and 1), every channel and position of the innermost axis.
-  const int64_t rows = ax[0].Lo * static_cast<int64_t>(ax[1].Lo);
-  parallel_for(pool, geo.N * rows, [&](int64_t task) {
-    const int64_t n = task / rows, r = task % rows;
-    int o[3] = {static_cast<int>(r / ax[1].Lo), static_cast<int>(r % ax[1].Lo), 0};
-    for (int64_t c = 0; c < geo.C; ++c) {
-      const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
-      const T* xc = x + n * geo.sx_n + c * geo.sx_c;
-      T* yc = y + n * geo.sy_n + c * geo.sy_c + o[0] * ax[0].sy + o[1] * ax[1].sy;
-      const bool copy = move && !nan_shift(ct.f);
-      for (o[2] = 0; o[2] < ax[2].Lo; ++o[2]) {
-        T* out = yc + o[2] * ax[2].sy;
-        if (copy) {
-          const T* src = move_source<P>(xc, ax, o, ct.m);
-          if (src) *out = *src; else store(out, A(0));
-        } else {
-          store(out, forward_value<P, A>(xc, ax, o, ct.m, ct.f));
+  for_each_row_and_channel<A>(
+      pool, geo, ax[0].Lo, ax[1].Lo, tab,
+      [&](int64_t n, int64_t c, int* o, const ChannelTables<A>& ct) {
+        const T* xc = x + n * geo.sx_n + c * geo.sx_c;
+        T* yc = y + n * geo.sy_n + c * geo.sy_c + o[0] * ax[0].sy + o[1] * ax[1].sy;
+        const bool copy = move && !nan_shift(ct.f);
+        for (o[2] = 0; o[2] < ax[2].Lo; ++o[2]) {
+          T* out = yc + o[2] * ax[2].sy;
+          if (copy) {
+            const T* src = move_source<P>(xc, ax, o, ct.m);
+            if (src) *out = *src; else store(out, A(0));
+          } else {
+            store(out, forward_value<P, A>(xc, ax, o, ct.m, ct.f));
+          }
         }
-      }
-    }
-  });
+      });
 }
 
 #define JAXSHIFT_INSTANTIATE(T, P)                                                          \

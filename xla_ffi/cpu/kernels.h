@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "cpu/parallel.h"
 #include "cpu/tables.h"
 #include "float16.h"
 #include "shift_core.h"
@@ -25,6 +26,20 @@ template <typename T, int P>
 void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                   Tables rounded, Tables exact, bool shift_grad, T* dx,
                   typename Acc<T>::type* ds);
+
+// The element-wise paths' loop: one task per (sample n, row (i0, i1) of a
+// len0 x len1 grid), calling fn(n, c, i, tables of (n, c)) for every channel
+// c with i = {i0, i1, 0}; fn walks the innermost axis in i[2].
+template <typename A, typename Fn>
+void for_each_row_and_channel(xla::ffi::ThreadPool& pool, const Geometry& geo, int64_t len0,
+                              int64_t len1, const Tables& tab, const Fn& fn) {
+  const int64_t rows = len0 * len1;
+  parallel_for(pool, geo.N * rows, [&](int64_t task) {
+    const int64_t n = task / rows, r = task % rows;
+    int i[3] = {static_cast<int>(r / len1), static_cast<int>(r % len1), 0};
+    for (int64_t c = 0; c < geo.C; ++c) fn(n, c, i, channel_tables<A>(geo, tab, n, c));
+  });
+}
 
 // Calls M(T, P) for every storage type and padding.
 #define JAXSHIFT_FOR_EACH_TYPE_AND_PADDING(M)                                      \
