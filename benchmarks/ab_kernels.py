@@ -22,12 +22,12 @@ import argparse
 import ctypes
 import datetime
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench import time_in_turns  # benchmarks/bench.py, beside this script
 from jaxshift._src import layout
 from jaxshift._src import spec
 
@@ -66,26 +66,6 @@ def kernel_fns(tag, abi, call, x5, m, f):
     return y, dx, ds
 
   return forward, forward_backward
-
-
-def time_in_turns(fns, samples, inner):
-  times = {k: [] for k in fns}
-  for k, (fn, args) in fns.items():
-    for _ in range(3):
-      jax.block_until_ready(fn(*args))
-  order = list(fns)
-  for r in range(samples):
-    # Reversed every other round: no function always runs right after the
-    # one that warmed the caches with the same input.
-    for k in (order if r % 2 == 0 else order[::-1]):
-      fn, args = fns[k]
-      jax.block_until_ready(fn(*args))
-      t0 = time.perf_counter()
-      for _ in range(inner):
-        out = fn(*args)
-      jax.block_until_ready(out)
-      times[k].append((time.perf_counter() - t0) / inner * 1e3)
-  return times
 
 
 def paired_ratio(times, b, a):

@@ -65,27 +65,38 @@ def depthwise3x3(x, kernel, channels_last=True):
                                   feature_group_count=x.shape[-1 if channels_last else 1])
 
 
-def time_all(cases, samples, inner):
-  """Median ms per call of each ``name -> (fn, args)`` in `cases`.
+def time_in_turns(cases, samples, inner):
+  """Samples, in ms per call, of each ``name -> (fn, args)`` in `cases`.
 
   The functions are timed in turns (sample k of every function, then sample
   k + 1), so a machine that slows down for a while (a shared VM, a GPU
-  changing clocks) slows every column alike and the ratios stay fair. Each
-  sample follows one untimed call of its own function.
+  changing clocks) slows every column alike and the ratios stay fair; the
+  order is reversed every other round, so no function always runs right
+  after the one that warmed the caches with the same input. Each sample
+  follows one untimed call of its own function. Returns ``name -> [ms]``,
+  sample k of every name from the same round.
   """
   for fn, args in cases.values():
     for _ in range(3):
       jax.block_until_ready(fn(*args))
   times = {name: [] for name in cases}
-  for _ in range(samples):
-    for name, (fn, args) in cases.items():
+  order = list(cases)
+  for r in range(samples):
+    for name in (order if r % 2 == 0 else order[::-1]):
+      fn, args = cases[name]
       jax.block_until_ready(fn(*args))  # untimed: warm again after the others
       t0 = time.perf_counter()
       for _ in range(inner):
         out = fn(*args)
       jax.block_until_ready(out)
-      times[name].append((time.perf_counter() - t0) / inner)
-  return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+      times[name].append((time.perf_counter() - t0) / inner * 1e3)
+  return times
+
+
+def time_all(cases, samples, inner):
+  """Median ms per call of each ``name -> (fn, args)`` (`time_in_turns`)."""
+  return {name: statistics.median(t)
+          for name, t in time_in_turns(cases, samples, inner).items()}
 
 
 def forward_backward(f):
@@ -168,7 +179,7 @@ def main(argv=None):
       f"device: {getattr(dev, 'device_kind', dev.platform)} ({jax.default_backend()}, "
       f"{jax.device_count()} device(s)); jax {jax.__version__}; jaxshift commit "
       f"{git_commit()}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-      f"median of {samples} samples x {inner} calls, a row's functions timed in turns; "
+      f"median of {samples} samples x {inner} calls, a row's functions timed in turns (order reversed every other round); "
       "times in ms; fwd floor = copy, "
       "fwd+bwd floor = 2.5 x copy; %bw = floor / time",
       "",
