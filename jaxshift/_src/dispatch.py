@@ -43,14 +43,20 @@ def _by_platform(call, kernel_fn, jnp_fn, *args):
   return lax.platform_dependent(*args, default=jnp_fn, **branches)
 
 
+# The jnp path as one compiled function per call: run eagerly, its few dozen
+# small ops would each be dispatched (and compiled) on their own.
+_jnp_forward = jax.jit(spec.forward, static_argnums=0)
+_jnp_backward = jax.jit(spec.backward, static_argnums=0)
+
+
 def _forward(call, x, s):
   return _by_platform(call, functools.partial(ffi.forward, call),
-                      functools.partial(spec.forward, call), x, s)
+                      functools.partial(_jnp_forward, call), x, s)
 
 
 def _backward(call, x, s, g):
   return _by_platform(call, functools.partial(ffi.backward, call),
-                      functools.partial(spec.backward, call), x, s, g)
+                      functools.partial(_jnp_backward, call), x, s, g)
 
 
 def _vary_like(s, x):

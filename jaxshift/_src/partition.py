@@ -63,6 +63,24 @@ def result_type(call: layout.ShiftCall, x, *, shape=None, dtype=None,
   return t.update(**update)
 
 
+def whole_along(v, axis: int):
+  """`v`, gathered whole along `axis` where an explicit mesh splits it.
+
+  The jnp path reads a spatial axis at per-channel offsets, which needs the
+  whole axis on each device: under an explicit mesh XLA would not choose
+  that itself (a gather along a split axis has no unambiguous sharding), so
+  the axis is resharded first, at the cost of one all-gather. Batch and
+  channel splits are kept; elsewhere (Auto axes, shard_map) a no-op.
+  """
+  sharding = getattr(jax.typeof(v), "sharding", None)
+  spec = getattr(sharding, "spec", None)
+  if not spec or axis >= len(spec) or spec[axis] is None:
+    return v
+  whole = list(spec)
+  whole[axis] = None
+  return jax.sharding.reshard(v, sharding.update(spec=P(*whole)))
+
+
 def _wrap(fn, call, rule: str, replicate, n_data: int, grouped: bool):
   """`fn` under `custom_partitioning` with Shardy `rule`."""
   wrapped = custom_partitioning(fn)
