@@ -139,6 +139,13 @@ def bench_case(shape, dtype, layout, mode, samples, inner, impls):
   return {**time_all(ours, samples, inner), **time_all(rest, samples, inner)}
 
 
+def write_table(path, lines):
+  """Writes a table's lines to `path`, if one is given (``--out``)."""
+  if path:
+    with open(path, "w") as fh:
+      fh.write("\n".join(lines) + "\n")
+
+
 def git_commit():
   try:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -208,9 +215,7 @@ def main(argv=None):
                   f"{ratio('4-gather+bwd', 'kernel+bwd')} | {ratio('dw3x3+bwd', 'kernel+bwd')} |")
           lines.append(line)
           print(line, flush=True)
-  if a.out:
-    with open(a.out, "w") as fh:
-      fh.write("\n".join(lines) + "\n")
+  write_table(a.out, lines)
 
 
 if __name__ == "__main__":

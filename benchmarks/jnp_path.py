@@ -135,9 +135,7 @@ def main(argv=None):
               f"{r['jnp+bwd'] / r['kernel+bwd']:.2f}x{extra} |")
       lines.append(line)
       print(line, flush=True)
-  if a.out:
-    with open(a.out, "w") as fh:
-      fh.write("\n".join(lines) + "\n")
+  bench.write_table(a.out, lines)
 
 
 if __name__ == "__main__":
