@@ -73,6 +73,12 @@ def test_worked_cases():
 
 # --------------------------------------------------------------------------
 # Forward against scipy over the whole option grid.
+def _cycle(options, ndim, mode, padding):
+  """``options[k]`` for a k that cycles with ndim for a given mode and padding."""
+  return options[(ndim + MODES.index(mode) + PADDINGS.index(padding)) %
+                 len(options)]
+
+
 def random_case(rng, ndim, channels_last, n=2, c=3, lengths=None):
   lengths = lengths or [5, 4, 3][:ndim]
   shape = ((n, *lengths, c) if channels_last else (n, c, *lengths))
@@ -91,14 +97,16 @@ def test_forward_matches_scipy(ndim, mode, padding, channels_last):
   rng = np.random.default_rng(ndim * 100 + len(mode) + len(padding))
   x, s = random_case(rng, ndim, channels_last)
   cax = -1 if channels_last else 1
-  for strides in [1, 2, (3, 1, 2)[:ndim]]:
-    want = scipy_shift(x, s, mode=mode, padding=padding, channel_axis=cax,
-                       strides=strides)
-    got = jaxshift.shift(jnp.asarray(x, jnp.float32),
-                         jnp.asarray(s, jnp.float32), mode=mode,
-                         padding=padding, channel_axis=cax, strides=strides,
-                         impl=IMPL)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # One stride pattern a case, cycling with ndim: every (mode, padding,
+  # layout) meets all three across the ranks (compiles are the suite's cost).
+  strides = _cycle([1, 2, (3, 1, 2)[:ndim]], ndim, mode, padding)
+  want = scipy_shift(x, s, mode=mode, padding=padding, channel_axis=cax,
+                     strides=strides)
+  got = jaxshift.shift(jnp.asarray(x, jnp.float32),
+                       jnp.asarray(s, jnp.float32), mode=mode,
+                       padding=padding, channel_axis=cax, strides=strides,
+                       impl=IMPL)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @hypothesis.settings(max_examples=examples(25))
@@ -147,7 +155,8 @@ def test_shift_gradient_matches_central_difference(x64, ndim, padding,
   else:
     s = rng.integers(-3, 3, size=(c, ndim)) + rng.uniform(0.2, 0.8, (c, ndim))
   g = rng.normal(size=x.shape)
-  for strides in [1, 2]:
+  # One stride a case, alternating with ndim and the lattice flag.
+  for strides in [1 + (ndim + lattice) % 2]:
     gs = g[(slice(None),) + (slice(None, None, strides),) * ndim]
     # Central differences of the scipy oracle's loss (float64 numpy).
     oracle = lambda s: float(np.sum(scipy_shift(
@@ -169,7 +178,11 @@ def test_shift_gradient_matches_central_difference(x64, ndim, padding,
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_input_gradient_is_the_adjoint(x64, ndim, mode, padding):
   rng = np.random.default_rng(3 * ndim + len(padding))
-  for channels_last, strides in itertools.product([True, False], [1, 2]):
+  # Both layouts at one stride a case, the stride cycling with ndim, so each
+  # (mode, padding) meets all four (layout, stride) pairs across the ranks.
+  pairs = list(itertools.product([True, False], [1, 2]))
+  first = pairs.index(_cycle(pairs, ndim, mode, padding))
+  for channels_last, strides in (pairs[first], pairs[(first + 2) % 4]):
     x, s = random_case(rng, ndim, channels_last)
     cax = -1 if channels_last else 1
     f = lambda x: jaxshift.shift(x, s, mode=mode, padding=padding,
