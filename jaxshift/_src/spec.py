@@ -257,31 +257,34 @@ def _runs(idx: np.ndarray) -> list[tuple[int, int, int]]:
   return runs
 
 
-def _piece(v: Array, first: int, step: int, n: int, ax: _Axis) -> Array:
-  """The run ``(first, step, n)`` of `_runs`, read from `v`."""
-  lo = first if step >= 0 else first - n + 1
+def _margins(ax: _Axis) -> tuple[int, int]:
+  """How many positions `_extend` adds before and after the axis."""
+  dom = _domain(ax)
+  return 1 - dom.start, dom.start + dom.size + 1 - ax.length
+
+
+def _outside(ax: _Axis):
+  """The runs (`_runs`) of `_extend`'s positions beyond the axis' ends:
+  ``(offset in the extended array, lowest index read, step, n)``."""
+  before, after = _margins(ax)
+  for positions, offset in ((np.arange(-before, 0), 0),
+                            (np.arange(ax.length, ax.length + after),
+                             before + ax.length)):
+    for first, step, n in _runs(pad_index(positions, ax.length, ax.padding,
+                                          xp=np)):
+      if first >= 0:
+        yield offset, (first if step >= 0 else first - n + 1), step, n
+      offset += n
+
+
+def _piece(v: Array, lo: int, step: int, n: int, ax: _Axis) -> Array:
+  """A run of `_outside`, read from `v`."""
   piece = lax.slice_in_dim(v, lo, lo + (1 if step == 0 else n), axis=ax.axis)
   if step < 0:
     piece = lax.rev(piece, (ax.axis,))
   if step == 0 and n > 1:
     piece = jnp.repeat(piece, n, axis=ax.axis)
   return piece
-
-
-def _outside(ax: _Axis):
-  """The runs (`_runs`) of `_extend`'s positions beyond the axis' ends, each
-  with its offset in the extended array."""
-  dom = _domain(ax)
-  before = 1 - dom.start
-  after = dom.start + dom.size + 1 - ax.length
-  for positions, offset in ((np.arange(dom.start - 1, 0), 0),
-                            (np.arange(ax.length, ax.length + after),
-                             before + ax.length)):
-    for first, step, n in _runs(pad_index(positions, ax.length, ax.padding,
-                                          xp=np)):
-      if first >= 0:
-        yield offset, (first, step, n)
-      offset += n
 
 
 def _extend(v: Array, ax: _Axis) -> Array:
@@ -295,11 +298,10 @@ def _extend(v: Array, ax: _Axis) -> Array:
   for every read, with the previous axis' gather inside (measured 2-3x
   slower at ``(8, 32, 32, 64)``).
   """
-  dom = _domain(ax)
   config = [(0, 0, 0)] * v.ndim
-  config[ax.axis] = (1 - dom.start, dom.start + dom.size + 1 - ax.length, 0)
+  config[ax.axis] = (*_margins(ax), 0)
   e = lax.pad(v, jnp.zeros((), v.dtype), config)
-  for offset, run in _outside(ax):
+  for offset, *run in _outside(ax):
     e = lax.dynamic_update_slice_in_dim(e, _piece(v, *run, ax), offset,
                                         ax.axis)
   return e
@@ -308,14 +310,12 @@ def _extend(v: Array, ax: _Axis) -> Array:
 def _extend_adjoint(e: Array, ax: _Axis) -> Array:
   """The transpose of `_extend`: every read beyond an end folds back onto
   the position it read (sums of padded slices, one pass)."""
-  length = ax.length
-  dx = lax.slice_in_dim(e, 1 - _domain(ax).start,
-                        1 - _domain(ax).start + length, axis=ax.axis)
-  for offset, (first, step, n) in _outside(ax):
+  length, before = ax.length, _margins(ax)[0]
+  dx = lax.slice_in_dim(e, before, before + length, axis=ax.axis)
+  for offset, lo, step, n in _outside(ax):
     back = lax.slice_in_dim(e, offset, offset + n, axis=ax.axis)
-    lo = first
     if step < 0:
-      back, lo = lax.rev(back, (ax.axis,)), first - n + 1
+      back = lax.rev(back, (ax.axis,))
     elif step == 0:
       back = jnp.sum(back, axis=ax.axis, keepdims=True)
     config = [(0, 0, 0)] * e.ndim
