@@ -7,11 +7,33 @@ Hypothesis profiles (choose with JAXSHIFT_TEST_PROFILE):
             touching a kernel (JAXSHIFT_TEST_PROFILE=thorough python -m pytest).
 Tests ask for their example count through `examples(n)`: n in ci, 10 n in
 thorough.
+
+The ci profile also has XLA compile its own code quickly: at
+``--xla_backend_optimization_level=0`` with the classic CPU fusion emitters
+(``--xla_cpu_use_fusion_emitters=false``; the newer ones ignore the level).
+The suite is mostly compiling small graphs; on 2 cores this halves XLA's
+compile time (the odd-case sweep: 16.6 s -> 9.1 s) and cuts the suite by a
+third. jaxshift's kernels are built separately and unaffected, and the
+jnp path's results agree to the tests' tolerances either way. Flags already
+in XLA_FLAGS win. The thorough profile compiles as users get it.
 """
 
 import os
 
-import jax
+PROFILE = os.environ.get("JAXSHIFT_TEST_PROFILE", "ci")
+if PROFILE not in ("ci", "thorough"):
+  raise ValueError(f"JAXSHIFT_TEST_PROFILE must be 'ci' or 'thorough'; got "
+                   f"{PROFILE!r}.")
+# Before jax starts its backend; subprocesses the tests start inherit them.
+QUICK_XLA_FLAGS = {"xla_backend_optimization_level": "0",
+                   "xla_cpu_use_fusion_emitters": "false"}
+if PROFILE == "ci":
+  _flags = os.environ.get("XLA_FLAGS", "")
+  os.environ["XLA_FLAGS"] = " ".join(
+      [_flags] + [f"--{k}={v}" for k, v in QUICK_XLA_FLAGS.items()
+                  if k not in _flags]).strip()
+
+import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -19,16 +41,12 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 import hypothesis  # noqa: E402
 import pytest  # noqa: E402
 
-PROFILE = os.environ.get("JAXSHIFT_TEST_PROFILE", "ci")
 hypothesis.settings.register_profile(
     "ci", derandomize=True, database=None, deadline=None,
     suppress_health_check=[hypothesis.HealthCheck.too_slow])
 hypothesis.settings.register_profile(
     "thorough", deadline=None,
     suppress_health_check=[hypothesis.HealthCheck.too_slow])
-if PROFILE not in ("ci", "thorough"):
-  raise ValueError(f"JAXSHIFT_TEST_PROFILE must be 'ci' or 'thorough'; got "
-                   f"{PROFILE!r}.")
 hypothesis.settings.load_profile(PROFILE)
 
 

@@ -162,15 +162,15 @@ def test_shift_gradient_matches_central_difference(x64, ndim, padding,
     oracle = lambda s: float(np.sum(scipy_shift(
         x, s, padding=padding, strides=strides) * gs))
     want = central_difference(oracle, s)
+    # The three modes' gradients in one jitted call (one compile, not six).
+    grads = jax.jit(lambda s: {mode: jax.grad(lambda s: jnp.sum(
+        jaxshift.shift(x, s, mode=mode, padding=padding, strides=strides,
+                       impl=IMPL) * gs))(s) for mode in MODES})
+    got = grads(jnp.asarray(s))
     for mode in ("active", "sparse"):  # sparse: straight-through
-      got = jax.grad(lambda s: jnp.sum(jaxshift.shift(
-          x, s, mode=mode, padding=padding, strides=strides,
-          impl=IMPL) * gs))(jnp.asarray(s))
-      np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-    got = jax.grad(lambda s: jnp.sum(jaxshift.shift(
-        x, s, mode="integer", padding=padding, strides=strides,
-        impl=IMPL) * gs))(jnp.asarray(s))
-    np.testing.assert_array_equal(got, np.zeros_like(s))
+      np.testing.assert_allclose(got[mode], want, rtol=1e-6, atol=1e-6,
+                                 err_msg=mode)
+    np.testing.assert_array_equal(got["integer"], np.zeros_like(s))
 
 
 @pytest.mark.parametrize("ndim", [1, 2, 3])
@@ -187,9 +187,10 @@ def test_input_gradient_is_the_adjoint(x64, ndim, mode, padding):
     cax = -1 if channels_last else 1
     f = lambda x: jaxshift.shift(x, s, mode=mode, padding=padding,
                                  channel_axis=cax, strides=strides, impl=IMPL)
-    y, vjp = jax.vjp(f, jnp.asarray(x))
-    g = rng.normal(size=y.shape)
-    (dx,) = vjp(jnp.asarray(g))
+    g = rng.normal(size=jax.eval_shape(f, x).shape)
+    # A^T g in one jitted call (one compile, not one per step of an eager VJP).
+    dx = jax.jit(lambda x, g: jax.vjp(f, x)[1](g)[0])(jnp.asarray(x),
+                                                    jnp.asarray(g))
     # <A x, g> == <x, A^T g>, with A x from the scipy oracle.
     ax = scipy_shift(x, s, mode=mode, padding=padding, channel_axis=cax,
                      strides=strides)
@@ -394,32 +395,44 @@ def test_non_finite_input_reaches_only_the_outputs_that_read_it(padding):
   rng = np.random.default_rng(4)
   shape, p = (1, 6, 5, 4), (0, 2, 3)             # (N, H, W, C), inf at x[p]
   s = np.array([[0.0, 0.0], [2.0, -1.0], [0.5, 1.25], [-3.5, 0.0]])
-  for strides in (1, 2):
-    for mode in ("active", "sparse"):
-      x = rng.normal(size=shape)
-      x[p + (slice(None),)] = np.inf
-      delta = np.zeros(shape)
-      delta[p + (slice(None),)] = 1.0
-      reads = scipy_shift(delta, s, mode=mode, padding=padding,
-                          strides=strides) != 0
-      f = lambda x: jaxshift.shift(x, s, mode=mode, padding=padding,
-                                   strides=strides, impl=IMPL)
-      y, vjp = jax.vjp(f, jnp.asarray(x))
-      np.testing.assert_array_equal(~np.isfinite(y), reads,
-                                    err_msg=f"{mode} {strides}")
-      # dx: an inf in g at output q reaches the inputs output q reads.
-      q = tuple(np.argwhere(reads[..., 2])[0])
-      g = np.zeros(y.shape)
-      g[q + (2,)] = np.inf
-      (dx,) = vjp(jnp.asarray(g))
-      read_by_q = np.zeros(shape, bool)
-      for i in np.ndindex(shape[1:3]):
-        d = np.zeros(shape)
-        d[(0, *i, 2)] = 1.0
-        read_by_q[(0, *i, 2)] = scipy_shift(
-            d, s, mode=mode, padding=padding, strides=strides)[q + (2,)] != 0
-      np.testing.assert_array_equal(~np.isfinite(dx), read_by_q,
-                                    err_msg=f"dx {mode} {strides}")
+  combos = list(itertools.product((1, 2), ("active", "sparse")))
+  x = rng.normal(size=shape)
+  x[p + (slice(None),)] = np.inf
+  delta = np.zeros(shape)
+  delta[p + (slice(None),)] = 1.0
+  reads, qs, gs = {}, {}, {}
+  for strides, mode in combos:
+    k = (mode, strides)
+    reads[k] = scipy_shift(delta, s, mode=mode, padding=padding,
+                           strides=strides) != 0
+    # dx: an inf in g at output q reaches the inputs output q reads.
+    qs[k] = tuple(np.argwhere(reads[k][..., 2])[0])
+    gs[k] = np.zeros(reads[k].shape)
+    gs[k][qs[k] + (2,)] = np.inf
+
+  @jax.jit
+  def forward_and_vjp(x, gs):  # every combination in one compile
+    out = {}
+    for strides, mode in combos:
+      y, vjp = jax.vjp(lambda x: jaxshift.shift(
+          x, s, mode=mode, padding=padding, strides=strides, impl=IMPL), x)
+      out[mode, strides] = (y, vjp(gs[mode, strides])[0])
+    return out
+
+  got = forward_and_vjp(jnp.asarray(x), gs)
+  for strides, mode in combos:
+    y, dx = got[mode, strides]
+    np.testing.assert_array_equal(~np.isfinite(y), reads[mode, strides],
+                                  err_msg=f"{mode} {strides}")
+    q = qs[mode, strides]
+    read_by_q = np.zeros(shape, bool)
+    for i in np.ndindex(shape[1:3]):
+      d = np.zeros(shape)
+      d[(0, *i, 2)] = 1.0
+      read_by_q[(0, *i, 2)] = scipy_shift(
+          d, s, mode=mode, padding=padding, strides=strides)[q + (2,)] != 0
+    np.testing.assert_array_equal(~np.isfinite(dx), read_by_q,
+                                  err_msg=f"dx {mode} {strides}")
 
 
 @pytest.mark.parametrize("padding", ["zeros", "reflect"])
