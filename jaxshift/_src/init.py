@@ -1,52 +1,10 @@
-"""Shift assignments, initialisers and the sparsity penalty."""
-
-import itertools
+"""Shift initialisers and the sparsity penalty."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxshift._src import shapes
-
-
-def grouped_shifts(channels: int, kernel_size: int = 3, dilation: int = 1, *,
-                   ndim: int = 2) -> np.ndarray:
-  """The fixed grouped-shift assignment of Wu et al. (2017).
-
-  The channels are split into ``kernel_size**ndim`` contiguous groups of
-  ``channels // kernel_size**ndim`` channels, one group per offset of the
-  ``k x k`` (or ``k``, ``k x k x k``) neighbourhood in raster order, scaled by
-  `dilation`. The ``channels % kernel_size**ndim`` channels left over keep a
-  zero shift (the centre), as in the paper.
-
-  Args:
-    channels: ``C``, at least ``kernel_size**ndim``.
-    kernel_size: odd neighbourhood size ``k``.
-    dilation: spacing of the neighbourhood.
-    ndim: number of spatial axes ``D``.
-
-  Returns:
-    ``[C, D]`` float32 numpy array of integer-valued shifts, usable with any
-    `mode` (typically ``mode="integer"``).
-
-  >>> grouped_shifts(9, 3).tolist()[:4]
-  [[-1.0, -1.0], [-1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]]
-  """
-  channels = shapes.positive_int("channels", channels)
-  k = shapes.positive_int("kernel_size", kernel_size, odd=True)
-  dilation = shapes.positive_int("dilation", dilation)
-  ndim = shapes.spatial_ndim("ndim", ndim)
-  groups = k**ndim
-  if channels < groups:
-    raise ValueError(
-        f"`channels` (={channels}) must be at least kernel_size**ndim "
-        f"(={groups}) so that every offset of the neighbourhood gets a "
-        "channel; use a smaller `kernel_size` or learned (active) shifts.")
-  size = channels // groups
-  offsets = np.array(list(itertools.product(range(k), repeat=ndim))) - k // 2
-  out = np.zeros((channels, ndim), np.float32)
-  out[:size * groups] = np.repeat(offsets, size, axis=0) * dilation
-  return out
+from jaxshift._src.tables import grouped_shifts
 
 
 def uniform(scale: float = 1.0):
