@@ -14,6 +14,8 @@ from jaxshift._src.shapes import PADDINGS as PADDINGS
 from jaxshift._src.tables import axial_shifts as axial_shifts
 from jaxshift._src.tables import grouped_shifts as grouped_shifts
 from jaxshift._src.tables import partial_shifts as partial_shifts
+from jaxshift._src.temporal import temporal_shift as temporal_shift
+from jaxshift._src.temporal import temporal_shift_step as temporal_shift_step
 
 # The one version string (pyproject.toml reads it).
 __version__ = "0.1.0"
@@ -30,6 +32,8 @@ __all__ = (
     "partial_shifts",
     "shift",
     "sparsity_loss",
+    "temporal_shift",
+    "temporal_shift_step",
 )
 
 # Do not import from jaxshift._src: it is private and may change.

@@ -134,9 +134,12 @@ def test_forward_matches_scipy_random(ndim, mode, padding, channels_last,
   cax = -1 if channels_last else 1
   want = scipy_shift(x, s, mode=mode, padding=padding, channel_axis=cax,
                      strides=strides)
-  got = jaxshift.shift(x, s, mode=mode, padding=padding, channel_axis=cax,
-                       strides=strides, impl=IMPL)
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # Traced shifts take the jnp path; NumPy ones, in a rounding mode, the
+  # static one (jaxshift/_src/static.py).
+  for shifts in (jnp.asarray(s), s):
+    got = jaxshift.shift(x, shifts, mode=mode, padding=padding,
+                         channel_axis=cax, strides=strides, impl=IMPL)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------
@@ -185,8 +188,10 @@ def test_input_gradient_is_the_adjoint(x64, ndim, mode, padding):
   for channels_last, strides in (pairs[first], pairs[(first + 2) % 4]):
     x, s = random_case(rng, ndim, channels_last)
     cax = -1 if channels_last else 1
-    f = lambda x: jaxshift.shift(x, s, mode=mode, padding=padding,
-                                 channel_axis=cax, strides=strides, impl=IMPL)
+    # Traced shifts: the jnp path (NumPy ones would take the static path).
+    f = lambda x: jaxshift.shift(x, jnp.asarray(s), mode=mode,
+                                 padding=padding, channel_axis=cax,
+                                 strides=strides, impl=IMPL)
     g = rng.normal(size=jax.eval_shape(f, x).shape)
     # A^T g in one jitted call (one compile, not one per step of an eager VJP).
     dx = jax.jit(lambda x, g: jax.vjp(f, x)[1](g)[0])(jnp.asarray(x),
@@ -415,7 +420,8 @@ def test_non_finite_input_reaches_only_the_outputs_that_read_it(padding):
     out = {}
     for strides, mode in combos:
       y, vjp = jax.vjp(lambda x: jaxshift.shift(
-          x, s, mode=mode, padding=padding, strides=strides, impl=IMPL), x)
+          x, jnp.asarray(s), mode=mode, padding=padding, strides=strides,
+          impl=IMPL), x)
       out[mode, strides] = (y, vjp(gs[mode, strides])[0])
     return out
 

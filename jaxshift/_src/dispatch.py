@@ -1,7 +1,9 @@
 """The public `shift`: validation, the custom VJP, and the choice of backend.
 
 This is the one place that decides between the compiled kernels
-(`jaxshift._src.ffi`) and the pure-jnp reference (`jaxshift._src.spec`).
+(`jaxshift._src.ffi`), the pure-jnp reference (`jaxshift._src.spec`) and,
+for concrete shifts in a rounding mode, plain XLA slices
+(`jaxshift._src.static`).
 """
 
 import functools
@@ -14,6 +16,7 @@ from jax import lax
 from jaxshift._src import ffi
 from jaxshift._src import layout
 from jaxshift._src import spec
+from jaxshift._src import static
 
 
 def _by_platform(call, kernel_fn, jnp_fn, *args):
@@ -112,6 +115,12 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
     shifts: ``[C, D]``, one offset per channel and spatial axis, ``D`` in
       1, 2, 3 (the number of spatial axes of `x`). Integer dtypes are accepted
       with ``mode="integer"`` (and used exactly, whatever their size).
+      Concrete shifts (a NumPy array or Python sequence, e.g. a table of
+      `jaxshift.partial_shifts`) in ``"integer"`` or ``"sparse"`` mode are
+      moves known at trace time: they lower to plain XLA slices and pads that
+      fuse with the neighbouring ops, with no custom call (``impl="auto"``
+      and ``"xla"``; ``"ffi"`` still calls the kernel), and have no gradient.
+      A `jax.Array` (traced or not) always takes the kernel or jnp path.
     mode: ``"active"``: bilinear (trilinear) interpolation at the real shift,
       exact gradients. ``"sparse"``: moves by ``round(shifts)`` (half to even),
       a pure copy; the shift gradient is the active one at the unrounded shift
@@ -124,7 +133,9 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
     strides: a positive int or one per spatial axis; the output samples
       ``X(o * stride - s)`` with length ``ceil(L / stride)``.
     impl: ``"auto"`` (the compiled kernel of the platform if built, else
-      jnp), ``"xla"`` (pure jnp), ``"ffi"`` (compiled kernel, or an error).
+      jnp; static slices for concrete shifts in a rounding mode), ``"xla"``
+      (pure jnp, or those static slices), ``"ffi"`` (compiled kernel, or an
+      error).
 
   Returns:
     Same layout and dtype as `x`; spatial lengths ``ceil(L / stride)``.
@@ -147,9 +158,15 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
     [3.0, 2.0, 1.0, 2.0, 3.0]
   """
   x = jnp.asarray(x)
-  shifts = jnp.asarray(shifts)
+  # Concrete shifts (NumPy, Python sequences) stay NumPy: a rounding mode
+  # then lowers to plain XLA slices (`static`), unless impl="ffi".
+  concrete = static.is_static(shifts)
+  shifts = static.as_numpy(shifts) if concrete else jnp.asarray(shifts)
   call = layout.make_call(x, shifts, mode=mode, padding=padding,
                           channel_axis=channel_axis, strides=strides,
                           impl=impl)
   with jax.named_scope(f"jaxshift.shift.{call.mode}"):
+    if concrete and call.rounds and call.impl != "ffi":
+      return static.forward(call, x, shifts)
+    shifts = jnp.asarray(shifts)
     return _shift(call, x, _vary_like(shifts, x))

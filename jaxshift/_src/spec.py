@@ -238,15 +238,17 @@ def _domain(ax: _Axis) -> _Domain:
   return _Domain(0, period, "wrap")
 
 
-def _runs(idx: np.ndarray) -> list[tuple[int, int, int]]:
+def _runs(idx: np.ndarray, max_step: int | None = 1
+          ) -> list[tuple[int, int, int]]:
   """A static index sequence as runs ``(first, step, n)``: ``n`` reads from
-  index ``first`` on with ``step`` in ``{1, -1, 0}``; ``first == -1``: zeros."""
+  index ``first`` on with ``|step| <= max_step`` (any step if None);
+  ``first == -1``: zeros."""
   runs, i = [], 0
   while i < len(idx):
     n, step = 1, 0
     if i + 1 < len(idx) and (idx[i] >= 0) == (idx[i + 1] >= 0):
       step = 0 if idx[i] < 0 else int(idx[i + 1] - idx[i])
-      if step not in (-1, 0, 1):
+      if max_step is not None and abs(step) > max_step:
         step = 0
       else:
         while (i + n < len(idx) and (idx[i + n] >= 0) == (idx[i] >= 0) and

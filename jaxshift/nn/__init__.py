@@ -11,6 +11,7 @@ from jaxshift.nn._layers import DepthwiseShift as DepthwiseShift
 from jaxshift.nn._layers import Shift as Shift
 from jaxshift.nn._layers import ShiftConv as ShiftConv
 from jaxshift.nn._layers import ShiftParam as ShiftParam
+from jaxshift.nn._layers import TemporalShift as TemporalShift
 from jaxshift.nn._models import DepthwiseResNet as DepthwiseResNet
 from jaxshift.nn._models import ShiftResNet as ShiftResNet
 from jaxshift.nn._optax import normalize_shift_gradients as normalize_shift_gradients
@@ -28,6 +29,7 @@ __all__ = (
     "ShiftParam",
     "ShiftResNet",
     "ShiftStatistics",
+    "TemporalShift",
     "freeze",
     "model_sparsity_loss",
     "mult_adds",

@@ -1,4 +1,5 @@
-"""Flax NNX shift layers: `Shift`, `DepthwiseShift` and the `ShiftConv` block."""
+"""Flax NNX shift layers: `Shift`, `DepthwiseShift`, the `ShiftConv` block and
+`TemporalShift`."""
 
 from collections.abc import Callable, Sequence
 
@@ -9,6 +10,7 @@ from flax import nnx
 from jaxshift._src import dispatch
 from jaxshift._src import init as shift_inits
 from jaxshift._src import shapes
+from jaxshift._src import temporal
 
 Initializer = Callable[..., jax.Array]
 
@@ -276,3 +278,55 @@ class DepthwiseConvBlock(_InvertedBlock):
     conv = nnx.Conv(mid, mid, (kernel_size, kernel_size), strides,
                     feature_group_count=mid, use_bias=False, rngs=rngs)
     super().__init__(in_features, out_features, mid, strides, conv, rngs)
+
+
+class TemporalShift(nnx.Module):
+  """TSM's temporal shift as a layer (no parameters): `jaxshift.temporal_shift`.
+
+  Called on a clip it shifts ``C // fold_div`` channels by a frame (both
+  directions by default); `step` runs it online, one frame at a time, with a
+  cache the caller carries (``direction="right"``, zeros padding: the
+  streaming form of online TSM).
+
+  Args:
+    fold_div: ``C // fold_div`` channels per moved group.
+    num_segments: ``T`` for inputs that fold batch and time, ``(N*T, ...)``;
+      None for ``(N, T, ..., C)`` with time on `time_axis`.
+    time_axis: the time axis (without `num_segments`).
+    direction: ``"both"``, ``"right"`` or ``"left"``.
+    padding: any padding of `jaxshift.shift`.
+    channel_axis: the channel axis.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxshift.nn import TemporalShift
+    >>> tsm = TemporalShift(fold_div=4, num_segments=3)
+    >>> tsm(jnp.ones((6, 5, 5, 8))).shape               # (N*T, H, W, C)
+    (6, 5, 5, 8)
+    >>> y, cache = tsm.step(jnp.ones((2, 5, 5, 8)))      # one frame
+    >>> cache.shape
+    (2, 5, 5, 2)
+  """
+
+  def __init__(self, *, fold_div: int = 8, num_segments: int | None = None,
+               time_axis: int = 1, direction: str = "both",
+               padding: str = "zeros", channel_axis: int = -1):
+    self.fold_div = shapes.positive_int("fold_div", fold_div)
+    self.num_segments = (None if num_segments is None else
+                         shapes.positive_int("num_segments", num_segments))
+    self.time_axis = time_axis
+    self.direction = shapes.choice("direction", direction,
+                                   temporal.DIRECTIONS)
+    self.padding = shapes.choice("padding", padding, shapes.PADDINGS)
+    self.channel_axis = channel_axis
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return temporal.temporal_shift(
+        x, fold_div=self.fold_div, time_axis=self.time_axis,
+        num_segments=self.num_segments, direction=self.direction,
+        padding=self.padding, channel_axis=self.channel_axis)
+
+  def step(self, x_t: jax.Array, cache: jax.Array | None = None):
+    """One frame: ``(y_t, new_cache)`` (`jaxshift.temporal_shift_step`)."""
+    return temporal.temporal_shift_step(x_t, cache, fold_div=self.fold_div,
+                                        channel_axis=self.channel_axis)

@@ -1,0 +1,144 @@
+"""Shifts known at trace time, as plain XLA: slices, pads, concatenations.
+
+When the shifts of an ``integer`` or ``sparse`` call are concrete (a NumPy
+array or a Python sequence, such as the tables of `jaxshift.grouped_shifts`
+and friends), the move of every channel is known while tracing. Each run of
+neighbouring channels with the same offsets is then moved axis by axis with
+static (strided, reversed) slices of its input, joined and zero-padded per
+the padding rule (`spec.pad_index` decides every read, so the result is the
+jnp path's, bit for bit), and the runs are concatenated back along the
+channel axis. No custom call and no gather: XLA fuses the whole move into
+its neighbours, the graph exports anywhere (`jax.export`), and ordinary
+autodiff gives the exact input gradient (the transposes are pads, slices
+and sums). Concrete shifts carry no gradient, so none is computed.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxshift._src import layout
+from jaxshift._src import spec
+
+Array = jax.Array
+
+# Beyond this many channel runs (e.g. a modulo assignment over many
+# channels), channels are grouped by offset with one static gather, and put
+# back in order with another, instead of one slice per run.
+_MAX_RUNS = 32
+
+
+def is_static(shifts) -> bool:
+  """Whether `shifts` is concrete at trace time (NumPy, Python numbers or
+  sequences). A jax.Array is never taken as static, tracer or not: its values
+  could change from call to call, and each value would compile anew."""
+  return not isinstance(shifts, jax.Array)
+
+
+def as_numpy(shifts) -> np.ndarray:
+  """Concrete `shifts` as a NumPy array, or an error naming the argument."""
+  try:
+    out = np.asarray(shifts)
+  except ValueError as e:  # ragged nesting
+    raise ValueError(f"`shifts` must be a [C, D] array of numbers; got "
+                     f"{shifts!r} ({e}).") from None
+  if out.dtype.kind not in "biuf":
+    raise TypeError(f"`shifts` must be a [C, D] array of numbers; got dtype "
+                    f"{out.dtype} ({shifts!r}).")
+  return out
+
+
+def tables(call: layout.ShiftCall, shifts) -> tuple[np.ndarray, np.ndarray]:
+  """``(m, nan)``: the ``[C, 3]`` integer offsets the move reads at (output
+  ``o`` reads padded position ``o * stride + m``) and the ``[C]`` NaN mask,
+  both NumPy, from the jnp path's own tables (`spec.shift_tables`)."""
+  with jax.ensure_compile_time_eval():
+    m, f = spec.shift_tables(call, jnp.asarray(shifts), rounded=True)
+    return np.asarray(m), np.asarray(jnp.any(jnp.isnan(f), axis=-1))
+
+
+def move_axis(v: Array, axis: int, length: int, out: int, stride: int,
+               padding: str, m: int) -> Array:
+  """Output ``o`` of `v` along `axis` reads padded position
+  ``o * stride + m``: static slices, reversed slices, repeated ends, zeros."""
+  idx = spec.pad_index(np.arange(out) * stride + m, length, padding, xp=np)
+  if out == length and np.array_equal(idx, np.arange(length)):
+    return v
+  runs = spec._runs(idx, max_step=None)  # pylint: disable=protected-access
+  lo = runs.pop(0)[2] if runs[0][0] < 0 else 0
+  hi = runs.pop()[2] if runs and runs[-1][0] < 0 else 0
+  if not runs:  # every read is outside: zeros
+    shape = list(v.shape)
+    shape[axis] = out
+    return jnp.zeros(shape, v.dtype)
+  pieces = []
+  for first, step, n in runs:
+    if step == 0:  # a repeated end (border), or a single read
+      piece = lax.slice_in_dim(v, first, first + 1, axis=axis)
+      if n > 1:
+        piece = jnp.repeat(piece, n, axis=axis)
+    elif step > 0:
+      piece = lax.slice_in_dim(v, first, first + step * (n - 1) + 1,
+                               stride=step, axis=axis)
+    else:
+      last = first + step * (n - 1)
+      piece = lax.rev(lax.slice_in_dim(v, last, first + 1, stride=-step,
+                                       axis=axis), (axis,))
+    pieces.append(piece)
+  moved = pieces[0] if len(pieces) == 1 else lax.concatenate(pieces, axis)
+  if lo or hi:
+    config = [(0, 0, 0)] * v.ndim
+    config[axis] = (lo, hi, 0)
+    moved = lax.pad(moved, jnp.zeros((), v.dtype), config)
+  return moved
+
+
+def _move(call: layout.ShiftCall, v: Array, m_row, nan: bool) -> Array:
+  """Channels `v` (all with offsets `m_row`) moved along every spatial axis."""
+  if nan:  # NaN everywhere, and so is the input gradient (the NaN rule)
+    spatial = tuple(call.spatial_axes)
+    total = jnp.sum(v, axis=spatial, keepdims=True)
+    shape = list(v.shape)
+    for a in spatial:
+      shape[a] = call.out_shape[a]
+    return jnp.broadcast_to(total * jnp.asarray(jnp.nan, v.dtype), shape)
+  d = 0
+  for a in range(3):
+    if call.present[a]:
+      v = move_axis(v, call.spatial_axes[d], call.lengths[a],
+                     call.out_lengths[a], call.kernel_strides[a],
+                     call.padding, int(m_row[a]))
+      d += 1
+  return v
+
+
+def forward(call: layout.ShiftCall, x: Array, shifts) -> Array:
+  """`jaxshift.shift` for concrete shifts in a rounding mode, as plain XLA.
+
+  Args:
+    call: the canonical call (``call.rounds``).
+    x: ``call.in_shape``.
+    shifts: ``[C, D]``, concrete.
+
+  Returns:
+    ``call.out_shape``, dtype of `x`, equal to the jnp path's forward.
+  """
+  m, nan = tables(call, shifts)
+  keys = [tuple(int(v) for v in m[c]) + (bool(nan[c]),)
+          for c in range(call.channels)]
+  cax = call.channel_axis
+  starts = [c for c in range(call.channels) if c == 0 or keys[c] != keys[c - 1]]
+  if len(starts) <= _MAX_RUNS:
+    bounds = starts + [call.channels]
+    parts = [_move(call, lax.slice_in_dim(x, lo, hi, axis=cax), keys[lo][:3],
+                   keys[lo][3]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return parts[0] if len(parts) == 1 else lax.concatenate(parts, cax)
+  groups: dict[tuple, list[int]] = {}
+  for c, key in enumerate(keys):
+    groups.setdefault(key, []).append(c)
+  order = np.concatenate([np.asarray(v) for v in groups.values()])
+  parts = [_move(call, jnp.take(x, np.asarray(chans), axis=cax), key[:3],
+                 key[3]) for key, chans in groups.items()]
+  y = lax.concatenate(parts, cax)
+  return jnp.take(y, np.argsort(order), axis=cax)
