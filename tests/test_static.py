@@ -181,6 +181,11 @@ def test_python_sequences_are_static_and_active_mode_is_not():
                                           impl="ffi")).lower(x).as_text()
   if jaxshift.kernels_available("cpu"):
     assert "jaxshift_forward" in text
+  # A sequence holding a traced value is not static: it stays differentiable.
+  ds = jax.grad(lambda s: jnp.sum(jaxshift.shift(
+      x, [[s]], mode="sparse", impl="xla") * jnp.arange(5.0)[None, :, None]))(
+          jnp.float32(0.5))
+  assert float(ds) != 0
   # active mode interpolates: concrete shifts take the usual path there
   y = jaxshift.shift(x, np.array([[0.5]]), impl="xla")
   np.testing.assert_allclose(y[0, :, 0], [0, 0.5, 1.5, 2.5, 3.5])

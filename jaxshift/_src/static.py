@@ -31,9 +31,11 @@ _MAX_RUNS = 32
 
 def is_static(shifts) -> bool:
   """Whether `shifts` is concrete at trace time (NumPy, Python numbers or
-  sequences). A jax.Array is never taken as static, tracer or not: its values
-  could change from call to call, and each value would compile anew."""
-  return not isinstance(shifts, jax.Array)
+  sequences of them). A jax.Array, tracer or not, anywhere in it makes it
+  dynamic: its values could change from call to call, and each value would
+  compile anew."""
+  return not any(isinstance(leaf, jax.Array)
+                 for leaf in jax.tree.leaves(shifts))
 
 
 def as_numpy(shifts) -> np.ndarray:
