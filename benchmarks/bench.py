@@ -21,6 +21,7 @@ the kernel's time: 100 % means at the copy bandwidth.
 import argparse
 import datetime
 import functools
+import os
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,32 @@ def bench_case(shape, dtype, layout, mode, samples, inner, impls):
   ours = {k: v for k, v in cases.items() if k == "copy" or k.startswith("kernel")}
   rest = {k: v for k, v in cases.items() if k not in ours}
   return {**time_all(ours, samples, inner), **time_all(rest, samples, inner)}
+
+
+def cpu_header() -> str:
+  """The first line of a CPU table: device, jax, commit, date."""
+  return (f"device: {jax.devices()[0].platform}, {os.cpu_count()} cores; jax "
+          f"{jax.__version__}; jaxshift commit {git_commit()}; "
+          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+
+
+def copy_cases(x):
+  """The two floors on the CPU, for `time_in_turns`: a plain memory copy of
+  `x`'s bytes (``np.copyto``) and XLA's ``x + 1``; either can be the faster
+  one depending on size."""
+  x_np, dst = np.asarray(x), np.empty(x.shape, x.dtype)
+
+  def copyto(src):
+    np.copyto(dst, src)
+    return dst
+
+  return {"copyto": (copyto, (x_np,)), "x+1": (jax.jit(lambda x: x + 1), (x,))}
+
+
+def emit(lines, line):
+  """Appends a table row and prints it at once (long runs show progress)."""
+  lines.append(line)
+  print(line, flush=True)
 
 
 def write_table(path, lines):

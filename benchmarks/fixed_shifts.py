@@ -15,7 +15,6 @@ ReLU, where the static path can fuse with its neighbours.
 """
 
 import argparse
-import datetime
 import os
 import statistics
 import sys
@@ -100,14 +99,7 @@ def row(shape, kind, samples, inner):
   g = jax.random.normal(jax.random.key(1), shape, jnp.float32)
   w = jax.random.normal(jax.random.key(2), (shape[-1], shape[-1]),
                         jnp.float32) / np.sqrt(shape[-1])
-  x_np, dst = np.asarray(x), np.empty(shape, np.float32)
-
-  def copyto(src):
-    np.copyto(dst, src)
-    return dst
-
-  cases = {"copyto": (copyto, (x_np,)),
-           "x+1": (jax.jit(lambda x: x + 1), (x,))}
+  cases = bench.copy_cases(x)
   for name, move in _moves(kind, shape).items():
     for where, f in (("", move), ("block ", _block(move, w))):
       cases[where + name] = (jax.jit(f), (x,))
@@ -127,9 +119,7 @@ def main(argv=None):
   if not jaxshift.kernels_available("cpu"):
     sys.exit("jaxshift's CPU kernel is not built; see the README.")
   lines = [
-      f"device: {jax.devices()[0].platform}, {os.cpu_count()} cores; jax "
-      f"{jax.__version__}; jaxshift commit {bench.git_commit()}; "
-      f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+      bench.cpu_header(),
       f"median of {a.samples} rounds x {a.inner} calls, timed in turns; ms. "
       "static: jaxshift.shift with a NumPy table (plain XLA); kernel: the "
       "same table traced, impl='ffi'; slices: the papers' code in jnp. "
@@ -149,8 +139,7 @@ def main(argv=None):
       line = (f"| {name} | {what} | {r['copyto']:.2f} | {r['x+1']:.2f} | "
               f"{st:.2f} | {k:.2f} | {sl:.2f} | {st / sl:.2f} | "
               f"{st / k:.2f} |")
-      lines.append(line)
-      print(line, flush=True)
+      bench.emit(lines, line)
   bench.write_table(a.out, lines)
 
 

@@ -16,7 +16,6 @@ where its memory allows.
 """
 
 import argparse
-import datetime
 import importlib.util
 import os
 import statistics
@@ -26,7 +25,6 @@ import tempfile
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (benchmarks/bench.py: the timer)
@@ -77,14 +75,7 @@ def row(shape, mode, samples, inner, baseline):
                             strides=1, impl="xla")
     f["baseline"] = with_vjp(baseline, call)
   g = jax.random.normal(jax.random.key(3), shape, jnp.float32)
-  x_np, dst = np.asarray(x), np.empty(shape, np.float32)
-
-  def copyto(src):
-    np.copyto(dst, src)
-    return dst
-
-  cases = {"copyto": (copyto, (x_np,)),
-           "x+1": (jax.jit(lambda x: x + 1), (x,))}
+  cases = bench.copy_cases(x)
   for name, fn in f.items():
     cases[name] = (jax.jit(fn), (x, s))
     cases[name + "+bwd"] = (jax.jit(bench.forward_backward(fn)), (x, s, g))
@@ -108,9 +99,7 @@ def main(argv=None):
   baseline = load_spec(a.baseline) if a.baseline else None
   b = f" | jnp@{a.baseline} fwd | jnp@{a.baseline} f+b" if baseline else ""
   lines = [
-      f"device: {jax.devices()[0].platform}, {os.cpu_count()} cores; jax "
-      f"{jax.__version__}; jaxshift commit {bench.git_commit()}; "
-      f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+      bench.cpu_header(),
       f"median of {a.samples} rounds x {a.inner} calls, timed in turns; ms; "
       "floor = the faster copy (f+b floor: 2.5 copies)",
       "",
@@ -133,8 +122,7 @@ def main(argv=None):
               f"{r['jnp'] / r['kernel']:.2f}x | {r['jnp'] / floor:.1f}x | "
               f"{r['kernel+bwd']:.2f} | {r['jnp+bwd']:.2f} | "
               f"{r['jnp+bwd'] / r['kernel+bwd']:.2f}x{extra} |")
-      lines.append(line)
-      print(line, flush=True)
+      bench.emit(lines, line)
   bench.write_table(a.out, lines)
 
 

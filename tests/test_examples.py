@@ -141,3 +141,22 @@ def test_quickstart_recovers_the_shifts(capsys):
   import quickstart
   quickstart.main()  # raises SystemExit if the error exceeds 0.05 px
   assert "largest error" in capsys.readouterr().out
+
+
+def test_video_tsm_runs_online_as_offline(capsys):
+  import video_tsm
+  acc, gap = video_tsm.main(["--epochs", "1", "--clips", "64", "--width",
+                             "8", "--batch-size", "16"])
+  assert set(acc) == {"TSM (online, right)", "no shift"}
+  assert gap < 1e-4  # frame-by-frame logits == offline logits
+  assert "online (frame by frame)" in capsys.readouterr().out
+
+
+def test_video_clips_move_one_pixel_a_frame_in_their_direction():
+  import video_tsm
+  clips, labels = video_tsm.make_clips(16, seed=1)
+  for clip, label in zip(clips, labels):
+    dy, dx = video_tsm.DIRECTIONS[label]
+    for t in range(1, video_tsm.FRAMES):
+      np.testing.assert_array_equal(
+          np.roll(clip[t - 1], (dy, dx), axis=(0, 1)), clip[t])

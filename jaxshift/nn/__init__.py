@@ -8,6 +8,7 @@ from jaxshift.nn._count import mult_adds as mult_adds
 from jaxshift.nn._count import num_params as num_params
 from jaxshift.nn._layers import DepthwiseConvBlock as DepthwiseConvBlock
 from jaxshift.nn._layers import DepthwiseShift as DepthwiseShift
+from jaxshift.nn._layers import FrozenShifts as FrozenShifts
 from jaxshift.nn._layers import Shift as Shift
 from jaxshift.nn._layers import ShiftConv as ShiftConv
 from jaxshift.nn._layers import ShiftParam as ShiftParam
@@ -24,6 +25,7 @@ __all__ = (
     "DepthwiseConvBlock",
     "DepthwiseResNet",
     "DepthwiseShift",
+    "FrozenShifts",
     "Shift",
     "ShiftConv",
     "ShiftParam",

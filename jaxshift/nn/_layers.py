@@ -1,10 +1,12 @@
 """Flax NNX shift layers: `Shift`, `DepthwiseShift`, the `ShiftConv` block and
 `TemporalShift`."""
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxshift._src import dispatch
@@ -22,6 +24,31 @@ class ShiftParam(nnx.Param):
   (the papers train them with no weight decay), e.g.
   ``nnx.state(model, ShiftParam)`` or ``nnx.Optimizer(..., wrt=ShiftParam)``.
   """
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenShifts:
+  """The shifts of a frozen `Shift` layer (`freeze`): constants, not parameters.
+
+  Hashable NNX static metadata, so under `nnx.jit` (and `jax.export`) the
+  layer's shifts are known at trace time and `jaxshift.shift` lowers to
+  plain XLA slices, with no custom call. ``frozen[...]`` gives the ``[C, D]``
+  float32 NumPy array, as ``ShiftParam[...]`` gives its value.
+  """
+
+  values: tuple[tuple[float, ...], ...]
+
+  @classmethod
+  def of(cls, shifts) -> "FrozenShifts":
+    return cls(tuple(tuple(float(v) for v in row)
+                     for row in np.asarray(shifts, np.float32)))
+
+  def __getitem__(self, index) -> np.ndarray:
+    return np.asarray(self.values, np.float32)[index]
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    return (len(self.values), len(self.values[0]))
 
 
 def _default_init(mode: str, kernel_size: int = 3) -> Initializer:

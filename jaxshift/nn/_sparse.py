@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -117,13 +116,17 @@ def shift_statistics(model: nnx.Module, *, bin_width: float = 0.5,
 
 
 def freeze(model: nnx.Module):
-  """Turns sparse `Shift` layers into integer layers for inference.
+  """Turns sparse and integer `Shift` layers into constant integer moves.
 
-  Returns a copy of `model` in which every ``mode="sparse"`` layer holds
-  ``round(shifts)`` (half to even) and runs in ``mode="integer"``: the same
-  outputs (a sparse layer already moves by the rounded shift), no shift
-  gradient, and integer shifts a deployment can read off. Active and integer
-  layers are left as they are. `model` itself is not changed.
+  Returns a copy of `model` in which every ``mode="sparse"`` or
+  ``mode="integer"`` layer holds ``round(shifts)`` (half to even) as
+  `FrozenShifts` (static constants, not parameters) and runs in
+  ``mode="integer"``: the same outputs (those layers already move by the
+  rounded shift), no shift gradient, and under `nnx.jit` or `jax.export`
+  plain XLA slices with no custom call, so a frozen network exports and runs
+  where jaxshift is not installed, and a channel with a zero shift is a
+  plain copy. Active layers are left as they are. `model` itself is not
+  changed.
 
   Args:
     model: any NNX module.
@@ -131,7 +134,7 @@ def freeze(model: nnx.Module):
   Returns:
     ``(frozen, moving)``: the frozen copy, and ``{layer path: (channels that
     move, channels)}`` for every layer that was frozen. A channel whose
-    rounded shift is zero on every axis is a copy and can be skipped.
+    rounded shift is zero on every axis is a copy.
 
   Example:
     >>> import jax.numpy as jnp
@@ -146,11 +149,12 @@ def freeze(model: nnx.Module):
   frozen = nnx.clone(model)
   moving = {}
   for path, layer in _shift_layers(frozen):
-    if layer.mode != "sparse":
+    if layer.mode == "active":
       continue
-    rounded = jnp.round(layer.shifts[...])  # half to even, as the forward
-    layer.shifts[...] = rounded
+    rounded = np.round(np.asarray(layer.shifts[...], np.float64))  # half to even
+    del layer.shifts  # a parameter before; a static constant now
+    layer.shifts = _layers.FrozenShifts.of(rounded)
     layer.mode = "integer"
-    moving[path] = (int(np.sum(np.any(np.asarray(rounded) != 0, axis=1))),
+    moving[path] = (int(np.sum(np.any(rounded != 0, axis=1))),
                     layer.num_features)
   return frozen, moving

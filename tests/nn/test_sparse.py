@@ -1,5 +1,10 @@
 """jaxshift.nn._sparse: the penalty over a model, statistics, freezing."""
 
+import os
+import subprocess
+import sys
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -89,3 +94,63 @@ def test_freeze_gives_the_sparse_outputs():
                                              s.shape[0])
   active, moved = jsnn.freeze(jsnn.ShiftResNet(8, rngs=nnx.Rngs(2)))
   assert moved == {} and active.blocks[0].shift.mode == "active"
+
+
+def test_frozen_shifts_are_constants_not_parameters():
+  model = jsnn.ShiftResNet(8, mode="sparse", rngs=nnx.Rngs(2))
+  frozen, _ = jsnn.freeze(model)
+  assert not nnx.state(frozen, jsnn.ShiftParam)  # no shift parameter left
+  assert jsnn.num_params(frozen) < jsnn.num_params(model)
+  assert all(isinstance(b.shift.shifts, jsnn.FrozenShifts)
+             for b in frozen.blocks)
+  frozen.eval()
+  x = jnp.ones((1, 8, 8, 3))
+  # Under nnx.jit the shifts are static: plain XLA, no custom call.
+  text = jax.jit(lambda x: frozen(x)).lower(x).as_text()
+  assert "custom_call" not in text
+  np.testing.assert_array_equal(nnx.jit(lambda m, x: m(x))(frozen, x),
+                                frozen(x))
+  # An integer (grouped) model freezes too.
+  grouped, moving = jsnn.freeze(jsnn.ShiftResNet(8, mode="integer",
+                                                 rngs=nnx.Rngs(0)))
+  assert moving and all(b.shift.mode == "integer" for b in grouped.blocks)
+
+
+_RUN_EXPORTED = """
+import sys
+import jax
+import numpy as np
+exported = jax.export.deserialize(open(sys.argv[1], "rb").read())
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], np.asarray(exported.call(x)))
+assert not any(m == "jaxshift" or m.startswith("jaxshift.")
+               for m in sys.modules), "jaxshift was imported"
+"""
+
+
+@pytest.mark.parametrize("kind", ["frozen", "learned impl=xla"])
+def test_export_runs_where_jaxshift_is_not_imported(tmp_path, kind):
+  """jax.export round trip: serialized here, deserialized and run in a fresh
+  process that never imports jaxshift; the same logits."""
+  if kind == "frozen":
+    model, _ = jsnn.freeze(jsnn.ShiftResNet(8, mode="sparse",
+                                            rngs=nnx.Rngs(3)))
+  else:  # learned shifts, on the jnp path: no custom call either
+    model = jsnn.ShiftResNet(8, mode="active", rngs=nnx.Rngs(3))
+    for block in model.blocks:
+      block.shift.impl = "xla"
+  model.eval()
+  x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+  graphdef, state = nnx.split(model)
+  f = jax.jit(lambda x: nnx.merge(graphdef, state)(x))
+  exported = jax.export.export(f)(jax.ShapeDtypeStruct(x.shape, x.dtype))
+  assert "custom_call" not in exported.mlir_module()
+  (tmp_path / "model.bin").write_bytes(exported.serialize())
+  np.save(tmp_path / "x.npy", x)
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  subprocess.run([sys.executable, "-c", _RUN_EXPORTED,
+                  str(tmp_path / "model.bin"), str(tmp_path / "x.npy"),
+                  str(tmp_path / "y.npy")], check=True, env=env,
+                 cwd=tmp_path, timeout=300)
+  np.testing.assert_allclose(np.load(tmp_path / "y.npy"), f(x), rtol=1e-6,
+                             atol=1e-6)
