@@ -37,3 +37,10 @@ __all__ = (
 )
 
 # Do not import from jaxshift._src: it is private and may change.
+
+# Register the built kernels now, so an exported graph holding jaxshift's
+# custom calls runs after a bare `import jaxshift`.
+from jaxshift._src import ffi as _ffi  # noqa: E402
+
+_ffi.register_kernels()
+del _ffi

@@ -16,6 +16,7 @@ import functools
 import importlib.resources
 import os
 import pathlib
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -104,6 +105,21 @@ def kernels_available(platform: str) -> bool:
   if platform not in _loaded:
     _loaded[platform] = _load(platform)
   return _loaded[platform]
+
+
+def register_kernels() -> None:
+  """Loads and registers every built kernel library (called by ``import
+  jaxshift``), so a deserialized `jax.export` artifact that holds jaxshift's
+  custom calls runs in a process that has only imported jaxshift. A library
+  that fails to load is reported as a warning here and an error at use."""
+  for platform in _PLATFORM_NAME:
+    try:
+      kernels_available(platform)
+    except OSError as e:  # a broken or foreign build: say so, do not fail import
+      warnings.warn(f"jaxshift's {platform} kernel library did not load ({e}); "
+                    "set JAXSHIFT_DISABLE_KERNELS=1 to use the jnp path, or "
+                    "reinstall (README, 'Building the kernels').", RuntimeWarning,
+                    stacklevel=2)
 
 
 def _attrs(call: layout.ShiftCall):

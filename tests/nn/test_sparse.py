@@ -128,6 +128,41 @@ assert not any(m == "jaxshift" or m.startswith("jaxshift.")
 """
 
 
+_RUN_EXPORTED_WITH_KERNELS = """
+import sys
+import jax
+import numpy as np
+import jaxshift  # registers the kernels the artifact calls; nothing else
+exported = jax.export.deserialize(open(sys.argv[1], "rb").read())
+np.save(sys.argv[3], np.asarray(exported.call(np.load(sys.argv[2]))))
+"""
+
+
+@pytest.mark.skipif(not jaxshift.kernels_available("cpu"),
+                    reason="needs the CPU kernel")
+def test_export_with_the_kernels_runs_after_import_jaxshift(tmp_path):
+  """Learned shifts on the kernels: the artifact holds jaxshift's custom
+  call, and runs in a fresh process that only imports jaxshift."""
+  model = jsnn.ShiftResNet(8, mode="active", rngs=nnx.Rngs(4))
+  model.eval()
+  x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
+  graphdef, state = nnx.split(model)
+  f = jax.jit(lambda x: nnx.merge(graphdef, state)(x))
+  checks = [jax.export.DisabledSafetyCheck.custom_call(f"jaxshift_{d}_cpu")
+            for d in ("forward", "backward")]
+  exported = jax.export.export(f, disabled_checks=checks)(
+      jax.ShapeDtypeStruct(x.shape, x.dtype))
+  assert "jaxshift_forward_cpu" in exported.mlir_module()
+  (tmp_path / "model.bin").write_bytes(exported.serialize())
+  np.save(tmp_path / "x.npy", x)
+  subprocess.run([sys.executable, "-c", _RUN_EXPORTED_WITH_KERNELS,
+                  str(tmp_path / "model.bin"), str(tmp_path / "x.npy"),
+                  str(tmp_path / "y.npy")], check=True, cwd=tmp_path,
+                 timeout=300)
+  np.testing.assert_allclose(np.load(tmp_path / "y.npy"), f(x), rtol=1e-6,
+                             atol=1e-6)
+
+
 @pytest.mark.parametrize("kind", ["frozen", "learned impl=xla"])
 def test_export_runs_where_jaxshift_is_not_imported(tmp_path, kind):
   """jax.export round trip: serialized here, deserialized and run in a fresh
