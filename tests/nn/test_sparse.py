@@ -1,6 +1,5 @@
 """jaxshift.nn._sparse: the penalty over a model, statistics, freezing."""
 
-import os
 import subprocess
 import sys
 
@@ -116,51 +115,41 @@ def test_frozen_shifts_are_constants_not_parameters():
   assert moving and all(b.shift.mode == "integer" for b in grouped.blocks)
 
 
+# Run in a fresh interpreter: deserialize argv[1], call it on argv[2], save
+# to argv[3]. Without jaxshift (it must not even be imported), or after a
+# bare `import jaxshift` (which registers the kernels).
 _RUN_EXPORTED = """
 import sys
 import jax
 import numpy as np
-exported = jax.export.deserialize(open(sys.argv[1], "rb").read())
-x = np.load(sys.argv[2])
-np.save(sys.argv[3], np.asarray(exported.call(x)))
-assert not any(m == "jaxshift" or m.startswith("jaxshift.")
-               for m in sys.modules), "jaxshift was imported"
-"""
-
-
-_RUN_EXPORTED_WITH_KERNELS = """
-import sys
-import jax
-import numpy as np
-import jaxshift  # registers the kernels the artifact calls; nothing else
+{imports}
 exported = jax.export.deserialize(open(sys.argv[1], "rb").read())
 np.save(sys.argv[3], np.asarray(exported.call(np.load(sys.argv[2]))))
+assert {check}, "jaxshift import state"
 """
+_WITHOUT_JAXSHIFT = _RUN_EXPORTED.format(
+    imports="", check='not any(m.split(".")[0] == "jaxshift" for m in sys.modules)')
+_AFTER_IMPORT = _RUN_EXPORTED.format(imports="import jaxshift", check="True")
 
 
-@pytest.mark.skipif(not jaxshift.kernels_available("cpu"),
-                    reason="needs the CPU kernel")
-def test_export_with_the_kernels_runs_after_import_jaxshift(tmp_path):
-  """Learned shifts on the kernels: the artifact holds jaxshift's custom
-  call, and runs in a fresh process that only imports jaxshift."""
-  model = jsnn.ShiftResNet(8, mode="active", rngs=nnx.Rngs(4))
+def _export_round_trip(tmp_path, model, script, disabled_checks=()):
+  """Exports `model` (eval mode) on a (2, 8, 8, 3) batch, runs the artifact
+  with `script` in a fresh process and checks the logits; returns the
+  StableHLO text."""
   model.eval()
-  x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
+  x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
   graphdef, state = nnx.split(model)
   f = jax.jit(lambda x: nnx.merge(graphdef, state)(x))
-  checks = [jax.export.DisabledSafetyCheck.custom_call(f"jaxshift_{d}_cpu")
-            for d in ("forward", "backward")]
-  exported = jax.export.export(f, disabled_checks=checks)(
+  exported = jax.export.export(f, disabled_checks=list(disabled_checks))(
       jax.ShapeDtypeStruct(x.shape, x.dtype))
-  assert "jaxshift_forward_cpu" in exported.mlir_module()
   (tmp_path / "model.bin").write_bytes(exported.serialize())
   np.save(tmp_path / "x.npy", x)
-  subprocess.run([sys.executable, "-c", _RUN_EXPORTED_WITH_KERNELS,
-                  str(tmp_path / "model.bin"), str(tmp_path / "x.npy"),
-                  str(tmp_path / "y.npy")], check=True, cwd=tmp_path,
-                 timeout=300)
+  subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.bin"),
+                  str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+                 check=True, cwd=tmp_path, timeout=300)
   np.testing.assert_allclose(np.load(tmp_path / "y.npy"), f(x), rtol=1e-6,
                              atol=1e-6)
+  return exported.mlir_module()
 
 
 @pytest.mark.parametrize("kind", ["frozen", "learned impl=xla"])
@@ -174,18 +163,19 @@ def test_export_runs_where_jaxshift_is_not_imported(tmp_path, kind):
     model = jsnn.ShiftResNet(8, mode="active", rngs=nnx.Rngs(3))
     for block in model.blocks:
       block.shift.impl = "xla"
-  model.eval()
-  x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
-  graphdef, state = nnx.split(model)
-  f = jax.jit(lambda x: nnx.merge(graphdef, state)(x))
-  exported = jax.export.export(f)(jax.ShapeDtypeStruct(x.shape, x.dtype))
-  assert "custom_call" not in exported.mlir_module()
-  (tmp_path / "model.bin").write_bytes(exported.serialize())
-  np.save(tmp_path / "x.npy", x)
-  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-  subprocess.run([sys.executable, "-c", _RUN_EXPORTED,
-                  str(tmp_path / "model.bin"), str(tmp_path / "x.npy"),
-                  str(tmp_path / "y.npy")], check=True, env=env,
-                 cwd=tmp_path, timeout=300)
-  np.testing.assert_allclose(np.load(tmp_path / "y.npy"), f(x), rtol=1e-6,
-                             atol=1e-6)
+  text = _export_round_trip(tmp_path, model, _WITHOUT_JAXSHIFT)
+  assert "custom_call" not in text
+
+
+@pytest.mark.skipif(not jaxshift.kernels_available("cpu"),
+                    reason="needs the CPU kernel")
+def test_export_with_the_kernels_runs_after_import_jaxshift(tmp_path):
+  """Learned shifts on the kernels: the artifact holds jaxshift's custom
+  call, and runs in a fresh process that only imports jaxshift (it fails
+  there with JAXSHIFT_DISABLE_KERNELS=1: checked by hand)."""
+  checks = [jax.export.DisabledSafetyCheck.custom_call(f"jaxshift_{d}_cpu")
+            for d in ("forward", "backward")]
+  text = _export_round_trip(
+      tmp_path, jsnn.ShiftResNet(8, mode="active", rngs=nnx.Rngs(4)),
+      _AFTER_IMPORT, checks)
+  assert "jaxshift_forward_cpu" in text
