@@ -12,8 +12,9 @@ The ci profile also has XLA compile its own code quickly: at
 ``--xla_backend_optimization_level=0`` with the classic CPU fusion emitters
 (``--xla_cpu_use_fusion_emitters=false``; the newer ones ignore the level).
 The suite is mostly compiling small graphs; on 2 cores this halves XLA's
-compile time (the odd-case sweep: 16.6 s -> 9.1 s) and cuts the suite by a
-third. jaxshift's kernels are built separately and unaffected, and the
+compile time (the odd-case sweep: 16.6 s -> 9.1 s): the suite went from
+519 s to about 380 s with the level alone, and to 242 s with both (the
+jitted test helpers included). jaxshift's kernels are built separately and unaffected, and the
 jnp path's results agree to the tests' tolerances either way. Flags already
 in XLA_FLAGS win. The thorough profile compiles as users get it.
 """
