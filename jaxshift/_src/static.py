@@ -96,8 +96,10 @@ def move_axis(v: Array, axis: int, length: int, out: int, stride: int,
   return moved
 
 
-def _move(call: layout.ShiftCall, v: Array, m_row, nan: bool) -> Array:
-  """Channels `v` (all with offsets `m_row`) moved along every spatial axis."""
+def _move(call: layout.ShiftCall, v: Array, key: tuple) -> Array:
+  """Channels `v`, all with the same ``key = (*m_row, nan)``, moved along
+  every spatial axis."""
+  *m_row, nan = key
   if nan:  # NaN everywhere, and so is the input gradient (the NaN rule)
     spatial = tuple(call.spatial_axes)
     total = jnp.sum(v, axis=spatial, keepdims=True)
@@ -133,14 +135,14 @@ def forward(call: layout.ShiftCall, x: Array, shifts) -> Array:
   starts = [c for c in range(call.channels) if c == 0 or keys[c] != keys[c - 1]]
   if len(starts) <= _MAX_RUNS:
     bounds = starts + [call.channels]
-    parts = [_move(call, lax.slice_in_dim(x, lo, hi, axis=cax), keys[lo][:3],
-                   keys[lo][3]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    parts = [_move(call, lax.slice_in_dim(x, lo, hi, axis=cax), keys[lo])
+             for lo, hi in zip(bounds[:-1], bounds[1:])]
     return parts[0] if len(parts) == 1 else lax.concatenate(parts, cax)
   groups: dict[tuple, list[int]] = {}
   for c, key in enumerate(keys):
     groups.setdefault(key, []).append(c)
   order = np.concatenate([np.asarray(v) for v in groups.values()])
-  parts = [_move(call, jnp.take(x, np.asarray(chans), axis=cax), key[:3],
-                 key[3]) for key, chans in groups.items()]
+  parts = [_move(call, jnp.take(x, np.asarray(chans), axis=cax), key)
+           for key, chans in groups.items()]
   y = lax.concatenate(parts, cax)
   return jnp.take(y, np.argsort(order), axis=cax)
