@@ -60,3 +60,19 @@ def examples(n: int) -> int:
 def x64():
   with jax.enable_x64(True):
     yield
+
+
+# The longest tests (tens of seconds each on 2 cores) start first, so that
+# pytest-xdist's workers do not finish the suite waiting on one of them.
+LONG_FIRST = ("test_cpu_indexing_past_2_31_elements", "test_wheel_installs_into_a_fresh_venv",
+              "test_cpu_kernels_have_no_sanitizer_findings",
+              "test_docs_build_without_warnings", "test_train_digits_two_epochs",
+              "test_train_sharded_two_steps")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  def rank(item):
+    return next((i for i, name in enumerate(LONG_FIRST) if item.name.startswith(name)),
+                len(LONG_FIRST))
+  items.sort(key=rank)  # stable: the rest keep their order

@@ -75,9 +75,9 @@ def build_info() -> str:
   """Which kernel libraries the installed jaxshift was built with, and why.
 
   Returns:
-    One line per library as the build recorded it, e.g. ``cpu: built; cuda:
-    not built: no NVIDIA driver found (...)``; and which libraries are loaded
-    now. Reinstall with the switches of the README ("Building the kernels")
+    One line per library as the build recorded it, e.g.
+    ``cpu: built; cuda: not built: no NVIDIA driver found (...)``; and which
+    libraries are loaded now. Reinstall with the switches of the README ("Building the kernels")
     to change it.
   """
   try:
