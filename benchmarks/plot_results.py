@@ -46,7 +46,7 @@ def plot(ax, path, title, rows_filter=None):
            width, label=name)
   ax.axhline(1.0, color="k", lw=0.8, ls="--", label="copy (the floor)")
   ax.set_yscale("log")
-  ax.set_xticks(np.arange(len(rows)), labels, fontsize=7)
+  ax.set_xticks(np.arange(len(rows)), labels, fontsize=6.5)
   ax.set_ylabel("forward time / copy")
   ax.set_title(title, fontsize=9)
 

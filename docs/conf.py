@@ -41,6 +41,7 @@ exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
 
+smartquotes = False  # keep "--flags" and quotes in the results files as written
 html_theme = "furo"
 html_title = f"jaxshift {release}"
 
