@@ -1,4 +1,4 @@
-"""The wheel: built the way a user builds it, installed into a fresh virtual
+"""The distributions: the sdist and wheel built the way a user builds them, the wheel installed into a fresh virtual
 environment, and used from outside the source tree.
 
 A packaging mistake (a library or data file left out of the wheel, a module
@@ -62,10 +62,13 @@ def _run(cmd, **kwargs):
 def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
   dist = tmp_path / "dist"
   env = dict(os.environ, JAXSHIFT_CUDA="OFF", JAXSHIFT_SANITIZE="OFF")
-  _run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist),
+  # `python -m build`: the sdist, then the wheel built from the sdist (so a
+  # file the sdist leaves out fails the wheel build too).
+  _run([sys.executable, "-m", "build", "--outdir", str(dist),
         f"-Cbuild-dir={tmp_path / 'build'}", "-Ccmake.build-type=Debug", ROOT],
        env=env, timeout=900)
   (wheel,) = dist.glob("jaxshift-*-py3-none-*.whl")
+  (sdist,) = dist.glob("jaxshift-*.tar.gz")
 
   with zipfile.ZipFile(wheel) as zf:
     names = set(zf.namelist())
@@ -77,7 +80,8 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
   assert not any(n.startswith(("tests/", "docs/", "xla_ffi/")) for n in names)
   assert "Requires-Dist: jax>=0.10.2" in metadata
   assert "Classifier: Programming Language :: Python :: 3" in metadata
-  _run([sys.executable, "-m", "twine", "check", "--strict", str(wheel)], timeout=120)
+  _run([sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist)],
+       timeout=120)
 
   venv = tmp_path / "venv"
   _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], timeout=120)
