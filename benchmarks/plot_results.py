@@ -12,6 +12,8 @@ always the committed numbers.
 import os
 import sys
 
+import numpy as np
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 # bench.py's column -> the legend's name.
 FORWARD = {"kernel fwd": "jaxshift kernel", "jnp fwd": "jaxshift jnp path",
@@ -36,7 +38,6 @@ def read_table(path):
 
 def plot(ax, path, title, rows_filter=None):
   """Draw one results file's forward times / copy as grouped bars on ``ax``."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
   rows = [r for r in read_table(path) if rows_filter is None or rows_filter(r)]
   labels = [f"{r['dtype']} {r['layout']}\n{r['mode']}" for r in rows]
   width = 0.8 / len(FORWARD)

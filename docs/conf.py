@@ -18,10 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # plot_results.py
 
-# Plain-jnp figures need no kernel, but use them if built; one CPU device.
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
-import jaxshift  # noqa: E402  (after the environment is set)
+import jaxshift  # noqa: E402  (after sys.path is set)
 
 project = "jaxshift"
 author = "the jaxshift authors"

@@ -77,8 +77,8 @@ def build_info() -> str:
   Returns:
     One line per library as the build recorded it, e.g.
     ``cpu: built; cuda: not built: no NVIDIA driver found (...)``; and which
-    libraries are loaded now. Reinstall with the switches of the README ("Building the kernels")
-    to change it.
+    libraries are loaded now. Reinstall with the switches of the README
+    ("Building the kernels") to change it.
   """
   try:
     recorded = (importlib.resources.files("jaxshift") /
