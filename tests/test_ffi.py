@@ -26,6 +26,11 @@ import test_shift
 from jaxshift._src import ffi as ffi_module
 
 PLATFORM = "cuda" if jax.default_backend() == "gpu" else "cpu"
+FORWARD = ffi_module.target(PLATFORM, "forward")
+BACKWARD = ffi_module.target(PLATFORM, "backward")
+# JAXSHIFT_CPU_KERNEL=cuda-emulated: the CUDA kernels' code on the CPU
+# (tests/test_cuda_emulated.py runs this module so).
+EMULATED = FORWARD.endswith("cuda_emulated")
 pytestmark = pytest.mark.skipif(
     not jaxshift.kernels_available(PLATFORM),
     reason=f"jaxshift's {PLATFORM} kernels are not built")
@@ -177,7 +182,7 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last):
   kw = dict(strides=1, channel_axis=-1 if channels_last else 1,
             pairs=ALL_PAIRS)
   reference = kernel_sweep.evaluate(x, jnp.asarray(s), impl="xla", **kw)
-  isas = ["avx2", "baseline"] if (PLATFORM == "cpu" and
+  isas = ["avx2", "baseline"] if (PLATFORM == "cpu" and not EMULATED and
                                   platform.machine() == "x86_64") else [None]
   ran = []
   for isa in isas:
@@ -265,8 +270,7 @@ def test_lowers_to_one_custom_call_and_vmap_does_not_loop():
   x = jnp.asarray(rng.normal(size=(4, 2, 7, 6, 5)), jnp.float32)
   s = jnp.asarray(rng.normal(size=(4, 5, 2)), jnp.float32)
   f = lambda x, s: jaxshift.shift(x, s, impl="ffi")
-  fwd = f"jaxshift_forward_{PLATFORM}"
-  bwd = f"jaxshift_backward_{PLATFORM}"
+  fwd, bwd = FORWARD, BACKWARD
   text = _hlo(f, x[0], s[0])
   assert len(re.findall(fwd, text)) == 1
   for in_axes in [(0, None), (0, 0), (None, 0)]:
@@ -321,7 +325,7 @@ def test_gradients_are_bitwise_repeatable():
 
 
 def _direct_forward(x, m, f, **attrs):
-  call = jax.ffi.ffi_call(f"jaxshift_forward_{PLATFORM}",
+  call = jax.ffi.ffi_call(FORWARD,
                           jax.ShapeDtypeStruct(x.shape, x.dtype))
   base = dict(padding=np.int64(0), channels_last=True,
               strides=np.array([1, 1, 1], np.int64),
@@ -354,7 +358,7 @@ def test_impl_ffi_without_kernels_raises(monkeypatch):
 def test_auto_uses_the_kernel():
   x, s = jnp.ones((1, 5, 4, 2)), jnp.zeros((2, 2))
   text = jax.jit(lambda x, s: jaxshift.shift(x, s)).lower(x, s).as_text()
-  assert f"jaxshift_forward_{PLATFORM}" in text
+  assert FORWARD in text
 
 
 def test_build_info_says_what_is_loaded():

@@ -80,18 +80,61 @@ struct Acc<double> {
   using type = double;
 };
 
+// Element access (tracked by the emulator, device.h; nothing elsewhere).
 template <typename A>
-JS_HD A load(const float* p) { return static_cast<A>(*p); }
+JS_HD A load(const float* p JS_SITE) {
+  JS_TRACK(kGlobal, p, 4, false);
+  return static_cast<A>(*p);
+}
 template <typename A>
-JS_HD A load(const double* p) { return static_cast<A>(*p); }
+JS_HD A load(const double* p JS_SITE) {
+  JS_TRACK(kGlobal, p, 8, false);
+  return static_cast<A>(*p);
+}
 template <typename A>
-JS_HD A load(const Half* p) { return static_cast<A>(to_float(*p)); }
+JS_HD A load(const Half* p JS_SITE) {
+  JS_TRACK(kGlobal, p, 2, false);
+  return static_cast<A>(to_float(*p));
+}
 template <typename A>
-JS_HD A load(const BFloat16* p) { return static_cast<A>(to_float(*p)); }
+JS_HD A load(const BFloat16* p JS_SITE) {
+  JS_TRACK(kGlobal, p, 2, false);
+  return static_cast<A>(to_float(*p));
+}
 
-JS_HD void store(float* p, float v) { *p = v; }
-JS_HD void store(double* p, double v) { *p = v; }
-JS_HD void store(Half* p, float v) { *p = from_float_half(v); }
-JS_HD void store(BFloat16* p, float v) { *p = from_float_bf16(v); }
+JS_HD void store(float* p, float v JS_SITE) {
+  JS_TRACK(kGlobal, p, 4, true);
+  *p = v;
+}
+JS_HD void store(double* p, double v JS_SITE) {
+  JS_TRACK(kGlobal, p, 8, true);
+  *p = v;
+}
+JS_HD void store(Half* p, float v JS_SITE) {
+  JS_TRACK(kGlobal, p, 2, true);
+  *p = from_float_half(v);
+}
+JS_HD void store(BFloat16* p, float v JS_SITE) {
+  JS_TRACK(kGlobal, p, 2, true);
+  *p = from_float_bf16(v);
+}
+
+// An element copied as it is (integer moves: no arithmetic on the value).
+template <typename T>
+JS_HD void copy_element(T* dst, const T* src JS_SITE) {
+  JS_TRACK(kGlobal, src, sizeof(T), false);
+  JS_TRACK(kGlobal, dst, sizeof(T), true);
+  *dst = *src;
+}
+
+// A value already loaded, in the accumulation type.
+template <typename A>
+JS_HD A widen(float v) { return static_cast<A>(v); }
+template <typename A>
+JS_HD A widen(double v) { return static_cast<A>(v); }
+template <typename A>
+JS_HD A widen(Half v) { return static_cast<A>(to_float(v)); }
+template <typename A>
+JS_HD A widen(BFloat16 v) { return static_cast<A>(to_float(v)); }
 
 }  // namespace jaxshift

@@ -6,7 +6,9 @@
 #include <cstdint>
 
 #include "ffi_common.h"
-#include "walks.h"
+#include "tiled.h"
+#include "tiled_launch.h"
+#include "walk_kernels.h"
 
 namespace jaxshift {
 namespace {
@@ -41,16 +43,7 @@ __device__ __forceinline__ Pos<I> decompose(I idx, I C, const int* len, bool cha
   return r;
 }
 
-// The table row of sample n, channel c (shift_core.h, table_row).
-template <typename A>
-__device__ __forceinline__ void load_tables(const Geometry& geo, const int32_t* m, const A* f,
-                                            int64_t n, int64_t c, int* mo, A* fo) {
-  const int64_t row = table_row(geo, n, c);
-  for (int a = 0; a < 3; ++a) {
-    mo[a] = __ldg(m + row * 3 + a);
-    fo[a] = __ldg(f + row * 3 + a);
-  }
-}
+using v1::load_tables;
 
 // One thread per element, in memory order: outputs (forward: interpolate or
 // move, coalesced stores; neighbouring threads read neighbouring taps) or
@@ -81,7 +74,7 @@ __global__ void elementwise_kernel(Geometry geo, const T* __restrict__ src,
     if (kOp == kMoveOp && !nan_shift(fo)) {
       const T* from = move_source<P>(xc, geo.ax, q.p, mo);
       if (from) {
-        dst[idx] = *from;
+        copy_element(dst + idx, from);
       } else {
         store(dst + idx, A(0));
       }
@@ -177,43 +170,13 @@ __global__ void shift_grad_kernel(Geometry geo, const T* __restrict__ x, const T
 
 
 // ---------------------------------------------------------------------------
-// Walk kernels (at most two spatial axes, unit strides; see walks.h).
-// A block is 32 x 8 threads. Channels-last: tx = channel, ty = row; each
-// thread walks a whole row (consecutive lanes touch consecutive channels:
-// coalesced). Channels-first: tx = column, ty = a chunk of rows; each thread
-// walks down its column (consecutive lanes touch consecutive columns).
-constexpr int kWalkRows = 8;
+// Walk kernels (at most two spatial axes, unit strides; see walks.h and
+// walk_kernels.h).
+using v1::kWalkRows;
 
-struct WalkJob {
-  int64_t n, c;
-  int fixed, begin, end;  // index on the fixed axis; range on the walking axis
-  bool valid;
-};
-
-// Channels-last: grid (row blocks, channel blocks, samples).
-__device__ __forceinline__ WalkJob job_channels_last(const Geometry& geo, int64_t n, bool out) {
-  WalkJob j;
-  j.n = n;
-  j.c = static_cast<int64_t>(blockIdx.y) * kLanes + threadIdx.x;
-  j.fixed = blockIdx.x * kWalkRows + threadIdx.y;
-  j.begin = 0;
-  j.end = out ? geo.ax[2].Lo : geo.ax[2].L;
-  j.valid = j.c < geo.C && j.fixed < (out ? geo.ax[1].Lo : geo.ax[1].L);
-  return j;
-}
-
-// Channels-first: grid (sample x channel blocks of kWalkRows, column blocks);
-// tx = column, ty = channel; each thread walks its whole column.
-__device__ __forceinline__ WalkJob job_channels_first(const Geometry& geo, int64_t ncb, bool out) {
-  const int64_t cblocks = (geo.C + kWalkRows - 1) / kWalkRows;
-  WalkJob j;
-  j.n = ncb / cblocks;
-  j.c = (ncb % cblocks) * kWalkRows + threadIdx.y;
-  j.fixed = blockIdx.y * kLanes + threadIdx.x;
-  j.begin = 0;
-  j.end = out ? geo.ax[1].Lo : geo.ax[1].L;
-  j.valid = j.c < geo.C && j.fixed < (out ? geo.ax[2].Lo : geo.ax[2].L);
-  return j;
+__device__ __forceinline__ v1::Index this_index() {
+  return v1::Index{{blockIdx.x, blockIdx.y, blockIdx.z}, {gridDim.x, gridDim.y, gridDim.z},
+                   static_cast<int>(threadIdx.x), static_cast<int>(threadIdx.y)};
 }
 
 template <typename T, int P, bool kChannelsLast>
@@ -221,29 +184,7 @@ __global__ void forward_walk_kernel(Geometry geo, const T* __restrict__ x,
                                     const int32_t* __restrict__ m,
                                     const typename Acc<T>::type* __restrict__ f,
                                     T* __restrict__ y, bool move) {
-  using A = typename Acc<T>::type;
-  const int64_t outer =
-      kChannelsLast ? geo.N : geo.N * ((geo.C + kWalkRows - 1) / kWalkRows);
-  const int64_t first = kChannelsLast ? blockIdx.z : blockIdx.x;
-  const int64_t step = kChannelsLast ? gridDim.z : gridDim.x;
-  for (int64_t u = first; u < outer; u += step) {
-    const WalkJob j = kChannelsLast ? job_channels_last(geo, u, true)
-                                    : job_channels_first(geo, u, true);
-    if (!j.valid) continue;
-    int mo[3];
-    A fo[3];
-    load_tables(geo, m, f, j.n, j.c, mo, fo);
-    const T* xc = x + j.n * geo.sx_n + j.c * geo.sx_c;
-    T* yc = y + j.n * geo.sy_n + j.c * geo.sy_c;
-    const int af = kChannelsLast ? 1 : 2, aw = kChannelsLast ? 2 : 1;
-    if (nan_shift(fo)) {
-      for (int o = j.begin; o < j.end; ++o)
-        store(yc + j.fixed * geo.ax[af].sy + o * geo.ax[aw].sy, nan_value(fo));
-      continue;
-    }
-    forward_walk<P, A>(xc, yc, geo.ax[af], geo.ax[aw], j.fixed, j.begin, j.end, mo[af], fo[af],
-                       mo[aw], fo[aw], move);
-  }
+  v1::forward_walk_thread<T, P, kChannelsLast>(geo, x, m, f, y, move, this_index());
 }
 
 template <typename T, int P, bool kChannelsLast>
@@ -262,8 +203,8 @@ __global__ void backward_walk_kernel(Geometry geo, const T* __restrict__ x,
   const int64_t step = kChannelsLast ? gridDim.z : gridDim.x;
   const int af = kChannelsLast ? 1 : 2, aw = kChannelsLast ? 2 : 1;
   for (int64_t u = first; u < outer; u += step) {
-    const WalkJob j = kChannelsLast ? job_channels_last(geo, u, false)
-                                    : job_channels_first(geo, u, false);
+    const v1::WalkJob j = kChannelsLast ? v1::job_channels_last(geo, this_index(), u, false)
+                                        : v1::job_channels_first(geo, this_index(), u, false);
     A d[2] = {A(0), A(0)};
     if (j.valid) {
       int mr[3], mu[3];
@@ -319,13 +260,7 @@ template <typename A>
 __global__ void shift_grad_finish(Geometry geo, const A* __restrict__ partial, int64_t chunks,
                                   const A* __restrict__ f, A* __restrict__ ds) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= geo.N * geo.C * 3) return;
-  const int64_t a = i % 3, c = (i / 3) % geo.C, n = i / (3 * geo.C);
-  A acc = A(0);
-  for (int64_t k = 0; k < chunks; ++k) acc += partial[((n * chunks + k) * geo.C + c) * 3 + a];
-  const A* fr = f + table_row(geo, n, c) * 3;
-  if (nan_shift(fr)) acc = nan_value(fr);
-  ds[i] = acc;
+  if (i < geo.N * geo.C * 3) tiled::finish_shift_grad(geo, partial, chunks, f, ds, i);
 }
 
 template <typename A>
@@ -371,14 +306,13 @@ struct ForwardCuda {
     T* ys = static_cast<T*>(y);
     if (use_walks(geo, channels_last)) {
       const dim3 block(kLanes, kWalkRows);
+      int64_t g[3];
+      v1::forward_grid(geo, channels_last, g);
+      const dim3 grid(static_cast<unsigned>(g[0]), static_cast<unsigned>(g[1]),
+                      static_cast<unsigned>(g[2]));
       if (channels_last) {
-        const dim3 grid((geo.ax[1].Lo + kWalkRows - 1) / kWalkRows,
-                        static_cast<unsigned>((geo.C + kLanes - 1) / kLanes), capped(geo.N, 65535));
         forward_walk_kernel<T, P, true><<<grid, block, 0, stream>>>(geo, xs, m, fs, ys, move);
       } else {
-        const int64_t ncb = geo.N * ((geo.C + kWalkRows - 1) / kWalkRows);
-        const dim3 grid(static_cast<unsigned>(ncb < (1 << 30) ? ncb : (1 << 30)),
-                        (geo.ax[2].Lo + kLanes - 1) / kLanes);
         forward_walk_kernel<T, P, false><<<grid, block, 0, stream>>>(geo, xs, m, fs, ys, move);
       }
       return last_error("forward (walk)");
@@ -514,6 +448,127 @@ ffi::Error BackwardImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
                                 channels_last, shift_grad);
 }
 
+// ---------------------------------------------------------------------------
+// The tiled kernels (tiled.h): opt-in through the *_cuda_tiled targets
+// (JAXSHIFT_CUDA_KERNEL=tiled) until a GPU run has passed with them; the
+// emulator (cuda_emulated.cc) runs the same code and the same launches.
+template <class K>
+__global__ void __launch_bounds__(tiled::kThreads) tiled_kernel(const typename K::Args a) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  for (int64_t item = blockIdx.x; item < a.plan.items; item += gridDim.x) {
+#pragma unroll
+    for (int ph = 0; ph < K::kPhases; ++ph) {
+      K::phase(ph, a, item, static_cast<int>(threadIdx.x), smem);
+      __syncthreads();
+    }
+  }
+}
+
+// The launcher of tiled_launch.h on a stream.
+class CudaLauncher {
+ public:
+  CudaLauncher(cudaStream_t stream, ffi::ScratchAllocator* alloc) : stream_(stream), alloc_(alloc) {}
+
+  template <class K>
+  ffi::Error launch(const typename K::Args& a) {
+    const size_t smem = a.plan.smem;
+    if (smem > 48 * 1024) {
+      const cudaError_t e = cudaFuncSetAttribute(
+          tiled_kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+      if (e != cudaSuccess) {
+        return ffi::Error::Internal(std::string("jaxshift: shared memory for ") + K::kName +
+                                    ": " + cudaGetErrorString(e));
+      }
+    }
+    tiled_kernel<K><<<static_cast<unsigned>(a.plan.grid), tiled::kThreads, smem, stream_>>>(a);
+    return last_error(K::kName);
+  }
+
+  void* scratch(size_t bytes) {
+    if (!alloc_) return nullptr;
+    auto mem = alloc_->Allocate(bytes);
+    return mem.has_value() ? mem.value() : nullptr;
+  }
+
+  template <typename A>
+  ffi::Error finish(const Geometry& geo, const A* partial, int64_t parts, const A* f, A* ds) {
+    const int64_t n = geo.N * geo.C * 3;
+    shift_grad_finish<A><<<static_cast<int>((n + kThreads - 1) / kThreads), kThreads, 0,
+                           stream_>>>(geo, partial, parts, f, ds);
+    return last_error("shift gradient (finish)");
+  }
+
+  template <typename A>
+  ffi::Error zero(A* ds, int64_t n) {
+    fill_zero<A><<<static_cast<int>((n + kThreads - 1) / kThreads), kThreads, 0, stream_>>>(ds, n);
+    return last_error("fill");
+  }
+
+ private:
+  cudaStream_t stream_;
+  ffi::ScratchAllocator* alloc_;
+};
+
+struct ForwardTiled {
+  template <typename T, int P>
+  static ffi::Error Run(CudaLauncher& l, const Geometry& geo, const void* x, const int32_t* m,
+                        const void* f, void* y, bool channels_last, bool move) {
+    using A = typename Acc<T>::type;
+    return tiled::forward<T, P>(l, geo, static_cast<const T*>(x), m, static_cast<const A*>(f),
+                                static_cast<T*>(y), channels_last, move, false);
+  }
+};
+
+struct BackwardTiled {
+  template <typename T, int P>
+  static ffi::Error Run(CudaLauncher& l, const Geometry& geo, const void* x, const void* g,
+                        const int32_t* m_r, const void* f_r, const int32_t* m_u, const void* f_u,
+                        void* dx, void* ds, bool channels_last, bool shift_grad) {
+    using A = typename Acc<T>::type;
+    return tiled::backward<T, P>(l, geo, static_cast<const T*>(x), static_cast<const T*>(g), m_r,
+                                 static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u),
+                                 static_cast<T*>(dx), static_cast<A*>(ds), channels_last,
+                                 shift_grad, false);
+  }
+};
+
+ffi::Error ForwardTiledImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::AnyBuffer m,
+                            ffi::AnyBuffer f, ffi::Result<ffi::AnyBuffer> y, int64_t padding,
+                            bool channels_last, ffi::Span<const int64_t> strides,
+                            ffi::Span<const int64_t> present, bool move) {
+  Options opt;
+  Geometry geo;
+  if (auto e = prepare_forward(x, m, f, *y, padding, channels_last, strides, present, &opt, &geo);
+      e.failure())
+    return e;
+  if (y->element_count() == 0) return ffi::Error::Success();
+  CudaLauncher l(stream, nullptr);
+  return dispatch<ForwardTiled>(x.element_type(), opt.padding, l, geo, x.untyped_data(),
+                                m.typed_data<int32_t>(), f.untyped_data(), y->untyped_data(),
+                                channels_last, move);
+}
+
+ffi::Error BackwardTiledImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer x,
+                             ffi::AnyBuffer g, ffi::AnyBuffer m_r, ffi::AnyBuffer f_r,
+                             ffi::AnyBuffer m_u, ffi::AnyBuffer f_u,
+                             ffi::Result<ffi::AnyBuffer> dx, ffi::Result<ffi::AnyBuffer> ds,
+                             int64_t padding, bool channels_last, ffi::Span<const int64_t> strides,
+                             ffi::Span<const int64_t> present, bool shift_grad) {
+  Options opt;
+  Geometry geo;
+  if (auto e = prepare_backward(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last,
+                                strides, present, &opt, &geo);
+      e.failure())
+    return e;
+  if (x.element_count() == 0) return ffi::Error::Success();
+  CudaLauncher l(stream, &scratch);
+  return dispatch<BackwardTiled>(x.element_type(), opt.padding, l, geo, x.untyped_data(),
+                                 g.untyped_data(), m_r.typed_data<int32_t>(), f_r.untyped_data(),
+                                 m_u.typed_data<int32_t>(), f_u.untyped_data(),
+                                 dx->untyped_data(), ds->untyped_data(), channels_last,
+                                 shift_grad);
+}
+
 }  // namespace
 }  // namespace jaxshift
 
@@ -530,5 +585,17 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
                                      .Ctx<ffi::PlatformStream<cudaStream_t>>()
                                      .Ctx<ffi::ScratchAllocator>()));
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    jaxshift_forward_cuda_tiled, jaxshift::ForwardTiledImpl,
+    jaxshift::forward_signature(ffi::Ffi::Bind().Ctx<ffi::PlatformStream<cudaStream_t>>()),
+    {ffi::Traits::kCmdBufferCompatible});
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    jaxshift_backward_cuda_tiled, jaxshift::BackwardTiledImpl,
+    jaxshift::backward_signature(ffi::Ffi::Bind()
+                                     .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                     .Ctx<ffi::ScratchAllocator>()));
+
 JAXSHIFT_EXPORT_HANDLER(cuda, forward)
 JAXSHIFT_EXPORT_HANDLER(cuda, backward)
+JAXSHIFT_EXPORT_HANDLER(cuda_tiled, forward)
+JAXSHIFT_EXPORT_HANDLER(cuda_tiled, backward)

@@ -86,7 +86,7 @@ JS_HD void forward_walk(const T* x, T* y, const Axis& fa, const Axis& wa, int of
     for (int o = begin; o < end; ++o) {
       const int i = pad_index<P>(o + mw, wa.L);
       if (row && i >= 0) {
-        yo[o * wa.sy] = row[i * wa.sx];
+        copy_element(yo + o * wa.sy, row + i * wa.sx);
       } else {
         store(yo + o * wa.sy, A(0));
       }

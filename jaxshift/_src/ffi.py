@@ -31,6 +31,39 @@ _PADDING_CODE = {p: i for i, p in enumerate(shapes.PADDINGS)}
 _PLATFORM_NAME = {"cpu": "cpu", "cuda": "CUDA"}
 _loaded: dict[str, bool] = {}
 
+# Which kernels `impl="ffi"` runs on each platform, chosen before import:
+#   JAXSHIFT_CPU_KERNEL   native (default): the CPU kernels; cuda-emulated: the
+#                         CUDA kernels' own code on the host emulator
+#                         (libjaxshift_cuda_emulated.so; slow, for testing the
+#                         GPU code without a GPU);
+#   JAXSHIFT_CUDA_KERNEL  walk (default): the v1 walk kernels; tiled: the tiled
+#                         kernels (opt-in until a GPU run has passed with them).
+# The value names the FFI target family: jaxshift_{forward,backward}_<family>.
+KERNEL_CHOICES = {
+    "cpu": ("JAXSHIFT_CPU_KERNEL", {"native": "cpu", "cuda-emulated": "cuda_emulated"}),
+    "cuda": ("JAXSHIFT_CUDA_KERNEL", {"walk": "cuda", "tiled": "cuda_tiled"}),
+}
+
+
+def _family(platform: str) -> str:
+  var, choices = KERNEL_CHOICES[platform]
+  value = os.environ.get(var, "") or next(iter(choices))
+  if value not in choices:
+    raise ValueError(f"{var}={value!r} is not a jaxshift kernel choice: expected one of "
+                     f"{', '.join(map(repr, choices))} (or unset for "
+                     f"{next(iter(choices))!r}).")
+  return choices[value]
+
+
+_FAMILY = {platform: _family(platform) for platform in KERNEL_CHOICES}
+
+
+def target(platform: str, which: str) -> str:
+  """The FFI target `impl="ffi"` calls for `which` (``"forward"`` or
+  ``"backward"``) on `platform`, e.g. ``jaxshift_forward_cpu`` or, with
+  ``JAXSHIFT_CPU_KERNEL=cuda-emulated``, ``jaxshift_forward_cuda_emulated``."""
+  return f"jaxshift_{which}_{_FAMILY[platform]}"
+
 
 def library_path(platform: str):
   """The kernel library of `platform` that `kernels_available` loads, or None.
@@ -48,8 +81,9 @@ def library_path(platform: str):
           f"JAXSHIFT_{platform.upper()}_LIBRARY={override!r} is not a file; "
           "unset it to load the library installed with jaxshift.")
     return path
+  library = "cuda_emulated" if _FAMILY[platform] == "cuda_emulated" else platform
   try:
-    path = importlib.resources.files("jaxshift") / f"libjaxshift_{platform}.so"
+    path = importlib.resources.files("jaxshift") / f"libjaxshift_{library}.so"
   except ModuleNotFoundError:  # pragma: no cover
     return None
   return path if path.is_file() else None
@@ -62,10 +96,11 @@ def _load(platform: str) -> bool:
   if path is None:
     return False
   lib = ctypes.CDLL(str(path))
+  family = _FAMILY[platform]
   for which in ("forward", "backward"):
-    getter = getattr(lib, f"jaxshift_{platform}_{which}_ptr")
+    getter = getattr(lib, f"jaxshift_{family}_{which}_ptr")
     getter.restype = ctypes.c_void_p
-    jax.ffi.register_ffi_target(f"jaxshift_{which}_{platform}",
+    jax.ffi.register_ffi_target(target(platform, which),
                                 jax.ffi.pycapsule(getter()),
                                 platform=_PLATFORM_NAME[platform])
   return True
@@ -85,7 +120,8 @@ def build_info() -> str:
                 "_build_info.txt").read_text().strip()
   except (FileNotFoundError, ModuleNotFoundError):
     recorded = "no build record (jaxshift was not installed with its kernels)"
-  loaded = ", ".join(f"{p}={kernels_available(p)}" for p in _PLATFORM_NAME)
+  loaded = ", ".join(f"{p}={kernels_available(p)} ({target(p, 'forward')})"
+                     for p in _PLATFORM_NAME)
   return f"{recorded}\nloaded: {loaded}"
 
 
@@ -203,7 +239,7 @@ def _forward_call(platform: str, call: layout.ShiftCall):
   def kernel(x, m, f):
     # Result types from jax.typeof(x) keep x's manual axes inside shard_map.
     out = partition.result_type(call, x, shape=call.out_shape5(x.shape))
-    return (jax.ffi.ffi_call(f"jaxshift_forward_{platform}", out)(
+    return (jax.ffi.ffi_call(target(platform, "forward"), out)(
         x, m, f, move=call.rounds, **_attrs(call)),)
 
   return _one_launch(partition.partitioned(kernel, call, backward=False), 1)
@@ -217,7 +253,7 @@ def _backward_call(platform: str, call: layout.ShiftCall):
   def kernel(x, g, m_r, f_r, m_u, f_u):
     outs = (partition.result_type(call, x),
             partition.result_type(call, x, dtype=f_u.dtype, per_sample=True))
-    return tuple(jax.ffi.ffi_call(f"jaxshift_backward_{platform}", outs)(
+    return tuple(jax.ffi.ffi_call(target(platform, "backward"), outs)(
         x, g, m_r, f_r, m_u, f_u, shift_grad=call.shift_grad, **_attrs(call)))
 
   return _one_launch(partition.partitioned(kernel, call, backward=True), 2)

@@ -1,0 +1,373 @@
+// CPU XLA FFI handlers that run the CUDA kernels' own code in the host
+// emulator (emulator.h): the tiled kernels of tiled.h with the plans,
+// launches and shift-gradient finish of tiled_launch.h, exactly as
+// shift_cuda.cu's tiled handlers launch them on a GPU. Built with
+// JAXSHIFT_EMULATE into libjaxshift_cuda_emulated.so; jaxshift/_src/ffi.py
+// registers its targets (jaxshift_{forward,backward}_cuda_emulated) for the
+// CPU when JAXSHIFT_CPU_KERNEL=cuda-emulated. A check failure of the emulator
+// (out-of-bounds or misaligned access, shared-memory race or uninitialised
+// read) fails the call with the kernel, thread and source line.
+//
+// C functions for the tests and benchmarks/access_model.py:
+//   jaxshift_cuda_emulated_configure(record, index64, family)
+//     record: keep the memory-access model; index64: force 64-bit offsets;
+//     family: 0 the tiled kernels, 1 the v1 walk forward (the GPU default).
+//   jaxshift_cuda_emulated_stats(buf, len): the model per kernel as JSON.
+//   jaxshift_cuda_emulated_reset(): clears it.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "emulator.h"
+#include "ffi_common.h"
+#include "tiled_launch.h"
+#include "walk_kernels.h"
+
+namespace jaxshift {
+namespace {
+
+struct Settings {
+  bool record = false;
+  // JAXSHIFT_EMULATED_INDEX64=1: 64-bit offsets on every shape (the path the
+  // GPU takes past 2^31 elements per sample), from the first call.
+  bool index64 = getenv("JAXSHIFT_EMULATED_INDEX64") && getenv("JAXSHIFT_EMULATED_INDEX64")[0] == '1';
+  int family = 0;
+  std::mutex mu;
+  std::map<std::string, emu::Stats> stats;
+};
+Settings& settings() {
+  static Settings s;
+  return s;
+}
+
+void add_stats(const std::string& name, const emu::Stats& s) {
+  Settings& st = settings();
+  std::lock_guard<std::mutex> lock(st.mu);
+  emu::Stats& t = st.stats[name];
+  for (const auto& [site, x] : s.sites) {
+    emu::SiteStats& y = t.sites[site];
+    y.requests += x.requests;
+    y.sectors += x.sectors;
+    y.ideal += x.ideal;
+  }
+  t.launches += s.launches;
+  t.ld_requests += s.ld_requests;
+  t.ld_sectors += s.ld_sectors;
+  t.ld_ideal += s.ld_ideal;
+  t.st_requests += s.st_requests;
+  t.st_sectors += s.st_sectors;
+  t.st_ideal += s.st_ideal;
+  t.sh_requests += s.sh_requests;
+  t.sh_wavefronts += s.sh_wavefronts;
+  t.sh_ideal += s.sh_ideal;
+  t.sh_worst = t.sh_worst > s.sh_worst ? t.sh_worst : s.sh_worst;
+  t.vec_accesses += s.vec_accesses;
+  t.vec_misaligned += s.vec_misaligned;
+  t.ld_distinct += s.ld_distinct;
+  t.st_distinct += s.st_distinct;
+  t.ld_bytes += s.ld_bytes;
+  t.st_bytes += s.st_bytes;
+}
+
+emu::Buffer buffer(const char* name, const ffi::AnyBuffer& b, bool writable) {
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(b.untyped_data());
+  return emu::Buffer{name, lo, lo + b.size_bytes(), writable};
+}
+
+// The launcher of tiled_launch.h, on the emulator.
+class EmuLauncher {
+ public:
+  EmuLauncher(std::vector<emu::Buffer> buffers, bool record)
+      : buffers_(std::move(buffers)), record_(record) {}
+
+  void* scratch(size_t bytes) {
+    owned_.emplace_back(bytes / 16 + 1);
+    void* p = owned_.back().data();
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(p);
+    buffers_.push_back(emu::Buffer{"scratch", lo, lo + bytes, true});
+    return p;
+  }
+
+  template <class K>
+  ffi::Error launch(const typename K::Args& a) {
+    const std::string name = std::string(K::kName) + (K::kIndex64 ? " (64-bit)" : "");
+    return run(name.c_str(), [&](emu::Emulator& e) { e.launch<K>(a); });
+  }
+
+  // A flat launch of one thread per index below `count`, 256 per block.
+  template <class Fn>
+  ffi::Error flat(const char* name, int64_t count, const Fn& fn) {
+    const int64_t grid[3] = {(count + 255) / 256, 1, 1};
+    return run(name, [&](emu::Emulator& e) {
+      e.launch_flat(grid, 256, 1, [&](const int64_t* b, int tx, int) {
+        const int64_t i = b[0] * 256 + tx;
+        if (i < count) fn(i);
+      });
+    });
+  }
+
+  template <typename A>
+  ffi::Error finish(const Geometry& geo, const A* partial, int64_t parts, const A* f, A* ds) {
+    return flat("shift_grad_finish", geo.N * geo.C * 3, [&](int64_t i) {
+      tiled::finish_shift_grad(geo, partial, parts, f, ds, i);
+    });
+  }
+
+  template <typename A>
+  ffi::Error zero(A* ds, int64_t count) {
+    return flat("fill_zero", count, [&](int64_t i) { tiled::gst(ds + i, A(0)); });
+  }
+
+  template <class Body>
+  ffi::Error run(const char* name, const Body& body) {
+    emu::Emulator e(buffers_, record_);
+    try {
+      emu::Scope scope(&e);
+      body(e);
+    } catch (const emu::EmuError& err) {
+      return ffi::Error::Internal(std::string("jaxshift (cuda-emulated, ") + name +
+                                  "): " + err.what());
+    }
+    if (record_) add_stats(name, e.stats);
+    return ffi::Error::Success();
+  }
+
+ private:
+  std::vector<emu::Buffer> buffers_;
+  bool record_;
+  std::vector<std::vector<tiled::Vec16>> owned_;
+};
+
+struct Config {
+  bool record, index64;
+  int family;
+};
+Config config() {
+  Settings& st = settings();
+  std::lock_guard<std::mutex> lock(st.mu);
+  return Config{st.record, st.index64, st.family};
+}
+
+// The v1 walk forward (family 1), for the memory-access model.
+template <typename T, int P>
+ffi::Error v1_forward(EmuLauncher& l, const Geometry& geo, const T* x, const int32_t* m,
+                      const typename Acc<T>::type* f, T* y, bool last, bool move) {
+  if (!walkable(geo)) {
+    return invalid("the v1 emulation covers the walk kernels only (at most two spatial axes, "
+                   "unit strides)");
+  }
+  int64_t grid[3];
+  v1::forward_grid(geo, last, grid);
+  const char* name = last ? "v1_walk_forward_nhwc" : "v1_walk_forward_nchw";
+  return l.run(name, [&](emu::Emulator& e) {
+    e.launch_flat(grid, v1::kLanes, v1::kWalkRows, [&](const int64_t* b, int tx, int ty) {
+      const v1::Index id{{b[0], b[1], b[2]}, {grid[0], grid[1], grid[2]}, tx, ty};
+      if (last) {
+        v1::forward_walk_thread<T, P, true>(geo, x, m, f, y, move, id);
+      } else {
+        v1::forward_walk_thread<T, P, false>(geo, x, m, f, y, move, id);
+      }
+    });
+  });
+}
+
+struct ForwardEmu {
+  template <typename T, int P>
+  static ffi::Error Run(EmuLauncher& l, const Config& cfg, const Geometry& geo, const void* x,
+                        const int32_t* m, const void* f, void* y, bool last, bool move) {
+    using A = typename Acc<T>::type;
+    const T* xs = static_cast<const T*>(x);
+    T* ys = static_cast<T*>(y);
+    const A* fs = static_cast<const A*>(f);
+    if (cfg.family == 1) return v1_forward<T, P>(l, geo, xs, m, fs, ys, last, move);
+    return tiled::forward<T, P>(l, geo, xs, m, fs, ys, last, move, cfg.index64);
+  }
+};
+
+struct BackwardEmu {
+  template <typename T, int P>
+  static ffi::Error Run(EmuLauncher& l, const Config& cfg, const Geometry& geo, const void* x,
+                        const void* g, const int32_t* m_r, const void* f_r, const int32_t* m_u,
+                        const void* f_u, void* dx, void* ds, bool last, bool shift_grad) {
+    using A = typename Acc<T>::type;
+    return tiled::backward<T, P>(l, geo, static_cast<const T*>(x), static_cast<const T*>(g), m_r,
+                                 static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u),
+                                 static_cast<T*>(dx), static_cast<A*>(ds), last, shift_grad,
+                                 cfg.index64);
+  }
+};
+
+ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer m, ffi::AnyBuffer f,
+                       ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
+                       ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
+                       bool move) {
+  Options opt;
+  Geometry geo;
+  if (auto e = prepare_forward(x, m, f, *y, padding, channels_last, strides, present, &opt, &geo);
+      e.failure())
+    return e;
+  if (y->element_count() == 0) return ffi::Error::Success();
+  const Config cfg = config();
+  EmuLauncher l({buffer("x", x, false), buffer("m", m, false), buffer("f", f, false),
+                 buffer("y", *y, true)},
+                cfg.record);
+  return dispatch<ForwardEmu>(x.element_type(), opt.padding, l, cfg, geo, x.untyped_data(),
+                              m.typed_data<int32_t>(), f.untyped_data(), y->untyped_data(),
+                              channels_last, move);
+}
+
+ffi::Error BackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::AnyBuffer m_r,
+                        ffi::AnyBuffer f_r, ffi::AnyBuffer m_u, ffi::AnyBuffer f_u,
+                        ffi::Result<ffi::AnyBuffer> dx, ffi::Result<ffi::AnyBuffer> ds,
+                        int64_t padding, bool channels_last, ffi::Span<const int64_t> strides,
+                        ffi::Span<const int64_t> present, bool shift_grad) {
+  Options opt;
+  Geometry geo;
+  if (auto e = prepare_backward(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last,
+                                strides, present, &opt, &geo);
+      e.failure())
+    return e;
+  if (x.element_count() == 0) return ffi::Error::Success();
+  const Config cfg = config();
+  if (cfg.family != 0) return invalid("the v1 emulation covers the forward walk only");
+  EmuLauncher l({buffer("x", x, false), buffer("g", g, false), buffer("m_r", m_r, false),
+                 buffer("f_r", f_r, false), buffer("m_u", m_u, false), buffer("f_u", f_u, false),
+                 buffer("dx", *dx, true), buffer("ds", *ds, true)},
+                cfg.record);
+  return dispatch<BackwardEmu>(x.element_type(), opt.padding, l, cfg, geo, x.untyped_data(),
+                               g.untyped_data(), m_r.typed_data<int32_t>(), f_r.untyped_data(),
+                               m_u.typed_data<int32_t>(), f_u.untyped_data(), dx->untyped_data(),
+                               ds->untyped_data(), channels_last, shift_grad);
+}
+
+// A kernel with one deliberate bug, for the tests of the emulator's checks
+// (jaxshift_cuda_emulated_selftest): 0 none, 1 a global read past the end,
+// 2 a shared write-read race, 3 a read of unwritten shared memory,
+// 4 a misaligned 16-byte load, 5 a store into an input.
+struct SelfTest {
+  struct Args {
+    tiled::Plan plan;
+    const float* in;
+    float* out;
+    int bug;
+  };
+  static constexpr int kPhases = 2;
+  static constexpr const char* kName = "selftest";
+  static constexpr bool kIndex64 = false;
+  static void phase(int ph, const Args& a, int64_t, int tid, unsigned char* smem) {
+    float* sh = reinterpret_cast<float*>(smem);
+    if (ph == 0) {
+      const int i = a.bug == 1 && tid == 255 ? 256 : tid;
+      tiled::sst(sh + tid, tiled::gld(a.in + i));
+      if (a.bug == 2 && tid == 1) tiled::sld(sh);  // thread 0 writes it in this phase
+      if (a.bug == 4 && tid == 0) {
+        tiled::Vec16 v;
+        tiled::gld16(a.in + 1, &v);
+      }
+      if (a.bug == 5 && tid == 0) tiled::gst(const_cast<float*>(a.in), 0.0f);
+    } else {
+      const int j = a.bug == 3 && tid == 0 ? 256 : (tid + 1) % tiled::kThreads;
+      tiled::gst(a.out + tid, tiled::sld(sh + j));
+    }
+  }
+};
+
+}  // namespace
+}  // namespace jaxshift
+
+// Runs SelfTest with `bug`; writes the emulator's report ("" if none) to buf.
+extern "C" __attribute__((visibility("default"))) int jaxshift_cuda_emulated_selftest(int bug,
+                                                                                     char* buf,
+                                                                                     int len) {
+  using namespace jaxshift;
+  std::vector<tiled::Vec16> in(64), out(64);
+  const uintptr_t i0 = reinterpret_cast<uintptr_t>(in.data());
+  const uintptr_t o0 = reinterpret_cast<uintptr_t>(out.data());
+  EmuLauncher l({emu::Buffer{"in", i0, i0 + 1024, false}, emu::Buffer{"out", o0, o0 + 1024, true}},
+                false);
+  SelfTest::Args a{};
+  a.plan.items = a.plan.grid = 1;
+  a.plan.smem = 257 * 4 + 12;
+  a.in = reinterpret_cast<const float*>(in.data());
+  a.out = reinterpret_cast<float*>(out.data());
+  a.bug = bug;
+  const ffi::Error e = l.launch<SelfTest>(a);
+  const std::string msg = e.failure() ? e.message() : "";
+  snprintf(buf, static_cast<size_t>(len), "%s", msg.c_str());
+  return e.failure() ? 1 : 0;
+}
+
+namespace ffi = xla::ffi;
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_forward_cuda_emulated, jaxshift::ForwardImpl,
+                              jaxshift::forward_signature(ffi::Ffi::Bind()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_backward_cuda_emulated, jaxshift::BackwardImpl,
+                              jaxshift::backward_signature(ffi::Ffi::Bind()));
+
+JAXSHIFT_EXPORT_HANDLER(cuda_emulated, forward)
+JAXSHIFT_EXPORT_HANDLER(cuda_emulated, backward)
+
+extern "C" __attribute__((visibility("default"))) int jaxshift_cuda_emulated_configure(
+    int record, int index64, int family) {
+  if (family != 0 && family != 1) return -1;
+  jaxshift::Settings& s = jaxshift::settings();
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.record = record != 0;
+  s.index64 = index64 != 0;
+  s.family = family;
+  return 0;
+}
+
+extern "C" __attribute__((visibility("default"))) void jaxshift_cuda_emulated_reset() {
+  jaxshift::Settings& s = jaxshift::settings();
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.stats.clear();
+}
+
+// Writes the model as JSON ({kernel: {field: value}}) into buf (len bytes,
+// NUL-terminated); returns the length it needs.
+extern "C" __attribute__((visibility("default"))) int jaxshift_cuda_emulated_stats(char* buf,
+                                                                                  int len) {
+  jaxshift::Settings& s = jaxshift::settings();
+  std::lock_guard<std::mutex> lock(s.mu);
+  std::string out = "{";
+  for (const auto& [name, t] : s.stats) {
+    char one[1024];
+    snprintf(one, sizeof(one),
+             "%s\"%s\": {\"launches\": %lld, \"ld_requests\": %lld, \"ld_sectors\": %lld, "
+             "\"ld_ideal\": %lld, \"st_requests\": %lld, \"st_sectors\": %lld, \"st_ideal\": %lld, "
+             "\"sh_requests\": %lld, \"sh_wavefronts\": %lld, \"sh_ideal\": %lld, "
+             "\"sh_worst\": %lld, \"vec_accesses\": %lld, \"vec_misaligned\": %lld, "
+             "\"ld_distinct_sectors\": %lld, \"st_distinct_sectors\": %lld, \"ld_bytes\": %lld, "
+             "\"st_bytes\": %lld}",
+             out.size() > 1 ? ", " : "", name.c_str(), (long long)t.launches,
+             (long long)t.ld_requests, (long long)t.ld_sectors, (long long)t.ld_ideal,
+             (long long)t.st_requests, (long long)t.st_sectors, (long long)t.st_ideal,
+             (long long)t.sh_requests, (long long)t.sh_wavefronts, (long long)t.sh_ideal,
+             (long long)t.sh_worst, (long long)t.vec_accesses, (long long)t.vec_misaligned,
+             (long long)t.ld_distinct, (long long)t.st_distinct, (long long)t.ld_bytes,
+             (long long)t.st_bytes);
+    out += one;
+    out.pop_back();  // the closing brace: the sites follow
+    out += ", \"sites\": {";
+    bool first = true;
+    for (const auto& [site, x] : t.sites) {
+      snprintf(one, sizeof(one), "%s\"%s\": [%lld, %lld, %lld]", first ? "" : ", ", site.c_str(),
+               (long long)x.requests, (long long)x.sectors, (long long)x.ideal);
+      out += one;
+      first = false;
+    }
+    out += "}}";
+  }
+  out += "}";
+  if (buf && len > 0) {
+    const size_t n = out.size() < static_cast<size_t>(len - 1) ? out.size() : len - 1;
+    memcpy(buf, out.data(), n);
+    buf[n] = 0;
+  }
+  return static_cast<int>(out.size()) + 1;
+}
