@@ -86,7 +86,8 @@ def ratio(a, b):
 
 def row(case, dtype, layout, mode, kernel, s, must_move):
   """One table row: the model's numbers for kernel `kernel`."""
-  dram = 32 * (s["ld_distinct_sectors"] + s["st_distinct_sectors"])
+  # Per launch (XLA may run a call more than once: a recorded run can hold two).
+  dram = 32 * (s["ld_distinct_sectors"] + s["st_distinct_sectors"]) / max(1, s["launches"])
   return dict(
       case=case, dtype=dtype, layout=layout, mode=mode, kernel=kernel,
       ld=ratio(s["ld_sectors"], s["ld_ideal"]),
@@ -105,7 +106,7 @@ def model_case(model, case, shape, cax, strides, dtype, mode, families):
   s = jax.random.uniform(jax.random.key(1), (c, nd), jnp.float32, -2, 2)
   f = lambda x, s: jaxshift.shift(x, s, mode=mode, strides=strides,
                                   channel_axis=cax, impl="ffi")
-  y = jax.jit(f)(x, s)
+  y = jax.block_until_ready(jax.jit(f)(x, s))  # compiled and done before recording
   g = jnp.asarray(np.random.default_rng(1).normal(size=y.shape), dtype)
   layout = "NHWC" if cax == -1 else "NCHW"
   rows = []

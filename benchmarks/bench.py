@@ -33,6 +33,7 @@ import numpy as np
 from jax import lax
 
 import jaxshift
+from jaxshift._src import ffi as jaxshift_ffi
 
 
 def four_gather_shift(x, shifts, channels_last=True):
@@ -133,9 +134,18 @@ def bench_case(shape, dtype, layout, mode, samples, inner, impls):
     cases[name] = (jax.jit(f), (x, p))
     g = jax.random.normal(jax.random.key(3), jax.eval_shape(f, x, p).shape, dtype)
     cases[name + "+bwd"] = (jax.jit(forward_backward(f)), (x, p, g))
+  if "tiled" in impls and jax.default_backend() == "gpu":
+    # The tiled CUDA kernels (JAXSHIFT_CUDA_KERNEL=tiled), compiled with that
+    # choice, timed in the same turns as the copy and the default kernels.
+    f = fns["kernel"]
+    g = jax.random.normal(jax.random.key(3), jax.eval_shape(f, x, s).shape, dtype)
+    with jaxshift_ffi.kernel_choice("cuda", "tiled"):
+      cases["tiled"] = (jax.jit(f).lower(x, s).compile(), (x, s))
+      cases["tiled+bwd"] = (jax.jit(forward_backward(f)).lower(x, s, g).compile(), (x, s, g))
   # The copy and the kernel (the %bw columns) in turns with each other; the
   # slower references in turns among themselves, after.
-  ours = {k: v for k, v in cases.items() if k == "copy" or k.startswith("kernel")}
+  ours = {k: v for k, v in cases.items()
+          if k == "copy" or k.startswith("kernel") or k.startswith("tiled")}
   rest = {k: v for k, v in cases.items() if k not in ours}
   return {**time_all(ours, samples, inner), **time_all(rest, samples, inner)}
 
@@ -188,7 +198,8 @@ def main(argv=None):
   p.add_argument("--dtypes", nargs="*", default=None)
   p.add_argument("--layouts", nargs="*", default=None, choices=["NHWC", "NCHW"])
   p.add_argument("--modes", nargs="*", default=None, choices=["active", "sparse", "integer"])
-  p.add_argument("--impls", nargs="*", default=["kernel", "jnp", "4-gather", "dw3x3"])
+  p.add_argument("--impls", nargs="*", default=["kernel", "jnp", "4-gather", "dw3x3"],
+                 help="also 'tiled' (GPU): the tiled CUDA kernels beside the default")
   p.add_argument("--samples", type=int, default=None)
   p.add_argument("--inner", type=int, default=None)
   p.add_argument("--out", default=None, help="also write the table here")
@@ -219,8 +230,9 @@ def main(argv=None):
       "",
       "| shape (NHWC sizes) | dtype | layout | mode | copy | kernel fwd | %bw | jnp fwd | "
       "4-gather fwd | dw3x3 fwd | kernel f+b | %bw | jnp f+b | 4-gather f+b | dw3x3 f+b | "
-      "f+b: 4-gather/kernel | f+b: dw3x3/kernel |",
-      "|" + "---|" * 17,
+      "f+b: 4-gather/kernel | f+b: dw3x3/kernel | tiled fwd | tiled %bw | tiled f+b | "
+      "tiled f+b %bw | f+b: dw3x3/tiled |",
+      "|" + "---|" * 22,
   ]
   print("\n".join(lines), flush=True)
   fmt = lambda v: "-" if v is None else f"{v:.3f}"
@@ -234,12 +246,16 @@ def main(argv=None):
           g = r.get
           ratio = lambda num, den: "-" if g(num) is None or g(den) is None else \
               f"{g(num) / g(den):.2f}x"
+          pct = lambda passes, name: "-" if g(name) is None else \
+              f"{100 * passes * g('copy') / g(name):.0f}%"
           line = (f"| {shape_s} | {dtype} | {layout} | {mode} | {fmt(g('copy'))} | "
                   f"{fmt(g('kernel'))} | {100 * g('copy') / g('kernel'):.0f}% | "
                   f"{fmt(g('jnp'))} | {fmt(g('4-gather'))} | {fmt(g('dw3x3'))} | "
                   f"{fmt(g('kernel+bwd'))} | {250 * g('copy') / g('kernel+bwd'):.0f}% | "
                   f"{fmt(g('jnp+bwd'))} | {fmt(g('4-gather+bwd'))} | {fmt(g('dw3x3+bwd'))} | "
-                  f"{ratio('4-gather+bwd', 'kernel+bwd')} | {ratio('dw3x3+bwd', 'kernel+bwd')} |")
+                  f"{ratio('4-gather+bwd', 'kernel+bwd')} | {ratio('dw3x3+bwd', 'kernel+bwd')} | "
+                  f"{fmt(g('tiled'))} | {pct(1, 'tiled')} | {fmt(g('tiled+bwd'))} | "
+                  f"{pct(2.5, 'tiled+bwd')} | {ratio('dw3x3+bwd', 'tiled+bwd')} |")
           lines.append(line)
           print(line, flush=True)
   write_table(a.out, lines)

@@ -1,41 +1,65 @@
 #!/usr/bin/env bash
-# Everything a lent GPU machine is for, in one command (fits one 10-minute
-# device call on an H100): build against the oldest FFI headers, run the GPU
-# tests, both sanitizers, and the benchmark. Logs go to $OUT (or ./gpu-out).
+# Everything a lent GPU machine is for, in one command of at most 8 minutes
+# on an H200: build against the oldest FFI headers, run the GPU tests on the
+# tiled kernels (JAXSHIFT_CUDA_KERNEL=tiled) and on the default v1 kernels,
+# compute-sanitizer memcheck and racecheck over the odd-case sweep on the
+# tiled kernels, and the benchmark with both kernel families, the copy and
+# cuDNN's depthwise 3x3 timed in the same run. Logs and the results table go
+# to $OUT (or ./gpu-out); each stage has its own time limit, so a slow stage
+# cannot starve the benchmark.
 #
 # Before the call, on the development machine (no GPU needed):
 #   mkdir -p .ffi_headers && cp -r "$(python -c 'import jax; print(jax.ffi.include_dir())')/xla" .ffi_headers/
 #   echo /.ffi_headers/ >> .git/info/exclude
-# and carry .ffi_headers with the call. STAGES selects what runs
-# (default "build test memcheck racecheck bench").
+# and carry .ffi_headers with the call:
+#   run(command="bash benchmarks/gpu_session.sh", carry=[".ffi_headers"], timeout_s=540)
+# STAGES selects what runs (default "build tiled v1 memcheck racecheck bench").
 set -uo pipefail
 OUT="${OUT:-gpu-out}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-STAGES="${STAGES:-build test memcheck racecheck bench}"
+STAGES="${STAGES:-build tiled v1 memcheck racecheck bench}"
 headers=()
 [ -d .ffi_headers/xla ] && headers=(-Ccmake.define.XLA_FFI_INCLUDE_DIR="$PWD/.ffi_headers")
 has() { [[ " $STAGES " == *" $1 "* ]]; }
+start=$(date +%s)
+stamp() { echo "[gpu_session] $1 at +$(( $(date +%s) - start )) s" | tee -a "$OUT/stages.txt"; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$OUT/device.txt"
 if has build; then
-  JAXSHIFT_CUDA=ON python3 -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
+  # sm_90 only: one ptxas pass per kernel. The three CUDA translation units
+  # and the CPU ones compile in parallel.
+  CMAKE_BUILD_PARALLEL_LEVEL=16 JAXSHIFT_CUDA=ON timeout 200 python3 -m pip install \
+    --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
     -Ccmake.define.CMAKE_CUDA_ARCHITECTURES=90-real "${headers[@]}" > "$OUT/build.log" 2>&1 \
-    || { tail -40 "$OUT/build.log"; exit 1; }
-  echo "build: ok"
+    || { tail -40 "$OUT/build.log"; stamp "build FAILED"; exit 1; }
+  python3 -c "import jaxshift; print(jaxshift.build_info())" | tee -a "$OUT/build.log"
+  stamp "build ok"
 fi
-if has test; then
-  # -n 0: one process (each xdist worker would preallocate GPU memory).
-  timeout 260 python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_ffi.py tests/test_cuda.py \
-    tests/test_shift.py -k "not random" 2>&1 | tee "$OUT/pytest.log" | tail -4
-fi
+# -n 0: one process (each xdist worker would preallocate GPU memory).
+gpu_tests() {  # $1: kernel choice, $2: time limit, rest: pytest arguments
+  local choice=$1 limit=$2
+  shift 2
+  JAXSHIFT_CUDA_KERNEL=$choice XLA_PYTHON_CLIENT_PREALLOCATE=false timeout "$limit" \
+    python3 -m pytest -q -n 0 -p no:cacheprovider "$@" 2>&1 | tee "$OUT/pytest-$choice.log" | tail -4
+  stamp "tests ($choice) done"
+}
+has tiled && gpu_tests tiled 130 tests/test_ffi.py tests/test_cuda.py -k "not random"
+has v1 && gpu_tests walk 60 tests/test_ffi.py -k "odd_cases or worked or bitwise or vmap"
 # XLA's CUDA-graph command buffers make racecheck crash at start: turn them off.
 san() {
-  XLA_FLAGS=--xla_gpu_enable_command_buffer= timeout "$2" compute-sanitizer --tool "$1" \
-    --kernel-name kns=jaxshift python3 tests/kernel_sweep.py > "$OUT/$1.log" 2>&1
-  echo "$1 rc=$?: $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY|mismatches' "$OUT/$1.log" | tr '\n' ' ')"
+  JAXSHIFT_CUDA_KERNEL=tiled XLA_FLAGS=--xla_gpu_enable_command_buffer= timeout "$2" \
+    compute-sanitizer --tool "$1" --kernel-name kns=jaxshift \
+    python3 tests/kernel_sweep.py --kernel-only > "$OUT/$1.log" 2>&1
+  echo "$1 rc=$?: $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY|kernel_sweep' "$OUT/$1.log" | tr '\n' ' ')"
+  stamp "$1 done"
 }
-has memcheck && san memcheck 150
-has racecheck && san racecheck 150
+has memcheck && san memcheck 70
+has racecheck && san racecheck 70
 if has bench; then
-  timeout 200 python3 benchmarks/bench.py --gpu --samples 9 --out "$OUT/bench_gpu.md" | tail -20
+  # The v1 ("kernel") and tiled kernels, the copy and cuDNN's depthwise 3x3
+  # in one run; forward+backward keeps the forward live (a random cotangent
+  # through jax.vjp, bench.py's forward_backward).
+  timeout 150 python3 benchmarks/bench.py --gpu --impls kernel tiled dw3x3 --samples 7 \
+    --inner 5 --out "$OUT/bench_gpu.md" | tail -20
+  stamp "bench done"
 fi

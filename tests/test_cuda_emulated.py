@@ -150,3 +150,27 @@ def test_access_model_shows_the_v1_inflation_and_tiled_coalescing(tmp_path):
     assert r["ld"] <= 1.30 and r["st"] <= 1.10 and r["misaligned"] == 0, r
   for r in by[("NHWC", "v1_walk_forward_nhwc")]:
     assert r["ld"] >= 3.0, r
+
+
+def test_kernel_choice_switches_the_target_inside_one_process():
+  """`ffi.kernel_choice` (benchmarks: v1 and tiled CUDA kernels in one run)."""
+  _require_library()
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  import jaxshift  # pylint: disable=import-outside-toplevel
+  from jaxshift._src import ffi  # pylint: disable=import-outside-toplevel
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 7, 9, 5)), jnp.float32)
+  s = jnp.asarray([[0.5, -1.25], [2.0, 0.0], [-3.5, 1.0], [0.25, 0.75], [1e3, -2.0]])
+  f = lambda x, s: jaxshift.shift(x, s, impl="ffi")
+  native = ffi.target("cpu", "forward")
+  with ffi.kernel_choice("cpu", "cuda-emulated"):
+    lowered = jax.jit(f).lower(x, s)
+    emulated = lowered.compile()
+  assert "jaxshift_forward_cuda_emulated" in lowered.as_text()
+  assert ffi.target("cpu", "forward") == native
+  np.testing.assert_allclose(emulated(x, s), jax.jit(f)(x, s), rtol=1e-6, atol=1e-6)
+  with pytest.raises(ValueError, match="`value` must be one of 'native', 'cuda-emulated'"):
+    with ffi.kernel_choice("cpu", "tiled"):
+      pass

@@ -205,19 +205,16 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer m, ffi::AnyBuffer f,
                        ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
                        ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
                        bool move) {
-  Options opt;
-  Geometry geo;
-  if (auto e = prepare_forward(x, m, f, *y, padding, channels_last, strides, present, &opt, &geo);
-      e.failure())
-    return e;
-  if (y->element_count() == 0) return ffi::Error::Success();
-  const Config cfg = config();
-  EmuLauncher l({buffer("x", x, false), buffer("m", m, false), buffer("f", f, false),
-                 buffer("y", *y, true)},
-                cfg.record);
-  return dispatch<ForwardEmu>(x.element_type(), opt.padding, l, cfg, geo, x.untyped_data(),
-                              m.typed_data<int32_t>(), f.untyped_data(), y->untyped_data(),
-                              channels_last, move);
+  return forward_call(x, m, f, *y, padding, channels_last, strides, present,
+                      [&](const Options& opt, const Geometry& geo) -> ffi::Error {
+    const Config cfg = config();
+    EmuLauncher l({buffer("x", x, false), buffer("m", m, false), buffer("f", f, false),
+                   buffer("y", *y, true)},
+                  cfg.record);
+    return dispatch<ForwardEmu>(x.element_type(), opt.padding, l, cfg, geo, x.untyped_data(),
+                                m.typed_data<int32_t>(), f.untyped_data(), y->untyped_data(),
+                                channels_last, move);
+  });
 }
 
 ffi::Error BackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::AnyBuffer m_r,
@@ -225,23 +222,19 @@ ffi::Error BackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::AnyBuffer m_r,
                         ffi::Result<ffi::AnyBuffer> dx, ffi::Result<ffi::AnyBuffer> ds,
                         int64_t padding, bool channels_last, ffi::Span<const int64_t> strides,
                         ffi::Span<const int64_t> present, bool shift_grad) {
-  Options opt;
-  Geometry geo;
-  if (auto e = prepare_backward(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last,
-                                strides, present, &opt, &geo);
-      e.failure())
-    return e;
-  if (x.element_count() == 0) return ffi::Error::Success();
-  const Config cfg = config();
-  if (cfg.family != 0) return invalid("the v1 emulation covers the forward walk only");
-  EmuLauncher l({buffer("x", x, false), buffer("g", g, false), buffer("m_r", m_r, false),
-                 buffer("f_r", f_r, false), buffer("m_u", m_u, false), buffer("f_u", f_u, false),
-                 buffer("dx", *dx, true), buffer("ds", *ds, true)},
-                cfg.record);
-  return dispatch<BackwardEmu>(x.element_type(), opt.padding, l, cfg, geo, x.untyped_data(),
-                               g.untyped_data(), m_r.typed_data<int32_t>(), f_r.untyped_data(),
-                               m_u.typed_data<int32_t>(), f_u.untyped_data(), dx->untyped_data(),
-                               ds->untyped_data(), channels_last, shift_grad);
+  return backward_call(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last, strides,
+                       present, [&](const Options& opt, const Geometry& geo) -> ffi::Error {
+    const Config cfg = config();
+    if (cfg.family != 0) return invalid("the v1 emulation covers the forward walk only");
+    EmuLauncher l({buffer("x", x, false), buffer("g", g, false), buffer("m_r", m_r, false),
+                   buffer("f_r", f_r, false), buffer("m_u", m_u, false), buffer("f_u", f_u, false),
+                   buffer("dx", *dx, true), buffer("ds", *ds, true)},
+                  cfg.record);
+    return dispatch<BackwardEmu>(x.element_type(), opt.padding, l, cfg, geo, x.untyped_data(),
+                                 g.untyped_data(), m_r.typed_data<int32_t>(), f_r.untyped_data(),
+                                 m_u.typed_data<int32_t>(), f_u.untyped_data(), dx->untyped_data(),
+                                 ds->untyped_data(), channels_last, shift_grad);
+  });
 }
 
 // A kernel with one deliberate bug, for the tests of the emulator's checks

@@ -149,6 +149,39 @@ inline ffi::Error prepare_backward(const ffi::AnyBuffer& x, const ffi::AnyBuffer
   return ffi::Error::Success();
 }
 
+// The body of every handler: checks the buffers, and unless the call is
+// empty returns run(opt, geo).
+template <typename Run>
+ffi::Error forward_call(const ffi::AnyBuffer& x, const ffi::AnyBuffer& m, const ffi::AnyBuffer& f,
+                        const ffi::AnyBuffer& y, int64_t padding, bool channels_last,
+                        ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
+                        const Run& run) {
+  Options opt;
+  Geometry geo;
+  if (auto e = prepare_forward(x, m, f, y, padding, channels_last, strides, present, &opt, &geo);
+      e.failure())
+    return e;
+  if (y.element_count() == 0) return ffi::Error::Success();
+  return run(opt, geo);
+}
+
+template <typename Run>
+ffi::Error backward_call(const ffi::AnyBuffer& x, const ffi::AnyBuffer& g,
+                         const ffi::AnyBuffer& m_r, const ffi::AnyBuffer& f_r,
+                         const ffi::AnyBuffer& m_u, const ffi::AnyBuffer& f_u,
+                         const ffi::AnyBuffer& dx, const ffi::AnyBuffer& ds, int64_t padding,
+                         bool channels_last, ffi::Span<const int64_t> strides,
+                         ffi::Span<const int64_t> present, const Run& run) {
+  Options opt;
+  Geometry geo;
+  if (auto e = prepare_backward(x, g, m_r, f_r, m_u, f_u, dx, ds, padding, channels_last,
+                                strides, present, &opt, &geo);
+      e.failure())
+    return e;
+  if (x.element_count() == 0) return ffi::Error::Success();
+  return run(opt, geo);
+}
+
 // Calls Kernel::template Run<T, P>(args...) for the runtime dtype and padding.
 template <typename Kernel, typename T, typename... Args>
 ffi::Error dispatch_padding(int padding, Args&&... args) {

@@ -33,15 +33,12 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer m,
                        ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
                        ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
                        bool move) {
-  Options opt;
-  Geometry geo;
-  if (auto e = prepare_forward(x, m, f, *y, padding, channels_last, strides, present, &opt, &geo);
-      e.failure())
-    return e;
-  if (y->element_count() == 0) return ffi::Error::Success();
-  Tables tab{m.typed_data<int32_t>(), f.untyped_data()};
-  return dispatch<Forward>(x.element_type(), opt.padding, pool, geo, x.untyped_data(), tab,
-                           y->untyped_data(), move);
+  return forward_call(x, m, f, *y, padding, channels_last, strides, present,
+                      [&](const Options& opt, const Geometry& geo) -> ffi::Error {
+    Tables tab{m.typed_data<int32_t>(), f.untyped_data()};
+    return dispatch<Forward>(x.element_type(), opt.padding, pool, geo, x.untyped_data(), tab,
+                             y->untyped_data(), move);
+  });
 }
 
 ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer g,
@@ -50,18 +47,14 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer g
                         ffi::Result<ffi::AnyBuffer> ds, int64_t padding, bool channels_last,
                         ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
                         bool shift_grad) {
-  Options opt;
-  Geometry geo;
-  if (auto e = prepare_backward(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last,
-                                strides, present, &opt, &geo);
-      e.failure())
-    return e;
-  if (x.element_count() == 0) return ffi::Error::Success();
-  Tables rounded{m_r.typed_data<int32_t>(), f_r.untyped_data()};
-  Tables exact{m_u.typed_data<int32_t>(), f_u.untyped_data()};
-  return dispatch<Backward>(x.element_type(), opt.padding, pool, geo, x.untyped_data(),
-                            g.untyped_data(), rounded, exact, shift_grad, dx->untyped_data(),
-                            ds->untyped_data());
+  return backward_call(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last, strides,
+                       present, [&](const Options& opt, const Geometry& geo) -> ffi::Error {
+    Tables rounded{m_r.typed_data<int32_t>(), f_r.untyped_data()};
+    Tables exact{m_u.typed_data<int32_t>(), f_u.untyped_data()};
+    return dispatch<Backward>(x.element_type(), opt.padding, pool, geo, x.untyped_data(),
+                              g.untyped_data(), rounded, exact, shift_grad, dx->untyped_data(),
+                              ds->untyped_data());
+  });
 }
 
 }  // namespace

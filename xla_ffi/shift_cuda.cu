@@ -5,15 +5,12 @@
 
 #include <cstdint>
 
+#include "cuda_util.cuh"
 #include "ffi_common.h"
-#include "tiled.h"
-#include "tiled_launch.h"
 #include "walk_kernels.h"
 
 namespace jaxshift {
 namespace {
-
-constexpr int kThreads = 256;
 
 // Position of element `idx` of a (N, *grid, C) or (N, C, *grid) tensor.
 template <typename I>
@@ -84,8 +81,6 @@ __global__ void elementwise_kernel(Geometry geo, const T* __restrict__ src,
   }
 }
 
-inline int grid_for(int64_t total);
-inline bool fits_int32(int64_t n);
 
 // Launches elementwise_kernel with 32-bit index math where the tensor allows.
 template <typename T, int P, int kOp>
@@ -255,38 +250,6 @@ __global__ void backward_walk_kernel(Geometry geo, const T* __restrict__ x,
   }
 }
 
-// Stage 2: ds[n, c, a] = sum over chunks in order; a NaN shift gives NaN.
-template <typename A>
-__global__ void shift_grad_finish(Geometry geo, const A* __restrict__ partial, int64_t chunks,
-                                  const A* __restrict__ f, A* __restrict__ ds) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < geo.N * geo.C * 3) tiled::finish_shift_grad(geo, partial, chunks, f, ds, i);
-}
-
-template <typename A>
-__global__ void fill_zero(A* p, int64_t n) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) p[i] = A(0);
-}
-
-inline int grid_for(int64_t total) {
-  const int64_t blocks = (total + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 * 32 ? blocks : 65535 * 32);
-}
-
-inline ffi::Error last_error(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    return ffi::Error::Internal(std::string("jaxshift: CUDA launch of ") + what +
-                                " failed: " + cudaGetErrorString(err));
-  }
-  return ffi::Error::Success();
-}
-
-inline bool fits_int32(int64_t n) { return n < (int64_t{1} << 31) - (int64_t{1} << 24); }
-
-inline unsigned capped(int64_t n, int64_t cap) { return static_cast<unsigned>(n < cap ? n : cap); }
-
 // The walk kernels index channel blocks (channels-last) or column blocks
 // (channels-first) by blockIdx.y without a loop; beyond that grid limit the
 // element-wise kernels (grid-stride loops) serve the call.
@@ -402,16 +365,13 @@ ffi::Error ForwardImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::AnyBuffer m, 
                        ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
                        ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
                        bool move) {
-  Options opt;
-  Geometry geo;
-  if (auto e = prepare_forward(x, m, f, *y, padding, channels_last, strides, present, &opt, &geo);
-      e.failure())
-    return e;
-  const int64_t total = static_cast<int64_t>(y->element_count());
-  if (total == 0) return ffi::Error::Success();
-  return dispatch<ForwardCuda>(x.element_type(), opt.padding, stream, geo, x.untyped_data(),
-                               m.typed_data<int32_t>(), f.untyped_data(), y->untyped_data(),
-                               total, channels_last, move);
+  return forward_call(x, m, f, *y, padding, channels_last, strides, present,
+                      [&](const Options& opt, const Geometry& geo) -> ffi::Error {
+    const int64_t total = static_cast<int64_t>(y->element_count());
+    return dispatch<ForwardCuda>(x.element_type(), opt.padding, stream, geo, x.untyped_data(),
+                                 m.typed_data<int32_t>(), f.untyped_data(), y->untyped_data(),
+                                 total, channels_last, move);
+  });
 }
 
 ffi::Error BackwardImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer x,
@@ -420,153 +380,28 @@ ffi::Error BackwardImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
                         ffi::Result<ffi::AnyBuffer> ds, int64_t padding, bool channels_last,
                         ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
                         bool shift_grad) {
-  Options opt;
-  Geometry geo;
-  if (auto e = prepare_backward(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last,
-                                strides, present, &opt, &geo);
-      e.failure())
-    return e;
-  if (x.element_count() == 0) return ffi::Error::Success();
-  const int64_t S = static_cast<int64_t>(geo.ax[0].Lo) * geo.ax[1].Lo * geo.ax[2].Lo;
-  const int64_t chunks = (S + kChunk - 1) / kChunk;
-  // Partial sums: per chunk (general kernel) or per walk block.
-  const int64_t walk_parts = channels_last ? (geo.ax[1].L + kWalkRows - 1) / kWalkRows
-                                           : (geo.ax[2].L + kLanes - 1) / kLanes;
-  const int64_t parts = use_walks(geo, channels_last) ? walk_parts : chunks;
-  void* partial = nullptr;
-  if (shift_grad) {
-    const size_t bytes = static_cast<size_t>(geo.N * parts * geo.C * 3) *
-                         (x.element_type() == ffi::DataType::F64 ? 8 : 4);
-    auto mem = scratch.Allocate(bytes);
-    if (!mem.has_value()) return ffi::Error::Internal("jaxshift: scratch allocation failed");
-    partial = mem.value();
-  }
-  return dispatch<BackwardCuda>(x.element_type(), opt.padding, stream, geo, x.untyped_data(),
-                                g.untyped_data(), m_r.typed_data<int32_t>(), f_r.untyped_data(),
-                                m_u.typed_data<int32_t>(), f_u.untyped_data(),
-                                dx->untyped_data(), ds->untyped_data(), partial, chunks,
-                                channels_last, shift_grad);
-}
-
-// ---------------------------------------------------------------------------
-// The tiled kernels (tiled.h): opt-in through the *_cuda_tiled targets
-// (JAXSHIFT_CUDA_KERNEL=tiled) until a GPU run has passed with them; the
-// emulator (cuda_emulated.cc) runs the same code and the same launches.
-template <class K>
-__global__ void __launch_bounds__(tiled::kThreads) tiled_kernel(const typename K::Args a) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  for (int64_t item = blockIdx.x; item < a.plan.items; item += gridDim.x) {
-#pragma unroll
-    for (int ph = 0; ph < K::kPhases; ++ph) {
-      K::phase(ph, a, item, static_cast<int>(threadIdx.x), smem);
-      __syncthreads();
+  return backward_call(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last, strides,
+                       present, [&](const Options& opt, const Geometry& geo) -> ffi::Error {
+    const int64_t S = static_cast<int64_t>(geo.ax[0].Lo) * geo.ax[1].Lo * geo.ax[2].Lo;
+    const int64_t chunks = (S + kChunk - 1) / kChunk;
+    // Partial sums: per chunk (general kernel) or per walk block.
+    const int64_t walk_parts = channels_last ? (geo.ax[1].L + kWalkRows - 1) / kWalkRows
+                                             : (geo.ax[2].L + kLanes - 1) / kLanes;
+    const int64_t parts = use_walks(geo, channels_last) ? walk_parts : chunks;
+    void* partial = nullptr;
+    if (shift_grad) {
+      const size_t bytes = static_cast<size_t>(geo.N * parts * geo.C * 3) *
+                           (x.element_type() == ffi::DataType::F64 ? 8 : 4);
+      auto mem = scratch.Allocate(bytes);
+      if (!mem.has_value()) return ffi::Error::Internal("jaxshift: scratch allocation failed");
+      partial = mem.value();
     }
-  }
-}
-
-// The launcher of tiled_launch.h on a stream.
-class CudaLauncher {
- public:
-  CudaLauncher(cudaStream_t stream, ffi::ScratchAllocator* alloc) : stream_(stream), alloc_(alloc) {}
-
-  template <class K>
-  ffi::Error launch(const typename K::Args& a) {
-    const size_t smem = a.plan.smem;
-    if (smem > 48 * 1024) {
-      const cudaError_t e = cudaFuncSetAttribute(
-          tiled_kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-      if (e != cudaSuccess) {
-        return ffi::Error::Internal(std::string("jaxshift: shared memory for ") + K::kName +
-                                    ": " + cudaGetErrorString(e));
-      }
-    }
-    tiled_kernel<K><<<static_cast<unsigned>(a.plan.grid), tiled::kThreads, smem, stream_>>>(a);
-    return last_error(K::kName);
-  }
-
-  void* scratch(size_t bytes) {
-    if (!alloc_) return nullptr;
-    auto mem = alloc_->Allocate(bytes);
-    return mem.has_value() ? mem.value() : nullptr;
-  }
-
-  template <typename A>
-  ffi::Error finish(const Geometry& geo, const A* partial, int64_t parts, const A* f, A* ds) {
-    const int64_t n = geo.N * geo.C * 3;
-    shift_grad_finish<A><<<static_cast<int>((n + kThreads - 1) / kThreads), kThreads, 0,
-                           stream_>>>(geo, partial, parts, f, ds);
-    return last_error("shift gradient (finish)");
-  }
-
-  template <typename A>
-  ffi::Error zero(A* ds, int64_t n) {
-    fill_zero<A><<<static_cast<int>((n + kThreads - 1) / kThreads), kThreads, 0, stream_>>>(ds, n);
-    return last_error("fill");
-  }
-
- private:
-  cudaStream_t stream_;
-  ffi::ScratchAllocator* alloc_;
-};
-
-struct ForwardTiled {
-  template <typename T, int P>
-  static ffi::Error Run(CudaLauncher& l, const Geometry& geo, const void* x, const int32_t* m,
-                        const void* f, void* y, bool channels_last, bool move) {
-    using A = typename Acc<T>::type;
-    return tiled::forward<T, P>(l, geo, static_cast<const T*>(x), m, static_cast<const A*>(f),
-                                static_cast<T*>(y), channels_last, move, false);
-  }
-};
-
-struct BackwardTiled {
-  template <typename T, int P>
-  static ffi::Error Run(CudaLauncher& l, const Geometry& geo, const void* x, const void* g,
-                        const int32_t* m_r, const void* f_r, const int32_t* m_u, const void* f_u,
-                        void* dx, void* ds, bool channels_last, bool shift_grad) {
-    using A = typename Acc<T>::type;
-    return tiled::backward<T, P>(l, geo, static_cast<const T*>(x), static_cast<const T*>(g), m_r,
-                                 static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u),
-                                 static_cast<T*>(dx), static_cast<A*>(ds), channels_last,
-                                 shift_grad, false);
-  }
-};
-
-ffi::Error ForwardTiledImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::AnyBuffer m,
-                            ffi::AnyBuffer f, ffi::Result<ffi::AnyBuffer> y, int64_t padding,
-                            bool channels_last, ffi::Span<const int64_t> strides,
-                            ffi::Span<const int64_t> present, bool move) {
-  Options opt;
-  Geometry geo;
-  if (auto e = prepare_forward(x, m, f, *y, padding, channels_last, strides, present, &opt, &geo);
-      e.failure())
-    return e;
-  if (y->element_count() == 0) return ffi::Error::Success();
-  CudaLauncher l(stream, nullptr);
-  return dispatch<ForwardTiled>(x.element_type(), opt.padding, l, geo, x.untyped_data(),
-                                m.typed_data<int32_t>(), f.untyped_data(), y->untyped_data(),
-                                channels_last, move);
-}
-
-ffi::Error BackwardTiledImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer x,
-                             ffi::AnyBuffer g, ffi::AnyBuffer m_r, ffi::AnyBuffer f_r,
-                             ffi::AnyBuffer m_u, ffi::AnyBuffer f_u,
-                             ffi::Result<ffi::AnyBuffer> dx, ffi::Result<ffi::AnyBuffer> ds,
-                             int64_t padding, bool channels_last, ffi::Span<const int64_t> strides,
-                             ffi::Span<const int64_t> present, bool shift_grad) {
-  Options opt;
-  Geometry geo;
-  if (auto e = prepare_backward(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last,
-                                strides, present, &opt, &geo);
-      e.failure())
-    return e;
-  if (x.element_count() == 0) return ffi::Error::Success();
-  CudaLauncher l(stream, &scratch);
-  return dispatch<BackwardTiled>(x.element_type(), opt.padding, l, geo, x.untyped_data(),
-                                 g.untyped_data(), m_r.typed_data<int32_t>(), f_r.untyped_data(),
-                                 m_u.typed_data<int32_t>(), f_u.untyped_data(),
-                                 dx->untyped_data(), ds->untyped_data(), channels_last,
-                                 shift_grad);
+    return dispatch<BackwardCuda>(x.element_type(), opt.padding, stream, geo, x.untyped_data(),
+                                  g.untyped_data(), m_r.typed_data<int32_t>(), f_r.untyped_data(),
+                                  m_u.typed_data<int32_t>(), f_u.untyped_data(),
+                                  dx->untyped_data(), ds->untyped_data(), partial, chunks,
+                                  channels_last, shift_grad);
+  });
 }
 
 }  // namespace
@@ -585,17 +420,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
                                      .Ctx<ffi::PlatformStream<cudaStream_t>>()
                                      .Ctx<ffi::ScratchAllocator>()));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(
-    jaxshift_forward_cuda_tiled, jaxshift::ForwardTiledImpl,
-    jaxshift::forward_signature(ffi::Ffi::Bind().Ctx<ffi::PlatformStream<cudaStream_t>>()),
-    {ffi::Traits::kCmdBufferCompatible});
-XLA_FFI_DEFINE_HANDLER_SYMBOL(
-    jaxshift_backward_cuda_tiled, jaxshift::BackwardTiledImpl,
-    jaxshift::backward_signature(ffi::Ffi::Bind()
-                                     .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                     .Ctx<ffi::ScratchAllocator>()));
-
 JAXSHIFT_EXPORT_HANDLER(cuda, forward)
 JAXSHIFT_EXPORT_HANDLER(cuda, backward)
-JAXSHIFT_EXPORT_HANDLER(cuda_tiled, forward)
-JAXSHIFT_EXPORT_HANDLER(cuda_tiled, backward)

@@ -431,6 +431,31 @@ JS_HD Win read_win(const Win* src) {
 // Stages the window of `src` (the item's sample and first channel; lengths
 // len, element strides st) through padding Q into `win`: channels-last as
 // [pixel][cb] values of A, channels-first as rows of T, w.pitch apart.
+// Units a thread loads before it stores any: 4 x 16 bytes in flight per
+// thread (staging would otherwise wait one memory latency per unit).
+constexpr int kBatch = 4;
+
+// Stores a staged 16-byte unit of channels-last values (widened to A).
+template <typename T, typename A>
+JS_HD void store_unit(A* d, const Vec16& v, int tid) {
+  if constexpr (sizeof(T) == sizeof(A)) {
+    sst16(d, v);
+  } else {  // 16-bit storage: 8 values widen to 32 bytes of floats
+    T e[16 / sizeof(T)];
+    memcpy(e, &v, 16);
+    for (int h0 = 0; h0 < 2; ++h0) {
+      // Swizzle the two halves by lane bit 2: the 8 lanes of a quarter-warp
+      // then store to 8 distinct 16-byte bank groups.
+      const int h = h0 ^ ((tid >> 2) & 1);
+      Vec16 o;
+      float q[4];
+      for (int j = 0; j < 4; ++j) q[j] = widen<float>(e[h * 4 + j]);
+      memcpy(&o, q, 16);
+      sst16(d + h * 4, o);
+    }
+  }
+}
+
 template <int Q, typename T, typename I>
 JS_HD void stage(const Geometry& geo, const Plan& p, const Win& w, const Item& it, int tid,
                  const T* src, const int* len, const int64_t* st, void* win) {
@@ -441,45 +466,35 @@ JS_HD void stage(const Geometry& geo, const Plan& p, const Win& w, const Item& i
     const int lane = tid % vpp;
     Counter3 px(w.size, tid / vpp, kThreads / vpp);
     const int64_t c = it.c0 + static_cast<int64_t>(lane) * p.V;
-    for (; px.more(); px.next()) {
-      I off = 0;
-      bool zero = c >= geo.C;
-      for (int a = 0; a < 3; ++a) {
-        const int s = geo.ax[a].present ? pad_fast<Q>(w.lo[a] + px.i[a], len[a]) : 0;
-        zero = zero || s < 0;
-        off += static_cast<I>(s) * static_cast<I>(st[a]);
-      }
-      A* d = out + (((px.i[0] * w.size[1]) + px.i[1]) * w.size[2] + px.i[2]) * p.cb + lane * p.V;
-      const T* s = src + off + lane * p.V;
-      if (p.V > 1 && (zero || c + p.V <= geo.C)) {  // whole vectors (zeros: padding)
-        Vec16 v;
-        if (zero) {
-          memset(&v, 0, sizeof(v));
-        } else {
-          gld16(s, &v);
+    while (px.more()) {
+      Vec16 v[kBatch];
+      A* dst[kBatch];
+      int n = 0;
+      for (; n < kBatch && px.more(); px.next()) {
+        I off = 0;
+        bool zero = c >= geo.C;
+        for (int a = 0; a < 3; ++a) {
+          const int s = geo.ax[a].present ? pad_fast<Q>(w.lo[a] + px.i[a], len[a]) : 0;
+          zero = zero || s < 0;
+          off += static_cast<I>(s) * static_cast<I>(st[a]);
         }
-        if constexpr (sizeof(T) == sizeof(A)) {
-          sst16(d, v);
-        } else {  // 16-bit storage: 8 values widen to 32 bytes of floats
-          T e[16 / sizeof(T)];
-          memcpy(e, &v, 16);
-          for (int h0 = 0; h0 < 2; ++h0) {
-            // Swizzle the two halves by lane bit 2: the 8 lanes of a
-            // quarter-warp then store to 8 distinct 16-byte bank groups.
-            const int h = h0 ^ ((tid >> 2) & 1);
-            Vec16 o;
-            float q[4];
-            for (int j = 0; j < 4; ++j) q[j] = widen<float>(e[h * 4 + j]);
-            memcpy(&o, q, 16);
-            sst16(d + h * 4, o);
+        A* d = out + (((px.i[0] * w.size[1]) + px.i[1]) * w.size[2] + px.i[2]) * p.cb + lane * p.V;
+        const T* s = src + off + lane * p.V;
+        if (p.V > 1 && (zero || c + p.V <= geo.C)) {  // whole vectors (zeros: padding)
+          if (zero) {
+            memset(&v[n], 0, sizeof(Vec16));
+          } else {
+            gld16(s, &v[n]);
+          }
+          dst[n++] = d;
+        } else {  // scalar staging (unaligned channels, a partial block)
+          for (int j = 0; j < p.V; ++j) {
+            const bool ok = !zero && c + j < geo.C;
+            sst(d + j, ok ? load<A>(s + j) : A(0));
           }
         }
-      } else {
-        for (int j = 0; j < p.V; ++j) {
-          const bool ok = !zero && c + j < geo.C;
-          sst(d + j, ok ? load<A>(s + j) : A(0));
-        }
       }
+      for (int j = 0; j < n; ++j) store_unit<T, A>(dst[j], v[j], tid);
     }
     return;
   }
@@ -487,41 +502,74 @@ JS_HD void stage(const Geometry& geo, const Plan& p, const Win& w, const Item& i
   // Units over whole pitches (those past nu idle): consecutive lanes store
   // to consecutive 16-byte slots.
   const int ext[3] = {w.size[0], w.size[1], w.pitch / p.V};
-  for (Counter3 u(ext, tid, kThreads); u.more(); u.next()) {
-    if (u.i[2] >= w.nu) continue;
-    I off = 0;
-    bool zero = false;
-    for (int a = 0; a < 2; ++a) {
-      const int s = geo.ax[a].present ? pad_fast<Q>(w.lo[a] + u.i[a], len[a]) : 0;
-      zero = zero || s < 0;
-      off += static_cast<I>(s) * static_cast<I>(st[a]);
-    }
-    const T* row = src + off;
-    const int q = w.qa + u.i[2] * p.V;
-    T* d = out + (u.i[0] * w.size[1] + u.i[1]) * w.pitch + u.i[2] * p.V;
-    if (p.V > 1 && (zero || (q >= 0 && q + p.V <= len[2]))) {
-      Vec16 v;
-      const int bytes = p.V * static_cast<int>(sizeof(T));
+  const int bytes = p.V * static_cast<int>(sizeof(T));
+  Counter3 u(ext, tid, kThreads);
+  while (u.more()) {
+    Vec16 v[kBatch];
+    T* dst[kBatch];
+    int n = 0;
+    for (; n < kBatch && u.more(); u.next()) {
+      if (u.i[2] >= w.nu) continue;
+      I off = 0;
+      bool zero = false;
+      for (int a = 0; a < 2; ++a) {
+        const int s = geo.ax[a].present ? pad_fast<Q>(w.lo[a] + u.i[a], len[a]) : 0;
+        zero = zero || s < 0;
+        off += static_cast<I>(s) * static_cast<I>(st[a]);
+      }
+      const T* row = src + off;
+      const int q = w.qa + u.i[2] * p.V;
+      T* d = out + (u.i[0] * w.size[1] + u.i[1]) * w.pitch + u.i[2] * p.V;
+      if (p.V == 1) {
+        const int s = zero ? -1 : pad_fast<Q>(q, len[2]);
+        sst(d, s < 0 ? zero_of<T>() : gld(row + static_cast<I>(s) * static_cast<I>(st[2])));
+        continue;
+      }
       if (zero) {
-        memset(&v, 0, sizeof(v));
-      } else {
-        gldn(row + static_cast<I>(q) * static_cast<I>(st[2]), &v, bytes);
+        memset(&v[n], 0, sizeof(Vec16));
+      } else if (q >= 0 && q + p.V <= len[2]) {
+        gldn(row + static_cast<I>(q) * static_cast<I>(st[2]), &v[n], bytes);
+      } else {  // a vector across the row's end: gathered, stored whole
+        T e[16 / sizeof(T)];
+        for (int j = 0; j < p.V; ++j) {
+          const int s = pad_fast<Q>(q + j, len[2]);
+          e[j] = s < 0 ? zero_of<T>() : gld(row + static_cast<I>(s) * static_cast<I>(st[2]));
+        }
+        memcpy(&v[n], e, sizeof(T) * p.V);
       }
-      sstn(d, v, bytes);
-    } else if (p.V > 1) {  // a vector across the row's end: gathered, stored whole
-      T e[16 / sizeof(T)];
-      for (int j = 0; j < p.V; ++j) {
-        const int s = pad_fast<Q>(q + j, len[2]);
-        e[j] = s < 0 ? zero_of<T>() : gld(row + static_cast<I>(s) * static_cast<I>(st[2]));
-      }
-      Vec16 v;
-      memcpy(&v, e, sizeof(T) * p.V);
-      sstn(d, v, p.V * static_cast<int>(sizeof(T)));
-    } else {
-      const int s = zero ? -1 : pad_fast<Q>(q, len[2]);
-      sst(d, s < 0 ? zero_of<T>() : gld(row + static_cast<I>(s) * static_cast<I>(st[2])));
+      dst[n++] = d;
     }
+    for (int j = 0; j < n; ++j) sstn(dst[j], v[j], bytes);
   }
+}
+
+// The per-channel fallback (far shifts, folded edges, strided input
+// gradients): shift_core.h's element-wise functions, reading global memory.
+// Not inlined on the GPU: one copy per (dtype, padding) serves every layout
+// and index width (inlined, they tripled the tiled kernels' compile time).
+template <int P, typename A, typename T>
+JS_HD_NOINLINE A fallback_forward(const T* x, const Axis* ax, const int* o, const int* m,
+                                  const A* f) {
+  return forward_value<P, A>(x, ax, o, m, f);
+}
+template <int P, typename T>
+JS_HD_NOINLINE void fallback_move(const T* x, T* y, const Axis* ax, const int* o, const int* m) {
+  const T* from = move_source<P>(x, ax, o, m);
+  if (from) {
+    copy_element(y, from);
+  } else {
+    store(y, typename Acc<T>::type(0));
+  }
+}
+template <int P, typename A, typename T>
+JS_HD_NOINLINE A fallback_adjoint(const T* g, const Axis* ax, const int* i, const int* m,
+                                  const A* f) {
+  return adjoint_value<P, A>(g, ax, i, m, f);
+}
+template <int P, typename A, typename T>
+JS_HD_NOINLINE void fallback_deriv(const T* x, const Axis* ax, const int* o, const int* m,
+                                   const A* f, A* d) {
+  deriv_values<P, A>(x, ax, o, m, f, d);
 }
 
 // A reader of window-local position (j0, j1, j2) of channel lane `lane`.
@@ -578,6 +626,40 @@ JS_HD Role role(const Plan& p, int tid) {
   return p.last ? Role{tid % p.cb, tid / p.cb, kThreads / p.cb} : Role{0, tid, kThreads};
 }
 
+// What every phase of an item sees: the item, and shared memory's tables,
+// window descriptions and first window.
+template <typename A>
+struct View {
+  Item it;
+  Chan<A>* ch;
+  Win* info;
+  unsigned char* win;
+};
+template <typename A>
+JS_HD View<A> view(const Geometry& geo, const Plan& p, int64_t item, unsigned char* smem) {
+  return View<A>{decode_item(geo, p, item), reinterpret_cast<Chan<A>*>(smem),
+                 reinterpret_cast<Win*>(smem + p.off_info), smem + p.off_win};
+}
+
+// The channel a thread computes (its role's lane), or false past C.
+template <typename A>
+struct Lane {
+  Role r;
+  int64_t c;
+  const Chan<A>* cc;
+  int state;
+};
+template <typename A>
+JS_HD bool lane_of(const Geometry& geo, const Plan& p, const Item& it, int tid, const Chan<A>* ch,
+                   Lane<A>* l) {
+  l->r = role(p, tid);
+  l->c = it.c0 + l->r.lane;
+  if (l->c >= geo.C) return false;
+  l->cc = ch + l->r.lane;
+  l->state = sld(&l->cc->state);
+  return true;
+}
+
 // ---------------------------------------------------------------------------
 // Forward.
 template <typename T, int P, bool kLast, typename I>
@@ -599,10 +681,11 @@ struct Forward {
   JS_HD static void phase(int ph, const Args& a, int64_t item, int tid, unsigned char* smem) {
     const Geometry& geo = a.geo;
     const Plan& p = a.plan;
-    const Item it = decode_item(geo, p, item);
-    Chan<A>* ch = reinterpret_cast<Chan<A>*>(smem);
-    Win* info = reinterpret_cast<Win*>(smem + p.off_info);
-    void* win = smem + p.off_win;
+    const View<A> v = view<A>(geo, p, item, smem);
+    const Item& it = v.it;
+    Chan<A>* ch = v.ch;
+    Win* info = v.info;
+    void* win = v.win;
     const int dmax = a.move ? 0 : 1;
     if (ph == 0) {
       load_chan<A>(geo, p, it, tid, a.m, a.f, nullptr, nullptr, ch);
@@ -621,11 +704,12 @@ struct Forward {
                             const Win& w, const void* win) {
     const Geometry& geo = a.geo;
     const Plan& p = a.plan;
-    const Role r = role(p, tid);
-    const int64_t c = it.c0 + r.lane;
-    if (c >= geo.C) return;
-    const Chan<A>* cc = ch + r.lane;
-    const int state = sld(&cc->state);
+    Lane<A> l;
+    if (!lane_of(geo, p, it, tid, ch, &l)) return;
+    const Role& r = l.r;
+    const int64_t c = l.c;
+    const Chan<A>* cc = l.cc;
+    const int state = l.state;
     int m[3];
     A f[3];
     for (int k = 0; k < 3; ++k) {
@@ -659,14 +743,9 @@ struct Forward {
           store(yp, tensor3<A>(s, kk, rd));
         }
       } else if (a.move && !(state & kNan)) {  // far shift: the element-wise functions
-        const T* from = move_source<P>(xc, geo.ax, o, m);
-        if (from) {
-          copy_element(yp, from);
-        } else {
-          store(yp, A(0));
-        }
+        fallback_move<P>(xc, yp, geo.ax, o, m);
       } else {
-        store(yp, forward_value<P, A>(xc, geo.ax, o, m, f));
+        store(yp, fallback_forward<P, A>(xc, geo.ax, o, m, f));
       }
     }
   }
@@ -700,10 +779,11 @@ struct Backward {
   JS_HD static void phase(int ph, const Args& a, int64_t item, int tid, unsigned char* smem) {
     const Geometry& geo = a.geo;
     const Plan& p = a.plan;
-    const Item it = decode_item(geo, p, item);
-    Chan<A>* ch = reinterpret_cast<Chan<A>*>(smem);
-    Win* info = reinterpret_cast<Win*>(smem + p.off_info);
-    void* xwin = smem + p.off_win;
+    const View<A> v = view<A>(geo, p, item, smem);
+    const Item& it = v.it;
+    Chan<A>* ch = v.ch;
+    Win* info = v.info;
+    void* xwin = v.win;
     void* gwin = smem + p.off_win2;
     A* red = reinterpret_cast<A*>(smem + p.off_red);
     if (ph == 0) {
@@ -773,11 +853,12 @@ struct Backward {
                             A* sums) {
     const Geometry& geo = a.geo;
     const Plan& p = a.plan;
-    const Role r = role(p, tid);
-    const int64_t c = it.c0 + r.lane;
-    if (c >= geo.C) return;
-    const Chan<A>* cc = ch + r.lane;
-    const int state = sld(&cc->state);
+    Lane<A> l;
+    if (!lane_of(geo, p, it, tid, ch, &l)) return;
+    const Role& r = l.r;
+    const int64_t c = l.c;
+    const Chan<A>* cc = l.cc;
+    const int state = l.state;
     int mu[3], mr[3];
     A fu[3], fr[3];
     for (int k = 0; k < 3; ++k) {
@@ -824,7 +905,7 @@ struct Backward {
         for (int k = 0; k < 3; ++k) j[k] = i[k] - mr[k] - win_origin<kLast>(wg, k);
         v = tensor3_adjoint<A>(sv, j, gr);
       } else {
-        v = adjoint_value<P, A>(gc, geo.ax, i, mr, fr);
+        v = fallback_adjoint<P, A>(gc, geo.ax, i, mr, fr);
       }
       store(dc + off, v);
     }
@@ -864,7 +945,7 @@ struct Backward {
           d[k] = tensor3<A>(s3, kk, xr);
         }
       } else {
-        deriv_values<P, A>(xc, geo.ax, o, mu, fu, d);
+        fallback_deriv<P, A>(xc, geo.ax, o, mu, fu, d);
       }
       for (int k = 0; k < 3; ++k) sums[k] += gv * d[k];
     }

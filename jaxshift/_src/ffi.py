@@ -11,6 +11,7 @@ the batch axis (and the per-group shift tables), so a vmapped shift is one
 kernel launch. Partitioning is `jaxshift._src.partition`'s.
 """
 
+import contextlib
 import ctypes
 import functools
 import importlib.resources
@@ -63,6 +64,30 @@ def target(platform: str, which: str) -> str:
   ``"backward"``) on `platform`, e.g. ``jaxshift_forward_cpu`` or, with
   ``JAXSHIFT_CPU_KERNEL=cuda-emulated``, ``jaxshift_forward_cuda_emulated``."""
   return f"jaxshift_{which}_{_FAMILY[platform]}"
+
+
+@contextlib.contextmanager
+def kernel_choice(platform: str, value: str):
+  """Calls traced inside use kernel choice `value` on `platform` (the values
+  of `KERNEL_CHOICES`), e.g. ``kernel_choice("cuda", "tiled")``: for
+  benchmarks that time the v1 and tiled CUDA kernels in one process. Compile
+  inside (``jax.jit(f).lower(...).compile()``); a jitted function traced
+  later uses the process's choice again."""
+  var, choices = KERNEL_CHOICES[platform]
+  if value not in choices:
+    raise ValueError(f"`value` must be one of {', '.join(map(repr, choices))} for {var}; "
+                     f"got {value!r}.")
+  saved_family, saved = _FAMILY[platform], _loaded.pop(platform, None)
+  _FAMILY[platform] = choices[value]
+  try:
+    if not kernels_available(platform):
+      raise RuntimeError(f"jaxshift's {platform} kernels ({value}) are not built.")
+    yield
+  finally:
+    _FAMILY[platform] = saved_family
+    _loaded.pop(platform, None)
+    if saved is not None:
+      _loaded[platform] = saved
 
 
 def library_path(platform: str):

@@ -1,0 +1,62 @@
+// One dtype's tiled kernels (every padding, layout and index width):
+// included by a translation unit CMakeLists.txt generates per (direction,
+// dtype), with JAXSHIFT_TILED_T the storage type and JAXSHIFT_TILED_FORWARD
+// 1 (forward) or 0 (backward).
+#include "cuda_tiled.cuh"
+
+namespace jaxshift {
+namespace gpu {
+namespace {
+
+struct ForwardTiled {
+  template <typename T, int P>
+  static ffi::Error Run(CudaLauncher& l, const Geometry& geo, const void* x, const int32_t* m,
+                        const void* f, void* y, bool channels_last, bool move) {
+    using A = typename Acc<T>::type;
+    return tiled::forward<T, P>(l, geo, static_cast<const T*>(x), m, static_cast<const A*>(f),
+                                static_cast<T*>(y), channels_last, move, false);
+  }
+};
+
+struct BackwardTiled {
+  template <typename T, int P>
+  static ffi::Error Run(CudaLauncher& l, const Geometry& geo, const void* x, const void* g,
+                        const int32_t* m_r, const void* f_r, const int32_t* m_u, const void* f_u,
+                        void* dx, void* ds, bool channels_last, bool shift_grad) {
+    using A = typename Acc<T>::type;
+    return tiled::backward<T, P>(l, geo, static_cast<const T*>(x), static_cast<const T*>(g), m_r,
+                                 static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u),
+                                 static_cast<T*>(dx), static_cast<A*>(ds), channels_last,
+                                 shift_grad, false);
+  }
+};
+
+}  // namespace
+
+#if JAXSHIFT_TILED_FORWARD
+template <typename T>
+ffi::Error tiled_forward_as(CudaLauncher& l, int padding, const Geometry& geo, const void* x,
+                            const int32_t* m, const void* f, void* y, bool channels_last,
+                            bool move) {
+  return dispatch_padding<ForwardTiled, T>(padding, l, geo, x, m, f, y, channels_last, move);
+}
+template ffi::Error tiled_forward_as<JAXSHIFT_TILED_T>(CudaLauncher&, int, const Geometry&,
+                                                       const void*, const int32_t*, const void*,
+                                                       void*, bool, bool);
+#else
+template <typename T>
+ffi::Error tiled_backward_as(CudaLauncher& l, int padding, const Geometry& geo, const void* x,
+                             const void* g, const int32_t* m_r, const void* f_r,
+                             const int32_t* m_u, const void* f_u, void* dx, void* ds,
+                             bool channels_last, bool shift_grad) {
+  return dispatch_padding<BackwardTiled, T>(padding, l, geo, x, g, m_r, f_r, m_u, f_u, dx, ds,
+                                            channels_last, shift_grad);
+}
+template ffi::Error tiled_backward_as<JAXSHIFT_TILED_T>(CudaLauncher&, int, const Geometry&,
+                                                        const void*, const void*, const int32_t*,
+                                                        const void*, const int32_t*, const void*,
+                                                        void*, void*, bool, bool);
+#endif
+
+}  // namespace gpu
+}  // namespace jaxshift
