@@ -1,7 +1,11 @@
-// One dtype's tiled kernels (every padding, layout and index width):
-// included by a translation unit CMakeLists.txt generates per (direction,
-// dtype), with JAXSHIFT_TILED_T the storage type and JAXSHIFT_TILED_FORWARD
-// 1 (forward) or 0 (backward).
+// One dtype's tiled kernels (every padding, layout and index width), for
+// JAXSHIFT_TILED_T (the storage type) and JAXSHIFT_TILED_FORWARD (1 forward,
+// 0 backward). CMakeLists.txt generates a translation unit per (direction,
+// dtype) that includes this file once; a CHECK build (2 cores: fewer units
+// parse faster) includes it eight times from one unit, so the part above the
+// instantiation is included once.
+#ifndef JAXSHIFT_CUDA_TILED_INSTANCE_ONCE
+#define JAXSHIFT_CUDA_TILED_INSTANCE_ONCE
 #include "cuda_tiled.cuh"
 
 namespace jaxshift {
@@ -33,17 +37,13 @@ struct BackwardTiled {
 
 }  // namespace
 
-#if JAXSHIFT_TILED_FORWARD
 template <typename T>
 ffi::Error tiled_forward_as(CudaLauncher& l, int padding, const Geometry& geo, const void* x,
                             const int32_t* m, const void* f, void* y, bool channels_last,
                             bool move) {
   return dispatch_padding<ForwardTiled, T>(padding, l, geo, x, m, f, y, channels_last, move);
 }
-template ffi::Error tiled_forward_as<JAXSHIFT_TILED_T>(CudaLauncher&, int, const Geometry&,
-                                                       const void*, const int32_t*, const void*,
-                                                       void*, bool, bool);
-#else
+
 template <typename T>
 ffi::Error tiled_backward_as(CudaLauncher& l, int padding, const Geometry& geo, const void* x,
                              const void* g, const int32_t* m_r, const void* f_r,
@@ -52,11 +52,22 @@ ffi::Error tiled_backward_as(CudaLauncher& l, int padding, const Geometry& geo, 
   return dispatch_padding<BackwardTiled, T>(padding, l, geo, x, g, m_r, f_r, m_u, f_u, dx, ds,
                                             channels_last, shift_grad);
 }
+
+}  // namespace gpu
+}  // namespace jaxshift
+#endif  // JAXSHIFT_CUDA_TILED_INSTANCE_ONCE
+
+namespace jaxshift {
+namespace gpu {
+#if JAXSHIFT_TILED_FORWARD
+template ffi::Error tiled_forward_as<JAXSHIFT_TILED_T>(CudaLauncher&, int, const Geometry&,
+                                                       const void*, const int32_t*, const void*,
+                                                       void*, bool, bool);
+#else
 template ffi::Error tiled_backward_as<JAXSHIFT_TILED_T>(CudaLauncher&, int, const Geometry&,
                                                         const void*, const void*, const int32_t*,
                                                         const void*, const int32_t*, const void*,
                                                         void*, void*, bool, bool);
 #endif
-
 }  // namespace gpu
 }  // namespace jaxshift
