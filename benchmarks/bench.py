@@ -150,6 +150,35 @@ def bench_case(shape, dtype, layout, mode, samples, inner, impls):
   return {**time_all(ours, samples, inner), **time_all(rest, samples, inner)}
 
 
+def bench_extra(samples, inner, impls):
+  """Forward rows for the 3-D and strided cases of issue 15's targets: the
+  default and tiled kernels against a copy of the input, timed in turns."""
+  cases = [("16x8x28x28x64 3-D", (16, 8, 28, 28, 64), -1, 1),
+           ("16x64x8x28x28 3-D", (16, 64, 8, 28, 28), 1, 1),
+           ("64x56x56x256 stride 2", (64, 56, 56, 256), -1, 2),
+           ("64x256x56x56 stride 2", (64, 256, 56, 56), 1, 2)]
+  lines = ["", "| case | layout | copy | kernel fwd | %bw | tiled fwd | tiled %bw |",
+           "|---|---|---|---|---|---|---|"]
+  for name, shape, cax, strides in cases:
+    x = jax.random.normal(jax.random.key(0), shape, jnp.float32)
+    s = jax.random.uniform(jax.random.key(1), (shape[cax], len(shape) - 2), jnp.float32, -2, 2)
+    f = lambda x, s: jaxshift.shift(x, s, strides=strides, channel_axis=cax, impl="ffi")
+    y_bytes = jax.eval_shape(f, x, s).size * 4
+    timed = {"copy": (jax.jit(lambda x: x + 1.0), (x,)), "kernel": (jax.jit(f), (x, s))}
+    if "tiled" in impls:
+      with jaxshift_ffi.kernel_choice("cuda", "tiled"):
+        timed["tiled"] = (jax.jit(f).lower(x, s).compile(), (x, s))
+    t = time_all(timed, samples, inner)
+    # The floor of a strided forward reads x once and writes the smaller y.
+    floor = t["copy"] * (x.size * 4 + y_bytes) / (2 * x.size * 4)
+    pct = lambda k: f"{100 * floor / t[k]:.0f}%" if k in t else "-"
+    lines.append(f"| {name} | {'NHWC' if cax == -1 else 'NCHW'} | {t['copy']:.3f} | "
+                 f"{t['kernel']:.3f} | {pct('kernel')} | "
+                 f"{t['tiled'] if 'tiled' in t else float('nan'):.3f} | {pct('tiled')} |")
+    print(lines[-1], flush=True)
+  return lines
+
+
 def cpu_header() -> str:
   """The first line of a CPU table: device, jax, commit, date."""
   return (f"device: {jax.devices()[0].platform}, {os.cpu_count()} cores; jax "
@@ -258,6 +287,8 @@ def main(argv=None):
                   f"{pct(2.5, 'tiled+bwd')} | {ratio('dw3x3+bwd', 'tiled+bwd')} |")
           lines.append(line)
           print(line, flush=True)
+  if a.gpu:
+    lines += bench_extra(samples, inner, a.impls)
   write_table(a.out, lines)
 
 
