@@ -47,30 +47,7 @@ Settings& settings() {
 void add_stats(const std::string& name, const emu::Stats& s) {
   Settings& st = settings();
   std::lock_guard<std::mutex> lock(st.mu);
-  emu::Stats& t = st.stats[name];
-  for (const auto& [site, x] : s.sites) {
-    emu::SiteStats& y = t.sites[site];
-    y.requests += x.requests;
-    y.sectors += x.sectors;
-    y.ideal += x.ideal;
-  }
-  t.launches += s.launches;
-  t.ld_requests += s.ld_requests;
-  t.ld_sectors += s.ld_sectors;
-  t.ld_ideal += s.ld_ideal;
-  t.st_requests += s.st_requests;
-  t.st_sectors += s.st_sectors;
-  t.st_ideal += s.st_ideal;
-  t.sh_requests += s.sh_requests;
-  t.sh_wavefronts += s.sh_wavefronts;
-  t.sh_ideal += s.sh_ideal;
-  t.sh_worst = t.sh_worst > s.sh_worst ? t.sh_worst : s.sh_worst;
-  t.vec_accesses += s.vec_accesses;
-  t.vec_misaligned += s.vec_misaligned;
-  t.ld_distinct += s.ld_distinct;
-  t.st_distinct += s.st_distinct;
-  t.ld_bytes += s.ld_bytes;
-  t.st_bytes += s.st_bytes;
+  st.stats[name] += s;
 }
 
 emu::Buffer buffer(const char* name, const ffi::AnyBuffer& b, bool writable) {

@@ -43,7 +43,7 @@ inline ffi::Error last_error(const char* what) {
   return ffi::Error::Success();
 }
 
-inline bool fits_int32(int64_t n) { return n < (int64_t{1} << 31) - (int64_t{1} << 24); }
+using tiled::fits_int32;
 
 inline unsigned capped(int64_t n, int64_t cap) { return static_cast<unsigned>(n < cap ? n : cap); }
 

@@ -69,6 +69,33 @@ struct Stats {
   int64_t vec_accesses = 0, vec_misaligned = 0;
   int64_t ld_distinct = 0, st_distinct = 0;  // distinct sectors, summed over launches
   int64_t ld_bytes = 0, st_bytes = 0;        // bytes requested
+
+  Stats& operator+=(const Stats& s) {
+    for (const auto& [site, x] : s.sites) {
+      SiteStats& y = sites[site];
+      y.requests += x.requests;
+      y.sectors += x.sectors;
+      y.ideal += x.ideal;
+    }
+    launches += s.launches;
+    ld_requests += s.ld_requests;
+    ld_sectors += s.ld_sectors;
+    ld_ideal += s.ld_ideal;
+    st_requests += s.st_requests;
+    st_sectors += s.st_sectors;
+    st_ideal += s.st_ideal;
+    sh_requests += s.sh_requests;
+    sh_wavefronts += s.sh_wavefronts;
+    sh_ideal += s.sh_ideal;
+    sh_worst = std::max(sh_worst, s.sh_worst);
+    vec_accesses += s.vec_accesses;
+    vec_misaligned += s.vec_misaligned;
+    ld_distinct += s.ld_distinct;
+    st_distinct += s.st_distinct;
+    ld_bytes += s.ld_bytes;
+    st_bytes += s.st_bytes;
+    return *this;
+  }
 };
 
 class Emulator final : public Tracker {

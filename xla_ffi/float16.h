@@ -80,26 +80,21 @@ struct Acc<double> {
   using type = double;
 };
 
+// A value already loaded, in the accumulation type.
+template <typename A>
+JS_HD A widen(float v) { return static_cast<A>(v); }
+template <typename A>
+JS_HD A widen(double v) { return static_cast<A>(v); }
+template <typename A>
+JS_HD A widen(Half v) { return static_cast<A>(to_float(v)); }
+template <typename A>
+JS_HD A widen(BFloat16 v) { return static_cast<A>(to_float(v)); }
+
 // Element access (tracked by the emulator, device.h; nothing elsewhere).
-template <typename A>
-JS_HD A load(const float* p JS_SITE) {
-  JS_TRACK(kGlobal, p, 4, false);
-  return static_cast<A>(*p);
-}
-template <typename A>
-JS_HD A load(const double* p JS_SITE) {
-  JS_TRACK(kGlobal, p, 8, false);
-  return static_cast<A>(*p);
-}
-template <typename A>
-JS_HD A load(const Half* p JS_SITE) {
-  JS_TRACK(kGlobal, p, 2, false);
-  return static_cast<A>(to_float(*p));
-}
-template <typename A>
-JS_HD A load(const BFloat16* p JS_SITE) {
-  JS_TRACK(kGlobal, p, 2, false);
-  return static_cast<A>(to_float(*p));
+template <typename A, typename T>
+JS_HD A load(const T* p JS_SITE) {
+  JS_TRACK(kGlobal, p, sizeof(T), false);
+  return widen<A>(*p);
 }
 
 JS_HD void store(float* p, float v JS_SITE) {
@@ -126,15 +121,5 @@ JS_HD void copy_element(T* dst, const T* src JS_SITE) {
   JS_TRACK(kGlobal, dst, sizeof(T), true);
   *dst = *src;
 }
-
-// A value already loaded, in the accumulation type.
-template <typename A>
-JS_HD A widen(float v) { return static_cast<A>(v); }
-template <typename A>
-JS_HD A widen(double v) { return static_cast<A>(v); }
-template <typename A>
-JS_HD A widen(Half v) { return static_cast<A>(to_float(v)); }
-template <typename A>
-JS_HD A widen(BFloat16 v) { return static_cast<A>(to_float(v)); }
 
 }  // namespace jaxshift

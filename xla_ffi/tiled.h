@@ -184,6 +184,10 @@ struct Plan {
 
 JS_HD int ceil_div_int(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
+// Whether offsets below n may use 32-bit index math (a margin of 2^24 for the
+// taps and halos around them); the v1 and tiled kernels share the bound.
+inline bool fits_int32(int64_t n) { return n < (int64_t{1} << 31) - (int64_t{1} << 24); }
+
 // The shift tables of one channel of the block, in shared memory.
 template <typename A>
 struct Chan {
@@ -289,9 +293,7 @@ inline Plan make_plan(const Geometry& geo, bool last, bool backward, int tsize, 
   p.cblocks = (geo.C + p.cb - 1) / p.cb;
   p.items = geo.N * p.cblocks * p.tiles;
   p.grid = p.items < (int64_t{1} << 24) ? p.items : (int64_t{1} << 24);
-  const int64_t per_sample_x = geo.sx_n, per_sample_y = geo.sy_n;
-  p.index64 = force_index64 || per_sample_x >= (int64_t{1} << 31) - (int64_t{1} << 24) ||
-              per_sample_y >= (int64_t{1} << 31) - (int64_t{1} << 24);
+  p.index64 = force_index64 || !fits_int32(geo.sx_n) || !fits_int32(geo.sy_n);
   layout_smem(&p, backward, tsize, asize);
   return p;
 }
@@ -428,9 +430,6 @@ JS_HD Win read_win(const Win* src) {
   return w;
 }
 
-// Stages the window of `src` (the item's sample and first channel; lengths
-// len, element strides st) through padding Q into `win`: channels-last as
-// [pixel][cb] values of A, channels-first as rows of T, w.pitch apart.
 // Units a thread loads before it stores any: 4 x 16 bytes in flight per
 // thread (staging would otherwise wait one memory latency per unit).
 constexpr int kBatch = 4;
@@ -456,10 +455,22 @@ JS_HD void store_unit(A* d, const Vec16& v, int tid) {
   }
 }
 
+// Stages the window of `tensor` through padding Q into `win`: channels-last
+// as [pixel][cb] values of A, channels-first as rows of T, w.pitch apart.
+// `output_grid`: the tensor is on the output grid (g: lengths Lo, strides sy),
+// else on the input grid (x: L, sx).
 template <int Q, typename T, typename I>
 JS_HD void stage(const Geometry& geo, const Plan& p, const Win& w, const Item& it, int tid,
-                 const T* src, const int* len, const int64_t* st, void* win) {
+                 const T* tensor, bool output_grid, void* win) {
   using A = typename Acc<T>::type;
+  int len[3];
+  int64_t st[3];
+  for (int a = 0; a < 3; ++a) {
+    len[a] = output_grid ? geo.ax[a].Lo : geo.ax[a].L;
+    st[a] = output_grid ? geo.ax[a].sy : geo.ax[a].sx;
+  }
+  const T* src = tensor + it.n * (output_grid ? geo.sy_n : geo.sx_n) +
+                 it.c0 * (output_grid ? geo.sy_c : geo.sx_c);
   if (p.last) {
     A* out = static_cast<A*>(win);
     const int vpp = p.cb / p.V;  // units per pixel, a power of two
@@ -692,9 +703,7 @@ struct Forward {
     } else if (ph == 1) {
       const Win w = make_window<A>(geo, p, it, ch, false, 1, 0, dmax, false);
       if (tid == 0) store_win(info, w);
-      const int len[3] = {geo.ax[0].L, geo.ax[1].L, geo.ax[2].L};
-      const int64_t st[3] = {geo.ax[0].sx, geo.ax[1].sx, geo.ax[2].sx};
-      stage<P, T, I>(geo, p, w, it, tid, a.x + it.n * geo.sx_n + it.c0 * geo.sx_c, len, st, win);
+      stage<P, T, I>(geo, p, w, it, tid, a.x, false, win);
     } else {
       compute(a, it, tid, ch, read_win(info), win);
     }
@@ -795,18 +804,8 @@ struct Backward {
         store_win(info, wx);
         store_win(info + 1, wg);
       }
-      if (a.shift_grad) {
-        const int len[3] = {geo.ax[0].L, geo.ax[1].L, geo.ax[2].L};
-        const int64_t st[3] = {geo.ax[0].sx, geo.ax[1].sx, geo.ax[2].sx};
-        stage<P, T, I>(geo, p, wx, it, tid, a.x + it.n * geo.sx_n + it.c0 * geo.sx_c, len, st,
-                       xwin);
-      }
-      if (a.unit) {
-        const int len[3] = {geo.ax[0].Lo, geo.ax[1].Lo, geo.ax[2].Lo};
-        const int64_t st[3] = {geo.ax[0].sy, geo.ax[1].sy, geo.ax[2].sy};
-        stage<Q, T, I>(geo, p, wg, it, tid, a.g + it.n * geo.sy_n + it.c0 * geo.sy_c, len, st,
-                       gwin);
-      }
+      if (a.shift_grad) stage<P, T, I>(geo, p, wx, it, tid, a.x, false, xwin);
+      if (a.unit) stage<Q, T, I>(geo, p, wg, it, tid, a.g, true, gwin);
     } else if (ph == 2) {
       A s[3] = {A(0), A(0), A(0)};
       compute(a, it, tid, ch, read_win(info), read_win(info + 1), xwin, gwin, s);

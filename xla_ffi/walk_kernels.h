@@ -8,6 +8,7 @@
 // walks down its column.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "tiled.h"
@@ -66,16 +67,14 @@ JS_HD WalkJob job_channels_first(const Geometry& geo, const Index& id, int64_t n
   return j;
 }
 
-inline int64_t capped(int64_t n, int64_t cap) { return n < cap ? n : cap; }
-
 // The forward walk kernel's grid.
 inline void forward_grid(const Geometry& geo, bool channels_last, int64_t* grid) {
   if (channels_last) {
     grid[0] = (geo.ax[1].Lo + kWalkRows - 1) / kWalkRows;
     grid[1] = (geo.C + kLanes - 1) / kLanes;
-    grid[2] = capped(geo.N, 65535);
+    grid[2] = std::min<int64_t>(geo.N, 65535);
   } else {
-    grid[0] = capped(geo.N * ((geo.C + kWalkRows - 1) / kWalkRows), int64_t{1} << 30);
+    grid[0] = std::min<int64_t>(geo.N * ((geo.C + kWalkRows - 1) / kWalkRows), int64_t{1} << 30);
     grid[1] = (geo.ax[2].Lo + kLanes - 1) / kLanes;
     grid[2] = 1;
   }
