@@ -1,12 +1,19 @@
-"""Independent oracles the tests compare jaxshift against (none is ours).
+"""Independent oracles the tests compare jaxshift against (none is ours),
+and the cases several test modules check on their own path.
 
-`scipy_shift` is `scipy.ndimage.shift` channel by channel, in float64; the
-other oracles (central differences, the adjoint identity) live with the
-tests that use them.
+`scipy_shift` is `scipy.ndimage.shift` channel by channel, in float64;
+`tsm_shift` is TSM's own function; `central_difference` the gradient oracle.
+The `check_*` functions hold cases that every path must pass: the jnp path
+(tests/test_shift.py) and the kernels (tests/test_ffi.py) call them with
+their `impl`. Test modules import this module, never each other.
 """
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.ndimage
+
+import jaxshift
 
 SCIPY_MODE = {"zeros": "grid-constant", "border": "nearest",
               "periodic": "grid-wrap", "reflect": "mirror",
@@ -60,3 +67,98 @@ def central_difference(f, s, eps=1e-6):
     e[idx] = eps
     out[idx] = (f(s + e) - f(s - e)) / (2 * eps)
   return out
+
+
+def tsm_shift(x, n_segment, fold_div):
+  """TSM, ops/temporal_shift.py `shift`: x is (N*T, C, H, W)."""
+  nt, c, h, w = x.shape
+  x = x.reshape(nt // n_segment, n_segment, c, h, w)
+  fold = c // fold_div
+  out = np.zeros_like(x)
+  out[:, :-1, :fold] = x[:, 1:, :fold]  # shift left
+  out[:, 1:, fold:2 * fold] = x[:, :-1, fold:2 * fold]  # shift right
+  out[:, :, 2 * fold:] = x[:, :, 2 * fold:]  # not shift
+  return out.reshape(nt, c, h, w)
+
+
+# The worked cases of SPEC.md (channels-first, one channel).
+WORKED = [
+    ("active", 0.25, "zeros", [0.75, 1.75, 2.75, 3.75, 4.75]),
+    ("active", -0.5, "zeros", [1.5, 2.5, 3.5, 4.5, 2.5]),
+    ("active", 1.0, "zeros", [0, 1, 2, 3, 4]),
+    ("sparse", 0.6, "zeros", [0, 1, 2, 3, 4]),
+    ("sparse", 0.5, "zeros", [1, 2, 3, 4, 5]),
+    ("sparse", 2.5, "zeros", [0, 0, 1, 2, 3]),
+    ("integer", 2, "border", [1, 1, 1, 2, 3]),
+    ("integer", 2, "periodic", [4, 5, 1, 2, 3]),
+    ("integer", 2, "reflect", [3, 2, 1, 2, 3]),
+    ("integer", 2, "symmetric", [2, 1, 1, 2, 3]),
+    ("integer", -2, "reflect", [3, 4, 5, 4, 3]),
+]
+
+
+def worked_cases(impl):
+  """SPEC.md's worked cases on `impl`: forward, and the 1-D gradients."""
+  for mode, s, padding, want in WORKED:
+    x = jnp.array([[[1.0, 2, 3, 4, 5]]])  # (N, C, W)
+    out = jaxshift.shift(x, jnp.array([[s]], jnp.float32), mode=mode,
+                         padding=padding, channel_axis=1, impl=impl)
+    np.testing.assert_allclose(out[0, 0], want, rtol=0, atol=1e-6,
+                               err_msg=f"{mode} {s} {padding}")
+  x = jnp.arange(1.0, 10).reshape(1, 1, 3, 3)
+  out = jaxshift.shift(x, jnp.array([[0.5, 0.0]]), channel_axis=1, impl=impl)
+  np.testing.assert_allclose(
+      out[0, 0], [[0.5, 1, 1.5], [2.5, 3.5, 4.5], [5.5, 6.5, 7.5]], atol=1e-6)
+  x = jnp.array([[[0.0, 1, 4, 9, 16]]])
+  g = jnp.zeros((1, 1, 5)).at[0, 0, 2].set(1.0)
+  for s, want_ds, want_dx in [(0.5, -3.0, [0, 0.5, 0.5, 0, 0]),
+                              (0.0, -4.0, [0, 0, 1, 0, 0])]:
+    f = lambda x, s: jnp.sum(
+        jaxshift.shift(x, s, channel_axis=1, impl=impl) * g)
+    dx, ds = jax.grad(f, (0, 1))(x, jnp.array([[s]]))
+    np.testing.assert_allclose(ds, [[want_ds]], atol=1e-6)
+    np.testing.assert_allclose(dx[0, 0], want_dx, atol=1e-6)
+
+
+def check_far_stride_case(impl):
+  """One output, read from a far position clamped to the last input: its
+  gradient goes to x[2048] alone and the shift gradient is exactly 0 (the
+  read is flat there). Positions past 2**31 once overflowed here."""
+  x = jnp.zeros((1, 2049, 1)).at[0, 2048, 0].set(2.0)
+  s = jnp.array([[-1e10]])
+  f = lambda x, s: jaxshift.shift(x, s, padding="border", strides=2**20,
+                                  impl=impl)
+  np.testing.assert_array_equal(f(x, s), [[[2.0]]])
+  dx, ds = jax.grad(lambda x, s: jnp.sum(f(x, s)), (0, 1))(x, s)
+  want = np.zeros(2049)
+  want[2048] = 1.0
+  np.testing.assert_array_equal(dx[0, :, 0], want)
+  np.testing.assert_array_equal(ds, [[0.0]])
+
+
+# Tiny shifts, both signs (SPEC, "the lattice"): none is an integer in
+# float32, so each takes the one-sided derivative of its side.
+TINY_SHIFTS = (1e-8, 1e-30, 1e-45, -1e-8, -1e-30, -1e-45)
+
+
+def check_tiny_shifts(impl):
+  """Every padding: the shift gradient of a tiny shift is the one-sided
+  derivative, read off scipy (the output is linear in ``s`` on ``(0, 1)``
+  and on ``(-1, 0)``), and the output is scipy's at ``s`` (``x`` itself)."""
+  rng = np.random.default_rng(24)
+  c = len(TINY_SHIFTS)
+  x = rng.normal(size=(1, 9, c)).astype(np.float32)
+  g = rng.normal(size=(1, 9, c)).astype(np.float32)
+  s = np.array(TINY_SHIFTS, np.float32)[:, None]
+  side = np.sign(s)
+  for padding in jaxshift.PADDINGS:
+    step = lambda t: scipy_shift(x, t, padding=padding)
+    slope = (step(0.5 * side) - step(0 * side)) / (0.5 * side[:, 0])
+    want_ds = np.sum(g * slope, axis=(0, 1))[:, None]
+    f = jax.jit(lambda x, s: jax.value_and_grad(lambda s: jnp.sum(
+        jaxshift.shift(x, s, padding=padding, impl=impl) * g))(s))
+    y = jaxshift.shift(x, s, padding=padding, impl=impl)
+    _, ds = f(jnp.asarray(x), jnp.asarray(s))
+    np.testing.assert_allclose(y, step(s), rtol=0, atol=1e-6, err_msg=padding)
+    np.testing.assert_allclose(ds, want_ds, rtol=1e-5, atol=1e-5,
+                               err_msg=f"{padding}: {TINY_SHIFTS}")

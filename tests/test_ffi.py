@@ -22,7 +22,7 @@ from oracles import scipy_shift
 
 import jaxshift
 import kernel_sweep
-import test_shift
+import oracles
 from jaxshift._src import ffi as ffi_module
 
 PLATFORM = "cuda" if jax.default_backend() == "gpu" else "cpu"
@@ -254,11 +254,15 @@ def test_every_dtype_pair_agrees(x64, x_dtype):
 
 
 def test_stride_beyond_the_axis_and_a_shift_beyond_every_bound(x64):
-  test_shift.check_far_stride_case("ffi")
+  oracles.check_far_stride_case("ffi")
 
 
 def test_worked_cases():
-  test_shift.worked_cases("ffi")
+  oracles.worked_cases("ffi")
+
+
+def test_tiny_shifts_are_off_the_lattice():
+  oracles.check_tiny_shifts("ffi")
 
 
 def _hlo(f, *args):

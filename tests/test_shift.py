@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import oracles
 from conftest import examples
 from oracles import central_difference
 from oracles import scipy_shift
@@ -28,47 +29,12 @@ MODES = jaxshift.MODES
 PADDINGS = jaxshift.PADDINGS
 IMPL = "xla"
 
-# --------------------------------------------------------------------------
-# The worked cases of docs/semantics.md (channels-first, one channel).
-WORKED = [
-    ("active", 0.25, "zeros", [0.75, 1.75, 2.75, 3.75, 4.75]),
-    ("active", -0.5, "zeros", [1.5, 2.5, 3.5, 4.5, 2.5]),
-    ("active", 1.0, "zeros", [0, 1, 2, 3, 4]),
-    ("sparse", 0.6, "zeros", [0, 1, 2, 3, 4]),
-    ("sparse", 0.5, "zeros", [1, 2, 3, 4, 5]),
-    ("sparse", 2.5, "zeros", [0, 0, 1, 2, 3]),
-    ("integer", 2, "border", [1, 1, 1, 2, 3]),
-    ("integer", 2, "periodic", [4, 5, 1, 2, 3]),
-    ("integer", 2, "reflect", [3, 2, 1, 2, 3]),
-    ("integer", 2, "symmetric", [2, 1, 1, 2, 3]),
-    ("integer", -2, "reflect", [3, 4, 5, 4, 3]),
-]
-
-
-def worked_cases(impl):
-  for mode, s, padding, want in WORKED:
-    x = jnp.array([[[1.0, 2, 3, 4, 5]]])  # (N, C, W)
-    out = jaxshift.shift(x, jnp.array([[s]], jnp.float32), mode=mode,
-                         padding=padding, channel_axis=1, impl=impl)
-    np.testing.assert_allclose(out[0, 0], want, rtol=0, atol=1e-6,
-                               err_msg=f"{mode} {s} {padding}")
-  x = jnp.arange(1.0, 10).reshape(1, 1, 3, 3)
-  out = jaxshift.shift(x, jnp.array([[0.5, 0.0]]), channel_axis=1, impl=impl)
-  np.testing.assert_allclose(
-      out[0, 0], [[0.5, 1, 1.5], [2.5, 3.5, 4.5], [5.5, 6.5, 7.5]], atol=1e-6)
-  x = jnp.array([[[0.0, 1, 4, 9, 16]]])
-  g = jnp.zeros((1, 1, 5)).at[0, 0, 2].set(1.0)
-  for s, want_ds, want_dx in [(0.5, -3.0, [0, 0.5, 0.5, 0, 0]),
-                              (0.0, -4.0, [0, 0, 1, 0, 0])]:
-    f = lambda x, s: jnp.sum(
-        jaxshift.shift(x, s, channel_axis=1, impl=impl) * g)
-    dx, ds = jax.grad(f, (0, 1))(x, jnp.array([[s]]))
-    np.testing.assert_allclose(ds, [[want_ds]], atol=1e-6)
-    np.testing.assert_allclose(dx[0, 0], want_dx, atol=1e-6)
-
-
 def test_worked_cases():
-  worked_cases(IMPL)
+  oracles.worked_cases(IMPL)
+
+
+def test_tiny_shifts_are_off_the_lattice():
+  oracles.check_tiny_shifts(IMPL)
 
 
 # --------------------------------------------------------------------------
@@ -260,24 +226,8 @@ def test_huge_shifts(mode):
     assert np.all(np.isfinite(ds))
 
 
-def check_far_stride_case(impl):
-  """One output, read from a far position clamped to the last input: its
-  gradient goes to x[2048] alone and the shift gradient is exactly 0 (the
-  read is flat there). Positions past 2**31 once overflowed here."""
-  x = jnp.zeros((1, 2049, 1)).at[0, 2048, 0].set(2.0)
-  s = jnp.array([[-1e10]])
-  f = lambda x, s: jaxshift.shift(x, s, padding="border", strides=2**20,
-                                  impl=impl)
-  np.testing.assert_array_equal(f(x, s), [[[2.0]]])
-  dx, ds = jax.grad(lambda x, s: jnp.sum(f(x, s)), (0, 1))(x, s)
-  want = np.zeros(2049)
-  want[2048] = 1.0
-  np.testing.assert_array_equal(dx[0, :, 0], want)
-  np.testing.assert_array_equal(ds, [[0.0]])
-
-
 def test_stride_beyond_the_axis_and_a_shift_beyond_every_bound(x64):
-  check_far_stride_case(IMPL)
+  oracles.check_far_stride_case(IMPL)
 
 
 def test_nan_shift_affects_only_its_channel():

@@ -84,11 +84,15 @@ def test_shift_tables_are_exact_in_the_shifts_own_precision(
     want_m, want_f = _exact_tables(float(given.astype(np.float64)), length,
                                    padding, rounded)
     got_m, got_f = int(m[0, 2]), float(f[0, 2])
-    # The fraction is rounded once to the compute dtype; one rounding up to
-    # 1 carries into m (the shift is then an integer in that dtype).
+    # The fraction is rounded once to the compute dtype; off the lattice
+    # (a fraction that is not 0 exactly) it stays inside (0, 1) and normal:
+    # a rounding to 1 or below the smallest normal is clamped (SPEC: the
+    # lattice is decided from the shift in its own precision).
     want_f_c = float(np.asarray(float(want_f), x_dtype))
-    if want_f_c == 1.0:
-      want_m, want_f_c = want_m + 1, 0.0
+    if want_f != 0:
+      info = np.finfo(x_dtype)
+      want_f_c = min(max(want_f_c, float(info.tiny)),
+                     float(np.nextafter(np.asarray(1, x_dtype), 0)))
     assert (got_m, got_f) == (want_m, want_f_c)
     assert f.dtype == jnp.dtype(x_dtype) and m.dtype == jnp.int32
     # The absent axes have zero tables.

@@ -10,20 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from oracles import tsm_shift
 
 import jaxshift
-
-
-def tsm_shift(x, n_segment, fold_div):
-  """TSM, ops/temporal_shift.py `shift`: x is (N*T, C, H, W)."""
-  nt, c, h, w = x.shape
-  x = x.reshape(nt // n_segment, n_segment, c, h, w)
-  fold = c // fold_div
-  out = np.zeros_like(x)
-  out[:, :-1, :fold] = x[:, 1:, :fold]  # shift left
-  out[:, 1:, fold:2 * fold] = x[:, :-1, fold:2 * fold]  # shift right
-  out[:, :, 2 * fold:] = x[:, :, 2 * fold:]  # not shift
-  return out.reshape(nt, c, h, w)
 
 
 def shiftvit_shift_feat(x, n_div):

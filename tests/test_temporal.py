@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_tables import tsm_shift
+from oracles import tsm_shift
 
 import jaxshift
 import jaxshift.nn as jsnn

@@ -137,15 +137,42 @@ def _exact_dtype(dtype) -> jnp.dtype:
   return jnp.promote_types(dtype, jnp.float32)  # float16/bfloat16 exactly
 
 
+def on_lattice(v: Array) -> Array:
+  """Whether each element of floating `v` is an integer, decided exactly in
+  `v`'s own precision.
+
+  A subnormal is never zero here: XLA's CPU runtime treats subnormal inputs
+  as zero (denormals-are-zero), so ``v == floor(v)`` alone would put
+  ``1e-45`` in float32 on the lattice; the bits decide instead.
+
+  >>> import jax.numpy as jnp
+  >>> on_lattice(jnp.array([0.0, -2.0, 1e-8, -1e-45, 0.5], jnp.float32))
+  Array([ True,  True, False, False, False], dtype=bool)
+  """
+  info = jnp.finfo(v.dtype)
+  bits = lax.bitcast_convert_type(v, jnp.dtype(f"uint{info.bits}"))
+  mantissa = (1 << info.nmant) - 1
+  exponent = ((1 << info.nexp) - 1) << info.nmant
+  subnormal = ((bits & exponent) == 0) & ((bits & mantissa) != 0)
+  return (v == jnp.floor(v)) & ~subnormal
+
+
 def axis_tables(s: Array, length: int, padding: str, *, rounded: bool,
                 dtype) -> tuple[Array, Array]:
   """Integer offset and fraction of one axis' shifts.
 
   The shifts are rounded (if asked) and reduced (`reduce_shift`) in their
   own precision, widened where that is exact (16-bit floats to float32,
-  integers to the widest int), and only then is the fraction cast to the
-  compute `dtype`. So a float64 shift of ``1e9 + 0.5`` under periodic
-  padding keeps its half when ``x`` is float32.
+  integers to the widest int, and to the compute `dtype` where that is
+  wider), and only then is the fraction cast to the compute `dtype`. So a
+  float64 shift of ``1e9 + 0.5`` under periodic padding keeps its half when
+  ``x`` is float32.
+
+  The lattice (``f == 0``: the derivative's mean rule) is decided from the
+  shift itself (`on_lattice`), not from the rounded fraction: off the
+  lattice the fraction is kept strictly inside ``(0, 1)`` and normal, so
+  ``1e-8`` in float32, whose fraction ``1 - 1e-8`` rounds to 1, stays off
+  the lattice (one-sided derivative) as ``-1e-8`` does, on every path.
 
   Args:
     s: ``[..., C]`` shifts along this axis (any float or int dtype).
@@ -157,22 +184,35 @@ def axis_tables(s: Array, length: int, padding: str, *, rounded: bool,
   Returns:
     ``(m, f)``: ``m`` int32 ``[..., C]`` and ``f`` ``[..., C]`` of `dtype`
     in ``[0, 1)`` (NaN where the shift is NaN), with ``-s == m + f`` after
-    the reduction.
+    the reduction (to within `dtype`'s rounding), and ``f == 0`` exactly
+    where the reduced shift is an integer.
   """
   s = s.astype(_exact_dtype(s.dtype))
   if jnp.issubdtype(s.dtype, jnp.integer):
     m = -reduce_shift(s, length, padding)
     return m.astype(jnp.int32), jnp.zeros(m.shape, dtype)
+  s = s.astype(jnp.promote_types(s.dtype, dtype))
   if rounded:
     s = jnp.round(s)  # half to even
-  neg = -reduce_shift(s, length, padding)
+  reduced = reduce_shift(s, length, padding)
+  # Decided from the shift as given (the reduction's arithmetic reads a
+  # subnormal as 0 on the CPU; it keeps integers integers), except that a
+  # far shift clipped by `reduce_shift` sits on the clip's integer bound.
+  lattice = on_lattice(s) | (on_lattice(reduced) & (jnp.abs(s) > length + 2))
+  neg = -reduced
   m = jnp.floor(neg)
   f = (neg - m).astype(dtype)
-  # A fraction just below 1 may round to 1 in a narrower compute dtype: the
-  # shift is then the next integer there.
-  carry = f >= 1
-  m = jnp.where(jnp.isfinite(m), m + carry.astype(m.dtype), 0)
-  f = jnp.where(carry, jnp.zeros_like(f), f)
+  # Off the lattice a fraction that rounded to 1 (a shift just above an
+  # integer), or to a subnormal or 0 (a shift just below one, or a subnormal
+  # shift the CPU read as 0: for a positive one floor(-s) then missed its
+  # -1), is put back inside (0, 1).
+  tiny = jnp.finfo(dtype).tiny
+  below_one = jnp.nextafter(jnp.ones((), dtype), jnp.zeros((), dtype))
+  flushed = ~lattice & (f < tiny) & ~jnp.signbit(s)
+  m = jnp.where(flushed, m - 1, m)
+  f = jnp.where(lattice, jnp.zeros_like(f),
+                jnp.where(flushed, below_one, jnp.clip(f, tiny, below_one)))
+  m = jnp.where(jnp.isfinite(m), m, 0)
   return m.astype(jnp.int32), f
 
 
