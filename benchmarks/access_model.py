@@ -1,7 +1,7 @@
 """The memory-access model of the CUDA kernels, from the host emulator.
 
 Runs the CUDA kernels' own code on the CPU (``JAXSHIFT_CPU_KERNEL=cuda-emulated``,
-xla_ffi/emulator.h) at the benchmark shapes with one sample (every sample is
+xla_ffi/emulator/), both families (walk and tiled), at the benchmark shapes with one sample (every sample is
 the same work; the ratios do not depend on the batch) and prints, per kernel:
 
 * global loads and stores: 32-byte sectors per warp request against the
@@ -18,8 +18,9 @@ the same work; the ratios do not depend on the batch) and prints, per kernel:
   python benchmarks/access_model.py --out FILE.md    # and write it
   python benchmarks/access_model.py --quick          # small shapes (the test)
 
-The v1 walk forward (the GPU default today) is modelled beside the tiled
-kernels; its backward is not emulated.
+Every kernel of both families is modelled: the walk family (the GPU default
+today: walks, element-wise kernels, shift-gradient chunks) and the tiled one,
+forward and backward, and the finish of each backward.
 """
 
 import argparse
@@ -55,25 +56,28 @@ QUICK = [
 ]
 
 
+FAMILIES = ffi.KERNEL_CHOICES["cuda"][1]  # ("walk", "tiled")
+
+
 class Model:
-  """The emulator's C interface (cuda_emulated.cc)."""
+  """The emulator's C interface (xla_ffi/emulator/handlers.cc)."""
 
   def __init__(self):
-    if ffi.target("cpu", "forward") != "jaxshift_forward_cuda_emulated":
+    if not ffi.target("cpu", "forward").startswith("jaxshift_forward_cuda_emulated"):
       sys.exit("set JAXSHIFT_CPU_KERNEL=cuda-emulated (or leave it unset)")
     if not jaxshift.kernels_available("cpu"):
       sys.exit("libjaxshift_cuda_emulated.so is not built")
     self.lib = ctypes.CDLL(str(ffi.library_path("cpu")))
     self.lib.jaxshift_cuda_emulated_stats.restype = ctypes.c_int
 
-  def run(self, fn, family: int) -> dict:
-    """Runs fn() with recording on; returns {kernel: stats}."""
-    self.lib.jaxshift_cuda_emulated_configure(1, 0, family)
+  def run(self, fn) -> dict:
+    """Runs fn() (compiled) with recording on; returns {kernel: stats}."""
+    self.lib.jaxshift_cuda_emulated_configure(1, 0)
     self.lib.jaxshift_cuda_emulated_reset()
     try:
       jax.block_until_ready(fn())
     finally:
-      self.lib.jaxshift_cuda_emulated_configure(0, 0, 0)
+      self.lib.jaxshift_cuda_emulated_configure(0, 0)
     n = self.lib.jaxshift_cuda_emulated_stats(None, 0)
     buf = ctypes.create_string_buffer(n)
     self.lib.jaxshift_cuda_emulated_stats(buf, n)
@@ -104,23 +108,23 @@ def model_case(model, case, shape, cax, strides, dtype, mode, families):
   c = shape[cax]
   nd = len(shape) - 2
   s = jax.random.uniform(jax.random.key(1), (c, nd), jnp.float32, -2, 2)
-  f = lambda x, s: jaxshift.shift(x, s, mode=mode, strides=strides,
-                                  channel_axis=cax, impl="ffi")
-  y = jax.block_until_ready(jax.jit(f)(x, s))  # compiled and done before recording
-  g = jnp.asarray(np.random.default_rng(1).normal(size=y.shape), dtype)
   layout = "NHWC" if cax == -1 else "NCHW"
   rows = []
   for family in families:
-    stats = model.run(lambda: jax.jit(f)(x, s), family)
-    for kernel, st in stats.items():
+    # A new function per family: jit would reuse the other family's trace.
+    f = lambda x, s: jaxshift.shift(x, s, mode=mode, strides=strides,
+                                    channel_axis=cax, impl="ffi")
+    with ffi.kernel_choice("cuda", family):  # the emulated family
+      forward = jax.jit(f).lower(x, s).compile()
+      y = jax.block_until_ready(forward(x, s))  # compiled and done before recording
+      g = jnp.asarray(np.random.default_rng(1).normal(size=y.shape), dtype)
+      vjp = jax.jit(lambda x, s, g: jax.vjp(f, x, s)[1](g)).lower(x, s, g).compile()
+    for kernel, st in model.run(lambda: forward(x, s)).items():
       rows.append(row(case, dtype, layout, mode, kernel, st, x.nbytes + y.nbytes))
-  if 0 in families:  # the backward: x, g read; dx written (+ small ds)
-    vjp = jax.jit(lambda x, s, g: jax.vjp(f, x, s)[1](g))
-    stats = model.run(lambda: vjp(x, s, g), 0)
-    for kernel, st in stats.items():
-      if "backward" in kernel:
-        rows.append(row(case, dtype, layout, mode, kernel, st,
-                        2 * x.nbytes + g.nbytes))
+    # The backward: x and g read, dx written (+ the small ds).
+    for kernel, st in model.run(lambda: vjp(x, s, g)).items():
+      if "forward" not in kernel and "move" not in kernel:
+        rows.append(row(case, dtype, layout, mode, kernel, st, 2 * x.nbytes + g.nbytes))
   return rows
 
 
@@ -148,11 +152,10 @@ def main(argv=None):
   print(HEADER)
   print("|" + "---|" * (HEADER.count("|") - 1))
   for case, shape, cax, strides in cases:
-    plain = strides == 1 and len(shape) == 4
+    plain = strides == 1 and len(shape) == 4  # the other shapes: float32 active only
     for dtype in ("float32", "bfloat16") if plain else ("float32",):
       for mode in ("active", "sparse") if plain else ("active",):
-        families = (0, 1) if plain else (0,)
-        for r in model_case(model, case, shape, cax, strides, dtype, mode, families):
+        for r in model_case(model, case, shape, cax, strides, dtype, mode, FAMILIES):
           rows.append(r)
           print(fmt(r), flush=True)
   print(f"\n({len(rows)} rows in {time.time() - start:.0f} s; one sample per shape; "

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Everything a lent GPU machine is for, in one command of at most 8 minutes
-# on an H200: build against the oldest FFI headers, run the GPU tests on the
-# tiled kernels (JAXSHIFT_CUDA_KERNEL=tiled) and on the default v1 kernels,
-# compute-sanitizer memcheck and racecheck over the odd-case sweep on the
-# tiled kernels, and the benchmark with both kernel families, the copy and
-# cuDNN's depthwise 3x3 timed in the same run. Logs and the results table go
+# Everything a lent GPU machine is for, in one command of about 8 minutes
+# on an H200: build against the oldest FFI headers, run the GPU tests on both
+# CUDA kernel families (JAXSHIFT_CUDA_KERNEL=tiled, and the default walk),
+# compute-sanitizer memcheck and racecheck over the odd-case sweep on both,
+# and the benchmark with both families, the copy and cuDNN's depthwise 3x3
+# timed in the same run. Logs and the results table go
 # to $OUT (or ./gpu-out); each stage has its own time limit, so a slow stage
 # cannot starve the benchmark.
 #
@@ -13,12 +13,13 @@
 #   echo /.ffi_headers/ >> .git/info/exclude
 # and carry .ffi_headers with the call:
 #   run(command="bash benchmarks/gpu_session.sh", carry=[".ffi_headers"], timeout_s=540)
-# STAGES selects what runs (default "build tiled v1 memcheck racecheck bench").
+# STAGES selects what runs (default "build tiled walk memcheck racecheck bench");
+# split them over two calls if one runs out of time.
 set -uo pipefail
 OUT="${OUT:-gpu-out}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-STAGES="${STAGES:-build tiled v1 memcheck racecheck bench}"
+STAGES="${STAGES:-build tiled walk memcheck racecheck bench}"
 headers=()
 [ -d .ffi_headers/xla ] && headers=(-Ccmake.define.XLA_FFI_INCLUDE_DIR="$PWD/.ffi_headers")
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -26,8 +27,9 @@ start=$(date +%s)
 stamp() { echo "[gpu_session] $1 at +$(( $(date +%s) - start )) s" | tee -a "$OUT/stages.txt"; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$OUT/device.txt"
 if has build; then
-  # sm_90 only: one ptxas pass per kernel. The three CUDA translation units
-  # and the CPU ones compile in parallel.
+  # sm_90 only: one ptxas pass per kernel. The CUDA translation units (the
+  # walk family, the tiled handlers, eight tiled instances) and the CPU ones
+  # compile in parallel.
   CMAKE_BUILD_PARALLEL_LEVEL=16 JAXSHIFT_CUDA=ON timeout 200 python3 -m pip install \
     --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
     -Ccmake.define.CMAKE_CUDA_ARCHITECTURES=90-real "${headers[@]}" > "$OUT/build.log" 2>&1 \
@@ -44,19 +46,21 @@ gpu_tests() {  # $1: kernel choice, $2: time limit, rest: pytest arguments
   stamp "tests ($choice) done"
 }
 has tiled && gpu_tests tiled 130 tests/test_ffi.py tests/test_cuda.py -k "not random"
-has v1 && gpu_tests walk 60 tests/test_ffi.py -k "odd_cases or worked or bitwise or vmap"
+has walk && gpu_tests walk 70 tests/test_ffi.py -k "odd_cases or worked or bitwise or vmap or tiny"
 # XLA's CUDA-graph command buffers make racecheck crash at start: turn them off.
-san() {
-  JAXSHIFT_CUDA_KERNEL=tiled XLA_FLAGS=--xla_gpu_enable_command_buffer= timeout "$2" \
+san() {  # $1: tool, $2: family, $3: time limit
+  JAXSHIFT_CUDA_KERNEL=$2 XLA_FLAGS=--xla_gpu_enable_command_buffer= timeout "$3" \
     compute-sanitizer --tool "$1" --kernel-name kns=jaxshift \
-    python3 tests/kernel_sweep.py --kernel-only > "$OUT/$1.log" 2>&1
-  echo "$1 rc=$?: $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY|kernel_sweep' "$OUT/$1.log" | tr '\n' ' ')"
-  stamp "$1 done"
+    python3 tests/kernel_sweep.py --kernel-only > "$OUT/$1-$2.log" 2>&1
+  echo "$1 $2 rc=$?: $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY|kernel_sweep' "$OUT/$1-$2.log" | tr '\n' ' ')"
+  stamp "$1 ($2) done"
 }
-has memcheck && san memcheck 70
-has racecheck && san racecheck 70
+for family in tiled walk; do
+  has memcheck && san memcheck "$family" 45
+  has racecheck && san racecheck "$family" 45
+done
 if has bench; then
-  # The v1 ("kernel") and tiled kernels, the copy and cuDNN's depthwise 3x3
+  # The walk ("kernel") and tiled kernels, the copy and cuDNN's depthwise 3x3
   # in one run; forward+backward keeps the forward live (a random cotangent
   # through jax.vjp, bench.py's forward_backward). A second table: 3-D and
   # stride-2 forwards against their floor (bench.py, bench_extra).

@@ -7,7 +7,7 @@ from jaxshift import initializers as initializers
 from jaxshift._src.dispatch import shift as shift
 from jaxshift._src.ffi import build_info as build_info
 from jaxshift._src.ffi import kernels_available as kernels_available
-from jaxshift._src.init import sparsity_loss as sparsity_loss
+from jaxshift._src.sparsity import sparsity_loss as sparsity_loss
 from jaxshift._src.shapes import MAX_AXIS_LENGTH as MAX_AXIS_LENGTH
 from jaxshift._src.shapes import MODES as MODES
 from jaxshift._src.shapes import PADDINGS as PADDINGS

@@ -6,7 +6,8 @@ Hypothesis profiles (choose with JAXSHIFT_TEST_PROFILE):
   thorough  10x the examples, random: run it before a release or after
             touching a kernel (JAXSHIFT_TEST_PROFILE=thorough python -m pytest).
 Tests ask for their example count through `examples(n)`: n in ci, 10 n in
-thorough.
+thorough, scaled by JAXSHIFT_TEST_EXAMPLE_SCALE (default 1; the emulated
+suite runs its second CUDA family at 0.5, tests/test_cuda_emulated.py).
 
 The ci profile also has XLA compile its own code quickly: at
 ``--xla_backend_optimization_level=0`` with the classic CPU fusion emitters
@@ -51,9 +52,13 @@ hypothesis.settings.register_profile(
 hypothesis.settings.load_profile(PROFILE)
 
 
+EXAMPLE_SCALE = float(os.environ.get("JAXSHIFT_TEST_EXAMPLE_SCALE", "1"))
+
+
 def examples(n: int) -> int:
-  """`n` hypothesis examples in the ci profile, 10 n in thorough."""
-  return n if PROFILE == "ci" else 10 * n
+  """`n` hypothesis examples in the ci profile, 10 n in thorough (times
+  JAXSHIFT_TEST_EXAMPLE_SCALE, at least 1)."""
+  return max(1, round((n if PROFILE == "ci" else 10 * n) * EXAMPLE_SCALE))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ Each comparison is one jitted function holding both paths' forward and VJP
 import contextlib
 import ctypes
 import functools
+import importlib.resources
 import platform
 import re
 
@@ -24,13 +25,14 @@ import jaxshift
 import kernel_sweep
 import oracles
 from jaxshift._src import ffi as ffi_module
+from jaxshift._src import shapes
 
 PLATFORM = "cuda" if jax.default_backend() == "gpu" else "cpu"
 FORWARD = ffi_module.target(PLATFORM, "forward")
 BACKWARD = ffi_module.target(PLATFORM, "backward")
 # JAXSHIFT_CPU_KERNEL=cuda-emulated: the CUDA kernels' code on the CPU
 # (tests/test_cuda_emulated.py runs this module so).
-EMULATED = FORWARD.endswith("cuda_emulated")
+EMULATED = "cuda_emulated" in FORWARD
 pytestmark = pytest.mark.skipif(
     not jaxshift.kernels_available(PLATFORM),
     reason=f"jaxshift's {PLATFORM} kernels are not built")
@@ -259,6 +261,39 @@ def test_stride_beyond_the_axis_and_a_shift_beyond_every_bound(x64):
 
 def test_worked_cases():
   oracles.worked_cases("ffi")
+
+
+def _libraries():
+  """Every kernel library this install built (cpu, cuda_emulated, cuda)."""
+  root = importlib.resources.files("jaxshift")
+  for name in ("cpu", "cuda_emulated", "cuda"):
+    path = root / f"libjaxshift_{name}.so"
+    if path.is_file():
+      yield name, str(path)
+
+
+def test_libraries_agree_with_python_on_paddings_and_the_axis_bound():
+  """Each library reports the padding name of each code it decodes and its
+  longest axis (ffi/common.h, JAXSHIFT_EXPORT_CONTRACT): they must be
+  jaxshift.PADDINGS, in order, and shapes.MAX_AXIS_LENGTH."""
+  seen = []
+  for name, path in _libraries():
+    try:
+      lib = ctypes.CDLL(path)
+    except OSError:  # the CUDA library needs a driver to load
+      continue
+    padding_name = getattr(lib, f"jaxshift_{name}_padding_name")
+    padding_name.restype, padding_name.argtypes = ctypes.c_char_p, [ctypes.c_int]
+    names = []
+    while (got := padding_name(len(names))) is not None:
+      names.append(got.decode())
+    assert tuple(names) == jaxshift.PADDINGS, name
+    assert padding_name(-1) is None
+    bound = getattr(lib, f"jaxshift_{name}_max_axis_length")
+    bound.restype = ctypes.c_int64
+    assert bound() == shapes.MAX_AXIS_LENGTH == jaxshift.MAX_AXIS_LENGTH, name
+    seen.append(name)
+  assert {"cpu", "cuda_emulated"} <= set(seen), seen
 
 
 def test_tiny_shifts_are_off_the_lattice():

@@ -1,4 +1,4 @@
-"""Shift assignments, initialisers and the sparsity penalty."""
+"""Shift assignments and initialisers."""
 
 import itertools
 
@@ -68,12 +68,3 @@ def test_initializers():
   np.testing.assert_array_equal(g, jaxshift.grouped_shifts(18, 3))
   with pytest.raises(ValueError, match="`shape`"):
     initializers.grouped(3)(key, (18,))
-
-
-def test_sparsity_loss():
-  s = jnp.array([[1.0, -2.0], [0.0, 0.5]])
-  np.testing.assert_allclose(jaxshift.sparsity_loss(s, weight=0.1), 0.35)
-  tree = {"a": s, "b": [s.astype(jnp.bfloat16)]}
-  np.testing.assert_allclose(jaxshift.sparsity_loss(tree), 7.0)
-  g = jax.grad(lambda s: jaxshift.sparsity_loss(s, 2.0))(s)
-  np.testing.assert_array_equal(g, 2.0 * jnp.sign(s))

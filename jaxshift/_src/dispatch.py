@@ -15,6 +15,7 @@ from jax import lax
 
 from jaxshift._src import ffi
 from jaxshift._src import layout
+from jaxshift._src import partition
 from jaxshift._src import spec
 from jaxshift._src import static
 
@@ -47,9 +48,17 @@ def _by_platform(call, kernel_fn, jnp_fn, *args):
 
 
 # The jnp path as one compiled function per call: run eagerly, its few dozen
-# small ops would each be dispatched (and compiled) on their own.
-_jnp_forward = jax.jit(spec.forward, static_argnums=0)
-_jnp_backward = jax.jit(spec.backward, static_argnums=0)
+# small ops would each be dispatched (and compiled) on their own. It reads
+# whole spatial axes (partition.whole_spatial).
+@functools.partial(jax.jit, static_argnums=0)
+def _jnp_forward(call, x, s):
+  return spec.forward(call, partition.whole_spatial(call, x), s)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jnp_backward(call, x, s, g):
+  return spec.backward(call, partition.whole_spatial(call, x), s,
+                       partition.whole_spatial(call, g))
 
 
 def _forward(call, x, s):

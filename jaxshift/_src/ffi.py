@@ -36,58 +36,74 @@ _loaded: dict[str, bool] = {}
 #   JAXSHIFT_CPU_KERNEL   native (default): the CPU kernels; cuda-emulated: the
 #                         CUDA kernels' own code on the host emulator
 #                         (libjaxshift_cuda_emulated.so; slow, for testing the
-#                         GPU code without a GPU);
-#   JAXSHIFT_CUDA_KERNEL  walk (default): the v1 walk kernels; tiled: the tiled
-#                         kernels (opt-in until a GPU run has passed with them).
-# The value names the FFI target family: jaxshift_{forward,backward}_<family>.
+#                         GPU code without a GPU), of the family that
+#                         JAXSHIFT_CUDA_KERNEL names;
+#   JAXSHIFT_CUDA_KERNEL  walk (default): the walk family; tiled: the tiled
+#                         family (opt-in until a GPU run has passed with it).
+# The first value of each is the default.
 KERNEL_CHOICES = {
-    "cpu": ("JAXSHIFT_CPU_KERNEL", {"native": "cpu", "cuda-emulated": "cuda_emulated"}),
-    "cuda": ("JAXSHIFT_CUDA_KERNEL", {"walk": "cuda", "tiled": "cuda_tiled"}),
+    "cpu": ("JAXSHIFT_CPU_KERNEL", ("native", "cuda-emulated")),
+    "cuda": ("JAXSHIFT_CUDA_KERNEL", ("walk", "tiled")),
 }
+# The FFI target family of each CUDA choice: jaxshift_{forward,backward}_<family>.
+_CUDA_FAMILY = {"walk": "cuda", "tiled": "cuda_tiled"}
+
+
+def _choice(platform: str) -> str:
+  var, choices = KERNEL_CHOICES[platform]
+  value = os.environ.get(var, "") or choices[0]
+  if value not in choices:
+    raise ValueError(f"{var}={value!r} is not a jaxshift kernel choice: expected one of "
+                     f"{', '.join(map(repr, choices))} (or unset for {choices[0]!r}).")
+  return value
+
+
+_CHOICE = {platform: _choice(platform) for platform in KERNEL_CHOICES}
 
 
 def _family(platform: str) -> str:
-  var, choices = KERNEL_CHOICES[platform]
-  value = os.environ.get(var, "") or next(iter(choices))
-  if value not in choices:
-    raise ValueError(f"{var}={value!r} is not a jaxshift kernel choice: expected one of "
-                     f"{', '.join(map(repr, choices))} (or unset for "
-                     f"{next(iter(choices))!r}).")
-  return choices[value]
-
-
-_FAMILY = {platform: _family(platform) for platform in KERNEL_CHOICES}
+  """The FFI target family `impl="ffi"` calls on `platform` now."""
+  if platform == "cuda":
+    return _CUDA_FAMILY[_CHOICE["cuda"]]
+  if _CHOICE["cpu"] == "cuda-emulated":
+    return f"cuda_emulated_{_CHOICE['cuda']}"
+  return "cpu"
 
 
 def target(platform: str, which: str) -> str:
   """The FFI target `impl="ffi"` calls for `which` (``"forward"`` or
   ``"backward"``) on `platform`, e.g. ``jaxshift_forward_cpu`` or, with
-  ``JAXSHIFT_CPU_KERNEL=cuda-emulated``, ``jaxshift_forward_cuda_emulated``."""
-  return f"jaxshift_{which}_{_FAMILY[platform]}"
+  ``JAXSHIFT_CPU_KERNEL=cuda-emulated``, ``jaxshift_forward_cuda_emulated_walk``."""
+  return f"jaxshift_{which}_{_family(platform)}"
 
 
 @contextlib.contextmanager
 def kernel_choice(platform: str, value: str):
   """Calls traced inside use kernel choice `value` on `platform` (the values
   of `KERNEL_CHOICES`), e.g. ``kernel_choice("cuda", "tiled")``: for
-  benchmarks that time the v1 and tiled CUDA kernels in one process. Compile
-  inside (``jax.jit(f).lower(...).compile()``); a jitted function traced
-  later uses the process's choice again."""
+  benchmarks that time the walk and tiled CUDA kernels in one process (the
+  CUDA choice also picks the emulated family of
+  ``JAXSHIFT_CPU_KERNEL=cuda-emulated``). Compile inside
+  (``jax.jit(f).lower(...).compile()``); a jitted function traced later uses
+  the process's choice again."""
   var, choices = KERNEL_CHOICES[platform]
   if value not in choices:
     raise ValueError(f"`value` must be one of {', '.join(map(repr, choices))} for {var}; "
                      f"got {value!r}.")
-  saved_family, saved = _FAMILY[platform], _loaded.pop(platform, None)
-  _FAMILY[platform] = choices[value]
+  saved_choice, saved_loaded = dict(_CHOICE), dict(_loaded)
+  before = {p: _family(p) for p in _PLATFORM_NAME}
+  _CHOICE[platform] = value
+  changed = [p for p in _PLATFORM_NAME if _family(p) != before[p]]
+  for p in changed:
+    _loaded.pop(p, None)
   try:
-    if not kernels_available(platform):
+    if changed and not any(kernels_available(p) for p in changed):
       raise RuntimeError(f"jaxshift's {platform} kernels ({value}) are not built.")
     yield
   finally:
-    _FAMILY[platform] = saved_family
-    _loaded.pop(platform, None)
-    if saved is not None:
-      _loaded[platform] = saved
+    _CHOICE.update(saved_choice)
+    _loaded.clear()
+    _loaded.update(saved_loaded)
 
 
 def library_path(platform: str):
@@ -106,7 +122,8 @@ def library_path(platform: str):
           f"JAXSHIFT_{platform.upper()}_LIBRARY={override!r} is not a file; "
           "unset it to load the library installed with jaxshift.")
     return path
-  library = "cuda_emulated" if _FAMILY[platform] == "cuda_emulated" else platform
+  library = ("cuda_emulated" if _family(platform).startswith("cuda_emulated")
+             else platform)
   try:
     path = importlib.resources.files("jaxshift") / f"libjaxshift_{library}.so"
   except ModuleNotFoundError:  # pragma: no cover
@@ -121,7 +138,7 @@ def _load(platform: str) -> bool:
   if path is None:
     return False
   lib = ctypes.CDLL(str(path))
-  family = _FAMILY[platform]
+  family = _family(platform)
   for which in ("forward", "backward"):
     getter = getattr(lib, f"jaxshift_{family}_{which}_ptr")
     getter.restype = ctypes.c_void_p
@@ -184,7 +201,7 @@ def register_kernels() -> None:
 
 
 def _attrs(call: layout.ShiftCall):
-  """The attributes both kernels take (xla_ffi/ffi_common.h, Options)."""
+  """The attributes both kernels take (xla_ffi/ffi/common.h, Options)."""
   return dict(padding=np.int64(_PADDING_CODE[call.padding]),
               channels_last=bool(call.channels_last),
               strides=np.array(call.kernel_strides, np.int64),

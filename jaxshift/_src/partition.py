@@ -63,21 +63,25 @@ def result_type(call: layout.ShiftCall, x, *, shape=None, dtype=None,
   return t.update(**update)
 
 
-def whole_along(v, axis: int):
-  """`v`, gathered whole along `axis` where an explicit mesh splits it.
+def whole_spatial(call: layout.ShiftCall, v):
+  """`v` (``x`` or an output cotangent of `call`), gathered whole along its
+  spatial axes where an explicit mesh splits them.
 
   The jnp path reads a spatial axis at per-channel offsets, which needs the
   whole axis on each device: under an explicit mesh XLA would not choose
   that itself (a gather along a split axis has no unambiguous sharding), so
-  the axis is resharded first, at the cost of one all-gather. Batch and
-  channel splits are kept; elsewhere (Auto axes, shard_map) a no-op.
+  the axes are resharded first, at the cost of one all-gather. Batch and
+  channel splits are kept (everything the jnp path derives from `v` keeps
+  them); elsewhere (Auto axes, shard_map) a no-op.
   """
   sharding = getattr(jax.typeof(v), "sharding", None)
   spec = getattr(sharding, "spec", None)
-  if not spec or axis >= len(spec) or spec[axis] is None:
+  if not spec or all(a >= len(spec) or spec[a] is None for a in call.spatial_axes):
     return v
   whole = list(spec)
-  whole[axis] = None
+  for a in call.spatial_axes:
+    if a < len(whole):
+      whole[a] = None
   return jax.sharding.reshard(v, sharding.update(spec=P(*whole)))
 
 

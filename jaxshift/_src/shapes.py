@@ -13,14 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 
 MODES = ("active", "sparse", "integer")
-# The order is the padding code the kernels receive (xla_ffi/shift_core.h,
-# enum Padding); tests/test_layout.py checks that the two agree.
+# The order is the padding code the kernels receive (xla_ffi/core/padding.h,
+# enum Padding); tests/test_ffi.py asks each built library for its names.
 PADDINGS = ("zeros", "border", "periodic", "reflect", "symmetric")
 IMPLS = ("auto", "xla", "ffi")
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
-# The longest spatial axis a shift accepts (xla_ffi/shift_core.h,
-# kMaxAxisLength; tests/test_layout.py checks that the two agree). Positions
+# The longest spatial axis a shift accepts (xla_ffi/core/padding.h,
+# kMaxAxisLength; tests/test_ffi.py asks each built library for it). Positions
 # along an axis are 32-bit in every implementation; with this bound every
 # position a shift computes, after the shift tables' reduction, stays below
 # 2**31 with a margin of 8.

@@ -56,7 +56,6 @@ import numpy as np
 from jax import lax
 
 from jaxshift._src import layout
-from jaxshift._src import partition
 
 Array = jax.Array
 
@@ -428,8 +427,9 @@ def _slope_stencil(e, f, ax: _Axis) -> Array:
 
 
 def _gather(v: Array, idx: Array, ax: _Axis) -> Array:
-  """``v`` along ``ax.axis`` at the per-channel indices ``idx`` ``[C, n]``."""
-  v = partition.whole_along(v, ax.axis)
+  """``v`` along ``ax.axis`` at the per-channel indices ``idx`` ``[C, n]``
+  (the whole axis: under an explicit mesh the caller gathers it first,
+  `partition.whole_spatial`)."""
   return jnp.take_along_axis(v, _place(idx, ax), axis=ax.axis, mode="clip")
 
 

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 from flax import nnx
 
-from jaxshift._src import init as shift_inits
+from jaxshift._src import sparsity
 from jaxshift.nn import _layers
 
 
@@ -43,7 +43,7 @@ def model_sparsity_loss(model: nnx.Module, weight: float = 1.0):
     1.0
   """
   shifts = [layer.shifts[...] for _, layer in _shift_layers(model)]
-  return shift_inits.sparsity_loss(shifts, weight)
+  return sparsity.sparsity_loss(shifts, weight)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,29 +10,19 @@
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
 #include "cpu/staged.h"
-#include "walks.h"
+#include "core/partials.h"
+#include "core/stencils.h"
+#include "core/walks.h"
 
 namespace jaxshift {
 namespace {
 
-// Fixed-order sum of `parts` partials per sample (partial[n, k, c, a]) into
-// the per-sample ds; the NaN rule for channels with a NaN shift.
+// ds from the per-sample partial sums (core/partials.h).
 template <typename A>
-void finish_shift_grad(const Geometry& geo, const Tables& exact, const std::vector<A>& partial,
-                       int64_t parts, A* ds) {
-  for (int64_t n = 0; n < geo.N; ++n) {
-    A* out = ds + n * geo.C * 3;
-    std::fill(out, out + geo.C * 3, A(0));
-    for (int64_t k = 0; k < parts; ++k) {
-      const A* p = partial.data() + (n * parts + k) * geo.C * 3;
-      for (int64_t j = 0; j < geo.C * 3; ++j) out[j] += p[j];
-    }
-    for (int64_t c = 0; c < geo.C; ++c) {
-      const ChannelTables<A> ct = channel_tables<A>(geo, exact, n, c);
-      if (nan_shift(ct.f)) {
-        for (int a = 0; a < 3; ++a) out[c * 3 + a] = nan_value(ct.f);
-      }
-    }
+void finish(const Geometry& geo, const Tables& exact, const std::vector<A>& partial,
+            int64_t parts, A* ds) {
+  for (int64_t i = 0; i < geo.N * geo.C * 3; ++i) {
+    finish_shift_grad(geo, partial.data(), parts, static_cast<const A*>(exact.f), ds, i);
   }
 }
 
@@ -43,10 +33,7 @@ template <int P, typename A, typename T>
 void backward_row(const T* xc, const T* gc, T* dc, const Axis* ax, int row,
                   const ChannelTables<A>& r, const ChannelTables<A>& u, bool shift_grad, A* d) {
   d[0] = d[1] = A(0);
-  if (nan_shift(r.f)) {  // (finish_shift_grad fills ds)
-    for (int i = 0; i < ax[2].L; ++i) store(dc + row * ax[1].sx + i * ax[2].sx, nan_value(r.f));
-    return;
-  }
+  if (nan_shift(r.f)) return fill_nan(dc + row * ax[1].sx, ax[2].sx, ax[2].L, r.f);  // (and ds)
   backward_walk<P, A>(xc, gc, dc, ax, 1, 2, row, 0, ax[2].L, r.m, r.f, u.m, u.f, shift_grad, d);
 }
 
@@ -56,7 +43,7 @@ template <typename T, int P, typename A>
 void walk_channels(const Geometry& geo, const T* x, const T* g, Tables rounded, Tables exact,
                    bool shift_grad, T* dx, A* partial, int64_t n, int64_t c0, int64_t nb) {
   for (int64_t c = c0; c < c0 + nb; ++c) {
-    A* acc = partial + (n * geo.C + c) * 3;
+    A* acc = partial + partial_index(geo, n, 0, 1, c);
     for (int row = 0; row < geo.ax[1].L; ++row) {
       A d[2];
       backward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, g + n * geo.sy_n + c * geo.sy_c,
@@ -97,7 +84,7 @@ void staged_task(Isa isa, const Geometry& geo, const T* x, const T* g, Tables ro
     const T* gb = gs + b * pp.pitch;
     T* dxb = dxs + b * pp.pitch;
     if (nan_shift(r.f)) {  // (finish_shift_grad fills ds)
-      for (int64_t i = span_begin(pp); i < span_end(pp); ++i) store(dxb + i, nan_value(r.f));
+      fill_nan(dxb + span_begin(pp), 1, span_end(pp) - span_begin(pp), r.f);
       continue;
     }
     with_lattice(r.f[1], r.f[2], [&](auto lat_f, auto lat_w) {
@@ -105,7 +92,7 @@ void staged_task(Isa isa, const Geometry& geo, const T* x, const T* g, Tables ro
     });
     adjoint_plane_edges<P, A>(gb, dxb, pp, r);
     if (!shift_grad) continue;
-    A* acc = partial + (n * geo.C + c0 + b) * 3 + 1;
+    A* acc = partial + partial_index(geo, n, 0, 1, c0 + b) + 1;
     with_lattice(u.f[1], u.f[2], [&](auto lat_f, auto lat_w) {
       shift_grad_plane(isa, xs + b * pp.pitch, gb, pp, u.m[1], u.m[2], u.f[1], u.f[2], lat_f,
                        lat_w, acc);
@@ -134,7 +121,7 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
                         nb, K);
     }
   });
-  finish_shift_grad(geo, exact, partial, 1, ds);
+  finish(geo, exact, partial, 1, ds);
 }
 
 template <typename T, int P, typename A>
@@ -152,12 +139,12 @@ void run_walks(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
                          dx + n * geo.sx_n + c * geo.sx_c, ax, row,
                          channel_tables<A>(geo, rounded, n, c),
                          channel_tables<A>(geo, exact, n, c), shift_grad, d);
-      A* acc = partial.data() + (task * geo.C + c) * 3;
+      A* acc = partial.data() + partial_index(geo, n, row, rows, c);
       acc[1] = d[0];
       acc[2] = d[1];
     }
   });
-  finish_shift_grad(geo, exact, partial, rows, ds);
+  finish(geo, exact, partial, rows, ds);
 }
 
 // Rows of the output grid per shift-gradient chunk: fixed by the shape alone,
@@ -193,7 +180,7 @@ void run_elementwise(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x
   std::vector<A> partial(static_cast<size_t>(geo.N * chunks * geo.C * 3), A(0));
   parallel_for(pool, geo.N * chunks, [&](int64_t task) {
     const int64_t n = task / chunks, k = task % chunks;
-    A* acc = partial.data() + task * geo.C * 3;
+    A* acc = partial.data() + partial_index(geo, n, k, chunks, 0);
     const int64_t r_end = std::min(out_rows, (k + 1) * rpc);
     for (int64_t r = k * rpc; r < r_end; ++r) {
       int o[3] = {static_cast<int>(r / ax[1].Lo), static_cast<int>(r % ax[1].Lo), 0};
@@ -214,7 +201,7 @@ void run_elementwise(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x
       }
     }
   });
-  finish_shift_grad(geo, exact, partial, chunks, ds);
+  finish(geo, exact, partial, chunks, ds);
 }
 
 }  // namespace

@@ -6,7 +6,9 @@
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
 #include "cpu/staged.h"
-#include "walks.h"
+#include "core/elementwise.h"
+#include "core/stencils.h"
+#include "core/walks.h"
 
 namespace jaxshift {
 namespace {
@@ -17,10 +19,7 @@ namespace {
 template <int P, typename A, typename T>
 void forward_row(const T* xc, T* yc, const Axis* ax, int row, const ChannelTables<A>& ct,
                  bool move) {
-  if (nan_shift(ct.f)) {
-    for (int o = 0; o < ax[2].Lo; ++o) store(yc + row * ax[1].sy + o * ax[2].sy, nan_value(ct.f));
-    return;
-  }
+  if (nan_shift(ct.f)) return fill_nan(yc + row * ax[1].sy, ax[2].sy, ax[2].Lo, ct.f);
   forward_walk<P, A>(xc, yc, ax[1], ax[2], row, 0, ax[2].Lo, ct.m[1], ct.f[1], ct.m[2], ct.f[2],
                      move);
 }
@@ -42,7 +41,7 @@ void staged_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, boo
     const T* xb_plane = xs + b * px.pitch;
     T* yb = ys + b * px.pitch;
     if (nan_shift(ct.f)) {
-      for (int64_t i = span_begin(px); i < span_end(px); ++i) store(yb + i, nan_value(ct.f));
+      fill_nan(yb + span_begin(px), 1, span_end(px) - span_begin(px), ct.f);
     } else if (move) {
       move_plane(isa, xb_plane, yb, px, ct.m[1], ct.m[2]);
     } else {

@@ -2,15 +2,16 @@
 // and padding P: each chooses a path (staged planes, walks, or the
 // element-wise functions) and runs it on XLA's thread pool. Explicitly
 // instantiated in cpu/forward.cc and cpu/backward.cc (compiled in parallel);
-// shift_cpu.cc holds the handlers that call them.
+// cpu/handlers.cc holds the handlers that call them.
 #pragma once
 
 #include <cstdint>
 
 #include "cpu/parallel.h"
 #include "cpu/tables.h"
-#include "float16.h"
-#include "shift_core.h"
+#include "core/float16.h"
+#include "core/geometry.h"
+#include "core/padding.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace jaxshift {

@@ -10,7 +10,7 @@
 // channels have different shifts, so a channel's row is strided in place).
 // K is the farthest the block's offsets read; a block whose shifts reach
 // further than kMaxHalo runs the walks in place (cpu/forward.cc,
-// cpu/backward.cc). The loops evaluate shift_core.h's stencils. Each SIMD
+// cpu/backward.cc). The loops evaluate core/stencils.h's formulas. Each SIMD
 // loop (the copies in and out, and the three plane loops) exists in a
 // baseline and an AVX2 + FMA version (cpu/isa.h, JAXSHIFT_ISA_VERSIONS); they
 // fuse multiply-adds differently and the shift-gradient sums run in lanes,
@@ -25,7 +25,9 @@
 
 #include "cpu/isa.h"
 #include "cpu/tables.h"
-#include "walks.h"
+#include "core/elementwise.h"
+#include "core/stencils.h"
+#include "core/walks.h"
 
 namespace jaxshift {
 
@@ -37,7 +39,7 @@ struct Planes {
   int64_t pitch;  // elements between the planes of a block
   // Offset of interior cell (r, c); r and c may reach K into the halo.
   int64_t at(int r, int c) const { return int64_t{r + K} * Wp + c + K; }
-  // The planes as shift_core.h axes (origin at interior (0, 0)).
+  // The planes as core/geometry.h axes (origin at interior (0, 0)).
   void axes(Axis* ax) const {
     ax[0] = Axis{1, 1, 1, 0, 0, false};
     ax[1] = Axis{H, H, 1, Wp, Wp, true};
@@ -300,8 +302,13 @@ void shift_grad_plane_impl(const T* xs, const T* gs, Planes p, int m1, int m2, A
   constexpr int kLanes = 8;
   const int W = p.W, full = W - W % kLanes;
   const int64_t wp = p.Wp;
-  const Stencil<A> vf = value_stencil(ff, lat_f), sf = slope_stencil<A>(lat_f);
-  const Stencil<A> vw = value_stencil(fw, lat_w), sw = slope_stencil<A>(lat_w);
+  // Axis 0 of the stencils is the rows, 1 the columns; s[a] are those of
+  // d out / d shift_a (core/stencils.h).
+  const Stencil<A> value[2] = {value_stencil(ff, lat_f), value_stencil(fw, lat_w)};
+  const Stencil<A> slope[2] = {slope_stencil<A>(lat_f), slope_stencil<A>(lat_w)};
+  Stencil<A> sr[2], sc[2];
+  deriv_stencils<2>(value, slope, 0, sr);
+  deriv_stencils<2>(value, slope, 1, sc);
   A sum_f[kLanes + 1] = {}, sum_w[kLanes + 1] = {};
   for (int row = 0; row < p.H; ++row) {
     const T* __restrict x0 = xs + p.at(row + m1, m2);  // x0[o] = x(row + m1, o + m2)
@@ -310,11 +317,11 @@ void shift_grad_plane_impl(const T* xs, const T* gs, Planes p, int m1, int m2, A
       const T* xo = x0 + o;
       auto X = [&](int q, int c) { return load<A>(xo + q * wp + c); };
       const A gv = load<A>(go + o);
-      sum_f[l] += gv * apply(vw, 0, [&](int c) {
-        return apply(sf, 0, [&](int q) { return X(q, c); });
+      sum_f[l] += gv * apply(sr[1], 0, [&](int c) {
+        return apply(sr[0], 0, [&](int q) { return X(q, c); });
       });
-      sum_w[l] += gv * apply(sw, 0, [&](int c) {
-        return apply(vf, 0, [&](int q) { return X(q, c); });
+      sum_w[l] += gv * apply(sc[1], 0, [&](int c) {
+        return apply(sc[0], 0, [&](int q) { return X(q, c); });
       });
     };
     for (int o = 0; o < full; o += kLanes) {

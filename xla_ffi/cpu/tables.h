@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "shift_core.h"
+#include "core/geometry.h"
 
 namespace jaxshift {
 

@@ -1,6 +1,8 @@
-// CUDA XLA FFI handler of the tiled forward (cuda_tiled.cuh): checks, then the
-// dtype's translation unit.
-#include "cuda_tiled.cuh"
+// CUDA XLA FFI handler of the tiled forward: checks (ffi/common.h), then the
+// dtype's translation unit (cuda/tiled/units.cuh).
+#include "cuda/runtime.cuh"
+#include "cuda/tiled/units.cuh"
+#include "ffi/common.h"
 
 namespace jaxshift {
 namespace {
@@ -12,7 +14,7 @@ ffi::Error ForwardTiledImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::AnyBuffe
   return forward_call(x, m, f, *y, padding, channels_last, strides, present,
                       [&](const Options& opt, const Geometry& geo) -> ffi::Error {
     gpu::CudaLauncher l(stream, nullptr);
-    return gpu::with_dtype(x.element_type(), [&](auto t) {
+    return with_dtype(x.element_type(), [&](auto t) {
       return gpu::tiled_forward_as<decltype(t)>(l, opt.padding, geo, x.untyped_data(),
                                                 m.typed_data<int32_t>(), f.untyped_data(),
                                                 y->untyped_data(), channels_last, move);

@@ -1,6 +1,8 @@
-// CUDA XLA FFI handler of the tiled fused backward (cuda_tiled.cuh): checks,
-// then the dtype's translation unit.
-#include "cuda_tiled.cuh"
+// CUDA XLA FFI handler of the tiled fused backward: checks (ffi/common.h),
+// then the dtype's translation unit (cuda/tiled/units.cuh).
+#include "cuda/runtime.cuh"
+#include "cuda/tiled/units.cuh"
+#include "ffi/common.h"
 
 namespace jaxshift {
 namespace {
@@ -14,7 +16,7 @@ ffi::Error BackwardTiledImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
   return backward_call(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last, strides,
                        present, [&](const Options& opt, const Geometry& geo) -> ffi::Error {
     gpu::CudaLauncher l(stream, &scratch);
-    return gpu::with_dtype(x.element_type(), [&](auto t) {
+    return with_dtype(x.element_type(), [&](auto t) {
       return gpu::tiled_backward_as<decltype(t)>(
           l, opt.padding, geo, x.untyped_data(), g.untyped_data(), m_r.typed_data<int32_t>(),
           f_r.untyped_data(), m_u.typed_data<int32_t>(), f_u.untyped_data(), dx->untyped_data(),

@@ -1,33 +1,13 @@
-// CPU XLA FFI handlers: decode and check the buffers (ffi_common.h), then run
+// CPU XLA FFI handlers: decode and check the buffers (ffi/common.h), then run
 // the kernels of cpu/kernels.h on XLA's intra-op thread pool.
 #include <cstdint>
 
 #include "cpu/isa.h"
 #include "cpu/kernels.h"
-#include "ffi_common.h"
+#include "ffi/common.h"
 
 namespace jaxshift {
 namespace {
-
-struct Forward {
-  template <typename T, int P>
-  static ffi::Error Run(ffi::ThreadPool& pool, const Geometry& geo, const void* x, Tables tab,
-                        void* y, bool move) {
-    run_forward<T, P>(pool, geo, static_cast<const T*>(x), tab, static_cast<T*>(y), move);
-    return ffi::Error::Success();
-  }
-};
-
-struct Backward {
-  template <typename T, int P>
-  static ffi::Error Run(ffi::ThreadPool& pool, const Geometry& geo, const void* x, const void* g,
-                        Tables rounded, Tables exact, bool shift_grad, void* dx, void* ds) {
-    run_backward<T, P>(pool, geo, static_cast<const T*>(x), static_cast<const T*>(g), rounded,
-                       exact, shift_grad, static_cast<T*>(dx),
-                       static_cast<typename Acc<T>::type*>(ds));
-    return ffi::Error::Success();
-  }
-};
 
 ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer m, ffi::AnyBuffer f,
                        ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
@@ -35,9 +15,13 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer m,
                        bool move) {
   return forward_call(x, m, f, *y, padding, channels_last, strides, present,
                       [&](const Options& opt, const Geometry& geo) -> ffi::Error {
-    Tables tab{m.typed_data<int32_t>(), f.untyped_data()};
-    return dispatch<Forward>(x.element_type(), opt.padding, pool, geo, x.untyped_data(), tab,
-                             y->untyped_data(), move);
+    const Tables tab{m.typed_data<int32_t>(), f.untyped_data()};
+    return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
+      using T = decltype(t);
+      run_forward<T, decltype(p)::value>(pool, geo, static_cast<const T*>(x.untyped_data()), tab,
+                                         static_cast<T*>(y->untyped_data()), move);
+      return ffi::Error::Success();
+    });
   });
 }
 
@@ -49,11 +33,17 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer g
                         bool shift_grad) {
   return backward_call(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last, strides,
                        present, [&](const Options& opt, const Geometry& geo) -> ffi::Error {
-    Tables rounded{m_r.typed_data<int32_t>(), f_r.untyped_data()};
-    Tables exact{m_u.typed_data<int32_t>(), f_u.untyped_data()};
-    return dispatch<Backward>(x.element_type(), opt.padding, pool, geo, x.untyped_data(),
-                              g.untyped_data(), rounded, exact, shift_grad, dx->untyped_data(),
-                              ds->untyped_data());
+    const Tables rounded{m_r.typed_data<int32_t>(), f_r.untyped_data()};
+    const Tables exact{m_u.typed_data<int32_t>(), f_u.untyped_data()};
+    return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
+      using T = decltype(t);
+      run_backward<T, decltype(p)::value>(
+          pool, geo, static_cast<const T*>(x.untyped_data()),
+          static_cast<const T*>(g.untyped_data()), rounded, exact, shift_grad,
+          static_cast<T*>(dx->untyped_data()),
+          static_cast<typename Acc<T>::type*>(ds->untyped_data()));
+      return ffi::Error::Success();
+    });
   });
 }
 
@@ -69,6 +59,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_backward_cpu, jaxshift::BackwardImpl,
 
 JAXSHIFT_EXPORT_HANDLER(cpu, forward)
 JAXSHIFT_EXPORT_HANDLER(cpu, backward)
+JAXSHIFT_EXPORT_CONTRACT(cpu)
 
 // For the tests: selects the instruction set of the staged loops (0: baseline,
 // 1: AVX2 + FMA, capped at what the CPU has; < 0 only asks) and returns the

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "device.h"
+#include "core/device.h"
 
 namespace jaxshift {
 

@@ -21,35 +21,22 @@
 #endif
 
 // Memory-access hooks for the host emulator of the CUDA kernels
-// (cuda_emulated.cc, built with JAXSHIFT_EMULATE into its own library): every
-// global and shared access of the kernels' code goes through a function that
-// takes the call site's line (`JS_SITE`) and reports to the emulator's
-// tracker (bounds, races, the memory-access model). In every other build the
-// hooks are nothing.
+// (emulator/, built with JAXSHIFT_EMULATE into its own library): every global
+// and shared access of the kernels' code goes through a function that takes
+// the call site's line (`JS_SITE`) and reports it with `JS_TRACK` to
+// `emu::track`, which the emulator defines (emulator/emulator.h). In every
+// other build the hooks are nothing.
 #if defined(JAXSHIFT_EMULATE) && !defined(__CUDACC__)
 namespace jaxshift {
 namespace emu {
 enum Space : int { kGlobal = 0, kShared = 1 };
-struct Tracker {
-  virtual void access(int space, const void* p, int bytes, bool store, int line,
-                      const char* file) = 0;
-
- protected:
-  ~Tracker() = default;
-};
-inline Tracker*& tracker() {
-  static thread_local Tracker* t = nullptr;
-  return t;
-}
+inline void track(int space, const void* p, int bytes, bool is_store, int line, const char* file);
 }  // namespace emu
 }  // namespace jaxshift
 #define JS_SITE , int site_line = __builtin_LINE(), const char* site_file = __builtin_FILE()
-#define JS_TRACK(space, p, bytes, is_store)                                               \
-  do {                                                                                  \
-    if (::jaxshift::emu::Tracker* t_ = ::jaxshift::emu::tracker())                      \
-      t_->access(::jaxshift::emu::space, p, static_cast<int>(bytes), is_store, site_line, \
-                 site_file);                                                            \
-  } while (0)
+#define JS_TRACK(space, p, bytes, is_store)                                                \
+  ::jaxshift::emu::track(::jaxshift::emu::space, p, static_cast<int>(bytes), is_store, site_line, \
+                         site_file)
 #else
 #define JS_SITE
 #define JS_TRACK(space, p, bytes, is_store) \

@@ -1,19 +1,16 @@
-// What a call of the tiled kernels launches, written once for the GPU
-// (shift_cuda.cu, CudaLauncher) and the emulator (cuda_emulated.cc): the plan,
-// the kernel for the layout and index width, the scratch for the shift
-// gradient's partial sums and the kernel that adds them. A launcher `L`
-// provides
-//   launch<K>(args)                    one launch of phased kernel K
-//   scratch(bytes) -> void* or null    memory for the call
-//   finish(geo, partial, parts, f, ds) tiled::finish_shift_grad for every i
-//   zero(ds, count)                    ds = 0
-// and every function returns an ffi::Error.
+// What a call of the tiled family launches, written once for the GPU
+// (cuda/tiled/instance.cuh, gpu::CudaLauncher) and the emulator
+// (emulator/handlers.cc): the plan, the kernel for the layout and index
+// width, the scratch for the shift gradient's partial sums and the finish. A
+// launcher `L` provides launch<K>(args) and scratch(bytes) (cuda/runtime.cuh).
 #pragma once
 
 #include <cstdint>
 
-#include "ffi_common.h"
-#include "tiled.h"
+#include "cuda/phased.h"
+#include "cuda/tiled/kernels.h"
+#include "cuda/tiled/plan.h"
+#include "ffi/common.h"
 
 namespace jaxshift {
 namespace tiled {
@@ -72,7 +69,6 @@ ffi::Error backward(L& l, const Geometry& geo, const T* x, const T* g, const int
   args.shift_grad = shift_grad;
   args.unit = geo.ax[0].t == 1 && geo.ax[1].t == 1 && geo.ax[2].t == 1;
   args.partial = nullptr;
-  const int64_t nds = geo.N * geo.C * 3;
   if (shift_grad) {
     args.partial = static_cast<A*>(
         l.scratch(static_cast<size_t>(geo.N * args.plan.tiles * geo.C * 3) * sizeof(A)));
@@ -87,8 +83,7 @@ ffi::Error backward(L& l, const Geometry& geo, const T* x, const T* g, const int
                           : backward_as<T, P, false, int32_t>(l, args);
   }
   if (e.failure()) return e;
-  if (!shift_grad) return l.zero(ds, nds);
-  return l.finish(geo, static_cast<const A*>(args.partial), args.plan.tiles, f_u, ds);
+  return finish(l, geo, static_cast<const A*>(args.partial), args.plan.tiles, f_u, ds);
 }
 
 }  // namespace tiled

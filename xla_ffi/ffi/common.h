@@ -1,14 +1,18 @@
-// FFI glue shared by the CPU and CUDA handlers: buffer checks, the geometry
-// of a call, and the dispatch over dtype and padding. The math is in
-// shift_core.h; Python (jaxshift/_src/layout.py) owns shapes and layouts, and
-// these checks only make sure that what arrives is what it promised.
+// FFI glue shared by every library's handlers (CPU, both CUDA families, the
+// emulator): buffer checks, the geometry of a call, the one dispatch over
+// dtype and padding, the handler signatures and exports. The math is in
+// core/; Python (jaxshift/_src/layout.py) owns shapes and layouts, and these
+// checks only make sure that what arrives is what it promised.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 
-#include "shift_core.h"
+#include "core/float16.h"
+#include "core/geometry.h"
+#include "core/padding.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace jaxshift {
@@ -30,7 +34,7 @@ inline ffi::Error invalid(const std::string& msg) {
 inline ffi::Error parse_options(int64_t padding, bool channels_last,
                                 ffi::Span<const int64_t> strides,
                                 ffi::Span<const int64_t> present, Options* opt) {
-  if (padding < 0 || padding > 4) return invalid("unknown padding code");
+  if (padding < 0 || padding >= kNumPaddings) return invalid("unknown padding code");
   if (strides.size() != 3) return invalid("`strides` must have 3 entries");
   if (present.size() != 3) return invalid("`present` must have 3 entries");
   opt->padding = static_cast<int>(padding);
@@ -182,28 +186,42 @@ ffi::Error backward_call(const ffi::AnyBuffer& x, const ffi::AnyBuffer& g,
   return run(opt, geo);
 }
 
-// Calls Kernel::template Run<T, P>(args...) for the runtime dtype and padding.
-template <typename Kernel, typename T, typename... Args>
-ffi::Error dispatch_padding(int padding, Args&&... args) {
+// Calls fn(T{}) for the storage type T of `dtype`: the one dtype switch.
+template <typename Fn>
+ffi::Error with_dtype(ffi::DataType dtype, const Fn& fn) {
+  switch (dtype) {
+    case ffi::DataType::F32: return fn(float{});
+    case ffi::DataType::F64: return fn(double{});
+    case ffi::DataType::F16: return fn(Half{});
+    case ffi::DataType::BF16: return fn(BFloat16{});
+    default: return invalid("x must be float16, bfloat16, float32 or float64");
+  }
+}
+
+template <int P>
+using PaddingT = std::integral_constant<int, P>;
+
+// Calls fn(PaddingT<P>{}) for the padding code: the one padding switch.
+template <typename Fn>
+ffi::Error with_padding(int padding, const Fn& fn) {
   switch (padding) {
-    case kZeros: return Kernel::template Run<T, kZeros>(args...);
-    case kBorder: return Kernel::template Run<T, kBorder>(args...);
-    case kPeriodic: return Kernel::template Run<T, kPeriodic>(args...);
-    case kReflect: return Kernel::template Run<T, kReflect>(args...);
-    case kSymmetric: return Kernel::template Run<T, kSymmetric>(args...);
+    case kZeros: return fn(PaddingT<kZeros>{});
+    case kBorder: return fn(PaddingT<kBorder>{});
+    case kPeriodic: return fn(PaddingT<kPeriodic>{});
+    case kReflect: return fn(PaddingT<kReflect>{});
+    case kSymmetric: return fn(PaddingT<kSymmetric>{});
   }
   return invalid("unknown padding code");
 }
 
-template <typename Kernel, typename... Args>
-ffi::Error dispatch(ffi::DataType dtype, int padding, Args&&... args) {
-  switch (dtype) {
-    case ffi::DataType::F32: return dispatch_padding<Kernel, float>(padding, args...);
-    case ffi::DataType::F64: return dispatch_padding<Kernel, double>(padding, args...);
-    case ffi::DataType::F16: return dispatch_padding<Kernel, Half>(padding, args...);
-    case ffi::DataType::BF16: return dispatch_padding<Kernel, BFloat16>(padding, args...);
-    default: return invalid("x must be float16, bfloat16, float32 or float64");
-  }
+// Calls fn(T{}, PaddingT<P>{}) for the call's dtype and padding: every
+// handler's body is one generic lambda, `[&](auto t, auto p) { using T =
+// decltype(t); constexpr int P = decltype(p)::value; ... }`.
+template <typename Fn>
+ffi::Error dispatch(ffi::DataType dtype, int padding, const Fn& fn) {
+  return with_dtype(dtype, [&](auto t) {
+    return with_padding(padding, [&](auto p) { return fn(t, p); });
+  });
 }
 
 // The handler signatures, after the platform's context arguments.
@@ -239,10 +257,25 @@ auto backward_signature(Binding b) {
 
 }  // namespace jaxshift
 
-// Exports `jaxshift_<platform>_<which>_ptr()`, which jaxshift/_src/ffi.py calls
+// Exports `jaxshift_<family>_<which>_ptr()`, which jaxshift/_src/ffi.py calls
 // through ctypes to get the handler (the handler symbols themselves are hidden).
-#define JAXSHIFT_EXPORT_HANDLER(platform, which)                             \
+#define JAXSHIFT_EXPORT_HANDLER(family, which)                               \
   extern "C" __attribute__((visibility("default"))) void*                    \
-      jaxshift_##platform##_##which##_ptr() {                                \
-    return reinterpret_cast<void*>(jaxshift_##which##_##platform);           \
+      jaxshift_##family##_##which##_ptr() {                                  \
+    return reinterpret_cast<void*>(jaxshift_##which##_##family);             \
+  }
+
+// Exports what Python must agree with, asked of each library (ctypes) rather
+// than read from these headers: `jaxshift_<library>_padding_name(code)` (the
+// name of a padding code, null past the last) and
+// `jaxshift_<library>_max_axis_length()` (tests/test_layout.py).
+#define JAXSHIFT_EXPORT_CONTRACT(library)                                                    \
+  extern "C" __attribute__((visibility("default"))) const char*                            \
+      jaxshift_##library##_padding_name(int code) {                                        \
+    return code >= 0 && code < ::jaxshift::kNumPaddings ? ::jaxshift::kPaddingNames[code]  \
+                                                        : nullptr;                         \
+  }                                                                                        \
+  extern "C" __attribute__((visibility("default"))) int64_t                                \
+      jaxshift_##library##_max_axis_length() {                                             \
+    return ::jaxshift::kMaxAxisLength;                                                     \
   }

@@ -6,42 +6,23 @@
 // instantiation is included once.
 #ifndef JAXSHIFT_CUDA_TILED_INSTANCE_ONCE
 #define JAXSHIFT_CUDA_TILED_INSTANCE_ONCE
-#include "cuda_tiled.cuh"
+#include "cuda/runtime.cuh"
+#include "cuda/tiled/launch.h"
+#include "cuda/tiled/units.cuh"
 
 namespace jaxshift {
 namespace gpu {
-namespace {
-
-struct ForwardTiled {
-  template <typename T, int P>
-  static ffi::Error Run(CudaLauncher& l, const Geometry& geo, const void* x, const int32_t* m,
-                        const void* f, void* y, bool channels_last, bool move) {
-    using A = typename Acc<T>::type;
-    return tiled::forward<T, P>(l, geo, static_cast<const T*>(x), m, static_cast<const A*>(f),
-                                static_cast<T*>(y), channels_last, move, false);
-  }
-};
-
-struct BackwardTiled {
-  template <typename T, int P>
-  static ffi::Error Run(CudaLauncher& l, const Geometry& geo, const void* x, const void* g,
-                        const int32_t* m_r, const void* f_r, const int32_t* m_u, const void* f_u,
-                        void* dx, void* ds, bool channels_last, bool shift_grad) {
-    using A = typename Acc<T>::type;
-    return tiled::backward<T, P>(l, geo, static_cast<const T*>(x), static_cast<const T*>(g), m_r,
-                                 static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u),
-                                 static_cast<T*>(dx), static_cast<A*>(ds), channels_last,
-                                 shift_grad, false);
-  }
-};
-
-}  // namespace
 
 template <typename T>
 ffi::Error tiled_forward_as(CudaLauncher& l, int padding, const Geometry& geo, const void* x,
                             const int32_t* m, const void* f, void* y, bool channels_last,
                             bool move) {
-  return dispatch_padding<ForwardTiled, T>(padding, l, geo, x, m, f, y, channels_last, move);
+  using A = typename Acc<T>::type;
+  return with_padding(padding, [&](auto p) {
+    return tiled::forward<T, decltype(p)::value>(l, geo, static_cast<const T*>(x), m,
+                                                 static_cast<const A*>(f), static_cast<T*>(y),
+                                                 channels_last, move, false);
+  });
 }
 
 template <typename T>
@@ -49,8 +30,13 @@ ffi::Error tiled_backward_as(CudaLauncher& l, int padding, const Geometry& geo, 
                              const void* g, const int32_t* m_r, const void* f_r,
                              const int32_t* m_u, const void* f_u, void* dx, void* ds,
                              bool channels_last, bool shift_grad) {
-  return dispatch_padding<BackwardTiled, T>(padding, l, geo, x, g, m_r, f_r, m_u, f_u, dx, ds,
-                                            channels_last, shift_grad);
+  using A = typename Acc<T>::type;
+  return with_padding(padding, [&](auto p) {
+    return tiled::backward<T, decltype(p)::value>(
+        l, geo, static_cast<const T*>(x), static_cast<const T*>(g), m_r,
+        static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u), static_cast<T*>(dx),
+        static_cast<A*>(ds), channels_last, shift_grad, false);
+  });
 }
 
 }  // namespace gpu

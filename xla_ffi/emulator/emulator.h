@@ -1,8 +1,9 @@
 // The host emulator of the CUDA kernels (host only; JAXSHIFT_EMULATE builds).
 //
-// It runs a launch block by block, and within a block phase by phase with
-// every thread of the phase in turn (tiled.h describes the phase contract),
-// and sees every memory access through device.h's tracker hook. It checks,
+// It runs a launch of a phased kernel (cuda/phased.h describes the contract;
+// both families are written so) block by block, and within a block phase by
+// phase with every thread of the phase in turn, and sees every memory access
+// through core/device.h's hook, emu::track, which it defines here. It checks,
 // throwing EmuError before the access happens:
 //   * global accesses: inside one of the call's buffers, stores only into
 //     outputs, vector accesses aligned to their width (a fault on a GPU);
@@ -33,10 +34,31 @@
 #include <utility>
 #include <vector>
 
-#include "tiled.h"
+#include "core/device.h"
+#include "cuda/phased.h"
 
 namespace jaxshift {
 namespace emu {
+
+// What sees the accesses of this thread's kernel code (the emulator of the
+// launch in flight), or null.
+struct Tracker {
+  virtual void access(int space, const void* p, int bytes, bool store, int line,
+                      const char* file) = 0;
+
+ protected:
+  ~Tracker() = default;
+};
+inline Tracker*& tracker() {
+  static thread_local Tracker* t = nullptr;
+  return t;
+}
+
+// core/device.h's hook.
+inline void track(int space, const void* p, int bytes, bool is_store, int line,
+                  const char* file) {
+  if (Tracker* t = tracker()) t->access(space, p, bytes, is_store, line, file);
+}
 
 struct EmuError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -123,40 +145,20 @@ class Emulator final : public Tracker {
     if (record_) lanes_[tid_ % 32].push_back(Access{site, space, is_store, a, bytes});
   }
 
-  // A launch of a phased kernel (tiled.h) with `smem` bytes per block.
+  // A launch of a phased kernel (cuda/phased.h).
   template <class K>
   void launch(const typename K::Args& args) {
-    const tiled::Plan& p = args.plan;
+    const auto& p = args.plan;
     begin_launch(p.smem);
     for (int64_t b = 0; b < p.grid; ++b) {
       for (int64_t item = b; item < p.items; item += p.grid) {
         ++epoch_;
         for (int ph = 0; ph < K::kPhases; ++ph) {
           begin_phase();
-          for (int t = 0; t < tiled::kThreads; ++t) {
+          for (int t = 0; t < phased::kThreads; ++t) {
             tid_ = t;
             K::phase(ph, args, item, t, smem_);
             if (record_ && t % 32 == 31) end_warp();
-          }
-        }
-      }
-    }
-    end_launch();
-  }
-
-  // A launch of a kernel without barriers: fn(block index, thread index)
-  // for a 3-D grid and a 2-D block (x fastest, as CUDA numbers threads).
-  template <class Fn>
-  void launch_flat(const int64_t* grid, int bx, int by, const Fn& fn) {
-    begin_launch(0);
-    for (int64_t z = 0; z < grid[2]; ++z) {
-      for (int64_t y = 0; y < grid[1]; ++y) {
-        for (int64_t x = 0; x < grid[0]; ++x) {
-          for (int t = 0; t < bx * by; ++t) {
-            tid_ = t;
-            const int64_t b[3] = {x, y, z};
-            fn(b, t % bx, t / bx);
-            if (record_ && (t % 32 == 31 || t == bx * by - 1)) end_warp();
           }
         }
       }
@@ -219,7 +221,7 @@ class Emulator final : public Tracker {
 
   void begin_launch(size_t smem_bytes) {
     smem_bytes_ = smem_bytes;
-    storage_.assign(smem_bytes / 16 + 1, tiled::Vec16{});
+    storage_.assign(smem_bytes / 16 + 1, phased::Vec16{});
     smem_ = reinterpret_cast<unsigned char*>(storage_.data());
     const size_t words = smem_bytes / 2 + 1;
     writer_.assign(words, -1);
@@ -347,7 +349,7 @@ class Emulator final : public Tracker {
   int tid_ = 0;
   unsigned char* smem_ = nullptr;
   size_t smem_bytes_ = 0;
-  std::vector<tiled::Vec16> storage_;
+  std::vector<phased::Vec16> storage_;
   std::vector<int32_t> writer_, reader_;
   std::vector<int64_t> written_;
   std::vector<uintptr_t> touched_;

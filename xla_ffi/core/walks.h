@@ -1,11 +1,11 @@
 // Walks: the loops of calls with at most two spatial axes and unit strides
-// (the CUDA kernels' fast path; on the CPU, the fallback of the staged planes
-// for far shifts and large planes). One walk takes one (sample, channel) and
+// (the CUDA walk family's kernels, cuda/walk/; on the CPU, the fallback of the
+// staged planes for far shifts and large planes). One walk takes one (sample, channel) and
 // one index of the "fixed" axis and traverses the other ("walking") axis in
 // order. Each step evaluates the fixed axis' stencil once, for the next
 // column, and keeps the last three column values in a window, so the walking
 // axis' stencil reads registers: a step costs one padded index and a few
-// loads. The formulas are shift_core.h's stencils. The shift-gradient walk
+// loads. The formulas are core/stencils.h's. The shift-gradient walk
 // decides its lattice tests once per walk (with_lattice: its stencils are
 // compile-time constants, one loop per combination); the forward and adjoint
 // walks test them at run time (one branch per step, and a quarter of the
@@ -15,7 +15,8 @@
 
 #include <type_traits>
 
-#include "shift_core.h"
+#include "core/elementwise.h"
+#include "core/stencils.h"
 
 namespace jaxshift {
 
@@ -150,39 +151,43 @@ JS_HD void adjoint_walk_at(const T* g, T* dx, const Axis* ax3, int af, int aw, i
 }
 
 // The shift-gradient sums along a walk at output index i_f of the fixed
-// axis, exact tables (mu, fu): d[0] = sum g * d out / d shift_f (the slope
-// across the fixed axis, the value along the walk) and d[1] = sum g *
-// d out / d shift_w (the value across, the slope along).
+// axis, exact tables (mu, fu): d[0] = sum g * d out / d shift_f and
+// d[1] = sum g * d out / d shift_w (core/stencils.h, deriv_stencils).
 template <int P, typename A, typename T, typename LatF, typename LatW>
 JS_HD void shift_grad_walk_at(const T* x, const T* g, const Axis& fa, const Axis& wa, int i_f,
                               int begin, int end, int mf, A ff, int mw, A fw, LatF lat_f,
                               LatW lat_w, A* d) {
   const T* rows[3];
   rows_around<P>(x, i_f + mf, fa.L, fa.sx, rows);
-  const Stencil<A> vf = value_stencil(ff, lat_f), sf = slope_stencil<A>(lat_f);
-  const Stencil<A> vw = value_stencil(fw, lat_w), sw = slope_stencil<A>(lat_w);
-  A xi[3], xd[3];  // value / slope across the fixed axis at columns o + mw + (-1, 0, 1)
-  auto cols = [&](int c, A* vi, A* vd) {
+  // Axis 0 of the stencils is the fixed axis, 1 the walking one; s[a] are
+  // those of d out / d shift_a.
+  const Stencil<A> value[2] = {value_stencil(ff, lat_f), value_stencil(fw, lat_w)};
+  const Stencil<A> slope[2] = {slope_stencil<A>(lat_f), slope_stencil<A>(lat_w)};
+  Stencil<A> s[2][2];
+  deriv_stencils<2>(value, slope, 0, s[0]);
+  deriv_stencils<2>(value, slope, 1, s[1]);
+  A col[2][3];  // col[a][1 + d]: s[a]'s fixed-axis stencil at column o + mw + d
+  auto cols = [&](int c, int slot) {
     const int ic = pad_index<P>(c, wa.L);
-    *vi = column<A>(rows, vf, ic, wa.sx);
-    *vd = column<A>(rows, sf, ic, wa.sx);
+    col[0][slot] = column<A>(rows, s[0][0], ic, wa.sx);
+    col[1][slot] = column<A>(rows, s[1][0], ic, wa.sx);
   };
-  cols(begin + mw - 1, &xi[0], &xd[0]);
-  cols(begin + mw, &xi[1], &xd[1]);
+  cols(begin + mw - 1, 0);
+  cols(begin + mw, 1);
   const T* go = g + static_cast<int64_t>(i_f) * fa.sy;
-  A df = A(0), dw = A(0);
+  A sum[2] = {A(0), A(0)};
   for (int o = begin; o < end; ++o) {
-    cols(o + mw + 1, &xi[2], &xd[2]);
+    cols(o + mw + 1, 2);
     const A gv = load<A>(go + o * wa.sy);
-    df += gv * apply(vw, 1, [&](int c) { return xd[c]; });
-    dw += gv * apply(sw, 1, [&](int c) { return xi[c]; });
-    xi[0] = xi[1];
-    xi[1] = xi[2];
-    xd[0] = xd[1];
-    xd[1] = xd[2];
+JS_UNROLL
+    for (int a = 0; a < 2; ++a) {
+      sum[a] += gv * apply(s[a][1], 1, [&](int c) { return col[a][c]; });
+      col[a][0] = col[a][1];
+      col[a][1] = col[a][2];
+    }
   }
-  d[0] = df;
-  d[1] = dw;
+  d[0] = sum[0];
+  d[1] = sum[1];
 }
 
 // The fused backward walk: dx along the walk (input grid, rounded tables

@@ -1,17 +1,17 @@
 // CPU XLA FFI handlers that run the CUDA kernels' own code in the host
-// emulator (emulator.h): the tiled kernels of tiled.h with the plans,
-// launches and shift-gradient finish of tiled_launch.h, exactly as
-// shift_cuda.cu's tiled handlers launch them on a GPU. Built with
-// JAXSHIFT_EMULATE into libjaxshift_cuda_emulated.so; jaxshift/_src/ffi.py
-// registers its targets (jaxshift_{forward,backward}_cuda_emulated) for the
-// CPU when JAXSHIFT_CPU_KERNEL=cuda-emulated. A check failure of the emulator
-// (out-of-bounds or misaligned access, shared-memory race or uninitialised
-// read) fails the call with the kernel, thread and source line.
+// emulator (emulator/emulator.h): both families, each exactly as its GPU
+// handlers launch it (cuda/walk/launch.h, cuda/tiled/launch.h), with this
+// file's launcher in place of the GPU's. Built with JAXSHIFT_EMULATE into
+// libjaxshift_cuda_emulated.so; jaxshift/_src/ffi.py registers its targets
+// jaxshift_{forward,backward}_cuda_emulated_{walk,tiled} for the CPU when
+// JAXSHIFT_CPU_KERNEL=cuda-emulated (the family JAXSHIFT_CUDA_KERNEL names). A
+// check failure of the emulator (out-of-bounds or misaligned access,
+// shared-memory race or uninitialised read) fails the call with the kernel,
+// thread and source line.
 //
 // C functions for the tests and benchmarks/access_model.py:
-//   jaxshift_cuda_emulated_configure(record, index64, family)
-//     record: keep the memory-access model; index64: force 64-bit offsets;
-//     family: 0 the tiled kernels, 1 the v1 walk forward (the GPU default).
+//   jaxshift_cuda_emulated_configure(record, index64)
+//     record: keep the memory-access model; index64: force 64-bit offsets.
 //   jaxshift_cuda_emulated_stats(buf, len): the model per kernel as JSON.
 //   jaxshift_cuda_emulated_reset(): clears it.
 #include <cstdint>
@@ -22,10 +22,11 @@
 #include <string>
 #include <vector>
 
-#include "emulator.h"
-#include "ffi_common.h"
-#include "tiled_launch.h"
-#include "walk_kernels.h"
+#include "cuda/phased.h"
+#include "cuda/tiled/launch.h"
+#include "cuda/walk/launch.h"
+#include "emulator/emulator.h"
+#include "ffi/common.h"
 
 namespace jaxshift {
 namespace {
@@ -35,7 +36,6 @@ struct Settings {
   // JAXSHIFT_EMULATED_INDEX64=1: 64-bit offsets on every shape (the path the
   // GPU takes past 2^31 elements per sample), from the first call.
   bool index64 = getenv("JAXSHIFT_EMULATED_INDEX64") && getenv("JAXSHIFT_EMULATED_INDEX64")[0] == '1';
-  int family = 0;
   std::mutex mu;
   std::map<std::string, emu::Stats> stats;
 };
@@ -55,7 +55,7 @@ emu::Buffer buffer(const char* name, const ffi::AnyBuffer& b, bool writable) {
   return emu::Buffer{name, lo, lo + b.size_bytes(), writable};
 }
 
-// The launcher of tiled_launch.h, on the emulator.
+// The launcher of cuda/runtime.cuh, on the emulator.
 class EmuLauncher {
  public:
   EmuLauncher(std::vector<emu::Buffer> buffers, bool record)
@@ -72,42 +72,12 @@ class EmuLauncher {
   template <class K>
   ffi::Error launch(const typename K::Args& a) {
     const std::string name = std::string(K::kName) + (K::kIndex64 ? " (64-bit)" : "");
-    return run(name.c_str(), [&](emu::Emulator& e) { e.launch<K>(a); });
-  }
-
-  // A flat launch of one thread per index below `count`, 256 per block.
-  template <class Fn>
-  ffi::Error flat(const char* name, int64_t count, const Fn& fn) {
-    const int64_t grid[3] = {(count + 255) / 256, 1, 1};
-    return run(name, [&](emu::Emulator& e) {
-      e.launch_flat(grid, 256, 1, [&](const int64_t* b, int tx, int) {
-        const int64_t i = b[0] * 256 + tx;
-        if (i < count) fn(i);
-      });
-    });
-  }
-
-  template <typename A>
-  ffi::Error finish(const Geometry& geo, const A* partial, int64_t parts, const A* f, A* ds) {
-    return flat("shift_grad_finish", geo.N * geo.C * 3, [&](int64_t i) {
-      tiled::finish_shift_grad(geo, partial, parts, f, ds, i);
-    });
-  }
-
-  template <typename A>
-  ffi::Error zero(A* ds, int64_t count) {
-    return flat("fill_zero", count, [&](int64_t i) { tiled::gst(ds + i, A(0)); });
-  }
-
-  template <class Body>
-  ffi::Error run(const char* name, const Body& body) {
     emu::Emulator e(buffers_, record_);
     try {
       emu::Scope scope(&e);
-      body(e);
+      e.launch<K>(a);
     } catch (const emu::EmuError& err) {
-      return ffi::Error::Internal(std::string("jaxshift (cuda-emulated, ") + name +
-                                  "): " + err.what());
+      return ffi::Error::Internal("jaxshift (cuda-emulated, " + name + "): " + err.what());
     }
     if (record_) add_stats(name, e.stats);
     return ffi::Error::Success();
@@ -116,68 +86,34 @@ class EmuLauncher {
  private:
   std::vector<emu::Buffer> buffers_;
   bool record_;
-  std::vector<std::vector<tiled::Vec16>> owned_;
+  std::vector<std::vector<phased::Vec16>> owned_;
 };
 
 struct Config {
   bool record, index64;
-  int family;
 };
 Config config() {
   Settings& st = settings();
   std::lock_guard<std::mutex> lock(st.mu);
-  return Config{st.record, st.index64, st.family};
+  return Config{st.record, st.index64};
 }
 
-// The v1 walk forward (family 1), for the memory-access model.
-template <typename T, int P>
-ffi::Error v1_forward(EmuLauncher& l, const Geometry& geo, const T* x, const int32_t* m,
-                      const typename Acc<T>::type* f, T* y, bool last, bool move) {
-  if (!walkable(geo)) {
-    return invalid("the v1 emulation covers the walk kernels only (at most two spatial axes, "
-                   "unit strides)");
-  }
-  int64_t grid[3];
-  v1::forward_grid(geo, last, grid);
-  const char* name = last ? "v1_walk_forward_nhwc" : "v1_walk_forward_nchw";
-  return l.run(name, [&](emu::Emulator& e) {
-    e.launch_flat(grid, v1::kLanes, v1::kWalkRows, [&](const int64_t* b, int tx, int ty) {
-      const v1::Index id{{b[0], b[1], b[2]}, {grid[0], grid[1], grid[2]}, tx, ty};
-      if (last) {
-        v1::forward_walk_thread<T, P, true>(geo, x, m, f, y, move, id);
-      } else {
-        v1::forward_walk_thread<T, P, false>(geo, x, m, f, y, move, id);
-      }
-    });
-  });
+// The two families: their launch code takes the same arguments.
+enum Family { kWalk, kTiled };
+
+template <Family F, typename T, int P, class... Args>
+ffi::Error family_forward(EmuLauncher& l, const Args&... args) {
+  if constexpr (F == kWalk) return walk::forward<T, P>(l, args...);
+  return tiled::forward<T, P>(l, args...);
 }
 
-struct ForwardEmu {
-  template <typename T, int P>
-  static ffi::Error Run(EmuLauncher& l, const Config& cfg, const Geometry& geo, const void* x,
-                        const int32_t* m, const void* f, void* y, bool last, bool move) {
-    using A = typename Acc<T>::type;
-    const T* xs = static_cast<const T*>(x);
-    T* ys = static_cast<T*>(y);
-    const A* fs = static_cast<const A*>(f);
-    if (cfg.family == 1) return v1_forward<T, P>(l, geo, xs, m, fs, ys, last, move);
-    return tiled::forward<T, P>(l, geo, xs, m, fs, ys, last, move, cfg.index64);
-  }
-};
+template <Family F, typename T, int P, class... Args>
+ffi::Error family_backward(EmuLauncher& l, const Args&... args) {
+  if constexpr (F == kWalk) return walk::backward<T, P>(l, args...);
+  return tiled::backward<T, P>(l, args...);
+}
 
-struct BackwardEmu {
-  template <typename T, int P>
-  static ffi::Error Run(EmuLauncher& l, const Config& cfg, const Geometry& geo, const void* x,
-                        const void* g, const int32_t* m_r, const void* f_r, const int32_t* m_u,
-                        const void* f_u, void* dx, void* ds, bool last, bool shift_grad) {
-    using A = typename Acc<T>::type;
-    return tiled::backward<T, P>(l, geo, static_cast<const T*>(x), static_cast<const T*>(g), m_r,
-                                 static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u),
-                                 static_cast<T*>(dx), static_cast<A*>(ds), last, shift_grad,
-                                 cfg.index64);
-  }
-};
-
+template <Family F>
 ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer m, ffi::AnyBuffer f,
                        ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
                        ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
@@ -188,12 +124,19 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer m, ffi::AnyBuffer f,
     EmuLauncher l({buffer("x", x, false), buffer("m", m, false), buffer("f", f, false),
                    buffer("y", *y, true)},
                   cfg.record);
-    return dispatch<ForwardEmu>(x.element_type(), opt.padding, l, cfg, geo, x.untyped_data(),
-                                m.typed_data<int32_t>(), f.untyped_data(), y->untyped_data(),
-                                channels_last, move);
+    return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
+      using T = decltype(t);
+      using A = typename Acc<T>::type;
+      constexpr int P = decltype(p)::value;
+      return family_forward<F, T, P>(
+          l, geo, static_cast<const T*>(x.untyped_data()), m.typed_data<int32_t>(),
+          static_cast<const A*>(f.untyped_data()), static_cast<T*>(y->untyped_data()),
+          channels_last, move, cfg.index64);
+    });
   });
 }
 
+template <Family F>
 ffi::Error BackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::AnyBuffer m_r,
                         ffi::AnyBuffer f_r, ffi::AnyBuffer m_u, ffi::AnyBuffer f_u,
                         ffi::Result<ffi::AnyBuffer> dx, ffi::Result<ffi::AnyBuffer> ds,
@@ -202,15 +145,21 @@ ffi::Error BackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::AnyBuffer m_r,
   return backward_call(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last, strides,
                        present, [&](const Options& opt, const Geometry& geo) -> ffi::Error {
     const Config cfg = config();
-    if (cfg.family != 0) return invalid("the v1 emulation covers the forward walk only");
     EmuLauncher l({buffer("x", x, false), buffer("g", g, false), buffer("m_r", m_r, false),
                    buffer("f_r", f_r, false), buffer("m_u", m_u, false), buffer("f_u", f_u, false),
                    buffer("dx", *dx, true), buffer("ds", *ds, true)},
                   cfg.record);
-    return dispatch<BackwardEmu>(x.element_type(), opt.padding, l, cfg, geo, x.untyped_data(),
-                                 g.untyped_data(), m_r.typed_data<int32_t>(), f_r.untyped_data(),
-                                 m_u.typed_data<int32_t>(), f_u.untyped_data(), dx->untyped_data(),
-                                 ds->untyped_data(), channels_last, shift_grad);
+    return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
+      using T = decltype(t);
+      using A = typename Acc<T>::type;
+      constexpr int P = decltype(p)::value;
+      return family_backward<F, T, P>(
+          l, geo, static_cast<const T*>(x.untyped_data()),
+          static_cast<const T*>(g.untyped_data()), m_r.typed_data<int32_t>(),
+          static_cast<const A*>(f_r.untyped_data()), m_u.typed_data<int32_t>(),
+          static_cast<const A*>(f_u.untyped_data()), static_cast<T*>(dx->untyped_data()),
+          static_cast<A*>(ds->untyped_data()), channels_last, shift_grad, cfg.index64);
+    });
   });
 }
 
@@ -220,7 +169,7 @@ ffi::Error BackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::AnyBuffer m_r,
 // 4 a misaligned 16-byte load, 5 a store into an input.
 struct SelfTest {
   struct Args {
-    tiled::Plan plan;
+    phased::Launch plan;
     const float* in;
     float* out;
     int bug;
@@ -232,16 +181,16 @@ struct SelfTest {
     float* sh = reinterpret_cast<float*>(smem);
     if (ph == 0) {
       const int i = a.bug == 1 && tid == 255 ? 256 : tid;
-      tiled::sst(sh + tid, tiled::gld(a.in + i));
-      if (a.bug == 2 && tid == 1) tiled::sld(sh);  // thread 0 writes it in this phase
+      phased::sst(sh + tid, phased::gld(a.in + i));
+      if (a.bug == 2 && tid == 1) phased::sld(sh);  // thread 0 writes it in this phase
       if (a.bug == 4 && tid == 0) {
-        tiled::Vec16 v;
-        tiled::gld16(a.in + 1, &v);
+        phased::Vec16 v;
+        phased::gld16(a.in + 1, &v);
       }
-      if (a.bug == 5 && tid == 0) tiled::gst(const_cast<float*>(a.in), 0.0f);
+      if (a.bug == 5 && tid == 0) phased::gst(const_cast<float*>(a.in), 0.0f);
     } else {
-      const int j = a.bug == 3 && tid == 0 ? 256 : (tid + 1) % tiled::kThreads;
-      tiled::gst(a.out + tid, tiled::sld(sh + j));
+      const int j = a.bug == 3 && tid == 0 ? 256 : (tid + 1) % phased::kThreads;
+      phased::gst(a.out + tid, phased::sld(sh + j));
     }
   }
 };
@@ -254,14 +203,13 @@ extern "C" __attribute__((visibility("default"))) int jaxshift_cuda_emulated_sel
                                                                                      char* buf,
                                                                                      int len) {
   using namespace jaxshift;
-  std::vector<tiled::Vec16> in(64), out(64);
+  std::vector<phased::Vec16> in(64), out(64);
   const uintptr_t i0 = reinterpret_cast<uintptr_t>(in.data());
   const uintptr_t o0 = reinterpret_cast<uintptr_t>(out.data());
   EmuLauncher l({emu::Buffer{"in", i0, i0 + 1024, false}, emu::Buffer{"out", o0, o0 + 1024, true}},
                 false);
   SelfTest::Args a{};
-  a.plan.items = a.plan.grid = 1;
-  a.plan.smem = 257 * 4 + 12;
+  a.plan = phased::launch_of(1, 257 * 4 + 12);
   a.in = reinterpret_cast<const float*>(in.data());
   a.out = reinterpret_cast<float*>(out.data());
   a.bug = bug;
@@ -273,22 +221,31 @@ extern "C" __attribute__((visibility("default"))) int jaxshift_cuda_emulated_sel
 
 namespace ffi = xla::ffi;
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_forward_cuda_emulated, jaxshift::ForwardImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_forward_cuda_emulated_walk,
+                              jaxshift::ForwardImpl<jaxshift::kWalk>,
                               jaxshift::forward_signature(ffi::Ffi::Bind()));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_backward_cuda_emulated, jaxshift::BackwardImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_backward_cuda_emulated_walk,
+                              jaxshift::BackwardImpl<jaxshift::kWalk>,
+                              jaxshift::backward_signature(ffi::Ffi::Bind()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_forward_cuda_emulated_tiled,
+                              jaxshift::ForwardImpl<jaxshift::kTiled>,
+                              jaxshift::forward_signature(ffi::Ffi::Bind()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_backward_cuda_emulated_tiled,
+                              jaxshift::BackwardImpl<jaxshift::kTiled>,
                               jaxshift::backward_signature(ffi::Ffi::Bind()));
 
-JAXSHIFT_EXPORT_HANDLER(cuda_emulated, forward)
-JAXSHIFT_EXPORT_HANDLER(cuda_emulated, backward)
+JAXSHIFT_EXPORT_HANDLER(cuda_emulated_walk, forward)
+JAXSHIFT_EXPORT_HANDLER(cuda_emulated_walk, backward)
+JAXSHIFT_EXPORT_HANDLER(cuda_emulated_tiled, forward)
+JAXSHIFT_EXPORT_HANDLER(cuda_emulated_tiled, backward)
+JAXSHIFT_EXPORT_CONTRACT(cuda_emulated)
 
 extern "C" __attribute__((visibility("default"))) int jaxshift_cuda_emulated_configure(
-    int record, int index64, int family) {
-  if (family != 0 && family != 1) return -1;
+    int record, int index64) {
   jaxshift::Settings& s = jaxshift::settings();
   std::lock_guard<std::mutex> lock(s.mu);
   s.record = record != 0;
   s.index64 = index64 != 0;
-  s.family = family;
   return 0;
 }
 

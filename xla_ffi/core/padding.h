@@ -1,0 +1,65 @@
+// The padding rules: how a read at position j of an axis of length L is
+// answered (docs/semantics.md; jaxshift/_src/spec.py pad_index is the same
+// rule in Python).
+#pragma once
+
+#include "core/device.h"
+
+namespace jaxshift {
+
+// The padding codes, in the order of jaxshift.PADDINGS (jaxshift/_src/shapes.py);
+// the compiled library reports its names (ffi/common.h, jaxshift_padding_name),
+// which tests/test_layout.py compares with Python's.
+enum Padding : int {
+  kZeros = 0,
+  kBorder = 1,
+  kPeriodic = 2,
+  kReflect = 3,
+  kSymmetric = 4,
+};
+constexpr int kNumPaddings = 5;
+constexpr const char* kPaddingNames[kNumPaddings] = {"zeros", "border", "periodic", "reflect",
+                                                     "symmetric"};
+
+// The longest axis (jaxshift/_src/shapes.py MAX_AXIS_LENGTH; the library
+// reports it, ffi/common.h). With |m| <= 2 L + 2 and output positions
+// o * t <= L - 1, every position below (taps, adjoint progressions) stays
+// within 6 L of 0: far inside int, with a margin of 8 at this bound.
+constexpr int kMaxAxisLength = 1 << 28;
+
+JS_HD int floor_mod(int a, int b) {
+  const int r = a % b;
+  return r < 0 ? r + b : r;
+}
+JS_HD int floor_div(int a, int b) {  // b > 0
+  const int q = a / b;
+  return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+// Index i in [0, L) that position j reads, or -1 for a read answered by zero.
+template <int P>
+JS_HD int pad_index(int j, int L) {
+  if (P == kZeros) return (j >= 0 && j < L) ? j : -1;
+  if (P == kBorder || (P == kReflect && L == 1)) return j < 0 ? 0 : (j >= L ? L - 1 : j);
+  if (P == kPeriodic) return floor_mod(j, L);
+  if (P == kReflect) {
+    const int T = 2 * L - 2;
+    const int r = floor_mod(j, T);
+    return r < L ? r : T - r;
+  }
+  const int T = 2 * L;  // kSymmetric
+  const int r = floor_mod(j, T);
+  return r < L ? r : T - 1 - r;
+}
+
+// pad_index with the interior (every read of a far-from-edge tap) tested first.
+template <int P>
+JS_HD int pad_fast(int j, int L) {
+  return (j >= 0 && j < L) ? j : pad_index<P>(j, L);
+}
+
+// The padding the adjoint reads the output cotangent g through: an output
+// outside [0, Lo) does not exist (zero), except that a periodic axis wraps.
+constexpr int adjoint_padding(int P) { return P == kPeriodic ? kPeriodic : kZeros; }
+
+}  // namespace jaxshift
