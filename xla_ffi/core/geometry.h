@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "core/device.h"
+#include "core/float16.h"
 
 namespace jaxshift {
 
@@ -47,5 +48,29 @@ JS_HD int64_t partial_index(const Geometry& geo, int64_t n, int64_t part, int64_
                             int64_t c) {
   return ((n * parts + part) * geo.C + c) * 3;
 }
+
+// A call's buffers, typed: storage T, tables and sums in the accumulation
+// type A. The CUDA families' kernels and launch code take them whole.
+template <typename T>
+struct ForwardBuffers {
+  using A = typename Acc<T>::type;
+  const T* x;
+  const int32_t* m;  // (G, C, 3) offsets (rounded in sparse/integer mode)
+  const A* f;        // (G, C, 3) fractions
+  T* y;
+};
+
+template <typename T>
+struct BackwardBuffers {
+  using A = typename Acc<T>::type;
+  const T* x;
+  const T* g;          // the output cotangent
+  const int32_t* m_r;  // rounded tables: the input gradient
+  const A* f_r;
+  const int32_t* m_u;  // exact tables: the shift gradient
+  const A* f_u;
+  T* dx;
+  A* ds;               // (N, C, 3) per-sample shift gradient
+};
 
 }  // namespace jaxshift

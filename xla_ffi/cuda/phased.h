@@ -50,6 +50,12 @@ inline Launch launch_of(int64_t items, size_t smem) {
   return Launch{items, items < kMaxGrid ? items : kMaxGrid, smem};
 }
 
+// A kernel type as a value (launch code choosing among instances).
+template <class K>
+struct KernelTag {
+  using type = K;
+};
+
 struct alignas(16) Vec16 {
   uint32_t w[4];
 };

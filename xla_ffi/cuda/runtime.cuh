@@ -76,3 +76,22 @@ class CudaLauncher {
 
 }  // namespace gpu
 }  // namespace jaxshift
+
+// Defines and exports a CUDA family's two handlers, jaxshift_forward_<family>
+// and jaxshift_backward_<family>, from jaxshift::ForwardImpl(stream, ...) and
+// jaxshift::BackwardImpl(stream, scratch, ...) of the including file.
+// The forward is command-buffer compatible (CUDA graphs); the backward is
+// not: it asks XLA's scratch allocator for memory.
+#define JAXSHIFT_CUDA_HANDLERS(family)                                                    \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(                                                          \
+      jaxshift_forward_##family, jaxshift::ForwardImpl,                                   \
+      jaxshift::forward_signature(                                                        \
+          xla::ffi::Ffi::Bind().Ctx<xla::ffi::PlatformStream<cudaStream_t>>()),           \
+      {xla::ffi::Traits::kCmdBufferCompatible});                                          \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(                                                          \
+      jaxshift_backward_##family, jaxshift::BackwardImpl,                                 \
+      jaxshift::backward_signature(xla::ffi::Ffi::Bind()                                  \
+                                       .Ctx<xla::ffi::PlatformStream<cudaStream_t>>()     \
+                                       .Ctx<xla::ffi::ScratchAllocator>()));              \
+  JAXSHIFT_EXPORT_HANDLER(family, forward)                                                \
+  JAXSHIFT_EXPORT_HANDLER(family, backward)

@@ -101,16 +101,18 @@ Config config() {
 // The two families: their launch code takes the same arguments.
 enum Family { kWalk, kTiled };
 
-template <Family F, typename T, int P, class... Args>
-ffi::Error family_forward(EmuLauncher& l, const Args&... args) {
-  if constexpr (F == kWalk) return walk::forward<T, P>(l, args...);
-  return tiled::forward<T, P>(l, args...);
+template <Family F, typename T, int P>
+ffi::Error family_forward(EmuLauncher& l, const Geometry& geo, const ForwardBuffers<T>& b,
+                          bool last, bool move, bool index64) {
+  if constexpr (F == kWalk) return walk::forward<T, P>(l, geo, b, last, move, index64);
+  return tiled::forward<T, P>(l, geo, b, last, move, index64);
 }
 
-template <Family F, typename T, int P, class... Args>
-ffi::Error family_backward(EmuLauncher& l, const Args&... args) {
-  if constexpr (F == kWalk) return walk::backward<T, P>(l, args...);
-  return tiled::backward<T, P>(l, args...);
+template <Family F, typename T, int P>
+ffi::Error family_backward(EmuLauncher& l, const Geometry& geo, const BackwardBuffers<T>& b,
+                           bool last, bool shift_grad, bool index64) {
+  if constexpr (F == kWalk) return walk::backward<T, P>(l, geo, b, last, shift_grad, index64);
+  return tiled::backward<T, P>(l, geo, b, last, shift_grad, index64);
 }
 
 template <Family F>
@@ -126,12 +128,8 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer m, ffi::AnyBuffer f,
                   cfg.record);
     return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
       using T = decltype(t);
-      using A = typename Acc<T>::type;
-      constexpr int P = decltype(p)::value;
-      return family_forward<F, T, P>(
-          l, geo, static_cast<const T*>(x.untyped_data()), m.typed_data<int32_t>(),
-          static_cast<const A*>(f.untyped_data()), static_cast<T*>(y->untyped_data()),
-          channels_last, move, cfg.index64);
+      return family_forward<F, T, decltype(p)::value>(l, geo, forward_buffers<T>(x, m, f, *y),
+                                                      channels_last, move, cfg.index64);
     });
   });
 }
@@ -151,14 +149,9 @@ ffi::Error BackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::AnyBuffer m_r,
                   cfg.record);
     return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
       using T = decltype(t);
-      using A = typename Acc<T>::type;
-      constexpr int P = decltype(p)::value;
-      return family_backward<F, T, P>(
-          l, geo, static_cast<const T*>(x.untyped_data()),
-          static_cast<const T*>(g.untyped_data()), m_r.typed_data<int32_t>(),
-          static_cast<const A*>(f_r.untyped_data()), m_u.typed_data<int32_t>(),
-          static_cast<const A*>(f_u.untyped_data()), static_cast<T*>(dx->untyped_data()),
-          static_cast<A*>(ds->untyped_data()), channels_last, shift_grad, cfg.index64);
+      return family_backward<F, T, decltype(p)::value>(
+          l, geo, backward_buffers<T>(x, g, m_r, f_r, m_u, f_u, *dx, *ds), channels_last,
+          shift_grad, cfg.index64);
     });
   });
 }

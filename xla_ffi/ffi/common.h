@@ -224,6 +224,29 @@ ffi::Error dispatch(ffi::DataType dtype, int padding, const Fn& fn) {
   });
 }
 
+// The typed buffers of a call (core/geometry.h) from the handler's.
+template <typename T>
+ForwardBuffers<T> forward_buffers(const ffi::AnyBuffer& x, const ffi::AnyBuffer& m,
+                                  const ffi::AnyBuffer& f, ffi::AnyBuffer& y) {
+  using A = typename Acc<T>::type;
+  return ForwardBuffers<T>{static_cast<const T*>(x.untyped_data()), m.typed_data<int32_t>(),
+                           static_cast<const A*>(f.untyped_data()),
+                           static_cast<T*>(y.untyped_data())};
+}
+
+template <typename T>
+BackwardBuffers<T> backward_buffers(const ffi::AnyBuffer& x, const ffi::AnyBuffer& g,
+                                    const ffi::AnyBuffer& m_r, const ffi::AnyBuffer& f_r,
+                                    const ffi::AnyBuffer& m_u, const ffi::AnyBuffer& f_u,
+                                    ffi::AnyBuffer& dx, ffi::AnyBuffer& ds) {
+  using A = typename Acc<T>::type;
+  return BackwardBuffers<T>{
+      static_cast<const T*>(x.untyped_data()),  static_cast<const T*>(g.untyped_data()),
+      m_r.typed_data<int32_t>(),                static_cast<const A*>(f_r.untyped_data()),
+      m_u.typed_data<int32_t>(),                static_cast<const A*>(f_u.untyped_data()),
+      static_cast<T*>(dx.untyped_data()),       static_cast<A*>(ds.untyped_data())};
+}
+
 // The handler signatures, after the platform's context arguments.
 template <typename Binding>
 auto forward_signature(Binding b) {

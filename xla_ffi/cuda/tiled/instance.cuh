@@ -14,28 +14,18 @@ namespace jaxshift {
 namespace gpu {
 
 template <typename T>
-ffi::Error tiled_forward_as(CudaLauncher& l, int padding, const Geometry& geo, const void* x,
-                            const int32_t* m, const void* f, void* y, bool channels_last,
-                            bool move) {
-  using A = typename Acc<T>::type;
+ffi::Error tiled_forward_as(CudaLauncher& l, int padding, const Geometry& geo,
+                            const ForwardBuffers<T>& b, bool channels_last, bool move) {
   return with_padding(padding, [&](auto p) {
-    return tiled::forward<T, decltype(p)::value>(l, geo, static_cast<const T*>(x), m,
-                                                 static_cast<const A*>(f), static_cast<T*>(y),
-                                                 channels_last, move, false);
+    return tiled::forward<T, decltype(p)::value>(l, geo, b, channels_last, move, false);
   });
 }
 
 template <typename T>
-ffi::Error tiled_backward_as(CudaLauncher& l, int padding, const Geometry& geo, const void* x,
-                             const void* g, const int32_t* m_r, const void* f_r,
-                             const int32_t* m_u, const void* f_u, void* dx, void* ds,
-                             bool channels_last, bool shift_grad) {
-  using A = typename Acc<T>::type;
+ffi::Error tiled_backward_as(CudaLauncher& l, int padding, const Geometry& geo,
+                             const BackwardBuffers<T>& b, bool channels_last, bool shift_grad) {
   return with_padding(padding, [&](auto p) {
-    return tiled::backward<T, decltype(p)::value>(
-        l, geo, static_cast<const T*>(x), static_cast<const T*>(g), m_r,
-        static_cast<const A*>(f_r), m_u, static_cast<const A*>(f_u), static_cast<T*>(dx),
-        static_cast<A*>(ds), channels_last, shift_grad, false);
+    return tiled::backward<T, decltype(p)::value>(l, geo, b, channels_last, shift_grad, false);
   });
 }
 
@@ -47,13 +37,12 @@ namespace jaxshift {
 namespace gpu {
 #if JAXSHIFT_TILED_FORWARD
 template ffi::Error tiled_forward_as<JAXSHIFT_TILED_T>(CudaLauncher&, int, const Geometry&,
-                                                       const void*, const int32_t*, const void*,
-                                                       void*, bool, bool);
+                                                       const ForwardBuffers<JAXSHIFT_TILED_T>&,
+                                                       bool, bool);
 #else
 template ffi::Error tiled_backward_as<JAXSHIFT_TILED_T>(CudaLauncher&, int, const Geometry&,
-                                                        const void*, const void*, const int32_t*,
-                                                        const void*, const int32_t*, const void*,
-                                                        void*, void*, bool, bool);
+                                                        const BackwardBuffers<JAXSHIFT_TILED_T>&,
+                                                        bool, bool);
 #endif
 }  // namespace gpu
 }  // namespace jaxshift

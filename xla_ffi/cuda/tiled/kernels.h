@@ -1,5 +1,5 @@
 // The tiled CUDA kernels (forward and fused deterministic backward), written
-// once for nvcc (the real kernels, cuda/tiled/handlers_*.cu) and for the host
+// once for nvcc (the real kernels, cuda/tiled/handlers.cu) and for the host
 // compiler (the emulator, emulator/).
 //
 // Each is a phased kernel (cuda/phased.h: the contract, the tracked
@@ -72,10 +72,7 @@ struct Forward {
   struct Args {
     Geometry geo;
     Plan plan;
-    const T* x;
-    const int32_t* m;
-    const A* f;
-    T* y;
+    ForwardBuffers<T> b;
     bool move;
   };
   static constexpr int kPhases = 3;
@@ -92,11 +89,11 @@ struct Forward {
     void* win = v.win;
     const int dmax = a.move ? 0 : 1;
     if (ph == 0) {
-      load_chan<A>(geo, p, it, tid, a.m, a.f, nullptr, nullptr, ch);
+      load_chan<A>(geo, p, it, tid, a.b.m, a.b.f, nullptr, nullptr, ch);
     } else if (ph == 1) {
       const Win w = make_window<A>(geo, p, it, ch, false, 1, 0, dmax, false);
       if (tid == 0) store_win(info, w);
-      stage<P, T, I>(geo, p, w, it, tid, a.x, false, win);
+      stage<P, T, I>(geo, p, w, it, tid, a.b.x, false, win);
     } else {
       compute(a, it, tid, ch, read_win(info), win);
     }
@@ -126,8 +123,8 @@ struct Forward {
       base[k] = m[k] - win_origin<kLast>(w, k);
     }
     const WinReader<T, kLast> rd = reader<T, kLast>(p, w, win, r.lane);
-    T* yc = a.y + it.n * geo.sy_n + c * geo.sy_c;
-    const T* xc = a.x + it.n * geo.sx_n + c * geo.sx_c;
+    T* yc = a.b.y + it.n * geo.sy_n + c * geo.sy_c;
+    const T* xc = a.b.x + it.n * geo.sx_n + c * geo.sx_c;
     for (Counter3 q(it.Tn, r.slot, r.slots); q.more(); q.next()) {
       int o[3];
       I off = 0;
@@ -162,13 +159,7 @@ struct Backward {
   struct Args {
     Geometry geo;
     Plan plan;
-    const T* x;
-    const T* g;
-    const int32_t* m_r;
-    const A* f_r;
-    const int32_t* m_u;
-    const A* f_u;
-    T* dx;
+    BackwardBuffers<T> b;
     A* partial;  // (N, tiles, C, 3)
     bool shift_grad;
     bool unit;   // unit strides on every axis: dx from the staged g window
@@ -189,7 +180,7 @@ struct Backward {
     void* gwin = smem + p.off_win2;
     A* red = reinterpret_cast<A*>(smem + p.off_red);
     if (ph == 0) {
-      load_chan<A>(geo, p, it, tid, a.m_u, a.f_u, a.m_r, a.f_r, ch);
+      load_chan<A>(geo, p, it, tid, a.b.m_u, a.b.f_u, a.b.m_r, a.b.f_r, ch);
     } else if (ph == 1) {
       const Win wx = make_window<A>(geo, p, it, ch, false, 1, -1, 1, false);
       const Win wg = make_window<A>(geo, p, it, ch, true, -1, -1, 0, true);
@@ -197,8 +188,8 @@ struct Backward {
         store_win(info, wx);
         store_win(info + 1, wg);
       }
-      if (a.shift_grad) stage<P, T, I>(geo, p, wx, it, tid, a.x, false, xwin);
-      if (a.unit) stage<Q, T, I>(geo, p, wg, it, tid, a.g, true, gwin);
+      if (a.shift_grad) stage<P, T, I>(geo, p, wx, it, tid, a.b.x, false, xwin);
+      if (a.unit) stage<Q, T, I>(geo, p, wg, it, tid, a.b.g, true, gwin);
     } else if (ph == 2) {
       A s[3] = {A(0), A(0), A(0)};
       compute(a, it, tid, ch, read_win(info), read_win(info + 1), xwin, gwin, s);
@@ -236,7 +227,7 @@ struct Backward {
       }
     }
     const int64_t c = it.c0 + (p.last ? tid : 0);
-    A* out = a.partial + ((it.n * p.tiles + it.tile) * geo.C + c) * 3;
+    A* out = a.partial + partial_index(geo, it.n, it.tile, p.tiles, c);
     for (int k = 0; k < 3; ++k) gst(out + k, t[k]);
   }
 
@@ -259,9 +250,9 @@ struct Backward {
       mr[k] = sld(&cc->mr[k]);
       fr[k] = sld(&cc->fr[k]);
     }
-    const T* xc = a.x + it.n * geo.sx_n + c * geo.sx_c;
-    const T* gc = a.g + it.n * geo.sy_n + c * geo.sy_c;
-    T* dc = a.dx + it.n * geo.sx_n + c * geo.sx_c;
+    const T* xc = a.b.x + it.n * geo.sx_n + c * geo.sx_c;
+    const T* gc = a.b.g + it.n * geo.sy_n + c * geo.sy_c;
+    T* dc = a.b.dx + it.n * geo.sx_n + c * geo.sx_c;
     const WinReader<T, kLast> xr = reader<T, kLast>(p, wx, xwin, r.lane);
     const WinReader<T, kLast> gr = reader<T, kLast>(p, wg, gwin, r.lane);
 

@@ -1,6 +1,6 @@
 // The tiled forward and backward for one storage type T (every padding,
 // layout and index width): declared here for the handlers
-// (cuda/tiled/handlers_*.cu), defined and instantiated per (direction, dtype)
+// (cuda/tiled/handlers.cu), defined and instantiated per (direction, dtype)
 // in its own translation unit (cuda/tiled/instance.cuh), so that the eight
 // compile in parallel (one unit took 6 minutes of nvcc).
 #pragma once
@@ -15,14 +15,11 @@ namespace jaxshift {
 namespace gpu {
 
 template <typename T>
-ffi::Error tiled_forward_as(CudaLauncher& l, int padding, const Geometry& geo, const void* x,
-                            const int32_t* m, const void* f, void* y, bool channels_last,
-                            bool move);
+ffi::Error tiled_forward_as(CudaLauncher& l, int padding, const Geometry& geo,
+                            const ForwardBuffers<T>& b, bool channels_last, bool move);
 template <typename T>
-ffi::Error tiled_backward_as(CudaLauncher& l, int padding, const Geometry& geo, const void* x,
-                             const void* g, const int32_t* m_r, const void* f_r,
-                             const int32_t* m_u, const void* f_u, void* dx, void* ds,
-                             bool channels_last, bool shift_grad);
+ffi::Error tiled_backward_as(CudaLauncher& l, int padding, const Geometry& geo,
+                             const BackwardBuffers<T>& b, bool channels_last, bool shift_grad);
 
 }  // namespace gpu
 }  // namespace jaxshift

@@ -21,11 +21,8 @@ ffi::Error ForwardImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::AnyBuffer m, 
     gpu::CudaLauncher l(stream, nullptr);
     return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
       using T = decltype(t);
-      using A = typename Acc<T>::type;
-      return walk::forward<T, decltype(p)::value>(
-          l, geo, static_cast<const T*>(x.untyped_data()), m.typed_data<int32_t>(),
-          static_cast<const A*>(f.untyped_data()), static_cast<T*>(y->untyped_data()),
-          channels_last, move, false);
+      return walk::forward<T, decltype(p)::value>(l, geo, forward_buffers<T>(x, m, f, *y),
+                                                  channels_last, move, false);
     });
   });
 }
@@ -41,13 +38,9 @@ ffi::Error BackwardImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
     gpu::CudaLauncher l(stream, &scratch);
     return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
       using T = decltype(t);
-      using A = typename Acc<T>::type;
       return walk::backward<T, decltype(p)::value>(
-          l, geo, static_cast<const T*>(x.untyped_data()),
-          static_cast<const T*>(g.untyped_data()), m_r.typed_data<int32_t>(),
-          static_cast<const A*>(f_r.untyped_data()), m_u.typed_data<int32_t>(),
-          static_cast<const A*>(f_u.untyped_data()), static_cast<T*>(dx->untyped_data()),
-          static_cast<A*>(ds->untyped_data()), channels_last, shift_grad, false);
+          l, geo, backward_buffers<T>(x, g, m_r, f_r, m_u, f_u, *dx, *ds), channels_last,
+          shift_grad, false);
     });
   });
 }
@@ -55,19 +48,5 @@ ffi::Error BackwardImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
 }  // namespace
 }  // namespace jaxshift
 
-namespace ffi = xla::ffi;
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(
-    jaxshift_forward_cuda, jaxshift::ForwardImpl,
-    jaxshift::forward_signature(ffi::Ffi::Bind().Ctx<ffi::PlatformStream<cudaStream_t>>()),
-    {ffi::Traits::kCmdBufferCompatible});
-// Not command-buffer compatible: it asks XLA's scratch allocator for memory.
-XLA_FFI_DEFINE_HANDLER_SYMBOL(
-    jaxshift_backward_cuda, jaxshift::BackwardImpl,
-    jaxshift::backward_signature(ffi::Ffi::Bind()
-                                     .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                     .Ctx<ffi::ScratchAllocator>()));
-
-JAXSHIFT_EXPORT_HANDLER(cuda, forward)
-JAXSHIFT_EXPORT_HANDLER(cuda, backward)
+JAXSHIFT_CUDA_HANDLERS(cuda)
 JAXSHIFT_EXPORT_CONTRACT(cuda)

@@ -107,10 +107,7 @@ struct Forward {
   struct Args {
     Plan plan;
     Geometry geo;
-    const T* x;
-    const int32_t* m;
-    const A* f;
-    T* y;
+    ForwardBuffers<T> b;
     bool move;
   };
   static constexpr int kPhases = 1;
@@ -123,10 +120,10 @@ struct Forward {
     if (!j.valid) return;
     int mo[3];
     A fo[3];
-    load_tables(geo, a.m, a.f, j.n, j.c, mo, fo);
+    load_tables(geo, a.b.m, a.b.f, j.n, j.c, mo, fo);
     const int af = fixed_axis(kLast), aw = walking_axis(kLast);
-    const T* xc = a.x + j.n * geo.sx_n + j.c * geo.sx_c;
-    T* yc = a.y + j.n * geo.sy_n + j.c * geo.sy_c;
+    const T* xc = a.b.x + j.n * geo.sx_n + j.c * geo.sx_c;
+    T* yc = a.b.y + j.n * geo.sy_n + j.c * geo.sy_c;
     if (nan_shift(fo)) return fill_nan(yc + j.fixed * geo.ax[af].sy, geo.ax[aw].sy, j.count, fo);
     forward_walk<P, A>(xc, yc, geo.ax[af], geo.ax[aw], j.fixed, 0, j.count, mo[af], fo[af],
                        mo[aw], fo[aw], a.move);
@@ -142,13 +139,7 @@ struct Backward {
   struct Args {
     Plan plan;
     Geometry geo;
-    const T* x;
-    const T* g;
-    const int32_t* m_r;
-    const A* f_r;
-    const int32_t* m_u;
-    const A* f_u;
-    T* dx;
+    BackwardBuffers<T> b;
     A* partial;  // (N, parts, C, 3)
     int64_t parts;
     bool shift_grad;
@@ -156,7 +147,7 @@ struct Backward {
   static constexpr int kPhases = 2;
   static constexpr const char* kName = kLast ? "walk_backward_nhwc" : "walk_backward_nchw";
   static constexpr bool kIndex64 = false;
-  static constexpr size_t kSmem = sizeof(A) * kThreads * 2;  // red[ty][tx][2]
+  static constexpr size_t kSmem = sizeof(A) * kThreads * 2;  // red[2][tid]
 
   JS_HD static void phase(int ph, const Args& a, int64_t item, int tid, unsigned char* smem) {
     const Geometry& geo = a.geo;
@@ -168,11 +159,11 @@ struct Backward {
       if (j.valid) {
         int mr[3], mu[3];
         A fr[3], fu[3];
-        load_tables(geo, a.m_r, a.f_r, j.n, j.c, mr, fr);
-        load_tables(geo, a.m_u, a.f_u, j.n, j.c, mu, fu);
-        const T* xc = a.x + j.n * geo.sx_n + j.c * geo.sx_c;
-        const T* gc = a.g + j.n * geo.sy_n + j.c * geo.sy_c;
-        T* dc = a.dx + j.n * geo.sx_n + j.c * geo.sx_c;
+        load_tables(geo, a.b.m_r, a.b.f_r, j.n, j.c, mr, fr);
+        load_tables(geo, a.b.m_u, a.b.f_u, j.n, j.c, mu, fu);
+        const T* xc = a.b.x + j.n * geo.sx_n + j.c * geo.sx_c;
+        const T* gc = a.b.g + j.n * geo.sy_n + j.c * geo.sy_c;
+        T* dc = a.b.dx + j.n * geo.sx_n + j.c * geo.sx_c;
         if (nan_shift(fr)) {  // (the finish fills ds)
           fill_nan(dc + j.fixed * geo.ax[af].sx, geo.ax[aw].sx, j.count, fr);
         } else {
@@ -181,8 +172,8 @@ struct Backward {
         }
       }
       if (!a.shift_grad) return;
-      sst(red + tid * 2, d[0]);
-      sst(red + tid * 2 + 1, d[1]);
+      sst(red + tid, d[0]);  // [2][kThreads]: lanes store consecutive words
+      sst(red + kThreads + tid, d[1]);
       return;
     }
     // Fixed-order sums: channels-last, thread (tx, 0) adds its channel's
@@ -192,8 +183,8 @@ struct Backward {
     A t0 = A(0), t1 = A(0);
     for (int l = 0; l < (kLast ? kRows : kLanes); ++l) {
       const int k = kLast ? l * kLanes + tx : ty * kLanes + l;
-      t0 += sld(red + k * 2);
-      t1 += sld(red + k * 2 + 1);
+      t0 += sld(red + k);
+      t1 += sld(red + kThreads + k);
     }
     A* out = a.partial + partial_index(geo, j.n, j.part, a.parts, j.c);
     gst(out, A(0));
@@ -309,11 +300,8 @@ struct ShiftGrad {
   struct Args {
     Plan plan;
     Geometry geo;
-    const T* x;
-    const T* g;
-    const int32_t* m;
-    const A* f;
-    A* partial;  // (N, chunks, C, 3)
+    BackwardBuffers<T> b;  // the exact tables
+    A* partial;            // (N, chunks, C, 3)
   };
   static constexpr int kPhases = 2;
   static constexpr const char* kName = kLast ? "shift_grad_nhwc" : "shift_grad_nchw";
@@ -321,7 +309,7 @@ struct ShiftGrad {
 
   JS_HD static void phase(int ph, const Args& a, int64_t item, int tid, unsigned char* smem) {
     const Geometry& geo = a.geo;
-    A* red = reinterpret_cast<A*>(smem);  // red[ty][tx][3]
+    A* red = reinterpret_cast<A*>(smem);  // red[3][tid]
     int64_t b[3];
     block_of(a.plan, item, b);
     const int64_t chunk = b[0], n = b[2];
@@ -333,9 +321,9 @@ struct ShiftGrad {
       if (c < geo.C) {
         int mo[3];
         A fo[3];
-        load_tables(geo, a.m, a.f, n, c, mo, fo);
-        const T* xc = a.x + n * geo.sx_n + c * geo.sx_c;
-        const T* gc = a.g + n * geo.sy_n + c * geo.sy_c;
+        load_tables(geo, a.b.m_u, a.b.f_u, n, c, mo, fo);
+        const T* xc = a.b.x + n * geo.sx_n + c * geo.sx_c;
+        const T* gc = a.b.g + n * geo.sy_n + c * geo.sy_c;
         const int lo1 = geo.ax[1].Lo, lo2 = geo.ax[2].Lo;
         const int64_t S = static_cast<int64_t>(geo.ax[0].Lo) * lo1 * lo2;
         const int64_t end = S < (chunk + 1) * kChunk ? S : (chunk + 1) * kChunk;
@@ -351,7 +339,7 @@ struct ShiftGrad {
           for (int k = 0; k < 3; ++k) s[k] += gv * d[k];
         }
       }
-      for (int k = 0; k < 3; ++k) sst(red + tid * 3 + k, s[k]);
+      for (int k = 0; k < 3; ++k) sst(red + k * kThreads + tid, s[k]);
       return;
     }
     // Fixed-order reduction over the position lanes of each channel lane.
@@ -359,7 +347,7 @@ struct ShiftGrad {
     A t[3] = {A(0), A(0), A(0)};
     for (int l = 0; l < (kLast ? kRows : kLanes); ++l) {
       const int k = kLast ? l * kLanes + tx : ty * kLanes + l;
-      for (int q = 0; q < 3; ++q) t[q] += sld(red + k * 3 + q);
+      for (int q = 0; q < 3; ++q) t[q] += sld(red + q * kThreads + k);
     }
     A* out = a.partial + partial_index(geo, n, chunk, a.plan.g[0], c);
     for (int q = 0; q < 3; ++q) gst(out + q, t[q]);

@@ -29,29 +29,22 @@ ffi::Error elementwise(L& l, const Geometry& geo, const T* src, const int32_t* m
 }
 
 template <typename T, int P, class L>
-ffi::Error forward(L& l, const Geometry& geo, const T* x, const int32_t* m,
-                   const typename Acc<T>::type* f, T* y, bool last, bool move,
+ffi::Error forward(L& l, const Geometry& geo, const ForwardBuffers<T>& b, bool last, bool move,
                    bool force_index64) {
   if (walkable(geo)) {
     const Plan plan = walk_plan(geo, last, true, 0);
-    if (last) {
-      using K = Forward<T, P, true>;
-      return l.template launch<K>(typename K::Args{plan, geo, x, m, f, y, move});
-    }
-    using K = Forward<T, P, false>;
-    return l.template launch<K>(typename K::Args{plan, geo, x, m, f, y, move});
+    if (last) return l.template launch<Forward<T, P, true>>({plan, geo, b, move});
+    return l.template launch<Forward<T, P, false>>({plan, geo, b, move});
   }
   const int64_t total = geo.N * geo.C * geo.ax[0].Lo * static_cast<int64_t>(geo.ax[1].Lo) *
                         geo.ax[2].Lo;
-  if (move) return elementwise<T, P, kMove>(l, geo, x, m, f, y, total, last, force_index64);
-  return elementwise<T, P, kInterpolate>(l, geo, x, m, f, y, total, last, force_index64);
+  if (move) return elementwise<T, P, kMove>(l, geo, b.x, b.m, b.f, b.y, total, last, force_index64);
+  return elementwise<T, P, kInterpolate>(l, geo, b.x, b.m, b.f, b.y, total, last, force_index64);
 }
 
 template <typename T, int P, class L>
-ffi::Error backward(L& l, const Geometry& geo, const T* x, const T* g, const int32_t* m_r,
-                    const typename Acc<T>::type* f_r, const int32_t* m_u,
-                    const typename Acc<T>::type* f_u, T* dx, typename Acc<T>::type* ds,
-                    bool last, bool shift_grad, bool force_index64) {
+ffi::Error backward(L& l, const Geometry& geo, const BackwardBuffers<T>& b, bool last,
+                    bool shift_grad, bool force_index64) {
   using A = typename Acc<T>::type;
   // Partial sums per (sample, part, channel): parts are the walk's blocks
   // along its fixed axis, or the element-wise call's chunks.
@@ -61,39 +54,23 @@ ffi::Error backward(L& l, const Geometry& geo, const T* x, const T* g, const int
     partial = static_cast<A*>(l.scratch(static_cast<size_t>(geo.N * parts * geo.C * 3) * sizeof(A)));
     if (!partial) return ffi::Error::Internal("jaxshift: scratch allocation failed");
   }
+  ffi::Error e = ffi::Error::Success();
   if (walkable(geo)) {
     const Plan plan = walk_plan(geo, last, false, Backward<T, P, true>::kSmem);
-    ffi::Error e = ffi::Error::Success();
-    if (last) {
-      using K = Backward<T, P, true>;
-      e = l.template launch<K>(
-          typename K::Args{plan, geo, x, g, m_r, f_r, m_u, f_u, dx, partial, parts, shift_grad});
-    } else {
-      using K = Backward<T, P, false>;
-      e = l.template launch<K>(
-          typename K::Args{plan, geo, x, g, m_r, f_r, m_u, f_u, dx, partial, parts, shift_grad});
+    e = last ? l.template launch<Backward<T, P, true>>({plan, geo, b, partial, parts, shift_grad})
+             : l.template launch<Backward<T, P, false>>({plan, geo, b, partial, parts, shift_grad});
+  } else {
+    const int64_t total = geo.N * geo.C * geo.ax[0].L * static_cast<int64_t>(geo.ax[1].L) *
+                          geo.ax[2].L;
+    e = elementwise<T, P, kAdjoint>(l, geo, b.g, b.m_r, b.f_r, b.dx, total, last, force_index64);
+    if (!e.failure() && shift_grad) {
+      const Plan plan = grad_plan(geo, last, sizeof(A));
+      e = last ? l.template launch<ShiftGrad<T, P, true>>({plan, geo, b, partial})
+               : l.template launch<ShiftGrad<T, P, false>>({plan, geo, b, partial});
     }
-    if (e.failure()) return e;
-    return finish(l, geo, partial, parts, f_u, ds);
   }
-  const int64_t total = geo.N * geo.C * geo.ax[0].L * static_cast<int64_t>(geo.ax[1].L) *
-                        geo.ax[2].L;
-  if (auto e = elementwise<T, P, kAdjoint>(l, geo, g, m_r, f_r, dx, total, last, force_index64);
-      e.failure())
-    return e;
-  if (shift_grad) {
-    const Plan plan = grad_plan(geo, last, sizeof(A));
-    ffi::Error e = ffi::Error::Success();
-    if (last) {
-      using K = ShiftGrad<T, P, true>;
-      e = l.template launch<K>(typename K::Args{plan, geo, x, g, m_u, f_u, partial});
-    } else {
-      using K = ShiftGrad<T, P, false>;
-      e = l.template launch<K>(typename K::Args{plan, geo, x, g, m_u, f_u, partial});
-    }
-    if (e.failure()) return e;
-  }
-  return finish(l, geo, partial, parts, f_u, ds);
+  if (e.failure()) return e;
+  return finish(l, geo, partial, parts, b.f_u, b.ds);
 }
 
 }  // namespace walk
