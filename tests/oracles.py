@@ -162,3 +162,75 @@ def check_tiny_shifts(impl):
     np.testing.assert_allclose(y, step(s), rtol=0, atol=1e-6, err_msg=padding)
     np.testing.assert_allclose(ds, want_ds, rtol=1e-5, atol=1e-5,
                                err_msg=f"{padding}: {TINY_SHIFTS}")
+
+
+# ---------------------------------------------------------------------------
+# Integer and bool tensors (SPEC, "Integer tensors"): the moves, bit for bit.
+NUMPY_PAD = {"zeros": "constant", "border": "edge", "periodic": "wrap",
+             "reflect": "reflect", "symmetric": "symmetric"}
+
+
+def numpy_move(x, shifts, *, padding="zeros", channel_axis=-1, strides=1):
+  """Every channel of `x` (any dtype) moved by ``round(shifts)`` (half to
+  even) with `numpy.pad` and slicing: exact, no arithmetic on the values."""
+  x = np.asarray(x)
+  s = np.round(np.asarray(shifts, np.float64)).astype(np.int64)
+  ndim = s.shape[1]
+  strides = (strides,) * ndim if np.isscalar(strides) else tuple(strides)
+  xc = np.moveaxis(x, channel_axis % x.ndim, -1)  # (..., *spatial, C)
+  chans = []
+  for c in range(xc.shape[-1]):
+    v = xc[..., c]
+    for d in range(ndim):
+      a = v.ndim - ndim + d
+      length, k = v.shape[a], int(s[c, d])
+      mode = NUMPY_PAD[padding]
+      if padding == "reflect" and length == 1:
+        mode = "edge"  # SPEC: the only index is 0
+      widths = [(0, 0)] * v.ndim
+      widths[a] = (abs(k), abs(k))
+      padded = np.pad(v, widths, mode=mode)
+      v = np.take(padded, np.arange(0, length, strides[d]) - k + abs(k), axis=a)
+    chans.append(v)
+  return np.moveaxis(np.stack(chans, -1), -1, channel_axis % x.ndim)
+
+
+def move_dtypes():
+  """The integer and bool dtypes of the moves (int64 with x64 on)."""
+  out = [np.bool_, np.int8, np.uint8, np.int16, np.int32]
+  if jax.config.jax_enable_x64:
+    out.append(np.int64)
+  return out
+
+
+def random_values(rng, shape, dtype):
+  """Values over the dtype's whole range (for 16- and 32-bit integers that
+  includes every float NaN and subnormal bit pattern)."""
+  if dtype == np.bool_:
+    return rng.integers(0, 2, size=shape).astype(np.bool_)
+  info = np.iinfo(dtype)
+  return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+
+
+def check_integer_moves(impl, *, static=False):
+  """Every move dtype and padding, both rounding modes, layouts, 1-3 axes and
+  strides cycled: `jaxshift.shift` equals `numpy_move` bit for bit and keeps
+  x's dtype. `static`: the shifts as a NumPy table (the static path)."""
+  rng = np.random.default_rng(25)
+  for i, (dtype, padding) in enumerate(
+      (d, p) for d in move_dtypes() for p in jaxshift.PADDINGS):
+    ndim, last = 1 + i % 3, i % 2 == 0
+    lengths = tuple(int(n) for n in rng.integers(1, 7, ndim))
+    c = 3
+    shape = (2, *lengths, c) if last else (2, c, *lengths)
+    x = random_values(rng, shape, dtype)
+    s = rng.integers(-8, 9, (c, ndim)).astype(np.float32) + 0.5 * (i % 2)
+    strides = 1 + i % 2
+    kw = dict(padding=padding, channel_axis=-1 if last else 1, strides=strides)
+    want = numpy_move(x, s, **kw)
+    for mode in ("integer", "sparse"):
+      shifts = s if static else jnp.asarray(s)
+      y = jaxshift.shift(jnp.asarray(x), shifts, mode=mode, impl=impl, **kw)
+      assert y.dtype == x.dtype, (dtype, y.dtype)
+      np.testing.assert_array_equal(np.asarray(y), want,
+                                    err_msg=f"{np.dtype(dtype)} {padding} {mode}")

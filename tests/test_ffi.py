@@ -300,6 +300,12 @@ def test_tiny_shifts_are_off_the_lattice():
   oracles.check_tiny_shifts("ffi")
 
 
+def test_integer_and_bool_tensors_move_bit_for_bit(x64):
+  """Through the kernels as float bits of their width: no value may change,
+  NaN and subnormal bit patterns included."""
+  oracles.check_integer_moves("ffi")
+
+
 def _hlo(f, *args):
   return jax.jit(f).lower(*args).compile().as_text()
 

@@ -33,7 +33,10 @@ def test_bad_options(kwargs, exc, match):
 
 
 @pytest.mark.parametrize("x,s,exc,match", [
-    (jnp.zeros((2, 5, 6, 3), jnp.int32), S, TypeError, "`x` must have a float"),
+    (jnp.zeros((2, 5, 6, 3), jnp.int32), S, TypeError,
+     r"mode='active' interpolates.*cast it first \(`x\.astype\(jnp\.float32\)`\)"),
+    (jnp.zeros((2, 5, 6, 3), jnp.complex64), S, TypeError, "`x` must have a floating"),
+    (jnp.zeros((2, 3, 5, 6)), S, ValueError, r"looks channels-first.*pass channel_axis=1"),
     (X, jnp.zeros((3,)), ValueError, r"`shifts` must have shape \(C, D\)"),
     (X, jnp.zeros((3, 4)), ValueError, r"`shifts` must have shape \(C, D\)"),
     (X, jnp.zeros((4, 2)), ValueError, "channels"),

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import oracles
 from oracles import scipy_shift
 
 import jaxshift
@@ -115,6 +116,17 @@ def test_static_path_is_a_copy_in_every_dtype(dtype):
 
 @pytest.mark.skipif(not jaxshift.kernels_available("cpu"),
                     reason="needs the CPU kernel")
+def test_integer_and_bool_tensors_move_bit_for_bit(x64):
+  oracles.check_integer_moves("xla", static=True)
+
+
+def test_nan_static_shift_zeroes_an_integer_channel():
+  x = jnp.arange(1, 11, dtype=jnp.int8).reshape(1, 5, 2)
+  y = jaxshift.shift(x, np.array([[np.nan], [1.0]]), mode="integer")
+  np.testing.assert_array_equal(y[0, :, 0], 0)
+  np.testing.assert_array_equal(y[0, :, 1], [0, 2, 4, 6, 8])
+
+
 def test_static_path_matches_the_kernel_and_impl_ffi_keeps_the_kernel():
   rng = np.random.default_rng(2)
   x = jnp.asarray(rng.normal(size=(2, 9, 8, 20)), jnp.float32)

@@ -24,12 +24,16 @@ def _one_direction(x, fold, frames_moved):
   return out
 
 
-@pytest.mark.parametrize("c,fold_div", [(16, 8), (12, 4), (9, 3)])
-def test_folded_channels_first_is_tsm(c, fold_div):
+@pytest.mark.parametrize("c,fold_div,dtype", [(16, 8, np.float32), (12, 4, np.uint8),
+                                              (9, 3, np.int16)])
+def test_folded_channels_first_is_tsm(c, fold_div, dtype):
+  """Raw frames (uint8) and quantized activations move exactly too."""
   n, t = 2, 5
-  x = np.random.default_rng(c).normal(size=(n * t, c, 3, 4)).astype(np.float32)
+  rng = np.random.default_rng(c)
+  x = (rng.normal(size=(n * t, c, 3, 4)) * 100).astype(dtype)
   y = jaxshift.temporal_shift(x, fold_div=fold_div, num_segments=t,
                               channel_axis=1)
+  assert y.dtype == dtype
   np.testing.assert_array_equal(y, tsm_shift(x, t, fold_div))
 
 
@@ -67,9 +71,10 @@ def test_every_padding_is_the_shift_of_the_tsm_table(padding):
       jaxshift.temporal_shift(x, padding=padding), want)
 
 
-def test_streaming_equals_offline_right():
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.uint8])
+def test_streaming_equals_offline_right(dtype):
   rng = np.random.default_rng(3)
-  clip = jnp.asarray(rng.normal(size=(2, 7, 4, 4, 16)), jnp.float32)
+  clip = jnp.asarray(rng.normal(size=(2, 7, 4, 4, 16)) * 50, dtype)
   offline = jaxshift.temporal_shift(clip, direction="right")
   step = jax.jit(jaxshift.temporal_shift_step)
   cache, frames = None, []
@@ -124,5 +129,5 @@ def test_step_errors():
   with pytest.raises(ValueError, match="`cache` must have the shape"):
     jaxshift.temporal_shift_step(jnp.ones((2, 16)),
                                  jnp.zeros((2, 2), jnp.bfloat16))
-  with pytest.raises(TypeError, match="`x_t`"):
-    jaxshift.temporal_shift_step(jnp.ones((2, 16), jnp.int32))
+  with pytest.raises(TypeError, match="`x_t` must have a floating"):
+    jaxshift.temporal_shift_step(jnp.ones((2, 16), jnp.complex64))

@@ -98,7 +98,11 @@ def _shift_fwd(call, x, s):
 
 def _shift_bwd(call, res, g):
   x, s = res
-  dx, ds = _backward(call, x, s, g)
+  if call.moves_bits:  # integer x and output: no cotangent flows
+    dx = np.zeros(x.shape, jax.dtypes.float0)
+    ds = jnp.zeros(s.shape, call.grad_dtype)
+  else:
+    dx, ds = _backward(call, x, s, g)
   if not jnp.issubdtype(s.dtype, jnp.floating):  # integer shifts: no tangent
     ds = np.zeros(s.shape, jax.dtypes.float0)
   return dx, ds
@@ -120,7 +124,11 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
     x: ``[*batch, *spatial, C]`` (``channel_axis=-1``, the default) or
       ``[*batch, C, *spatial]`` (``channel_axis`` the axis just before the
       spatial ones, e.g. 1 for ``[N, C, H, W]``). float16, bfloat16, float32
-      or float64.
+      or float64; for the moves (``mode="integer"``, and the forward of
+      ``"sparse"``) also any integer dtype or bool: raw video frames,
+      quantized activations, masks, moved exactly (``zeros`` reads 0 or
+      False; a channel whose shift is NaN is 0). ``"active"`` interpolates
+      and raises a `TypeError` for them (cast first).
     shifts: ``[C, D]``, one offset per channel and spatial axis, ``D`` in
       1, 2, 3 (the number of spatial axes of `x`). Integer dtypes are accepted
       with ``mode="integer"`` (and used exactly, whatever their size).
@@ -148,6 +156,7 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
 
   Returns:
     Same layout and dtype as `x`; spatial lengths ``ceil(L / stride)``.
+    An integer or bool `x` is moved bit for bit and has no gradient.
     Every implementation computes in float32 (float64 for float64 `x`),
     after reducing the shifts in their own precision; the shift gradient
     has the dtype of `shifts` (float32 for integer shifts, which have no

@@ -303,13 +303,43 @@ def _backward_call(platform: str, call: layout.ShiftCall):
 
 # --------------------------------------------------------------------------
 # Entry points used by jaxshift._src.dispatch.
+def _as_bits(x):
+  """An integer or bool `x` as float elements of its width (1- and 2-byte
+  ones widened to 4 bytes first), which the kernels' moves copy bit for bit
+  (a move does no arithmetic); `_from_bits` undoes it."""
+  if x.dtype.itemsize < 4:
+    x = x.astype(jnp.int32)
+  return jax.lax.bitcast_convert_type(
+      x, jnp.float64 if x.dtype.itemsize == 8 else jnp.float32)
+
+
+def _from_bits(y, dtype):
+  dtype = jnp.dtype(dtype)
+  wide = jnp.int64 if dtype.itemsize == 8 else jnp.int32
+  if dtype.itemsize >= 4:
+    wide = dtype
+  return jax.lax.bitcast_convert_type(y, wide).astype(dtype)
+
+
 def forward(call: layout.ShiftCall, platform: str, x, shifts):
-  """The shift on `platform`'s kernel. Same contract as `spec.forward`."""
+  """The shift on `platform`'s kernel. Same contract as `spec.forward`.
+
+  An integer or bool `x` (a move) travels through the kernel as float bits
+  of its width; a channel with a NaN shift, whose elements the kernel writes
+  as NaN, is then zero (`spec.nan_fill`).
+  """
   if call.empty:
     return jnp.zeros(call.out_shape, x.dtype)
   m, f = _tables(call, shifts, rounded=call.rounds)
-  (y5,) = _forward_call(platform, call)(x.reshape(call.shape5()), m, f)
-  return y5.reshape(call.out_shape)
+  data = _as_bits(x) if call.moves_bits else x
+  (y5,) = _forward_call(platform, call)(data.reshape(call.shape5()), m, f)
+  if not call.moves_bits:
+    return y5.reshape(call.out_shape)
+  shape = [1] * 5
+  shape[call.channel_axis5] = -1
+  nan = jnp.any(jnp.isnan(f[0]), axis=-1).reshape(shape)  # per channel
+  y5 = jnp.where(nan, jnp.zeros((), y5.dtype), y5)
+  return _from_bits(y5, x.dtype).reshape(call.out_shape)
 
 
 def backward(call: layout.ShiftCall, platform: str, x, shifts, g):

@@ -27,14 +27,16 @@ from jaxshift._src import shapes
 def compute_dtype(x_dtype) -> np.dtype:
   """The dtype every implementation computes and accumulates in.
 
-  float64 for float64 ``x``, float32 otherwise, whatever the dtype of the
-  shifts: a float32 network does not double its memory traffic because its
-  shifts are float64. The shift tables are reduced in the shifts' own
+  float64 for float64 ``x`` (and for 64-bit integer ``x``, whose moves the
+  kernels run as 64-bit elements), float32 otherwise, whatever the dtype of
+  the shifts: a float32 network does not double its memory traffic because
+  its shifts are float64. The shift tables are reduced in the shifts' own
   precision first (`jaxshift._src.spec.shift_tables`), so far-away float64
   shifts lose nothing that matters.
   """
-  return np.dtype(np.float64 if jnp.dtype(x_dtype) == jnp.float64
-                  else np.float32)
+  d = jnp.dtype(x_dtype)
+  wide = d == jnp.float64 or (d.kind in "iu" and d.itemsize == 8)
+  return np.dtype(np.float64 if wide else np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +90,11 @@ class ShiftCall:
   def ndim(self) -> int:
     """``D``, the number of spatial axes."""
     return len(self.spatial_axes)
+
+  @property
+  def moves_bits(self) -> bool:
+    """``x`` is integer or bool: only moves, no arithmetic on its values."""
+    return jnp.dtype(self.x_dtype).kind in "biu"
 
   @property
   def rounds(self) -> bool:
@@ -166,8 +173,9 @@ def make_call(x, shifts, *, mode, padding, channel_axis, strides,
   ``dtype`` (e.g. `jax.ShapeDtypeStruct`); only those are read.
 
   Raises:
-    TypeError: ``x`` is not floating, or ``shifts`` is not numeric, or
-      ``shifts`` is integer in a mode that differentiates it.
+    TypeError: ``x`` is neither floating nor (for the moves) integer or
+      bool, or ``shifts`` is not numeric, or ``shifts`` is integer in a mode
+      that differentiates it.
     ValueError: any shape, option or stride is not accepted.
 
   >>> import jax
@@ -183,7 +191,7 @@ def make_call(x, shifts, *, mode, padding, channel_axis, strides,
   impl = shapes.choice("impl", impl, shapes.IMPLS)
   x_shape, x_dtype = tuple(np.shape(x)), jnp.result_type(x)
   s_shape, s_dtype = tuple(np.shape(shifts)), jnp.result_type(shifts)
-  shapes.check_float_dtype("x", x_dtype)
+  shapes.check_x_dtype("x", x_dtype, mode)
   _check_shifts(s_shape, s_dtype, mode)
   channels, ndim = s_shape
   if len(x_shape) < ndim + 1:
@@ -192,10 +200,15 @@ def make_call(x, shifts, *, mode, padding, channel_axis, strides,
         f"channel axis, as `shifts` has {ndim} columns); got shape {x_shape}.")
   cax, spatial = shapes.channel_layout(x_shape, ndim, channel_axis)
   if x_shape[cax] != channels:
+    hint = ""
+    first = len(x_shape) - 1 - ndim  # where channels-first puts them
+    if cax == len(x_shape) - 1 and first >= 0 and x_shape[first] == channels:
+      hint = (f" `x` looks channels-first ({x_shape[first]} on axis {first}): "
+              f"pass channel_axis={first}.")
     raise ValueError(
         f"`x` has {x_shape[cax]} channels on axis {cax} but `shifts` has "
         f"{channels} rows; they must match (x shape {x_shape}, shifts shape "
-        f"{s_shape}).")
+        f"{s_shape}).{hint}")
   strides = shapes.positive_ints("strides", strides, ndim)
   lengths = tuple(x_shape[a] for a in spatial)
   for a, length in zip(spatial, lengths):

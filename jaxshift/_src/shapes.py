@@ -18,6 +18,10 @@ MODES = ("active", "sparse", "integer")
 PADDINGS = ("zeros", "border", "periodic", "reflect", "symmetric")
 IMPLS = ("auto", "xla", "ffi")
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+# The dtypes the moves (mode "integer", the forward of "sparse") take as well:
+# a move does no arithmetic, so it is exact in any of them.
+MOVE_DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+               "int64", "uint64")
 
 # The longest spatial axis a shift accepts (xla_ffi/core/padding.h,
 # kMaxAxisLength; tests/test_ffi.py asks each built library for it). Positions
@@ -84,11 +88,26 @@ def spatial_ndim(name: str, value) -> int:
   return int(value)
 
 
-def check_float_dtype(name: str, dtype) -> None:
-  if jnp.dtype(dtype).name not in FLOAT_DTYPES:
-    raise TypeError(
-        f"`{name}` must have a floating dtype ({', '.join(FLOAT_DTYPES)}); "
-        f"got {jnp.dtype(dtype).name}.")
+def check_x_dtype(name: str, dtype, mode: str) -> None:
+  """Floating `dtype` for every mode; integer and bool too for the moves.
+
+  Raises:
+    TypeError: naming `name`, the dtype, and what to do instead.
+  """
+  d = jnp.dtype(dtype)
+  if d.name in FLOAT_DTYPES:
+    return
+  if d.name in MOVE_DTYPES:
+    if mode == "active":
+      raise TypeError(
+          f"`{name}` has dtype {d.name}, but mode='active' interpolates "
+          f"between elements, which needs a floating dtype: cast it first "
+          f"(`{name}.astype(jnp.float32)`), or move it exactly with "
+          "mode='integer' (or 'sparse').")
+    return
+  raise TypeError(
+      f"`{name}` must have a floating dtype ({', '.join(FLOAT_DTYPES)}), or "
+      f"for mode='integer' / 'sparse' an integer or bool dtype; got {d.name}.")
 
 
 def check_channel_axis(channel_axis, ndim: int) -> int:

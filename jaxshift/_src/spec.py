@@ -517,8 +517,17 @@ def _axes(call: layout.ShiftCall, shifts: Array, *, rounded: bool):
 
 
 def _nan_rule(v: Array, nan: Array, ax: _Axis) -> Array:
-  """A channel whose shift is NaN (after the reduction) is NaN everywhere."""
-  return jnp.where(_per_channel(nan, ax), jnp.asarray(jnp.nan, v.dtype), v)
+  """A channel whose shift is NaN (after the reduction) is NaN everywhere
+  (zero, or False, in an integer or bool `v`, which has no NaN)."""
+  fill = nan_fill(v.dtype)
+  return jnp.where(_per_channel(nan, ax), fill, v)
+
+
+def nan_fill(dtype) -> Array:
+  """What the NaN rule writes in `dtype`: NaN, or 0 (False) where `dtype`
+  has no NaN (the moves of integer and bool tensors)."""
+  dtype = jnp.dtype(dtype)
+  return jnp.asarray(jnp.nan if dtype.kind in "fc" else 0, dtype)
 
 
 def _through(v: Array, axes, rounded: bool) -> list[Array]:
@@ -541,7 +550,9 @@ def forward(call: layout.ShiftCall, x: Array, shifts: Array) -> Array:
     ``call.out_shape``, dtype of `x`.
   """
   axes, nan = _axes(call, shifts, rounded=call.rounds)
-  y = _through(x.astype(call.compute_dtype), axes, call.rounds)[-1]
+  # An integer or bool x is only moved: in its own dtype, bit for bit.
+  v = x if call.moves_bits else x.astype(call.compute_dtype)
+  y = _through(v, axes, call.rounds)[-1]
   return _nan_rule(y, nan, axes[0][0]).astype(x.dtype)
 
 

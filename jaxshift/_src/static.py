@@ -102,10 +102,12 @@ def _move(call: layout.ShiftCall, v: Array, key: tuple) -> Array:
   *m_row, nan = key
   if nan:  # NaN everywhere, and so is the input gradient (the NaN rule)
     spatial = tuple(call.spatial_axes)
-    total = jnp.sum(v, axis=spatial, keepdims=True)
     shape = list(v.shape)
     for a in spatial:
       shape[a] = call.out_shape[a]
+    if call.moves_bits:  # no NaN in an integer or bool x: zeros (spec.nan_fill)
+      return jnp.zeros(shape, v.dtype)
+    total = jnp.sum(v, axis=spatial, keepdims=True)
     return jnp.broadcast_to(total * jnp.asarray(jnp.nan, v.dtype), shape)
   d = 0
   for a in range(3):

@@ -88,7 +88,11 @@ def partial_shifts(channels: int, offsets: Sequence[Sequence[int]], *,
     group_size=C // 12)``;
   - TSM along time: ``partial_shifts(C, [(-1,), (1,)], group_size=C // 8)``
     (channels ``[0, C/8)`` read frame ``t + 1``);
-  - S²-MLP: the same four offsets as ShiftViT with ``group_size=C // 4``.
+  - S²-MLP's ``spatial_shift``: four quarters, ``partial_shifts(C,
+    [(1, 0), (-1, 0), (0, 1), (0, -1)], fraction=0.25)`` applied with
+    ``padding="border"`` (its in-place slices keep the edge), on the
+    channels-last ``(B, W, H, C)`` it shifts (tests/test_tables.py checks
+    this against its code).
 
   Args:
     channels: ``C``.

@@ -67,7 +67,7 @@ def temporal_shift(x, *, fold_div: int = 8, time_axis: int = 1,
   [[0.0, 0.0, 1.0, 2.0], [0.0, 1.0, 2.0, 3.0]]
   """
   x = jnp.asarray(x)
-  shapes.check_float_dtype("x", x.dtype)
+  shapes.check_x_dtype("x", x.dtype, "integer")
   direction = shapes.choice("direction", direction, DIRECTIONS)
   padding = shapes.choice("padding", padding, shapes.PADDINGS)
   shape = x.shape
@@ -126,7 +126,7 @@ def temporal_shift_step(x_t, cache=None, *, fold_div: int = 8,
   ([[0.0, 0.0, 1.0, 1.0]], [[1.0, 1.0]])
   """
   x_t = jnp.asarray(x_t)
-  shapes.check_float_dtype("x_t", x_t.dtype)
+  shapes.check_x_dtype("x_t", x_t.dtype, "integer")
   cax = _axis("channel_axis", channel_axis, x_t.ndim)
   fold = _fold(x_t.shape[cax], fold_div)
   new_cache = lax.slice_in_dim(x_t, 0, fold, axis=cax)

@@ -9,6 +9,7 @@ import optax
 import pytest
 from flax import nnx
 from helpers_nn import smooth_images
+from oracles import numpy_move
 from oracles import scipy_shift
 
 import jaxshift
@@ -168,3 +169,16 @@ def test_shift_conv_identity_residual():
 def test_shift_conv_errors():
   with pytest.raises(ValueError, match="`expansion`"):
     jsnn.ShiftConv(4, 4, expansion=0, rngs=nnx.Rngs(0))
+
+
+def test_frozen_integer_layer_moves_uint8_frames_exactly():
+  """A frozen grouped-shift layer on raw uint8 frames: the static move, in
+  uint8, bit for bit (tests/oracles.py, numpy_move)."""
+  layer, _ = jsnn.freeze(jsnn.Shift(9, mode="integer", padding="border",
+                                    shift_init=jaxshift.initializers.grouped(3),
+                                    rngs=nnx.Rngs(0)))
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 5, 7, 9)), jnp.uint8)
+  y = layer(x)
+  assert y.dtype == jnp.uint8
+  np.testing.assert_array_equal(
+      y, numpy_move(x, jaxshift.grouped_shifts(9, 3), padding="border"))
