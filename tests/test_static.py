@@ -46,20 +46,20 @@ def test_static_path_matches_scipy_the_adjoint_and_the_jnp_path(
   cax = -1 if channels_last else 1
   kw = dict(padding=padding, channel_axis=cax, strides=strides, impl="xla")
 
-  # integer and sparse take the same static code with concrete shifts: one
-  # mode a case, alternating.
-  mode = ("integer", "sparse")[(ndim + PADDINGS.index(padding)) % 2]
+  # integer and sparse take the same static code with concrete shifts, and
+  # active its weighted form: one mode a case, cycling.
+  mode = ("integer", "sparse", "active")[(ndim + PADDINGS.index(padding)) % 3]
 
   @jax.jit
   def forward_and_vjp(x, g):
     y, vjp = jax.vjp(lambda x: jaxshift.shift(x, s, mode=mode, **kw), x)
     return y, vjp(g)[0]
 
-  want = scipy_shift(x, s, mode="integer", padding=padding, channel_axis=cax,
+  want = scipy_shift(x, s, mode=mode, padding=padding, channel_axis=cax,
                      strides=strides)
   g = rng.normal(size=want.shape)
   x2 = rng.normal(size=x.shape)
-  want2 = scipy_shift(x2, s, mode="integer", padding=padding,
+  want2 = scipy_shift(x2, s, mode=mode, padding=padding,
                       channel_axis=cax, strides=strides)
   y, dx = forward_and_vjp(jnp.asarray(x), jnp.asarray(g))
   np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12, err_msg=mode)
@@ -141,6 +141,27 @@ def test_static_path_matches_the_kernel_and_impl_ffi_keeps_the_kernel():
     np.testing.assert_array_equal(static(x), kernel(x))
 
 
+def test_static_active_is_one_fusion_with_no_gather_and_equals_the_kernel():
+  """A frozen active shift (issue 25): zeros padding, shift -> scale ->
+  ReLU is one loop fusion of slices, pads, multiplies and adds."""
+  s = np.random.default_rng(5).uniform(-2.5, 2.5, (24, 2)).astype(np.float32)
+  s[0] = [1.0, 0.0]  # a lattice channel: one tap
+  x = jnp.asarray(np.random.default_rng(6).normal(size=(2, 9, 8, 24)), jnp.float32)
+  block = jax.jit(lambda x: jax.nn.relu(jaxshift.shift(x, s) * 2.0 + 1.0))
+  text = block.lower(x).as_text()
+  assert "custom_call" not in text and "gather" not in text
+  hlo = block.lower(x).compile().as_text()
+  entry = hlo[hlo.index("ENTRY"):]
+  body = [line for line in entry.splitlines()[1:]
+          if "=" in line and "parameter(" not in line and "constant(" not in line]
+  assert len(body) == 1 and "fusion(" in body[0], entry
+  for padding in PADDINGS:
+    static = jaxshift.shift(x, s, padding=padding)
+    if jaxshift.kernels_available("cpu"):
+      kernel = jaxshift.shift(x, jnp.asarray(s), padding=padding, impl="ffi")
+      np.testing.assert_allclose(static, kernel, rtol=1e-6, atol=1e-6, err_msg=padding)
+
+
 @pytest.mark.parametrize("impl", ["auto", "xla"])
 def test_static_graph_has_no_custom_call_and_fuses(impl):
   table = jaxshift.partial_shifts(96, [(0, -1), (0, 1), (-1, 0), (1, 0)],
@@ -187,7 +208,7 @@ def test_static_path_vmaps_and_jits():
   np.testing.assert_array_equal(jax.jit(jax.vmap(f))(x), jax.vmap(f)(x))
 
 
-def test_python_sequences_are_static_and_active_mode_is_not():
+def test_python_sequences_are_static_and_traced_values_are_not():
   x = jnp.arange(5.0)[None, :, None]
   y = jaxshift.shift(x, [[2]], mode="integer")  # a Python sequence
   np.testing.assert_array_equal(y[0, :, 0], [0, 0, 0, 1, 2])
@@ -200,9 +221,10 @@ def test_python_sequences_are_static_and_active_mode_is_not():
       x, [[s]], mode="sparse", impl="xla") * jnp.arange(5.0)[None, :, None]))(
           jnp.float32(0.5))
   assert float(ds) != 0
-  # active mode interpolates: concrete shifts take the usual path there
-  y = jaxshift.shift(x, np.array([[0.5]]), impl="xla")
-  np.testing.assert_allclose(y[0, :, 0], [0, 0.5, 1.5, 2.5, 3.5])
+  # active mode with concrete shifts: the static weighted form, no gather
+  f = lambda x: jaxshift.shift(x, np.array([[0.5]]), impl="xla")
+  np.testing.assert_allclose(f(x)[0, :, 0], [0, 0.5, 1.5, 2.5, 3.5])
+  assert "gather" not in jax.jit(f).lower(x).as_text()
 
 
 def test_bad_static_shifts_are_named():

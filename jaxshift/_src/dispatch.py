@@ -133,10 +133,11 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
       1, 2, 3 (the number of spatial axes of `x`). Integer dtypes are accepted
       with ``mode="integer"`` (and used exactly, whatever their size).
       Concrete shifts (a NumPy array or Python sequence, e.g. a table of
-      `jaxshift.partial_shifts`) in ``"integer"`` or ``"sparse"`` mode are
-      moves known at trace time: they lower to plain XLA slices and pads that
-      fuse with the neighbouring ops, with no custom call (``impl="auto"``
-      and ``"xla"``; ``"ffi"`` still calls the kernel), and have no gradient.
+      `jaxshift.partial_shifts` or a frozen model's shifts) are known at
+      trace time: they lower to plain XLA slices and pads (``"active"``: plus
+      constant per-channel weights) that fuse with the neighbouring ops, with
+      no gather and no custom call (``impl="auto"`` and ``"xla"``; ``"ffi"``
+      still calls the kernel), and have no gradient.
       A `jax.Array` (traced or not) always takes the kernel or jnp path.
     mode: ``"active"``: bilinear (trilinear) interpolation at the real shift,
       exact gradients. ``"sparse"``: moves by ``round(shifts)`` (half to even),
@@ -184,7 +185,7 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
                           channel_axis=channel_axis, strides=strides,
                           impl=impl)
   with jax.named_scope(f"jaxshift.shift.{call.mode}"):
-    if concrete and call.rounds and call.impl != "ffi":
+    if concrete and call.impl != "ffi":
       return static.forward(call, x, shifts)
     shifts = jnp.asarray(shifts)
     return _shift(call, x, _vary_like(shifts, x))

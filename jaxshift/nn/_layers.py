@@ -32,19 +32,22 @@ class FrozenShifts:
 
   Hashable NNX static metadata, so under `nnx.jit` (and `jax.export`) the
   layer's shifts are known at trace time and `jaxshift.shift` lowers to
-  plain XLA slices, with no custom call. ``frozen[...]`` gives the ``[C, D]``
-  float32 NumPy array, as ``ShiftParam[...]`` gives its value.
+  plain XLA slices (and constant weights, for an active layer), with no
+  custom call. ``frozen[...]`` gives the ``[C, D]`` NumPy array (float32, or
+  float64 for float64 shifts), as ``ShiftParam[...]`` gives its value.
   """
 
   values: tuple[tuple[float, ...], ...]
+  dtype: str = "float32"
 
   @classmethod
-  def of(cls, shifts) -> "FrozenShifts":
+  def of(cls, shifts, dtype=np.float32) -> "FrozenShifts":
+    dtype = np.dtype(dtype)
     return cls(tuple(tuple(float(v) for v in row)
-                     for row in np.asarray(shifts, np.float32)))
+                     for row in np.asarray(shifts, dtype)), dtype.name)
 
   def __getitem__(self, index) -> np.ndarray:
-    return np.asarray(self.values, np.float32)[index]
+    return np.asarray(self.values, self.dtype)[index]
 
   @property
   def shape(self) -> tuple[int, int]:

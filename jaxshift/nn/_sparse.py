@@ -116,25 +116,27 @@ def shift_statistics(model: nnx.Module, *, bin_width: float = 0.5,
 
 
 def freeze(model: nnx.Module):
-  """Turns sparse and integer `Shift` layers into constant integer moves.
+  """Turns every `Shift` layer's shifts into constants: a portable model.
 
-  Returns a copy of `model` in which every ``mode="sparse"`` or
-  ``mode="integer"`` layer holds ``round(shifts)`` (half to even) as
-  `FrozenShifts` (static constants, not parameters) and runs in
-  ``mode="integer"``: the same outputs (those layers already move by the
-  rounded shift), no shift gradient, and under `nnx.jit` or `jax.export`
-  plain XLA slices with no custom call, so a frozen network exports and runs
-  where jaxshift is not installed, and a channel with a zero shift is a
-  plain copy. Active layers are left as they are. `model` itself is not
-  changed.
+  Returns a copy of `model` in which every `Shift` layer holds its shifts as
+  `FrozenShifts` (static constants, not parameters): ``mode="sparse"`` and
+  ``"integer"`` layers ``round(shifts)`` (half to even), run in
+  ``mode="integer"``; ``"active"`` layers their exact shifts, still active.
+  The outputs are the same (to float rounding for active layers: the same
+  bilinear weights in another order of operations), there is no shift
+  gradient, and under `nnx.jit` or `jax.export` the shifts are plain XLA
+  slices and pads (active: with constant per-channel weights, multiplies and
+  adds) with no gather and no custom call, so a frozen network exports and
+  runs where jaxshift is not installed, and a channel with a zero shift is a
+  plain copy. `model` itself is not changed.
 
   Args:
     model: any NNX module.
 
   Returns:
     ``(frozen, moving)``: the frozen copy, and ``{layer path: (channels that
-    move, channels)}`` for every layer that was frozen. A channel whose
-    rounded shift is zero on every axis is a copy.
+    move, channels)}`` for every layer. A channel whose (rounded, for the
+    moves) shift is zero on every axis is a copy.
 
   Example:
     >>> import jax.numpy as jnp
@@ -145,16 +147,20 @@ def freeze(model: nnx.Module):
     ...                               rngs=nnx.Rngs(0)))
     >>> frozen.mode, frozen.shifts[...].tolist(), moving
     ('integer', [[0.0, 0.0], [2.0, -1.0]], {'': (1, 2)})
+    >>> frozen, moving = freeze(Shift(2, mode="active", shift_init=init,
+    ...                               rngs=nnx.Rngs(0)))
+    >>> frozen.mode, moving
+    ('active', {'': (2, 2)})
   """
   frozen = nnx.clone(model)
   moving = {}
   for path, layer in _shift_layers(frozen):
-    if layer.mode == "active":
-      continue
-    rounded = np.round(np.asarray(layer.shifts[...], np.float64))  # half to even
+    applied = _applied(layer)  # exact (active) or rounded, half to even
+    dtype = np.float64 if layer.shifts[...].dtype == np.float64 else np.float32
     del layer.shifts  # a parameter before; a static constant now
-    layer.shifts = _layers.FrozenShifts.of(rounded)
-    layer.mode = "integer"
-    moving[path] = (int(np.sum(np.any(rounded != 0, axis=1))),
+    layer.shifts = _layers.FrozenShifts.of(applied, dtype)
+    if layer.mode != "active":
+      layer.mode = "integer"
+    moving[path] = (int(np.sum(np.any(applied != 0, axis=1))),
                     layer.num_features)
   return frozen, moving

@@ -91,8 +91,25 @@ def test_freeze_gives_the_sparse_outputs():
     np.testing.assert_array_equal(s, np.round(model.blocks[i].shift.shifts[...]))
     assert moving[f"blocks/{i}/spatial"] == (int(np.any(s != 0, 1).sum()),
                                              s.shape[0])
-  active, moved = jsnn.freeze(jsnn.ShiftResNet(8, rngs=nnx.Rngs(2)))
-  assert moved == {} and active.blocks[0].shift.mode == "active"
+
+
+
+def test_freeze_turns_an_active_model_into_plain_xla():
+  """An active model frozen: its exact shifts as constants, still active,
+  the same logits to float rounding, and a graph with no gather and no
+  custom call (the form that converts to LiteRT, docs/guide/deploying.md)."""
+  model = jsnn.ShiftResNet(8, rngs=nnx.Rngs(2))
+  model.eval()
+  frozen, moving = jsnn.freeze(model)
+  assert all(b.shift.mode == "active" for b in frozen.blocks)
+  assert not jax.tree.leaves(nnx.state(frozen, jsnn.ShiftParam))
+  for i, b in enumerate(frozen.blocks):
+    np.testing.assert_array_equal(b.shift.shifts[...], model.blocks[i].shift.shifts[...])
+    assert moving[f"blocks/{i}/spatial"][0] == b.shift.num_features  # none is zero
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), jnp.float32)
+  np.testing.assert_allclose(frozen(x), model(x), rtol=1e-5, atol=1e-5)
+  text = nnx.jit(lambda m, x: m(x)).lower(frozen, x).as_text()
+  assert "custom_call" not in text and "gather" not in text
 
 
 def test_frozen_shifts_are_constants_not_parameters():
