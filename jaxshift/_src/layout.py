@@ -17,6 +17,7 @@ length.
 """
 
 import dataclasses
+import math
 
 import jax.numpy as jnp
 import numpy as np
@@ -146,8 +147,16 @@ class ShiftCall:
 
   @property
   def empty(self) -> bool:
-    """Whether the input or the output has no element."""
-    return 0 in self.in_shape or 0 in self.out_shape
+    """Whether the input or the output has no element (a symbolic batch
+    axis, `jax.export`, counts as non-empty)."""
+    return any(isinstance(d, int) and d == 0
+               for d in self.in_shape + self.out_shape)
+
+
+def _product(dims):
+  """The product of `dims`, which may be symbolic (`jax.export` shape
+  polymorphism over the batch axes): an int where they are ints."""
+  return math.prod(dims)
 
 
 def _check_shifts(s_shape, s_dtype, mode):
@@ -229,7 +238,7 @@ def make_call(x, shifts, *, mode, padding, channel_axis, strides,
       strides=strides, x_dtype=x_dtype.name, shift_dtype=s_dtype.name,
       compute_dtype=compute_dtype(x_dtype).name,
       channels_last=cax == len(x_shape) - 1,
-      batch=int(np.prod(batch_axes, dtype=np.int64)), channels=channels,
+      batch=_product(batch_axes), channels=channels,
       lengths=(1,) * pad + lengths, out_lengths=(1,) * pad + out_lengths,
       kernel_strides=(1,) * pad + tuple(
           max(1, min(t, length)) for t, length in zip(strides, lengths)),

@@ -73,10 +73,16 @@ def temporal_shift(x, *, fold_div: int = 8, time_axis: int = 1,
   shape = x.shape
   if num_segments is not None:
     num_segments = shapes.positive_int("num_segments", num_segments)
-    if x.ndim < 2 or shape[0] % num_segments:
+    try:
+      folds = x.ndim >= 2 and shape[0] % num_segments == 0
+    except jax.errors.InconclusiveDimensionOperation:  # symbolic, not a multiple
+      folds = False
+    if not folds:
       raise ValueError(
           f"With `num_segments` (={num_segments}), axis 0 of `x` folds "
-          f"batch and time (N*T) and must be a multiple of it; got x shape "
+          f"batch and time (N*T) and must be a multiple of it (for a "
+          f"symbolic batch in jax.export, declare it so: "
+          f"symbolic_shape('{num_segments}*b, ...')); got x shape "
           f"{shape}.")
     cax = _axis("channel_axis", channel_axis, x.ndim)
     if cax == 0:
