@@ -149,10 +149,16 @@ def on_lattice(v: Array) -> Array:
   Array([ True,  True, False, False, False], dtype=bool)
   """
   info = jnp.finfo(v.dtype)
-  bits = lax.bitcast_convert_type(v, jnp.dtype(f"uint{info.bits}"))
-  mantissa = (1 << info.nmant) - 1
-  exponent = ((1 << info.nexp) - 1) << info.nmant
-  subnormal = ((bits & exponent) == 0) & ((bits & mantissa) != 0)
+  # The bits as a signed integer: a subnormal has a zero exponent and a
+  # non-zero mantissa, i.e. bits within (0, 2**nmant) above +0 or -0 (the
+  # most negative integer). Comparisons only, no bitwise ops: they convert
+  # everywhere (LiteRT has neither bitwise AND nor unsigned comparisons).
+  itype = jnp.dtype(f"int{info.bits}")
+  bits = lax.bitcast_convert_type(v, itype)
+  first_normal = 1 << info.nmant
+  negative_zero = np.iinfo(itype).min
+  subnormal = (((bits > 0) & (bits < first_normal)) |
+               ((bits > negative_zero) & (bits < negative_zero + first_normal)))
   return (v == jnp.floor(v)) & ~subnormal
 
 
@@ -205,8 +211,8 @@ def axis_tables(s: Array, length: int, padding: str, *, rounded: bool,
   # integer), or to a subnormal or 0 (a shift just below one, or a subnormal
   # shift the CPU read as 0: for a positive one floor(-s) then missed its
   # -1), is put back inside (0, 1).
-  tiny = jnp.finfo(dtype).tiny
-  below_one = jnp.nextafter(jnp.ones((), dtype), jnp.zeros((), dtype))
+  tiny = np.asarray(jnp.finfo(dtype).tiny, dtype)  # constants: no bit ops in the graph
+  below_one = np.nextafter(np.asarray(1, dtype), np.asarray(0, dtype))
   flushed = ~lattice & (f < tiny) & ~jnp.signbit(s)
   m = jnp.where(flushed, m - 1, m)
   f = jnp.where(lattice, jnp.zeros_like(f),
@@ -371,7 +377,10 @@ def _place(table: Array, ax: _Axis) -> Array:
   shape[ax.channel_axis] = table.shape[0]
   shape[ax.axis] = table.shape[1]
   if ax.channel_axis > ax.axis:
-    table = table.T
+    # A bool table is transposed as int32: the TFLite converter folds the
+    # transpose of a constant bool tensor wrongly (docs/guide/deploying.md).
+    table = (table.astype(jnp.int32).T.astype(jnp.bool_)
+             if table.dtype == jnp.bool_ else table.T)
   return table.reshape(shape)
 
 
