@@ -74,6 +74,7 @@ LONG_FIRST = ("test_equivalence_suite_on_the_emulated_cuda_kernels",
               "test_64bit_offsets_on_the_emulated_cuda_kernels",
               "test_cpu_kernels_have_no_sanitizer_findings",
               "test_docs_build_without_warnings", "test_train_digits_two_epochs",
+              "test_deploy_litert_converts_an_active_model_exactly",
               "test_train_sharded_two_steps")
 
 

@@ -17,6 +17,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
 import common  # noqa: E402
+import deploy_litert  # noqa: E402
 import train_cifar  # noqa: E402
 import train_digits  # noqa: E402
 
@@ -168,3 +169,21 @@ def test_video_clips_move_one_pixel_a_frame_in_their_direction():
     for t in range(1, video_tsm.FRAMES):
       np.testing.assert_array_equal(
           np.roll(clip[t - 1], (dy, dx), axis=(0, 1)), clip[t])
+
+
+def test_deploy_litert_converts_an_active_model_exactly(capsys):
+  """examples/deploy_litert.py on a frozen active ShiftResNet (4 epochs):
+  LiteRT float logits within 1e-4 of JAX (so the same accuracy), int8
+  accuracy within 2 points of float, builtin ops only and no gather (the
+  static weighted form), and the online TSM block frame by frame in LiteRT
+  equal to the offline logits."""
+  out = deploy_litert.main(["--modes", "active", "--epochs", "4"])
+  (row,) = out["rows"]
+  assert row["max_diff"] <= 1e-4, row
+  assert row["float"] == row["jax"] and row["jax"] > 0.8, row
+  assert abs(row["int8"] - row["float"]) <= 0.02, row
+  for ops in (row["ops_float"], row["ops_int8"]):
+    assert deploy_litert.builtin_only(ops) and "GATHER_ND" not in ops, ops
+  assert "QUANTIZE" in row["ops_int8"] and "CONV_2D" in row["ops_int8"]
+  assert out["tsm"] <= 1e-4
+  assert "LiteRT float acc" in capsys.readouterr().out
