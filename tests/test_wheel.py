@@ -3,8 +3,9 @@ environment, and used from outside the source tree.
 
 A packaging mistake (a library or data file left out of the wheel, a module
 missing from ``wheel.packages``, broken metadata) fails here, not on a user's
-machine. The build is CPU-only and unoptimised (``cmake.build-type=Debug``:
-a packaging check, a third of the compile time); the fresh environment
+machine. The build is CPU-only, without the emulated CUDA library and
+unoptimised (``JAXSHIFT_EMULATOR=OFF``, ``cmake.build-type=Debug``: a
+packaging check, a fraction of the compile time); the fresh environment
 borrows this environment's dependencies (jax, flax, ...) through a ``.pth``
 line instead of downloading them again, and holds jaxshift only from the
 wheel.
@@ -61,7 +62,7 @@ def _run(cmd, **kwargs):
 
 def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
   dist = tmp_path / "dist"
-  env = dict(os.environ, JAXSHIFT_CUDA="OFF", JAXSHIFT_SANITIZE="OFF")
+  env = dict(os.environ, JAXSHIFT_CUDA="OFF", JAXSHIFT_SANITIZE="OFF", JAXSHIFT_EMULATOR="OFF")
   # `python -m build`: the sdist, then the wheel built from the sdist (so a
   # file the sdist leaves out fails the wheel build too).
   _run([sys.executable, "-m", "build", "--outdir", str(dist),
