@@ -84,13 +84,18 @@ def test_equivalence_suite_on_the_emulated_cuda_kernels(family, tmp_path):
   """tests/test_ffi.py on one family's code: every mode, padding, 1/2/3-D,
   both layouts, strides, dtypes, vmap, bitwise-repeatable gradients, far,
   tiny and NaN shifts. Not here: the 2**31-element test (6 minutes on the
-  emulator), and the odd cases and worked examples, which the next test
-  runs with 64-bit offsets. The second family runs half the hypothesis
-  examples (every case class still runs)."""
+  emulator), the odd cases and worked examples, which the next test runs
+  with 64-bit offsets, and the checks of Python's lowering and of the CPU
+  instruction sets (target-independent; the many-channel near/far class runs
+  in test_matches_jnp_path_in_channel_blocks). The second family runs half
+  the hypothesis examples (every case class still runs)."""
   _require_library()
   scale = "1" if family == FAMILIES[0] else "0.5"
+  # Not the tests that check Python's lowering (one custom call, vmap) or the
+  # CPU kernel's instruction sets: the same for every target.
   outcomes = _pytest(tmp_path, "tests/test_ffi.py", "-k",
-                     "not past_2_31 and not odd_cases and not worked_cases",
+                     "not past_2_31 and not odd_cases and not worked_cases and "
+                     "not lowers_to_one_custom_call and not every_instruction_set",
                      JAXSHIFT_CUDA_KERNEL=family, JAXSHIFT_TEST_EXAMPLE_SCALE=scale)
   _ran(outcomes, "test_matches_jnp_path", "test_matches_jnp_path_on_wide_rows",
        "test_matches_jnp_path_in_channel_blocks", "test_tiny_shifts_are_off_the_lattice",
