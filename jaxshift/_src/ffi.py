@@ -315,9 +315,7 @@ def _as_bits(x):
 
 def _from_bits(y, dtype):
   dtype = jnp.dtype(dtype)
-  wide = jnp.int64 if dtype.itemsize == 8 else jnp.int32
-  if dtype.itemsize >= 4:
-    wide = dtype
+  wide = dtype if dtype.itemsize >= 4 else jnp.int32
   return jax.lax.bitcast_convert_type(y, wide).astype(dtype)
 
 

@@ -153,12 +153,6 @@ class ShiftCall:
                for d in self.in_shape + self.out_shape)
 
 
-def _product(dims):
-  """The product of `dims`, which may be symbolic (`jax.export` shape
-  polymorphism over the batch axes): an int where they are ints."""
-  return math.prod(dims)
-
-
 def _check_shifts(s_shape, s_dtype, mode):
   if len(s_shape) != 2 or s_shape[1] not in (1, 2, 3):
     raise ValueError(
@@ -238,7 +232,8 @@ def make_call(x, shifts, *, mode, padding, channel_axis, strides,
       strides=strides, x_dtype=x_dtype.name, shift_dtype=s_dtype.name,
       compute_dtype=compute_dtype(x_dtype).name,
       channels_last=cax == len(x_shape) - 1,
-      batch=_product(batch_axes), channels=channels,
+      # math.prod keeps a symbolic batch (jax.export) symbolic
+      batch=math.prod(batch_axes), channels=channels,
       lengths=(1,) * pad + lengths, out_lengths=(1,) * pad + out_lengths,
       kernel_strides=(1,) * pad + tuple(
           max(1, min(t, length)) for t, length in zip(strides, lengths)),
