@@ -1,19 +1,18 @@
-// CPU XLA FFI handlers that run the CUDA kernels' own code in the host
-// emulator (emulator/emulator.h): both families, each exactly as its GPU
-// handlers launch it (cuda/walk/launch.h, cuda/tiled/launch.h), with this
-// file's launcher in place of the GPU's. Built with JAXSHIFT_EMULATE into
-// libjaxshift_cuda_emulated.so; jaxshift/_src/ffi.py registers its targets
-// jaxshift_{forward,backward}_cuda_emulated_{walk,tiled} for the CPU when
-// JAXSHIFT_CPU_KERNEL=cuda-emulated (the family JAXSHIFT_CUDA_KERNEL names). A
-// check failure of the emulator (out-of-bounds or misaligned access,
-// shared-memory race or uninitialised read) fails the call with the kernel,
-// thread and source line.
+// The emulated CUDA library's C functions (the FFI targets of each family
+// are emulator/walk.cc and emulator/tiled.cc, on emulator/launcher.h). Built
+// with JAXSHIFT_EMULATE into libjaxshift_cuda_emulated.so; jaxshift/_src/ffi.py
+// registers its targets jaxshift_{forward,backward}_cuda_emulated_{walk,tiled}
+// for the CPU when JAXSHIFT_CPU_KERNEL=cuda-emulated (the family
+// JAXSHIFT_CUDA_KERNEL names). A check failure of the emulator
+// (out-of-bounds or misaligned access, shared-memory race or uninitialised
+// read) fails the call with the kernel, thread and source line.
 //
 // C functions for the tests and benchmarks/access_model.py:
 //   jaxshift_cuda_emulated_configure(record, index64)
 //     record: keep the memory-access model; index64: force 64-bit offsets.
 //   jaxshift_cuda_emulated_stats(buf, len): the model per kernel as JSON.
 //   jaxshift_cuda_emulated_reset(): clears it.
+//   jaxshift_cuda_emulated_selftest(bug, buf, len): a kernel with one planted bug.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -23,138 +22,14 @@
 #include <vector>
 
 #include "cuda/phased.h"
-#include "cuda/tiled/launch.h"
-#include "cuda/walk/launch.h"
 #include "emulator/emulator.h"
+#include "emulator/launcher.h"
 #include "ffi/common.h"
 
 namespace jaxshift {
 namespace {
 
-struct Settings {
-  bool record = false;
-  // JAXSHIFT_EMULATED_INDEX64=1: 64-bit offsets on every shape (the path the
-  // GPU takes past 2^31 elements per sample), from the first call.
-  bool index64 = getenv("JAXSHIFT_EMULATED_INDEX64") && getenv("JAXSHIFT_EMULATED_INDEX64")[0] == '1';
-  std::mutex mu;
-  std::map<std::string, emu::Stats> stats;
-};
-Settings& settings() {
-  static Settings s;
-  return s;
-}
-
-void add_stats(const std::string& name, const emu::Stats& s) {
-  Settings& st = settings();
-  std::lock_guard<std::mutex> lock(st.mu);
-  st.stats[name] += s;
-}
-
-emu::Buffer buffer(const char* name, const ffi::AnyBuffer& b, bool writable) {
-  const uintptr_t lo = reinterpret_cast<uintptr_t>(b.untyped_data());
-  return emu::Buffer{name, lo, lo + b.size_bytes(), writable};
-}
-
-// The launcher of cuda/runtime.cuh, on the emulator.
-class EmuLauncher {
- public:
-  EmuLauncher(std::vector<emu::Buffer> buffers, bool record)
-      : buffers_(std::move(buffers)), record_(record) {}
-
-  void* scratch(size_t bytes) {
-    owned_.emplace_back(bytes / 16 + 1);
-    void* p = owned_.back().data();
-    const uintptr_t lo = reinterpret_cast<uintptr_t>(p);
-    buffers_.push_back(emu::Buffer{"scratch", lo, lo + bytes, true});
-    return p;
-  }
-
-  template <class K>
-  ffi::Error launch(const typename K::Args& a) {
-    const std::string name = std::string(K::kName) + (K::kIndex64 ? " (64-bit)" : "");
-    emu::Emulator e(buffers_, record_);
-    try {
-      emu::Scope scope(&e);
-      e.launch<K>(a);
-    } catch (const emu::EmuError& err) {
-      return ffi::Error::Internal("jaxshift (cuda-emulated, " + name + "): " + err.what());
-    }
-    if (record_) add_stats(name, e.stats);
-    return ffi::Error::Success();
-  }
-
- private:
-  std::vector<emu::Buffer> buffers_;
-  bool record_;
-  std::vector<std::vector<phased::Vec16>> owned_;
-};
-
-struct Config {
-  bool record, index64;
-};
-Config config() {
-  Settings& st = settings();
-  std::lock_guard<std::mutex> lock(st.mu);
-  return Config{st.record, st.index64};
-}
-
-// The two families: their launch code takes the same arguments.
-enum Family { kWalk, kTiled };
-
-template <Family F, typename T, int P>
-ffi::Error family_forward(EmuLauncher& l, const Geometry& geo, const ForwardBuffers<T>& b,
-                          bool last, bool move, bool index64) {
-  if constexpr (F == kWalk) return walk::forward<T, P>(l, geo, b, last, move, index64);
-  return tiled::forward<T, P>(l, geo, b, last, move, index64);
-}
-
-template <Family F, typename T, int P>
-ffi::Error family_backward(EmuLauncher& l, const Geometry& geo, const BackwardBuffers<T>& b,
-                           bool last, bool shift_grad, bool index64) {
-  if constexpr (F == kWalk) return walk::backward<T, P>(l, geo, b, last, shift_grad, index64);
-  return tiled::backward<T, P>(l, geo, b, last, shift_grad, index64);
-}
-
-template <Family F>
-ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer m, ffi::AnyBuffer f,
-                       ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
-                       ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
-                       bool move) {
-  return forward_call(x, m, f, *y, padding, channels_last, strides, present,
-                      [&](const Options& opt, const Geometry& geo) -> ffi::Error {
-    const Config cfg = config();
-    EmuLauncher l({buffer("x", x, false), buffer("m", m, false), buffer("f", f, false),
-                   buffer("y", *y, true)},
-                  cfg.record);
-    return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
-      using T = decltype(t);
-      return family_forward<F, T, decltype(p)::value>(l, geo, forward_buffers<T>(x, m, f, *y),
-                                                      channels_last, move, cfg.index64);
-    });
-  });
-}
-
-template <Family F>
-ffi::Error BackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::AnyBuffer m_r,
-                        ffi::AnyBuffer f_r, ffi::AnyBuffer m_u, ffi::AnyBuffer f_u,
-                        ffi::Result<ffi::AnyBuffer> dx, ffi::Result<ffi::AnyBuffer> ds,
-                        int64_t padding, bool channels_last, ffi::Span<const int64_t> strides,
-                        ffi::Span<const int64_t> present, bool shift_grad) {
-  return backward_call(x, g, m_r, f_r, m_u, f_u, *dx, *ds, padding, channels_last, strides,
-                       present, [&](const Options& opt, const Geometry& geo) -> ffi::Error {
-    const Config cfg = config();
-    EmuLauncher l({buffer("x", x, false), buffer("g", g, false), buffer("m_r", m_r, false),
-                   buffer("f_r", f_r, false), buffer("m_u", m_u, false), buffer("f_u", f_u, false),
-                   buffer("dx", *dx, true), buffer("ds", *ds, true)},
-                  cfg.record);
-    return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
-      using T = decltype(t);
-      return family_backward<F, T, decltype(p)::value>(
-          l, geo, backward_buffers<T>(x, g, m_r, f_r, m_u, f_u, *dx, *ds), channels_last,
-          shift_grad, cfg.index64);
-    });
-  });
-}
+using emu::EmuLauncher;
 
 // A kernel with one deliberate bug, for the tests of the emulator's checks
 // (jaxshift_cuda_emulated_selftest): 0 none, 1 a global read past the end,
@@ -214,28 +89,11 @@ extern "C" __attribute__((visibility("default"))) int jaxshift_cuda_emulated_sel
 
 namespace ffi = xla::ffi;
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_forward_cuda_emulated_walk,
-                              jaxshift::ForwardImpl<jaxshift::kWalk>,
-                              jaxshift::forward_signature(ffi::Ffi::Bind()));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_backward_cuda_emulated_walk,
-                              jaxshift::BackwardImpl<jaxshift::kWalk>,
-                              jaxshift::backward_signature(ffi::Ffi::Bind()));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_forward_cuda_emulated_tiled,
-                              jaxshift::ForwardImpl<jaxshift::kTiled>,
-                              jaxshift::forward_signature(ffi::Ffi::Bind()));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxshift_backward_cuda_emulated_tiled,
-                              jaxshift::BackwardImpl<jaxshift::kTiled>,
-                              jaxshift::backward_signature(ffi::Ffi::Bind()));
-
-JAXSHIFT_EXPORT_HANDLER(cuda_emulated_walk, forward)
-JAXSHIFT_EXPORT_HANDLER(cuda_emulated_walk, backward)
-JAXSHIFT_EXPORT_HANDLER(cuda_emulated_tiled, forward)
-JAXSHIFT_EXPORT_HANDLER(cuda_emulated_tiled, backward)
 JAXSHIFT_EXPORT_CONTRACT(cuda_emulated)
 
 extern "C" __attribute__((visibility("default"))) int jaxshift_cuda_emulated_configure(
     int record, int index64) {
-  jaxshift::Settings& s = jaxshift::settings();
+  jaxshift::emu::Settings& s = jaxshift::emu::settings();
   std::lock_guard<std::mutex> lock(s.mu);
   s.record = record != 0;
   s.index64 = index64 != 0;
@@ -243,7 +101,7 @@ extern "C" __attribute__((visibility("default"))) int jaxshift_cuda_emulated_con
 }
 
 extern "C" __attribute__((visibility("default"))) void jaxshift_cuda_emulated_reset() {
-  jaxshift::Settings& s = jaxshift::settings();
+  jaxshift::emu::Settings& s = jaxshift::emu::settings();
   std::lock_guard<std::mutex> lock(s.mu);
   s.stats.clear();
 }
@@ -252,7 +110,7 @@ extern "C" __attribute__((visibility("default"))) void jaxshift_cuda_emulated_re
 // NUL-terminated); returns the length it needs.
 extern "C" __attribute__((visibility("default"))) int jaxshift_cuda_emulated_stats(char* buf,
                                                                                   int len) {
-  jaxshift::Settings& s = jaxshift::settings();
+  jaxshift::emu::Settings& s = jaxshift::emu::settings();
   std::lock_guard<std::mutex> lock(s.mu);
   std::string out = "{";
   for (const auto& [name, t] : s.stats) {
