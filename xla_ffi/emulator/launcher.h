@@ -132,3 +132,36 @@ ffi::Error BackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer g, ffi::AnyBuffer m_r,
 
 }  // namespace emu
 }  // namespace jaxshift
+
+// Defines and exports the emulated targets of a CUDA family,
+// jaxshift_{forward,backward}_cuda_emulated_<family>, from the family's own
+// launch code (namespace jaxshift::<family>, cuda/<family>/launch.h, which the
+// including file includes): emulator/walk.cc, emulator/tiled.cc.
+#define JAXSHIFT_EMULATED_FAMILY(family)                                                    \
+  namespace jaxshift {                                                                      \
+  namespace emu {                                                                           \
+  struct family##_family {                                                                  \
+    template <typename T, int P>                                                            \
+    static ffi::Error forward(EmuLauncher& l, const Geometry& geo, const ForwardBuffers<T>& b, \
+                              bool last, bool move, bool index64) {                         \
+      return ::jaxshift::family::forward<T, P>(l, geo, b, last, move, index64);             \
+    }                                                                                       \
+    template <typename T, int P>                                                            \
+    static ffi::Error backward(EmuLauncher& l, const Geometry& geo,                         \
+                               const BackwardBuffers<T>& b, bool last, bool shift_grad,     \
+                               bool index64) {                                              \
+      return ::jaxshift::family::backward<T, P>(l, geo, b, last, shift_grad, index64);      \
+    }                                                                                       \
+  };                                                                                        \
+  }                                                                                         \
+  }                                                                                         \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(                                                            \
+      jaxshift_forward_cuda_emulated_##family,                                              \
+      jaxshift::emu::ForwardImpl<jaxshift::emu::family##_family>,                           \
+      jaxshift::forward_signature(xla::ffi::Ffi::Bind()));                                  \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(                                                            \
+      jaxshift_backward_cuda_emulated_##family,                                             \
+      jaxshift::emu::BackwardImpl<jaxshift::emu::family##_family>,                          \
+      jaxshift::backward_signature(xla::ffi::Ffi::Bind()));                                 \
+  JAXSHIFT_EXPORT_HANDLER(cuda_emulated_##family, forward)                                  \
+  JAXSHIFT_EXPORT_HANDLER(cuda_emulated_##family, backward)
