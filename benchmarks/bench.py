@@ -12,10 +12,15 @@ Inputs are larger than the GPU's L2 cache in the default GPU shapes.
   python benchmarks/bench.py                 # CPU defaults: (8, 32, 32, 64)
   python benchmarks/bench.py --gpu           # issue 6 grid on the GPU
 
-Columns: time in ms; `copy` is y = x + 1 on the same tensor (reads and writes
-each element once: the floor of a forward); the floor of forward+backward is
-2.5 copies (x -> y, then x and g -> dx: five passes). `%bw` is the floor over
-the kernel's time: 100 % means at the copy bandwidth.
+Columns: time in ms; `copy` is the floor of a forward (read and write each
+element once): on the GPU y = x + 1 on the same tensor; on the CPU the faster
+of a plain memory copy (`np.copyto` into a preallocated array) and XLA's
+`x + 1`, both timed in turns with the kernel in the same row (on a small CPU
+either can be up to 2x faster than the other, depending on size). The floor
+of forward+backward is 2.5 copies (x -> y, then x and g -> dx: five passes).
+`%bw` is the floor over the kernel's time: 100 % means at the floor.
+
+  python benchmarks/bench.py --model     # ShiftResNet-20 vs its depthwise twin
 """
 
 import argparse
@@ -127,6 +132,8 @@ def bench_case(shape, dtype, layout, mode, samples, inner, impls):
       "dw3x3": lambda x, k: depthwise3x3(x, k, channels_last),
   }
   cases = {"copy": (jax.jit(lambda x: x + jnp.asarray(1, x.dtype)), (x,))}
+  if jax.default_backend() == "cpu":
+    cases["copyto"] = copy_cases(x)["copyto"]
   for name, f in fns.items():
     if name not in impls:
       continue
@@ -147,18 +154,29 @@ def bench_case(shape, dtype, layout, mode, samples, inner, impls):
   # The copy and the kernel (the %bw columns) in turns with each other; the
   # slower references in turns among themselves, after.
   ours = {k: v for k, v in cases.items()
-          if k == "copy" or k.startswith("kernel") or k.startswith("tiled")}
+          if k.startswith("copy") or k.startswith("kernel") or k.startswith("tiled")}
   rest = {k: v for k, v in cases.items() if k not in ours}
-  return {**time_all(ours, samples, inner), **time_all(rest, samples, inner)}
+  t = {**time_all(ours, samples, inner), **time_all(rest, samples, inner)}
+  t["x+1"] = t["copy"]
+  t["copy"] = min(t["copy"], t.get("copyto", t["copy"]))  # the faster one is the floor
+  return t
 
 
-def bench_extra(samples, inner, impls):
+def bench_extra(samples, inner, impls, gpu=True):
   """Forward rows for the 3-D and strided cases of issue 15's targets: the
-  default and tiled kernels against a copy of the input, timed in turns."""
-  cases = [("16x8x28x28x64 3-D", (16, 8, 28, 28, 64), -1, 1),
-           ("16x64x8x28x28 3-D", (16, 64, 8, 28, 28), 1, 1),
-           ("64x56x56x256 stride 2", (64, 56, 56, 256), -1, 2),
-           ("64x256x56x56 stride 2", (64, 256, 56, 56), 1, 2)]
+  default and tiled kernels against a copy of the input, timed in turns
+  (on the CPU smaller shapes, and the copy is the faster of `np.copyto` and
+  `x + 1`)."""
+  if gpu:
+    cases = [("16x8x28x28x64 3-D", (16, 8, 28, 28, 64), -1, 1),
+             ("16x64x8x28x28 3-D", (16, 64, 8, 28, 28), 1, 1),
+             ("64x56x56x256 stride 2", (64, 56, 56, 256), -1, 2),
+             ("64x256x56x56 stride 2", (64, 256, 56, 56), 1, 2)]
+  else:
+    cases = [("2x8x28x28x64 3-D", (2, 8, 28, 28, 64), -1, 1),
+             ("2x64x8x28x28 3-D", (2, 64, 8, 28, 28), 1, 1),
+             ("8x32x32x64 stride 2", (8, 32, 32, 64), -1, 2),
+             ("8x64x32x32 stride 2", (8, 64, 32, 32), 1, 2)]
   lines = ["", "| case | layout | copy | kernel fwd | %bw | tiled fwd | tiled %bw |",
            "|---|---|---|---|---|---|---|"]
   for name, shape, cax, strides in cases:
@@ -167,16 +185,63 @@ def bench_extra(samples, inner, impls):
     f = lambda x, s: jaxshift.shift(x, s, strides=strides, channel_axis=cax, impl="ffi")
     y_bytes = jax.eval_shape(f, x, s).size * 4
     timed = {"copy": (jax.jit(lambda x: x + 1.0), (x,)), "kernel": (jax.jit(f), (x, s))}
+    if not gpu:
+      timed["copyto"] = copy_cases(x)["copyto"]
     if "tiled" in impls:
       with jaxshift_ffi.kernel_choice("cuda", "tiled"):  # a new function: a new trace
         timed["tiled"] = (jax.jit(lambda x, s: f(x, s)).lower(x, s).compile(), (x, s))
     t = time_all(timed, samples, inner)
+    t["copy"] = min(t["copy"], t.get("copyto", t["copy"]))
     # The floor of a strided forward reads x once and writes the smaller y.
     floor = t["copy"] * (x.size * 4 + y_bytes) / (2 * x.size * 4)
     pct = lambda k: f"{100 * floor / t[k]:.0f}%" if k in t else "-"
     lines.append(f"| {name} | {'NHWC' if cax == -1 else 'NCHW'} | {t['copy']:.3f} | "
                  f"{t['kernel']:.3f} | {pct('kernel')} | "
                  f"{t['tiled'] if 'tiled' in t else float('nan'):.3f} | {pct('tiled')} |")
+    print(lines[-1], flush=True)
+  return lines
+
+
+def bench_model(samples, inner, batch=32, expansion=3):
+  """ShiftResNet-20 against its depthwise twin (`jaxshift.nn`): one SGD
+  training step (forward, backward, update) and inference, jitted, on a batch
+  of 32x32x3 images, timed in turns. Returns the table's lines."""
+  from flax import nnx
+  import optax
+  import jaxshift.nn as jnn
+  x = jax.random.normal(jax.random.key(0), (batch, 32, 32, 3), jnp.float32)
+  labels = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
+  cases = {}
+  for name, cls in (("shift", jnn.ShiftResNet), ("depthwise", jnn.DepthwiseResNet)):
+    model = cls(20, expansion=expansion, rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(model)
+    tx = optax.sgd(0.1, momentum=0.9)
+    opt = tx.init(state)
+
+    def loss(state, x, labels, graphdef=graphdef):
+      logits = nnx.merge(graphdef, state)(x)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    @jax.jit
+    def step(state, opt, x, labels, loss=loss, tx=tx):
+      l, g = jax.value_and_grad(loss)(state, x, labels)
+      updates, opt = tx.update(g, opt, state)
+      return optax.apply_updates(state, updates), opt, l
+
+    @jax.jit
+    def infer(state, x, graphdef=graphdef):
+      return nnx.merge(graphdef, state)(x)
+
+    cases[name + " step"] = (step, (state, opt, x, labels))
+    cases[name + " infer"] = (infer, (state, x))
+  t = time_all(cases, samples, inner)
+  lines = ["", f"ShiftResNet-20 (expansion {expansion}) vs DepthwiseResNet-20, batch {batch}, "
+           "32x32x3, ms (median)", "",
+           "| | shift | depthwise | depthwise / shift |", "|---|---|---|---|"]
+  for what in ("step", "infer"):
+    a, b = t["shift " + what], t["depthwise " + what]
+    lines.append(f"| {'training step' if what == 'step' else 'inference'} | {a:.2f} | {b:.2f} | "
+                 f"{b / a:.2f}x |")
     print(lines[-1], flush=True)
   return lines
 
@@ -234,6 +299,10 @@ def main(argv=None):
   p.add_argument("--samples", type=int, default=None)
   p.add_argument("--inner", type=int, default=None)
   p.add_argument("--out", default=None, help="also write the table here")
+  p.add_argument("--extra", action="store_true",
+                 help="also the 3-D and strided forward rows (always with --gpu)")
+  p.add_argument("--model", action="store_true",
+                 help="also ShiftResNet-20 vs its depthwise twin (training step, inference)")
   a = p.parse_args(argv)
   if a.gpu:
     shapes = a.shapes or ["64x56x56x256", "128x28x28x512"]
@@ -259,11 +328,11 @@ def main(argv=None):
       "times in ms; fwd floor = copy, "
       "fwd+bwd floor = 2.5 x copy; %bw = floor / time",
       "",
-      "| shape (NHWC sizes) | dtype | layout | mode | copy | kernel fwd | %bw | jnp fwd | "
+      "| shape (NHWC sizes) | dtype | layout | mode | copy | np.copyto | x + 1 | kernel fwd | %bw | jnp fwd | "
       "4-gather fwd | dw3x3 fwd | kernel f+b | %bw | jnp f+b | 4-gather f+b | dw3x3 f+b | "
       "f+b: 4-gather/kernel | f+b: dw3x3/kernel | tiled fwd | tiled %bw | tiled f+b | "
       "tiled f+b %bw | f+b: dw3x3/tiled |",
-      "|" + "---|" * 22,
+      "|" + "---|" * 24,
   ]
   print("\n".join(lines), flush=True)
   fmt = lambda v: "-" if v is None else f"{v:.3f}"
@@ -280,6 +349,7 @@ def main(argv=None):
           pct = lambda passes, name: "-" if g(name) is None else \
               f"{100 * passes * g('copy') / g(name):.0f}%"
           line = (f"| {shape_s} | {dtype} | {layout} | {mode} | {fmt(g('copy'))} | "
+                  f"{fmt(g('copyto'))} | {fmt(g('x+1'))} | "
                   f"{fmt(g('kernel'))} | {100 * g('copy') / g('kernel'):.0f}% | "
                   f"{fmt(g('jnp'))} | {fmt(g('4-gather'))} | {fmt(g('dw3x3'))} | "
                   f"{fmt(g('kernel+bwd'))} | {250 * g('copy') / g('kernel+bwd'):.0f}% | "
@@ -289,8 +359,10 @@ def main(argv=None):
                   f"{pct(2.5, 'tiled+bwd')} | {ratio('dw3x3+bwd', 'tiled+bwd')} |")
           lines.append(line)
           print(line, flush=True)
-  if a.gpu:
-    lines += bench_extra(samples, inner, a.impls)
+  if a.gpu or a.extra:
+    lines += bench_extra(samples, inner, a.impls, gpu=a.gpu)
+  if a.model:
+    lines += bench_model(samples, inner)
   write_table(a.out, lines)
 
 

@@ -66,10 +66,11 @@ JS_UNROLL
   for (int b = 0; b < D; ++b) s[b] = b == a ? slope[b] : value[b];
 }
 
-// sum_j w[j] P(k + d[j]), for a reader P(position) -> A.
+// sum_j w[j] P(k + d[j]), for a reader P(position) -> A, or a vector of A
+// (the CPU's register tiles, cpu/staged.h).
 template <typename A, typename Read>
-JS_HD A apply(const Stencil<A>& s, int k, const Read& P) {
-  A v = s.w[0] * P(k + s.d[0]);
+JS_HD auto apply(const Stencil<A>& s, int k, const Read& P) {
+  auto v = s.w[0] * P(k + s.d[0]);
   if (s.n == 2) v += s.w[1] * P(k + s.d[1]);
   return v;
 }
@@ -78,8 +79,8 @@ JS_HD A apply(const Stencil<A>& s, int k, const Read& P) {
 // through the padding: input i = j + m collects the outputs j - d[j'] that
 // read it, sum_j' w[j'] G(j - d[j']), for a reader G(output index) -> A.
 template <typename A, typename Read>
-JS_HD A apply_adjoint(const Stencil<A>& s, int j, const Read& G) {
-  A v = s.w[0] * G(j - s.d[0]);
+JS_HD auto apply_adjoint(const Stencil<A>& s, int j, const Read& G) {
+  auto v = s.w[0] * G(j - s.d[0]);
   if (s.n == 2) v += s.w[1] * G(j - s.d[1]);
   return v;
 }

@@ -37,14 +37,16 @@ void backward_row(const T* xc, const T* gc, T* dc, const Axis* ax, int row,
   backward_walk<P, A>(xc, gc, dc, ax, 1, 2, row, 0, ax[2].L, r.m, r.f, u.m, u.f, shift_grad, d);
 }
 
-// Channels [c0, c0 + nb) of sample n walked in place, row by row; their
-// shift-gradient sums go to partial[n, c, 1:3] in row order.
+// Channels [c0, c0 + nb) of sample n, rows [r0, r0 + rows), walked in
+// place; their shift-gradient sums go to partial[n, part, c, 1:3] in row
+// order.
 template <typename T, int P, typename A>
 void walk_channels(const Geometry& geo, const T* x, const T* g, Tables rounded, Tables exact,
-                   bool shift_grad, T* dx, A* partial, int64_t n, int64_t c0, int64_t nb) {
+                   bool shift_grad, T* dx, A* partial, int64_t part, int64_t parts, int64_t n,
+                   int64_t c0, int64_t nb, int r0, int rows) {
   for (int64_t c = c0; c < c0 + nb; ++c) {
-    A* acc = partial + partial_index(geo, n, 0, 1, c);
-    for (int row = 0; row < geo.ax[1].L; ++row) {
+    A* acc = partial + partial_index(geo, n, part, parts, c);
+    for (int row = r0; row < r0 + rows; ++row) {
       A d[2];
       backward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, g + n * geo.sy_n + c * geo.sy_c,
                          dx + n * geo.sx_n + c * geo.sx_c, geo.ax, row,
@@ -56,72 +58,79 @@ void walk_channels(const Geometry& geo, const T* x, const T* g, Tables rounded, 
   }
 }
 
-// One staged task: sample n, channels [c0, c0 + nb), whose reads reach at
-// most K <= kMaxHalo cells. It owns its channels' whole planes, so it sums
-// their shift gradients itself into partial[n, c, 1:3], row by row in order.
+// One staged task: sample n, channels [c0, c0 + nb), rows [r0, r0 + rows)
+// (of dx and of the output grid: unit strides), whose reads reach at most
+// K <= kMaxHalo cells. Its channels' shift-gradient sums over its rows go to
+// partial[n, part, c, 1:3], row by row in order.
 template <typename T, int P, typename A>
 void staged_task(Isa isa, const Geometry& geo, const T* x, const T* g, Tables rounded,
-                 Tables exact, bool shift_grad, T* dx, A* partial, int64_t n, int64_t c0,
-                 int64_t nb, int K) {
-  const Planes pp = make_planes<T>(geo.ax[1].L, geo.ax[2].L, K);
-  T* gs = scratch<T>(static_cast<size_t>(3 * nb * pp.pitch));
-  T* xs = gs + nb * pp.pitch;
-  T* dxs = xs + nb * pp.pitch;
-  stage_planes<adjoint_padding(P)>(
-      isa,
-      Block<T>{const_cast<T*>(g) + n * geo.sy_n + c0 * geo.sy_c, geo.sy_c, geo.ax[1].sy,
-               geo.ax[2].sy},
-      nb, gs, pp);
-  if (shift_grad) {
-    stage_planes<P>(isa,
-                    Block<T>{const_cast<T*>(x) + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c,
-                             geo.ax[1].sx, geo.ax[2].sx},
-                    nb, xs, pp);
+                 Tables exact, bool shift_grad, T* dx, A* partial, int64_t part, int64_t parts,
+                 int64_t n, int64_t c0, int nb, int r0, int rows, int K) {
+  const Axis* ax = geo.ax;
+  const int H = ax[1].L, W = ax[2].L;
+  ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
+  group_tables<A>(geo, rounded, n, c0, nb, ct);
+  const T* gn = g + n * geo.sy_n + c0 * geo.sy_c;
+  const Group<const T> gg{gn, nb, geo.sy_c, ax[1].sy, ax[2].sy};
+  const Group<const T> xg{x + n * geo.sx_n + c0 * geo.sx_c, nb, geo.sx_c, ax[1].sx, ax[2].sx};
+  const Group<T> dxg{dx + n * geo.sx_n + c0 * geo.sx_c, nb, geo.sx_c, ax[1].sx, ax[2].sx};
+  // Per channel, the input positions [row lo, row hi, column lo, column hi]
+  // where no read folds (the rest: adjoint_value on the whole array).
+  int* simple = scratch<int>(static_cast<size_t>(4 * nb));
+  for (int b = 0; b < nb; ++b) {
+    simple_interval<P>(ax[1], ct[b].m[1], &simple[4 * b], &simple[4 * b + 1]);
+    simple_interval<P>(ax[2], ct[b].m[2], &simple[4 * b + 2], &simple[4 * b + 3]);
   }
-  for (int64_t b = 0; b < nb; ++b) {
-    const ChannelTables<A> r = channel_tables<A>(geo, rounded, n, c0 + b);
+  auto edge = [&](int b, int row, int col) -> A {
+    const int i[3] = {0, row, col};
+    return adjoint_value_outlined<P, A>(gn + b * geo.sy_c, ax, i, ct[b].m, ct[b].f);
+  };
+  const Planes pl = make_planes<A>(rows, W, K, r0);
+  A* gs = scratch<A>(static_cast<size_t>(nb * (2 * pl.pitch + row_pitch<A>(W))));
+  A* xs = gs + nb * pl.pitch;
+  stage_strip(isa, std::integral_constant<int, adjoint_padding(P)>{}, gg, H, gs, pl, false);
+  adjoint_strip(isa, static_cast<const A*>(gs), pl, static_cast<const ChannelTables<A>*>(ct),
+                static_cast<const int*>(simple), &edge,
+                RowBuffer<A>{xs + nb * pl.pitch, row_pitch<A>(W)}, dxg);
+  if (!shift_grad) return;
+  stage_strip(isa, std::integral_constant<int, P>{}, xg, H, xs, pl, false);
+  for (int b = 0; b < nb; ++b) {
+    if (nan_shift(ct[b].f)) continue;  // (finish_shift_grad fills ds)
     const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c0 + b);
-    const T* gb = gs + b * pp.pitch;
-    T* dxb = dxs + b * pp.pitch;
-    if (nan_shift(r.f)) {  // (finish_shift_grad fills ds)
-      fill_nan(dxb + span_begin(pp), 1, span_end(pp) - span_begin(pp), r.f);
-      continue;
-    }
-    with_lattice(r.f[1], r.f[2], [&](auto lat_f, auto lat_w) {
-      adjoint_plane(isa, gb, dxb, pp, r.m[1], r.m[2], r.f[1], r.f[2], lat_f, lat_w);
-    });
-    adjoint_plane_edges<P, A>(gb, dxb, pp, r);
-    if (!shift_grad) continue;
-    A* acc = partial + partial_index(geo, n, 0, 1, c0 + b) + 1;
+    A* acc = partial + partial_index(geo, n, part, parts, c0 + b) + 1;
     with_lattice(u.f[1], u.f[2], [&](auto lat_f, auto lat_w) {
-      shift_grad_plane(isa, xs + b * pp.pitch, gb, pp, u.m[1], u.m[2], u.f[1], u.f[2], lat_f,
-                       lat_w, acc);
+      shift_grad_plane(isa, static_cast<const A*>(xs + b * pl.pitch),
+                       static_cast<const A*>(gs + b * pl.pitch), pl, u.m[1], u.m[2], u.f[1],
+                       u.f[2], lat_f, lat_w, acc);
     });
   }
-  copy_planes(isa, Block<T>{dx + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c, geo.ax[1].sx,
-                            geo.ax[2].sx},
-              nb, dxs, pp, false);
 }
 
 template <typename T, int P, typename A>
 void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                 Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
   const Isa isa = current_isa();
-  const int64_t B = staged_block<T>(geo), blocks = (geo.C + B - 1) / B;
-  std::vector<A> partial(static_cast<size_t>(geo.N * geo.C * 3), A(0));
-  parallel_for(pool, geo.N * blocks, [&](int64_t task) {
-    const int64_t n = task / blocks, c0 = (task % blocks) * B, nb = std::min(B, geo.C - c0);
-    // dx reads g at -m and -m - 1; the shift gradient reads x at m - 1 .. m + 1.
+  // dx reads g at -m and -m - 1; the shift gradient reads x at m - 1 .. m + 1.
+  const StagedPlan plan = staged_plan<T>(
+      geo, std::max(call_halo<A>(geo, rounded, 1), shift_grad ? call_halo<A>(geo, exact, 1) : 0));
+  const int64_t parts = plan.strips;
+  std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
+  parallel_for(pool, plan.tasks(geo), [&](int64_t task) {
+    int64_t n, c0;
+    int nb, r0, rows;
+    plan.task(geo, task, &n, &c0, &nb, &r0, &rows);
+    const int64_t part = r0 / plan.R;
     const int K = std::max(block_halo<A>(geo, rounded, n, c0, nb, 1),
                            shift_grad ? block_halo<A>(geo, exact, n, c0, nb, 1) : 0);
     if (K > kMaxHalo) {
-      walk_channels<T, P>(geo, x, g, rounded, exact, shift_grad, dx, partial.data(), n, c0, nb);
+      walk_channels<T, P>(geo, x, g, rounded, exact, shift_grad, dx, partial.data(), part, parts,
+                          n, c0, nb, r0, rows);
     } else {
-      staged_task<T, P>(isa, geo, x, g, rounded, exact, shift_grad, dx, partial.data(), n, c0,
-                        nb, K);
+      staged_task<T, P>(isa, geo, x, g, rounded, exact, shift_grad, dx, partial.data(), part,
+                        parts, n, c0, nb, r0, rows, K);
     }
   });
-  finish(geo, exact, partial, 1, ds);
+  finish(geo, exact, partial, parts, ds);
 }
 
 template <typename T, int P, typename A>

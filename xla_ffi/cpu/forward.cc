@@ -24,44 +24,33 @@ void forward_row(const T* xc, T* yc, const Axis* ax, int row, const ChannelTable
                      move);
 }
 
-// One staged task: sample n, channels [c0, c0 + nb), whose shifts reach at
-// most K <= kMaxHalo cells.
+// One staged task: sample n, channels [c0, c0 + nb), output rows
+// [r0, r0 + rows), whose shifts reach at most K <= kMaxHalo cells.
 template <typename T, int P>
 void staged_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, bool move,
-                 int64_t n, int64_t c0, int64_t nb, int K) {
+                 int64_t n, int64_t c0, int nb, int r0, int rows, int K) {
   using A = typename Acc<T>::type;
-  const Planes px = make_planes<T>(geo.ax[1].L, geo.ax[2].L, K);
-  T* xs = scratch<T>(static_cast<size_t>(2 * nb * px.pitch));
-  T* ys = xs + nb * px.pitch;
-  const Block<T> xb{const_cast<T*>(x) + n * geo.sx_n + c0 * geo.sx_c, geo.sx_c, geo.ax[1].sx,
-                    geo.ax[2].sx};
-  stage_planes<P>(isa, xb, nb, xs, px);
-  for (int64_t b = 0; b < nb; ++b) {
-    const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c0 + b);
-    const T* xb_plane = xs + b * px.pitch;
-    T* yb = ys + b * px.pitch;
-    if (nan_shift(ct.f)) {
-      fill_nan(yb + span_begin(px), 1, span_end(px) - span_begin(px), ct.f);
-    } else if (move) {
-      move_plane(isa, xb_plane, yb, px, ct.m[1], ct.m[2]);
-    } else {
-      with_lattice(ct.f[1], ct.f[2], [&](auto lat_f, auto lat_w) {
-        forward_plane(isa, xb_plane, yb, px, ct.m[1], ct.m[2], ct.f[1], ct.f[2], lat_f, lat_w);
-      });
-    }
-  }
-  copy_planes(isa, Block<T>{y + n * geo.sy_n + c0 * geo.sy_c, geo.sy_c, geo.ax[1].sy,
-                            geo.ax[2].sy},
-              nb, ys, px, false);
+  const int H = geo.ax[1].L, W = geo.ax[2].L;
+  ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
+  group_tables<A>(geo, tab, n, c0, nb, ct);
+  const Group<const T> xg{x + n * geo.sx_n + c0 * geo.sx_c, nb, geo.sx_c, geo.ax[1].sx,
+                          geo.ax[2].sx};
+  const Group<T> yg{y + n * geo.sy_n + c0 * geo.sy_c, nb, geo.sy_c, geo.ax[1].sy, geo.ax[2].sy};
+  const Planes pl = make_planes<A>(rows, W, K, r0);
+  A* xs = scratch<A>(static_cast<size_t>(nb * (pl.pitch + row_pitch<A>(W) + 1)));
+  stage_strip(isa, std::integral_constant<int, P>{}, xg, H, xs, pl, move);
+  forward_strip(isa, static_cast<const A*>(xs), pl, static_cast<const ChannelTables<A>*>(ct), move,
+                RowBuffer<A>{xs + nb * pl.pitch, row_pitch<A>(W)}, yg);
 }
 
-// Channels [c0, c0 + nb) of sample n walked in place, row by row.
+// Channels [c0, c0 + nb) of sample n, output rows [r0, r0 + rows), walked in
+// place.
 template <typename T, int P>
 void walk_channels(const Geometry& geo, const T* x, Tables tab, T* y, bool move, int64_t n,
-                   int64_t c0, int64_t nb) {
+                   int64_t c0, int64_t nb, int r0, int rows) {
   using A = typename Acc<T>::type;
   for (int64_t c = c0; c < c0 + nb; ++c) {
-    for (int row = 0; row < geo.ax[1].Lo; ++row) {
+    for (int row = r0; row < r0 + rows; ++row) {
       forward_row<P, A>(x + n * geo.sx_n + c * geo.sx_c, y + n * geo.sy_n + c * geo.sy_c, geo.ax,
                         row, channel_tables<A>(geo, tab, n, c), move);
     }
@@ -77,14 +66,16 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
   const Axis* ax = geo.ax;
   if (use_staging<T>(geo)) {
     const Isa isa = current_isa();
-    const int64_t B = staged_block<T>(geo), blocks = (geo.C + B - 1) / B;
-    parallel_for(pool, geo.N * blocks, [&](int64_t task) {
-      const int64_t n = task / blocks, c0 = (task % blocks) * B, nb = std::min(B, geo.C - c0);
+    const StagedPlan plan = staged_plan<T>(geo, call_halo<A>(geo, tab, 0));
+    parallel_for(pool, plan.tasks(geo), [&](int64_t task) {
+      int64_t n, c0;
+      int nb, r0, rows;
+      plan.task(geo, task, &n, &c0, &nb, &r0, &rows);
       const int K = block_halo<A>(geo, tab, n, c0, nb, 0);
       if (K > kMaxHalo) {
-        walk_channels<T, P>(geo, x, tab, y, move, n, c0, nb);
+        walk_channels<T, P>(geo, x, tab, y, move, n, c0, nb, r0, rows);
       } else {
-        staged_task<T, P>(isa, geo, x, tab, y, move, n, c0, nb, K);
+        staged_task<T, P>(isa, geo, x, tab, y, move, n, c0, nb, r0, rows, K);
       }
     });
     return;

@@ -1,25 +1,36 @@
-// Staged planes: the CPU kernel's fast path for walkable calls (at most two
-// spatial axes, unit strides).
+// Staged planes and register tiles: the CPU kernel's fast path for walkable
+// calls (at most two spatial axes, unit strides).
 //
-// A task takes one sample and a block of channels and copies each channel
-// into a contiguous plane with a halo of K cells on every side, filled by the
-// padding rule, in per-thread scratch (it stays in L2). There every read of
-// the shift lands inside the padded plane, so the loops (one flat span per
-// plane, see span_begin) have no padding test and compile to SIMD; the
-// results are copied back. In NHWC the copies are transposes (neighbouring
-// channels have different shifts, so a channel's row is strided in place).
-// K is the farthest the block's offsets read; a block whose shifts reach
-// further than kMaxHalo runs the walks in place (cpu/forward.cc,
-// cpu/backward.cc). The loops evaluate core/stencils.h's formulas. Each SIMD
-// loop (the copies in and out, and the three plane loops) exists in a
-// baseline and an AVX2 + FMA version (cpu/isa.h, JAXSHIFT_ISA_VERSIONS); they
-// fuse multiply-adds differently and the shift-gradient sums run in lanes,
-// so results agree with the walks to rounding, and each version is
-// repeatable bit for bit.
+// A task takes one sample and a group of at most 8 channels and copies a
+// strip of their rows into contiguous planes in the accumulation type, with
+// a halo of K cells on every side filled by the padding rule (per-thread
+// scratch, sized to stay in L2; tall planes go in several strips). Every
+// read of the shift then lands inside the planes, so the loops have no
+// padding test. The outputs are computed 8 channels x 8 pixels at a time in
+// registers (a vector of 8 pixels per channel, read from its plane at the
+// channel's own offset) and stored straight to the array: in channels-last
+// after an 8 x 8 transpose in registers (a pixel's channels are contiguous
+// there), in channels-first as they are. No output plane is written and read
+// again. Staging into the planes is the same transpose the other way.
+//
+// 16-bit storage is widened to float on the way in and narrowed on the way
+// out with store()'s rounding (core/float16.h), bit for bit; integer moves
+// carry raw bits and do no arithmetic. K is the farthest the group's offsets
+// read; a group whose shifts reach further than kMaxHalo runs the walks in
+// place (cpu/forward.cc, cpu/backward.cc). The loops evaluate
+// core/stencils.h's formulas. Each SIMD loop exists in a baseline and an
+// AVX2 + FMA version (cpu/isa.h, JAXSHIFT_ISA_VERSIONS); they fuse
+// multiply-adds differently and the shift-gradient sums run in lanes, so
+// results agree with the walks to rounding, and each version is repeatable
+// bit for bit.
+//
+// The vectors are GCC vector extensions (Vec8): one AVX register of floats
+// in the AVX2 versions, two SSE registers in the baseline.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -29,46 +40,213 @@
 #include "core/stencils.h"
 #include "core/walks.h"
 
+// Functions here pass vectors by value; they are inlined in one translation
+// unit, so GCC's note that a vector return's ABI depends on the instruction
+// set concerns no call that crosses a boundary.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace jaxshift {
 
 constexpr int kMaxHalo = 16;
+constexpr int kGroup = 8;       // channels (and pixels) of a register tile
+constexpr int64_t kSetBytes = int64_t{512} << 10;  // one set of a block's planes, at most
 
-// Padded planes of a block: H x W interiors, halo K, padded rows of Wp.
-struct Planes {
-  int H, W, K, Wp;
-  int64_t pitch;  // elements between the planes of a block
-  // Offset of interior cell (r, c); r and c may reach K into the halo.
-  int64_t at(int r, int c) const { return int64_t{r + K} * Wp + c + K; }
-  // The planes as core/geometry.h axes (origin at interior (0, 0)).
-  void axes(Axis* ax) const {
-    ax[0] = Axis{1, 1, 1, 0, 0, false};
-    ax[1] = Axis{H, H, 1, Wp, Wp, true};
-    ax[2] = Axis{W, W, 1, 1, 1, true};
+// --- Vectors of 8 -------------------------------------------------------
+
+template <typename A>
+struct Vec8Of {
+  typedef A type __attribute__((vector_size(8 * sizeof(A))));
+};
+template <typename A>
+using Vec8 = typename Vec8Of<A>::type;
+
+typedef uint32_t u32x8 __attribute__((vector_size(32)));
+typedef uint16_t u16x8 __attribute__((vector_size(16)));
+typedef float f32x8 __attribute__((vector_size(32)));
+
+template <typename V, typename A>
+V loadu(const A* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename V, typename A>
+void storeu(A* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
+// Every lane a (a copy: a + 0 would flush the raw bits of moves as
+// denormals under XLA's flush-to-zero).
+template <typename V, typename A>
+V splat(A a) {
+  V v;
+  for (int l = 0; l < 8; ++l) v[l] = a;
+  return v;
+}
+template <typename To, typename From>
+To bitcast(From v) {
+  static_assert(sizeof(To) == sizeof(From), "bitcast between equal sizes");
+  To t;
+  std::memcpy(&t, &v, sizeof t);
+  return t;
+}
+
+// 8 consecutive elements of storage T in the accumulation type: widened by
+// to_float's rules, or (bits) their raw bits zero-extended (integer moves).
+template <typename T>
+Vec8<typename Acc<T>::type> widen8(const T* p, bool) {
+  return loadu<Vec8<typename Acc<T>::type>>(p);
+}
+inline f32x8 widen8(const BFloat16* p, bool bits) {
+  const u32x8 h = __builtin_convertvector(loadu<u16x8>(p), u32x8);
+  return bitcast<f32x8>(bits ? h : h << 16);
+}
+inline f32x8 widen8(const Half* p, bool bits) {
+  const u32x8 h = __builtin_convertvector(loadu<u16x8>(p), u32x8);
+  if (bits) return bitcast<f32x8>(h);
+  const u32x8 zero = {}, sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+  const u32x8 normal = sign | ((exp + 112) << 23) | (man << 13);
+  const u32x8 special = sign | 0x7f800000u | (man << 13);  // inf, NaN
+  // Subnormals and zeros: man * 2^-24, exact in float.
+  const u32x8 sub = bitcast<u32x8>(__builtin_convertvector(man, f32x8) * 5.9604644775390625e-8f);
+  return bitcast<f32x8>(exp == zero ? (sub | sign) : (exp == zero + 0x1fu ? special : normal));
+}
+
+// 8 values of the accumulation type stored as T (store()'s rounding, bit for
+// bit), or (bits) the raw bits widen8 carried.
+template <typename T>
+void narrow8(T* p, Vec8<typename Acc<T>::type> v, bool) {
+  storeu(p, v);
+}
+inline void narrow8(BFloat16* p, f32x8 v, bool bits) {
+  const u32x8 u = bitcast<u32x8>(v);
+  if (bits) return storeu(p, __builtin_convertvector(u, u16x8));
+  const u32x8 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const u32x8 quiet = (u >> 16) | 0x40u;
+  storeu(p, __builtin_convertvector((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded, u16x8));
+}
+inline void narrow8(Half* p, f32x8 v, bool bits) {
+  if (bits) return storeu(p, __builtin_convertvector(bitcast<u32x8>(v), u16x8));
+  const u32x8 zero = {}, all = bitcast<u32x8>(v);
+  const u32x8 sign = (all >> 16) & 0x8000u, u = all & 0x7fffffffu;
+  const u32x8 special = zero + 0x7c00u | (u > 0x7f800000u ? zero + 0x200u : zero);  // inf, NaN
+  // Below the smallest normal: one half-subnormal ulp scaled to 1.0, rounded
+  // half to even.
+  const f32x8 r = bitcast<f32x8>(u) * 16777216.0f + 12582912.0f - 12582912.0f;
+  const u32x8 subnormal = __builtin_convertvector(r, u32x8);
+  const u32x8 normal = (u + 0xfffu + ((u >> 13) & 1u) - 0x38000000u) >> 13;
+  const u32x8 mag = u >= 0x7f800000u
+                        ? special
+                        : (u >= 0x477ff000u ? zero + 0x7c00u : (u < 0x38800000u ? subnormal : normal));
+  storeu(p, __builtin_convertvector(sign | mag, u16x8));
+}
+
+// One element, as widen8 / narrow8 do it.
+template <typename T>
+typename Acc<T>::type widen1(const T* p, bool bits) {
+  using A = typename Acc<T>::type;
+  if constexpr (sizeof(T) == 2) {
+    if (bits) return bitcast<A>(static_cast<uint32_t>(bitcast<uint16_t>(*p)));
   }
+  return load<A>(p);
+}
+template <typename T>
+void narrow1(T* p, typename Acc<T>::type v, bool bits) {
+  if constexpr (sizeof(T) == 2) {
+    if (bits) {
+      *p = bitcast<T>(static_cast<uint16_t>(bitcast<uint32_t>(v)));
+      return;
+    }
+  }
+  store(p, v);
+}
+
+// r[i][j] <- r[j][i] for 8 vectors of 8 (unpack, shuffle, then halves: the
+// AVX 8 x 8 transpose for floats).
+template <typename V>
+void transpose8(V* r) {
+  V t[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = __builtin_shufflevector(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    r[i + 1] = __builtin_shufflevector(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    r[i + 2] = __builtin_shufflevector(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    r[i + 3] = __builtin_shufflevector(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = __builtin_shufflevector(r[i], r[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    t[i + 4] = __builtin_shufflevector(r[i], r[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+  for (int i = 0; i < 8; ++i) r[i] = t[i];
+}
+
+// --- Planes and groups ----------------------------------------------------
+
+// Padded planes of a group: a strip of H rows (global rows r0 .. r0 + H - 1)
+// by W columns, halo K, padded rows of Wp.
+struct Planes {
+  int H, W, K, Wp, r0;
+  int64_t pitch;  // elements between the planes of a group
+  // Offset of cell (r, c) of the strip; r and c may reach K into the halo.
+  int64_t at(int r, int c) const { return int64_t{r + K} * Wp + c + K; }
 };
 
 // The pitch is the padded plane rounded up to a cache line, plus one line, so
 // that planes do not start 4 KiB apart: the transposes touch all the planes
-// of a block at once, which would then share L1 sets.
-template <typename T>
-Planes make_planes(int H, int W, int K) {
-  const int64_t line = std::max<int64_t>(1, 64 / static_cast<int64_t>(sizeof(T)));
-  const int64_t area = int64_t{H + 2 * K} * (W + 2 * K);
-  return Planes{H, W, K, W + 2 * K, (area + line - 1) / line * line + line};
+// of a group at once, which would then share L1 sets.
+template <typename A>
+Planes make_planes(int rows, int W, int K, int r0) {
+  const int64_t line = 64 / static_cast<int64_t>(sizeof(A));
+  const int64_t area = int64_t{rows + 2 * K} * (W + 2 * K);
+  return Planes{rows, W, K, W + 2 * K, r0, (area + line - 1) / line * line + line};
 }
 
-// Channels a staged block holds: one 64-byte line of them (fewer if C is
-// smaller); staging applies while a block's padded planes fit the budget.
+// How a staged call is cut into tasks: sample x block of B channels x strip
+// of R rows. A block is every channel, or whole 64-byte lines of them when
+// `sets` sets of all channels' planes would not fit kSetBytes each with 16
+// rows: the output is then written in whole lines of contiguous pixels (the
+// prefetchers follow), and no two tasks write parts of one line (two cores
+// would pass it back and forth). A strip is as many rows as keep one set of
+// the block's planes within kSetBytes, halo included; K is the farthest any
+// channel of the call reads (call_halo).
+struct StagedPlan {
+  int B, R;
+  int64_t blocks, strips;
+  int64_t tasks(const Geometry& geo) const { return geo.N * blocks * strips; }
+  // Task t's sample, first channel, channels, first row and rows.
+  void task(const Geometry& geo, int64_t t, int64_t* n, int64_t* c0, int* nb, int* r0,
+            int* rows) const {
+    *n = t / (blocks * strips);
+    *c0 = (t / strips) % blocks * B;
+    *nb = static_cast<int>(std::min<int64_t>(B, geo.C - *c0));
+    *r0 = static_cast<int>(t % strips) * R;
+    *rows = std::min(R, geo.ax[1].L - *r0);
+  }
+};
+
 template <typename T>
-int64_t staged_block(const Geometry& geo) {
-  return std::min<int64_t>(geo.C, std::max<int64_t>(1, 64 / static_cast<int64_t>(sizeof(T))));
+StagedPlan staged_plan(const Geometry& geo, int K) {
+  using A = typename Acc<T>::type;
+  const int H = geo.ax[1].L, W = geo.ax[2].L;
+  const int64_t line = std::max<int64_t>(kGroup, 64 / static_cast<int64_t>(sizeof(T)));
+  const int64_t channel = int64_t{std::min(H, 16) + 2 * K} * (W + 2 * K) * int64_t{sizeof(A)};
+  int64_t B = std::min<int64_t>(geo.C, kSetBytes / channel / line * line);
+  if (B < geo.C) B = std::max(B, line);
+  B = std::min<int64_t>(B, geo.C);
+  const int64_t row = B * (W + 2 * K) * int64_t{sizeof(A)};
+  const int R = static_cast<int>(std::clamp<int64_t>(kSetBytes / row - 2 * K, 1, H));
+  return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, (H + R - 1) / R};
 }
 
+// Staging applies to walkable calls whose rows are short enough that a strip
+// of one row with the largest halo stays within a few sets' budget.
 template <typename T>
 bool use_staging(const Geometry& geo) {
-  if (!walkable(geo)) return false;
-  const Planes pl = make_planes<T>(geo.ax[1].L, geo.ax[2].L, kMaxHalo);
-  return staged_block<T>(geo) * pl.pitch * static_cast<int64_t>(sizeof(T)) <= (int64_t{2} << 20);
+  using A = typename Acc<T>::type;
+  const int64_t row = int64_t{32} * (geo.ax[2].L + 2 * kMaxHalo) * int64_t{sizeof(A)};
+  return walkable(geo) && row * (2 * kMaxHalo + 1) <= 4 * kSetBytes;
 }
 
 // The farthest (in cells) that channels [c0, c0 + nb) of sample n read from
@@ -89,6 +267,17 @@ int block_halo(const Geometry& geo, const Tables& tab, int64_t n, int64_t c0, in
   return static_cast<int>(std::min<int64_t>(k + extra, kMaxHalo + 1));
 }
 
+// block_halo over every channel of every shift group, at most kMaxHalo (the
+// strips are sized for it; a block that reads further is walked).
+template <typename A>
+int call_halo(const Geometry& geo, const Tables& tab, int extra) {
+  int k = 0;
+  for (int64_t n = 0; n < geo.N; n += geo.per_group) {
+    k = std::max(k, block_halo<A>(geo, tab, n, 0, geo.C, extra));
+  }
+  return std::min(k, kMaxHalo);
+}
+
 // Per-thread scratch of at least n elements, kept between calls.
 template <typename T>
 T* scratch(size_t n) {
@@ -97,207 +286,276 @@ T* scratch(size_t n) {
   return buf.data();
 }
 
-// Where the channels of a block live: origin, channel stride, row and column
-// strides (elements).
+// Where a block's channels live: channel c0 at pixel (0, 0) of the sample,
+// nb channels, channel, row and column strides (elements).
 template <typename T>
-struct Block {
+struct Group {
   T* p;
+  int nb;
   int64_t cs, rs, ws;
+  // The channels in whole register tiles (8 x 8 transposes): channels-last,
+  // all but nb % 8; none in channels-first.
+  int tiled() const { return cs == 1 ? nb / kGroup * kGroup : 0; }
+  // Channel b alone. Channels-first loops take one channel at a time: its
+  // plane and its rows in the array are contiguous (all channels' rows at
+  // once would meet in the same L1 sets, a plane apart).
+  Group channel(int b) const { return Group{p + b * cs, 1, cs, rs, ws}; }
 };
 
-// Transposes S x S tiles (S pixels x S channels in the array, S channels x
-// S pixels in the planes) with tr(src, src_stride, dst, dst_stride), columns
-// w0 onwards; returns the first column left for the caller.
-template <int S, typename Tr>
-int transpose_tiles(Block<float> blk, int64_t nb, float* planes, const Planes& pl, bool to_planes,
-                    int w0, const Tr& tr) {
-  for (int r = 0; r < pl.H; ++r) {
-    for (int w = w0; w + S <= pl.W; w += S) {
-      float* a = blk.p + r * blk.rs + w * blk.ws;
-      float* q = planes + pl.at(r, w);
-      prefetch_pixels(a, blk.ws, S, to_planes);
-      for (int64_t b = 0; b < nb; b += S) {
-        if (to_planes) {
-          tr(a + b, blk.ws, q + b * pl.pitch, pl.pitch);
-        } else {
-          tr(q + b * pl.pitch, pl.pitch, a + b, blk.ws);
-        }
+// The shift tables of a group's channels.
+template <typename A>
+void group_tables(const Geometry& geo, const Tables& tab, int64_t n, int64_t c0, int nb,
+                  ChannelTables<A>* ct) {
+  for (int b = 0; b < nb; ++b) ct[b] = channel_tables<A>(geo, tab, n, c0 + b);
+}
+
+// --- Staging --------------------------------------------------------------
+
+// Copies row `src` of the group's channels into row r of their planes'
+// interiors (8 x 8 transposes in channels-last, row copies in channels-first).
+template <typename A, typename T>
+void stage_row(Group<const T> grp, int src, A* planes, const Planes& pl, int r, bool bits) {
+  using V = Vec8<A>;
+  const T* row = grp.p + src * grp.rs;
+  const int tiled = grp.tiled();
+  int w = 0;
+  for (; w + kGroup <= pl.W && (tiled > 0 || grp.ws == 1); w += kGroup) {
+    for (int c = 0; c < tiled; c += kGroup) {
+      V v[kGroup];
+      for (int j = 0; j < kGroup; ++j) v[j] = widen8(row + (w + j) * grp.ws + c, bits);
+      transpose8(v);
+      for (int b = 0; b < kGroup; ++b) storeu(planes + (c + b) * pl.pitch + pl.at(r, w), v[b]);
+    }
+    for (int b = tiled; b < grp.nb; ++b) {
+      A* q = planes + b * pl.pitch + pl.at(r, w);
+      if (grp.ws == 1) {
+        storeu(q, widen8(row + b * grp.cs + w, bits));
+      } else {
+        for (int j = 0; j < kGroup; ++j) q[j] = widen1(row + b * grp.cs + (w + j) * grp.ws, bits);
       }
     }
   }
-  return pl.W - (pl.W - w0) % S;
+  for (; w < pl.W; ++w) {
+    for (int b = 0; b < grp.nb; ++b) {
+      planes[b * pl.pitch + pl.at(r, w)] = widen1(row + b * grp.cs + w * grp.ws, bits);
+    }
+  }
 }
 
-// Copies the block's channels into (to_planes) or out of the planes'
-// interiors. Channels-first rows are contiguous copies; channels-last is a
-// transpose, for float in 8x8 tiles of AVX registers (I = kAvx2) or 4x4 tiles
-// of SSE registers.
-template <Isa I, typename T>
-void copy_planes_impl(Block<T> blk, int64_t nb, T* planes, Planes pl, bool to_planes) {
-  const int H = pl.H, W = pl.W;
-  if (blk.ws == 1) {
-    for (int64_t b = 0; b < nb; ++b) {
-      for (int r = 0; r < H; ++r) {
-        T* a = blk.p + b * blk.cs + r * blk.rs;
-        T* q = planes + b * pl.pitch + pl.at(r, 0);
-        if (to_planes) std::copy(a, a + W, q); else std::copy(q, q + W, a);
-      }
+// Stages the strip: rows -K .. H + K - 1 of the planes are global rows
+// r0 - K .. through the padding rule P along the rows (a row P answers with
+// zeros is zeros), each row's K halo cells on both sides by P along it.
+template <Isa I, int P, typename A, typename T>
+void stage_strip_impl(std::integral_constant<int, P> pad, Group<const T> grp, int rows, A* planes,
+                      Planes pl, bool bits) {
+  if (grp.tiled() == 0 && grp.nb > 1) {
+    for (int b = 0; b < grp.nb; ++b) {
+      stage_strip_impl<I>(pad, grp.channel(b), rows, planes + b * pl.pitch, pl, bits);
     }
     return;
   }
-  int w0 = 0;
-  if constexpr (std::is_same_v<T, float>) {
-#if defined(JAXSHIFT_X86_AVX2)
-    if constexpr (I == Isa::kAvx2) {
-      if (blk.cs == 1 && nb % 8 == 0) {
-        w0 = transpose_tiles<8>(blk, nb, planes, pl, to_planes, w0,
-                                [](auto... args) { transpose8x8(args...); });
+  for (int r = -pl.K; r < pl.H + pl.K; ++r) {
+    const int src = pad_index<P>(pl.r0 + r, rows);
+    if (src < 0) {
+      for (int b = 0; b < grp.nb; ++b) {
+        A* q = planes + b * pl.pitch + pl.at(r, 0);
+        std::fill(q - pl.K, q + pl.W + pl.K, A(0));
       }
+      continue;
     }
-#endif
-#if defined(__SSE2__)
-    if (blk.cs == 1 && nb % 4 == 0) {
-      w0 = transpose_tiles<4>(blk, nb, planes, pl, to_planes, w0,
-                              [](auto... args) { transpose4x4(args...); });
-    }
-#endif
-  }
-  for (int r = 0; r < H; ++r) {
-    for (int w = w0; w < W; ++w) {
-      T* a = blk.p + r * blk.rs + w * blk.ws;
-      T* q = planes + pl.at(r, w);
-      for (int64_t b = 0; b < nb; ++b) {
-        if (to_planes) q[b * pl.pitch] = a[b * blk.cs]; else a[b * blk.cs] = q[b * pl.pitch];
+    stage_row(grp, src, planes, pl, r, bits);
+    for (int b = 0; b < grp.nb; ++b) {
+      A* q = planes + b * pl.pitch + pl.at(r, 0);
+      for (int c = -pl.K; c < 0; ++c) {
+        const int s = pad_index<P>(c, pl.W);
+        q[c] = s < 0 ? A(0) : q[s];
+      }
+      for (int c = pl.W; c < pl.W + pl.K; ++c) {
+        const int s = pad_index<P>(c, pl.W);
+        q[c] = s < 0 ? A(0) : q[s];
       }
     }
   }
 }
-JAXSHIFT_ISA_VERSIONS(copy_planes)
+JAXSHIFT_ISA_VERSIONS(stage_strip)
 
-// Fills the halo of each of nb planes from its interior by the padding rule
-// P (stage_planes zeroes the halos of P = kZeros).
-template <int P, typename T>
-void fill_halo(T* planes, int64_t nb, const Planes& pl) {
-  const int K = pl.K, H = pl.H, W = pl.W;
-  if (K == 0) return;
-  for (int64_t b = 0; b < nb; ++b) {
-    T* q = planes + b * pl.pitch;
-    auto cell = [&](int r, int c) {  // interior coordinates of a halo cell
-      const int sr = pad_index<P>(r, H), sc = pad_index<P>(c, W);
-      q[pl.at(r, c)] = (sr < 0 || sc < 0) ? T{} : q[pl.at(sr, sc)];
-    };
-    for (int r = -K; r < H + K; ++r) {
-      if (r < 0 || r >= H) {
-        for (int c = -K; c < W + K; ++c) cell(r, c);
+// --- Rows out ---------------------------------------------------------------
+
+// A row of each of a group's channels, computed in an L1-resident buffer
+// (channel b at rows + b * pitch) and stored to the array 8 pixels x 8
+// channels at a time: transposed in registers in channels-last (a pixel's
+// channels are contiguous there), as they are in channels-first.
+template <typename A>
+struct RowBuffer {
+  A* rows;
+  int64_t pitch;  // >= W, a multiple of 8
+};
+
+template <typename A>
+int64_t row_pitch(int W) {
+  return (int64_t{W} + kGroup - 1) / kGroup * kGroup + 16;  // + 16: not 4 KiB apart
+}
+
+template <typename A, typename T>
+void store_rows(const RowBuffer<A>& buf, int W, Group<T> out, int row, bool bits) {
+  using V = Vec8<A>;
+  T* base = out.p + row * out.rs;
+  const int tiled = out.tiled();
+  int w = 0;
+  for (; w + kGroup <= W && (tiled > 0 || out.ws == 1); w += kGroup) {
+    for (int c = 0; c < tiled; c += kGroup) {
+      V v[kGroup];
+      for (int b = 0; b < kGroup; ++b) v[b] = loadu<V>(buf.rows + (c + b) * buf.pitch + w);
+      transpose8(v);
+      for (int j = 0; j < kGroup; ++j) narrow8(base + (w + j) * out.ws + c, v[j], bits);
+    }
+    for (int b = tiled; b < out.nb; ++b) {
+      const A* q = buf.rows + b * buf.pitch + w;
+      if (out.ws == 1) {
+        narrow8(base + b * out.cs + w, loadu<V>(q), bits);
       } else {
-        for (int c = -K; c < 0; ++c) cell(r, c);
-        for (int c = W; c < W + K; ++c) cell(r, c);
+        for (int j = 0; j < kGroup; ++j) narrow1(base + b * out.cs + (w + j) * out.ws, q[j], bits);
       }
+    }
+  }
+  for (; w < W; ++w) {
+    for (int b = 0; b < out.nb; ++b) {
+      narrow1(base + b * out.cs + w * out.ws, buf.rows[b * buf.pitch + w], bits);
     }
   }
 }
 
-// Copies the block's channels into padded planes and fills their halos by
-// the padding rule P. Zero halos come from one fill of the whole block before
-// the copy (one pass over the planes is cheaper than a small fill per row).
-template <int P, typename T>
-void stage_planes(Isa isa, Block<T> blk, int64_t nb, T* planes, const Planes& pl) {
-  if (P == kZeros && pl.K > 0) std::fill(planes, planes + nb * pl.pitch, T{});
-  copy_planes(isa, blk, nb, planes, pl, true);
-  if (P != kZeros) fill_halo<P>(planes, nb, pl);
-}
-
-// The staged loops run over a plane's rows as one flat span, from interior
-// (0, 0) to the end of interior row H - 1, halo columns between the rows
-// included: a read at a constant offset of the padded layout is then one
-// long SIMD loop. The values computed at halo columns are never copied out;
-// every read stays inside the padded plane because K covers the offsets.
-inline int64_t span_begin(const Planes& p) { return p.at(0, 0); }
-inline int64_t span_end(const Planes& p) { return p.at(p.H - 1, p.W); }
-
-// Forward of one channel: padded plane xs -> plane ys of the same layout
-// (its halo is not written). Element i of the span reads x at (row + m1 + r,
-// column + m2 + c) for the taps (r, c) of the two value stencils.
-template <Isa I, typename A, typename T, typename LatF, typename LatW>
-void forward_plane_impl(const T* xs, T* ys, Planes p, int m1, int m2, A ff, A fw, LatF lat_f,
-                        LatW lat_w) {
-  const int64_t i0 = span_begin(p), i1 = span_end(p), wp = p.Wp;
-  const T* __restrict x0 = xs + (int64_t{m1} * wp + m2);
-  T* __restrict yo = ys;
-  const Stencil<A> sf = value_stencil(ff, lat_f), sw = value_stencil(fw, lat_w);
-  for (int64_t i = i0; i < i1; ++i) {
-    const T* xi = x0 + i;
-    store(yo + i, apply(sw, 0, [&](int c) {
-            return apply(sf, 0, [&](int r) { return load<A>(xi + r * wp + c); });
-          }));
+// Row r of the strip's forward for one channel, from its plane xs: the
+// channel's stencils decided once (with_lattice), one SIMD loop.
+template <typename A>
+void forward_row(const A* xs, const Planes& pl, int r, const ChannelTables<A>& ct, bool move,
+                 A nan_fill, A* __restrict out) {
+  const int W = pl.W;
+  if (nan_shift(ct.f)) {
+    std::fill(out, out + W, nan_fill);  // (a copy: raw bits stay as they are)
+    return;
   }
-}
-JAXSHIFT_ISA_VERSIONS(forward_plane)
-
-// An integer move of one channel (f == 0 on both axes): a pure copy.
-template <Isa I, typename T>
-void move_plane_impl(const T* xs, T* ys, Planes p, int m1, int m2) {
-  const T* __restrict x0 = xs + (int64_t{m1} * p.Wp + m2);
-  T* __restrict yo = ys;
-  for (int64_t i = span_begin(p); i < span_end(p); ++i) yo[i] = x0[i];
-}
-JAXSHIFT_ISA_VERSIONS(move_plane)
-
-// Input gradient of one channel, the plain transposed stencils: padded g
-// plane gs (halo by the adjoint's padding: zeros, or wrapped) -> dx plane of
-// the same layout. Exact for zeros and periodic; for the other paddings
-// adjoint_plane_edges then corrects the cells near the edges.
-template <Isa I, typename A, typename T, typename LatF, typename LatW>
-void adjoint_plane_impl(const T* gs, T* dxs, Planes p, int m1, int m2, A ff, A fw, LatF lat_f,
-                        LatW lat_w) {
-  const int64_t i0 = span_begin(p), i1 = span_end(p), wp = p.Wp;
-  const T* __restrict g0 = gs - (int64_t{m1} * wp + m2);  // g0[i] = g(h - m1, w - m2)
-  T* __restrict dxo = dxs;
-  const Stencil<A> sf = value_stencil(ff, lat_f), sw = value_stencil(fw, lat_w);
-  for (int64_t i = i0; i < i1; ++i) {
-    const T* gi = g0 + i;
-    store(dxo + i, apply_adjoint(sw, 0, [&](int c) {
-            return apply_adjoint(sf, 0, [&](int q) { return load<A>(gi + q * wp + c); });
-          }));
+  const A* __restrict x0 = xs + pl.at(r + ct.m[1], ct.m[2]);
+  if (move) {
+#pragma omp simd
+    for (int w = 0; w < W; ++w) out[w] = x0[w];
+    return;
   }
+  const int64_t wp = pl.Wp;
+  with_lattice(ct.f[1], ct.f[2], [&](auto lat_f, auto lat_w) {
+    const Stencil<A> sf = value_stencil(ct.f[1], lat_f), sw = value_stencil(ct.f[2], lat_w);
+#pragma omp simd
+    for (int w = 0; w < W; ++w) {
+      const A* xi = x0 + w;
+      out[w] = apply(sw, 0, [&](int c) { return apply(sf, 0, [&](int q) { return xi[q * wp + c]; }); });
+    }
+  });
 }
-JAXSHIFT_ISA_VERSIONS(adjoint_plane)
 
-// The cells of a dx plane outside simple_interval, for the paddings that fold
-// reads near the edges (border, reflect, symmetric): adjoint_value there.
-template <int P, typename A, typename T>
-void adjoint_plane_edges(const T* gs, T* dxs, const Planes& p, const ChannelTables<A>& r) {
-  if (P == kZeros || P == kPeriodic) return;
-  Axis ax[3];
-  p.axes(ax);
-  int flo, fhi, wlo, whi;
-  simple_interval<P>(ax[1], r.m[1], &flo, &fhi);
-  simple_interval<P>(ax[2], r.m[2], &wlo, &whi);
-  const int m3[3] = {0, r.m[1], r.m[2]};
-  const A f3[3] = {A(0), r.f[1], r.f[2]};
-  const T* g = gs + p.at(0, 0);
-  for (int i = 0; i < p.H; ++i) {
-    const bool row_simple = i >= flo && i <= fhi;
-    for (int w = 0; w < p.W; ++w) {
-      if (row_simple && w >= wlo && w <= whi) {
-        w = whi;  // skip to the right edge
-        continue;
-      }
-      const int pos[3] = {0, i, w};
-      store(dxs + p.at(i, w), adjoint_value_outlined<P, A>(g, ax, pos, m3, f3));
+// The forward of a staged strip: y rows r0 .. r0 + H - 1. `move`: integer
+// moves (one read an output, raw bits; a NaN channel's rows are the stored
+// NaN's bits).
+template <Isa I, typename A, typename T>
+void forward_strip_impl(const A* planes, Planes pl, const ChannelTables<A>* ct, bool move,
+                        RowBuffer<A> buf, Group<T> y) {
+  if (y.tiled() == 0 && y.nb > 1) {
+    for (int b = 0; b < y.nb; ++b) {
+      forward_strip_impl<I>(planes + b * pl.pitch, pl, ct + b, move, buf, y.channel(b));
+    }
+    return;
+  }
+  A* nan_fill = buf.rows + buf.pitch * y.nb;  // (row_pitch leaves room)
+  for (int b = 0; b < y.nb; ++b) {
+    nan_fill[b] = nan_value(ct[b].f);
+    if (move && sizeof(T) == 2) {
+      T t;
+      store(&t, nan_fill[b]);
+      nan_fill[b] = widen1(&t, true);
     }
   }
+  for (int r = 0; r < pl.H; ++r) {
+    for (int b = 0; b < y.nb; ++b) {
+      forward_row(planes + b * pl.pitch, pl, r, ct[b], move, nan_fill[b], buf.rows + b * buf.pitch);
+    }
+    store_rows(buf, pl.W, y, pl.r0 + r, move);
+  }
+}
+JAXSHIFT_ISA_VERSIONS(forward_strip)
+
+// Row r of the strip's input gradient for one channel from its g plane gs
+// (halo by the adjoint's padding): the transposed stencils, one SIMD loop;
+// where the reads fold through the padding (border, reflect, symmetric near
+// the edges: outside [lo, hi] of simple_interval) `edge(row, column)`,
+// core/elementwise.h's adjoint_value on the whole array.
+template <typename A, typename Edge>
+void adjoint_row(const A* gs, const Planes& pl, int r, const ChannelTables<A>& ct,
+                 const int* simple, const Edge& edge, A* __restrict out) {
+  const int W = pl.W, row = pl.r0 + r;
+  if (nan_shift(ct.f)) {
+    std::fill(out, out + W, nan_value(ct.f));
+    return;
+  }
+  const A* __restrict g0 = gs + pl.at(r - ct.m[1], -ct.m[2]);
+  const int64_t wp = pl.Wp;
+  with_lattice(ct.f[1], ct.f[2], [&](auto lat_f, auto lat_w) {
+    const Stencil<A> sf = value_stencil(ct.f[1], lat_f), sw = value_stencil(ct.f[2], lat_w);
+#pragma omp simd
+    for (int w = 0; w < W; ++w) {
+      const A* gi = g0 + w;
+      out[w] = apply_adjoint(sw, 0, [&](int c) {
+        return apply_adjoint(sf, 0, [&](int q) { return gi[q * wp + c]; });
+      });
+    }
+  });
+  const bool whole_row = row < simple[0] || row > simple[1];
+  for (int w = 0; w < W; ++w) {
+    if (!whole_row && w >= simple[2] && w <= simple[3]) {
+      w = simple[3];  // skip to the right edge
+      continue;
+    }
+    out[w] = edge(row, w);
+  }
 }
 
-// Shift-gradient sums of one channel: x plane padded by the padding rule, g
-// plane (any halo), one layout. Adds the sum for axis 1 to acc[0] (the slope
-// across rows, the value along them) and for axis 2 to acc[1] (the value
-// across, the slope along). The terms are summed in kLanes running sums
-// carried across the rows (SIMD lanes; a row's tail past a multiple of
-// kLanes goes to one more), then the sums in a fixed order: repeatable bit
-// for bit.
-template <Isa I, typename A, typename T, typename LatF, typename LatW>
-void shift_grad_plane_impl(const T* xs, const T* gs, Planes p, int m1, int m2, A ff, A fw,
+// The input gradient of a staged strip from its g planes, stored to dx rows
+// r0 .. r0 + H - 1; simple[4 b ..] is channel b's [row lo, row hi, column
+// lo, column hi] and edge(b, row, column) its folded elements.
+template <typename A, typename T, typename Edge>
+void adjoint_rows(const A* gplanes, const Planes& pl, const ChannelTables<A>* ct,
+                  const int* simple, const Edge& edge, int b0, const RowBuffer<A>& buf,
+                  Group<T> dx) {
+  for (int r = 0; r < pl.H; ++r) {
+    for (int b = 0; b < dx.nb; ++b) {
+      adjoint_row(gplanes + b * pl.pitch, pl, r, ct[b], simple + 4 * b,
+                  [&](int row, int w) { return edge(b0 + b, row, w); }, buf.rows + b * buf.pitch);
+    }
+    store_rows(buf, pl.W, dx, pl.r0 + r, false);
+  }
+}
+
+template <Isa I, typename A, typename T, typename Edge>
+void adjoint_strip_impl(const A* gplanes, Planes pl, const ChannelTables<A>* ct,
+                        const int* simple, const Edge* edge, RowBuffer<A> buf, Group<T> dx) {
+  if (dx.tiled() == 0 && dx.nb > 1) {
+    for (int b = 0; b < dx.nb; ++b) {
+      adjoint_rows(gplanes + b * pl.pitch, pl, ct + b, simple + 4 * b, *edge, b, buf,
+                   dx.channel(b));
+    }
+    return;
+  }
+  adjoint_rows(gplanes, pl, ct, simple, *edge, 0, buf, dx);
+}
+JAXSHIFT_ISA_VERSIONS(adjoint_strip)
+
+// Shift-gradient sums of one channel over a strip: x plane padded by the
+// padding rule, g plane (any halo), one layout. Adds the sum for axis 1 to
+// acc[0] (the slope across rows, the value along them) and for axis 2 to
+// acc[1] (the value across, the slope along). The terms are summed in
+// kLanes running sums carried across the rows (SIMD lanes; a row's tail past
+// a multiple of kLanes goes to one more), then the sums in a fixed order:
+// repeatable bit for bit.
+template <Isa I, typename A, typename LatF, typename LatW>
+void shift_grad_plane_impl(const A* xs, const A* gs, Planes p, int m1, int m2, A ff, A fw,
                            LatF lat_f, LatW lat_w, A* acc) {
   constexpr int kLanes = 8;
   const int W = p.W, full = W - W % kLanes;
@@ -311,12 +569,12 @@ void shift_grad_plane_impl(const T* xs, const T* gs, Planes p, int m1, int m2, A
   deriv_stencils<2>(value, slope, 1, sc);
   A sum_f[kLanes + 1] = {}, sum_w[kLanes + 1] = {};
   for (int row = 0; row < p.H; ++row) {
-    const T* __restrict x0 = xs + p.at(row + m1, m2);  // x0[o] = x(row + m1, o + m2)
-    const T* __restrict go = gs + p.at(row, 0);
+    const A* __restrict x0 = xs + p.at(row + m1, m2);  // x0[o] = x(row + m1, o + m2)
+    const A* __restrict go = gs + p.at(row, 0);
     auto add = [&](int o, int l) {
-      const T* xo = x0 + o;
-      auto X = [&](int q, int c) { return load<A>(xo + q * wp + c); };
-      const A gv = load<A>(go + o);
+      const A* xo = x0 + o;
+      auto X = [&](int q, int c) { return xo[q * wp + c]; };
+      const A gv = go[o];
       sum_f[l] += gv * apply(sr[1], 0, [&](int c) {
         return apply(sr[0], 0, [&](int q) { return X(q, c); });
       });
