@@ -391,6 +391,13 @@ struct RowBuffer {
   int64_t pitch;  // >= W, a multiple of 8
 };
 
+// One channel of storage A with contiguous rows: its rows are computed in
+// place (no buffer, no narrowing).
+template <typename A, typename T>
+bool direct_rows(const Group<T>& out) {
+  return std::is_same_v<A, std::remove_const_t<T>> && out.nb == 1 && out.ws == 1;
+}
+
 template <typename A>
 int64_t row_pitch(int W) {
   return (int64_t{W} + kGroup - 1) / kGroup * kGroup + 16;  // + 16: not 4 KiB apart
@@ -474,6 +481,11 @@ void forward_strip_impl(const A* planes, Planes pl, const ChannelTables<A>* ct, 
     }
   }
   for (int r = 0; r < pl.H; ++r) {
+    if (direct_rows<A>(y)) {  // straight into the array's row
+      forward_row(planes, pl, r, ct[0], move, nan_fill[0],
+                  reinterpret_cast<A*>(y.p + (pl.r0 + r) * y.rs));
+      continue;
+    }
     for (int b = 0; b < y.nb; ++b) {
       forward_row(planes + b * pl.pitch, pl, r, ct[b], move, nan_fill[b], buf.rows + b * buf.pitch);
     }
@@ -525,6 +537,11 @@ void adjoint_rows(const A* gplanes, const Planes& pl, const ChannelTables<A>* ct
                   const int* simple, const Edge& edge, int b0, const RowBuffer<A>& buf,
                   Group<T> dx) {
   for (int r = 0; r < pl.H; ++r) {
+    if (direct_rows<A>(dx)) {  // straight into the array's row
+      adjoint_row(gplanes, pl, r, ct[0], simple, [&](int row, int w) { return edge(b0, row, w); },
+                  reinterpret_cast<A*>(dx.p + (pl.r0 + r) * dx.rs));
+      continue;
+    }
     for (int b = 0; b < dx.nb; ++b) {
       adjoint_row(gplanes + b * pl.pitch, pl, r, ct[b], simple + 4 * b,
                   [&](int row, int w) { return edge(b0 + b, row, w); }, buf.rows + b * buf.pitch);
