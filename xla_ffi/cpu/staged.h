@@ -241,12 +241,15 @@ StagedPlan staged_plan(const Geometry& geo, int K) {
 }
 
 // Staging applies to walkable calls whose rows are short enough that a strip
-// of one row with the largest halo stays within a few sets' budget.
+// of one row, with the largest halo, of the smallest block (one 64-byte line
+// of channels) stays within 8 sets' budget (4 MB of scratch a thread, twice
+// in the backward, at most).
 template <typename T>
 bool use_staging(const Geometry& geo) {
   using A = typename Acc<T>::type;
-  const int64_t row = int64_t{32} * (geo.ax[2].L + 2 * kMaxHalo) * int64_t{sizeof(A)};
-  return walkable(geo) && row * (2 * kMaxHalo + 1) <= 4 * kSetBytes;
+  const int64_t line = std::max<int64_t>(kGroup, 64 / static_cast<int64_t>(sizeof(T)));
+  const int64_t row = line * (geo.ax[2].L + 2 * kMaxHalo) * int64_t{sizeof(A)};
+  return walkable(geo) && row * (2 * kMaxHalo + 1) <= 8 * kSetBytes;
 }
 
 // The farthest (in cells) that channels [c0, c0 + nb) of sample n read from
