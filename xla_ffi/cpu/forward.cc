@@ -37,7 +37,7 @@ void staged_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, boo
                           geo.ax[2].sx};
   const Group<T> yg{y + n * geo.sy_n + c0 * geo.sy_c, nb, geo.sy_c, geo.ax[1].sy, geo.ax[2].sy};
   const Planes pl = make_planes<A>(rows, W, K, r0);
-  A* xs = scratch<A>(static_cast<size_t>(nb * (pl.pitch + row_pitch<A>(W) + 1)));
+  A* xs = scratch<A>(static_cast<size_t>(nb * (pl.pitch + row_pitch<A>(W))));
   stage_strip(isa, std::integral_constant<int, P>{}, xg, H, xs, pl, move);
   forward_strip(isa, static_cast<const A*>(xs), pl, static_cast<const ChannelTables<A>*>(ct), move,
                 RowBuffer<A>{xs + nb * pl.pitch, row_pitch<A>(W)}, yg);

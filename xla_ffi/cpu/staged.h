@@ -232,9 +232,7 @@ StagedPlan staged_plan(const Geometry& geo, int K) {
   const int H = geo.ax[1].L, W = geo.ax[2].L;
   const int64_t line = std::max<int64_t>(kGroup, 64 / static_cast<int64_t>(sizeof(T)));
   const int64_t channel = int64_t{std::min(H, 16) + 2 * K} * (W + 2 * K) * int64_t{sizeof(A)};
-  int64_t B = std::min<int64_t>(geo.C, kSetBytes / channel / line * line);
-  if (B < geo.C) B = std::max(B, line);
-  B = std::min<int64_t>(B, geo.C);
+  const int64_t B = std::min<int64_t>(geo.C, std::max(line, kSetBytes / channel / line * line));
   const int64_t row = B * (W + 2 * K) * int64_t{sizeof(A)};
   const int R = static_cast<int>(std::clamp<int64_t>(kSetBytes / row - 2 * K, 1, H));
   return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, (H + R - 1) / R};
@@ -394,11 +392,14 @@ struct RowBuffer {
   int64_t pitch;  // >= W, a multiple of 8
 };
 
-// One channel of storage A with contiguous rows: its rows are computed in
-// place (no buffer, no narrowing).
+// Where row `row` of a one-channel group of storage A with contiguous rows
+// is computed in place (no buffer, no narrowing); null for every other group.
 template <typename A, typename T>
-bool direct_rows(const Group<T>& out) {
-  return std::is_same_v<A, std::remove_const_t<T>> && out.nb == 1 && out.ws == 1;
+A* row_in_place(const Group<T>& out, int row) {
+  if constexpr (std::is_same_v<A, T>) {
+    if (out.nb == 1 && out.ws == 1) return out.p + row * out.rs;
+  }
+  return nullptr;
 }
 
 template <typename A>
@@ -437,12 +438,18 @@ void store_rows(const RowBuffer<A>& buf, int W, Group<T> out, int row, bool bits
 
 // Row r of the strip's forward for one channel, from its plane xs: the
 // channel's stencils decided once (with_lattice), one SIMD loop.
-template <typename A>
+template <typename T, typename A>
 void forward_row(const A* xs, const Planes& pl, int r, const ChannelTables<A>& ct, bool move,
-                 A nan_fill, A* __restrict out) {
+                 A* __restrict out) {
   const int W = pl.W;
   if (nan_shift(ct.f)) {
-    std::fill(out, out + W, nan_fill);  // (a copy: raw bits stay as they are)
+    A fill = nan_value(ct.f);
+    if (move && sizeof(T) == 2) {  // a move carries bits: those of the stored NaN
+      T t;
+      store(&t, fill);
+      fill = widen1(&t, true);
+    }
+    std::fill(out, out + W, fill);  // (a copy: raw bits stay as they are)
     return;
   }
   const A* __restrict x0 = xs + pl.at(r + ct.m[1], ct.m[2]);
@@ -474,25 +481,13 @@ void forward_strip_impl(const A* planes, Planes pl, const ChannelTables<A>* ct, 
     }
     return;
   }
-  A* nan_fill = buf.rows + buf.pitch * y.nb;  // (row_pitch leaves room)
-  for (int b = 0; b < y.nb; ++b) {
-    nan_fill[b] = nan_value(ct[b].f);
-    if (move && sizeof(T) == 2) {
-      T t;
-      store(&t, nan_fill[b]);
-      nan_fill[b] = widen1(&t, true);
-    }
-  }
   for (int r = 0; r < pl.H; ++r) {
-    if (direct_rows<A>(y)) {  // straight into the array's row
-      forward_row(planes, pl, r, ct[0], move, nan_fill[0],
-                  reinterpret_cast<A*>(y.p + (pl.r0 + r) * y.rs));
-      continue;
-    }
+    A* in_place = row_in_place<A>(y, pl.r0 + r);
     for (int b = 0; b < y.nb; ++b) {
-      forward_row(planes + b * pl.pitch, pl, r, ct[b], move, nan_fill[b], buf.rows + b * buf.pitch);
+      forward_row<T>(planes + b * pl.pitch, pl, r, ct[b], move,
+                     in_place ? in_place : buf.rows + b * buf.pitch);
     }
-    store_rows(buf, pl.W, y, pl.r0 + r, move);
+    if (!in_place) store_rows(buf, pl.W, y, pl.r0 + r, move);
   }
 }
 JAXSHIFT_ISA_VERSIONS(forward_strip)
@@ -540,16 +535,13 @@ void adjoint_rows(const A* gplanes, const Planes& pl, const ChannelTables<A>* ct
                   const int* simple, const Edge& edge, int b0, const RowBuffer<A>& buf,
                   Group<T> dx) {
   for (int r = 0; r < pl.H; ++r) {
-    if (direct_rows<A>(dx)) {  // straight into the array's row
-      adjoint_row(gplanes, pl, r, ct[0], simple, [&](int row, int w) { return edge(b0, row, w); },
-                  reinterpret_cast<A*>(dx.p + (pl.r0 + r) * dx.rs));
-      continue;
-    }
+    A* in_place = row_in_place<A>(dx, pl.r0 + r);
     for (int b = 0; b < dx.nb; ++b) {
       adjoint_row(gplanes + b * pl.pitch, pl, r, ct[b], simple + 4 * b,
-                  [&](int row, int w) { return edge(b0 + b, row, w); }, buf.rows + b * buf.pitch);
+                  [&](int row, int w) { return edge(b0 + b, row, w); },
+                  in_place ? in_place : buf.rows + b * buf.pitch);
     }
-    store_rows(buf, pl.W, dx, pl.r0 + r, false);
+    if (!in_place) store_rows(buf, pl.W, dx, pl.r0 + r, false);
   }
 }
 
