@@ -14,6 +14,7 @@ import numpy as np
 from jax import lax
 
 from jaxshift._src import ffi
+from jaxshift._src import halo
 from jaxshift._src import layout
 from jaxshift._src import partition
 from jaxshift._src import spec
@@ -96,6 +97,15 @@ def _shift_fwd(call, x, s):
   return _forward(call, x, s), (x, s)
 
 
+def _sharded_like(v, ref):
+  """`v` with `ref`'s sharding where an explicit mesh gives them different
+  ones (the gathering paths compute ``dx`` with whole spatial axes)."""
+  want = getattr(jax.typeof(ref), "sharding", None)
+  if getattr(want, "spec", None) is None or jax.typeof(v).sharding == want:
+    return v
+  return jax.sharding.reshard(v, want)
+
+
 def _shift_bwd(call, res, g):
   x, s = res
   if call.moves_bits:  # integer x and output: no cotangent flows
@@ -103,16 +113,28 @@ def _shift_bwd(call, res, g):
     ds = jnp.zeros(s.shape, call.grad_dtype)
   else:
     dx, ds = _backward(call, x, s, g)
+    dx = _sharded_like(dx, x)
   if not jnp.issubdtype(s.dtype, jnp.floating):  # integer shifts: no tangent
     ds = np.zeros(s.shape, jax.dtypes.float0)
+  else:  # inside shard_map, a zero gradient varies as the shifts do
+    ds = _vary_like(ds, s)
   return dx, ds
 
 
 _shift.defvjp(_shift_fwd, _shift_bwd)
 
 
+def _block(call, x, s):
+  """The unsharded shift of one block (`halo.shift`): static slices for
+  NumPy shifts, else the custom VJP (kernel or jnp path)."""
+  if isinstance(s, np.ndarray):
+    return static.forward(call, x, s)
+  return _shift(call, x, _vary_like(s, x))
+
+
 def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
-          channel_axis: int = -1, strides=1, impl: str = "auto") -> jax.Array:
+          channel_axis: int = -1, strides=1, impl: str = "auto",
+          max_shift=None) -> jax.Array:
   r"""Moves each channel of `x` by its own (real or integer) offset.
 
   ``out[n, p, c] = X_c(p * strides - shifts[c])``: a positive shift moves
@@ -154,6 +176,13 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
       jnp; static slices for concrete shifts in a rounding mode), ``"xla"``
       (pure jnp, or those static slices), ``"ffi"`` (compiled kernel, or an
       error).
+    max_shift: for an `x` whose spatial axes an explicit mesh splits and
+      traced shifts: the largest ``|shift|`` (a number, or one per spatial
+      axis) the halo exchange is sized for (``ceil(max_shift) + 1`` cells
+      each side). A call whose shifts reach further is still right: it
+      gathers the split axes instead. None (the default): traced shifts on
+      split spatial axes gather them. Concrete shifts size the halo
+      themselves. See the guide, "Sharding space".
 
   Returns:
     Same layout and dtype as `x`; spatial lengths ``ceil(L / stride)``.
@@ -184,7 +213,15 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
   call = layout.make_call(x, shifts, mode=mode, padding=padding,
                           channel_axis=channel_axis, strides=strides,
                           impl=impl)
+  halo.max_shift_bound(max_shift, call.ndim)  # checked on every call
+  static_path = concrete and call.impl != "ffi"
+  plan = halo.plan(call, x, shifts, max_shift=max_shift,
+                   static_path=static_path)
   with jax.named_scope(f"jaxshift.shift.{call.mode}"):
+    if plan is not None:  # split spatial axes: a halo exchange
+      if static_path and plan.spec[call.channel_axis] is None:
+        return halo.shift(call, plan, x, None, _block, static_shifts=shifts)
+      return halo.shift(call, plan, x, jnp.asarray(shifts), _block)
     if concrete and call.impl != "ffi":
       return static.forward(call, x, shifts)
     shifts = jnp.asarray(shifts)

@@ -41,6 +41,28 @@ def compute_dtype(x_dtype) -> np.dtype:
 
 
 @dataclasses.dataclass(frozen=True)
+class Halo:
+  """How a shard's block, extended by its halo, sits in the whole array.
+
+  A spatially sharded shift (`jaxshift._src.halo`) computes each shard's
+  output from its block extended by the cells its neighbours sent. The
+  shift tables are then those of the whole array (reduced with the global
+  `lengths`), with each split axis' offset moved to the extended block:
+  re-centred within the padding's period (a periodic read is the same one
+  period away) and advanced by `lo`, the cells received before the block.
+
+  Attributes:
+    lengths: the global canonical lengths ``(A, B, W)``.
+    lo: cells before the block on each canonical axis (0 where not split).
+    split: which canonical axes are split.
+  """
+
+  lengths: tuple[int, int, int]
+  lo: tuple[int, int, int]
+  split: tuple[bool, bool, bool]
+
+
+@dataclasses.dataclass(frozen=True)
 class ShiftCall:
   """The canonical form of one call (hashable: a static argument of jit).
 
@@ -66,6 +88,8 @@ class ShiftCall:
       absent): a stride of at least ``L`` samples only position 0, as
       ``min(stride, L)`` does, and stays small.
     present: which canonical axes are spatial axes of ``x``.
+    halo: for a shard's extended block (`Halo`), where its tables come
+      from; None for a whole array.
   """
 
   mode: str
@@ -86,6 +110,7 @@ class ShiftCall:
   out_lengths: tuple[int, int, int]
   kernel_strides: tuple[int, int, int]
   present: tuple[bool, bool, bool]
+  halo: Halo | None = None
 
   @property
   def ndim(self) -> int:

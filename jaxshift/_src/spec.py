@@ -129,6 +129,21 @@ def reduce_shift(s: Array, length: int, padding: str) -> Array:
   return jnp.clip(s, -(length + 2), length + 2)
 
 
+def centre(m, length: int, padding: str, xp=jnp):
+  """Integer offsets moved by whole periods of the padded axis into
+  ``[-period/2, period/2)``: the same reads (`pad_index` repeats with the
+  period), as near the output as they can be. Unchanged where the padding
+  does not repeat.
+
+  >>> centre(jnp.array([63, -1, 70]), 64, "periodic").tolist()
+  [-1, -1, 6]
+  """
+  period = _period(length, padding)
+  if period is None:
+    return m
+  return m - period * xp.floor_divide(m + period // 2, period)
+
+
 def _exact_dtype(dtype) -> jnp.dtype:
   """A dtype that holds every value of `dtype` and the reduction's bounds."""
   if jnp.issubdtype(dtype, jnp.integer):
@@ -232,14 +247,21 @@ def shift_tables(call: layout.ShiftCall, shifts: Array, *,
 
   Returns:
     ``(m, f)``: ``[..., C, 3]`` int32 offsets and fractions of
-    ``call.compute_dtype``, in the canonical axis order ``(A, B, W)``.
+    ``call.compute_dtype``, in the canonical axis order ``(A, B, W)``. For a
+    shard's extended block (``call.halo``) the tables are the whole array's,
+    with each split axis' offset re-centred (`centre`) and moved to the
+    block.
   """
   dt = jnp.dtype(call.compute_dtype)
+  halo = call.halo
+  lengths = call.lengths if halo is None else halo.lengths
   ms, fs, d = [], [], 0
   for a in range(3):
     if call.present[a]:
-      m, f = axis_tables(shifts[..., d], call.lengths[a], call.padding,
+      m, f = axis_tables(shifts[..., d], lengths[a], call.padding,
                          rounded=rounded, dtype=dt)
+      if halo is not None and halo.split[a]:
+        m = centre(m, lengths[a], call.padding) + halo.lo[a]
       d += 1
     else:
       m = jnp.zeros(shifts.shape[:-1], jnp.int32)

@@ -10,6 +10,7 @@ import numpy as np
 from flax import nnx
 
 from jaxshift._src import dispatch
+from jaxshift._src import halo
 from jaxshift._src import init as shift_inits
 from jaxshift._src import shapes
 from jaxshift._src import temporal
@@ -82,6 +83,9 @@ class Shift(nnx.Module):
       sparse, the grouped 3x3 assignment for integer.
     param_dtype: dtype of the shifts.
     impl: ``"auto"``, ``"xla"`` or ``"ffi"`` (see `jaxshift.shift`).
+    max_shift: where an explicit mesh splits the input's spatial axes: the
+      largest ``|shift|`` the halo exchange is sized for (a number or one
+      per axis; see `jaxshift.shift`). None: split spatial axes are gathered.
     rngs: the `nnx.Rngs` that seeds ``shift_init``.
 
   Example:
@@ -100,9 +104,11 @@ class Shift(nnx.Module):
                strides: int | Sequence[int] = 1, channel_axis: int = -1,
                shift_init: Initializer | None = None,
                param_dtype=jnp.float32, impl: str = "auto",
+               max_shift: float | Sequence[float] | None = None,
                rngs: nnx.Rngs):
     self.num_features = shapes.positive_int("num_features", num_features)
     self.ndim = shapes.spatial_ndim("ndim", ndim)
+    self.max_shift = halo.max_shift_bound(max_shift, self.ndim)
     self.mode = shapes.choice("mode", mode, shapes.MODES)
     self.padding = shapes.choice("padding", padding, shapes.PADDINGS)
     self.strides = shapes.positive_ints("strides", strides, self.ndim)
@@ -118,7 +124,8 @@ class Shift(nnx.Module):
       return dispatch.shift(x, self.shifts[...], mode=self.mode,
                             padding=self.padding,
                             channel_axis=self.channel_axis,
-                            strides=self.strides, impl=self.impl)
+                            strides=self.strides, impl=self.impl,
+                            max_shift=self.max_shift)
 
 
 class DepthwiseShift(nnx.Module):
@@ -147,6 +154,7 @@ class DepthwiseShift(nnx.Module):
     stride_method: ``"native"`` or ``"avg_pool"``.
     shift_init: overrides the default initialiser.
     param_dtype: dtype of the shifts.
+    max_shift: the halo bound for spatially sharded inputs (see `Shift`).
     rngs: the `nnx.Rngs` that seeds ``shift_init``.
 
   Example:
@@ -164,7 +172,9 @@ class DepthwiseShift(nnx.Module):
                mode: str = "active", shift_padding: str = "zeros",
                stride_method: str = "native",
                shift_init: Initializer | None = None,
-               param_dtype=jnp.float32, rngs: nnx.Rngs):
+               param_dtype=jnp.float32,
+               max_shift: float | Sequence[float] | None = None,
+               rngs: nnx.Rngs):
     if shapes.is_int(kernel_size):
       ndim = 2
     elif (isinstance(kernel_size, Sequence) and not isinstance(kernel_size, str)
@@ -189,7 +199,7 @@ class DepthwiseShift(nnx.Module):
     self.shift = Shift(features, ndim=ndim, mode=mode, padding=shift_padding,
                        strides=self.strides if native else 1,
                        shift_init=shift_init, param_dtype=param_dtype,
-                       rngs=rngs)
+                       max_shift=max_shift, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """``[*batch, *spatial, C] -> [*batch, *out_spatial, C]``, as nnx.Conv."""
@@ -260,6 +270,7 @@ class ShiftConv(_InvertedBlock):
     mode: the shift mode (see `Shift`).
     padding: the shift's padding.
     shift_init: the shift initialiser (see `Shift`).
+    max_shift: the halo bound for spatially sharded inputs (see `Shift`).
     rngs: the `nnx.Rngs` for all parameters.
 
   Example:
@@ -276,10 +287,11 @@ class ShiftConv(_InvertedBlock):
   def __init__(self, in_features: int, out_features: int, *,
                expansion: float = 1, strides: int = 1, mode: str = "active",
                padding: str = "zeros", shift_init: Initializer | None = None,
+               max_shift: float | Sequence[float] | None = None,
                rngs: nnx.Rngs):
     mid = _mid_features(in_features, expansion)
     shift = Shift(mid, mode=mode, padding=padding, strides=strides,
-                  shift_init=shift_init, rngs=rngs)
+                  shift_init=shift_init, max_shift=max_shift, rngs=rngs)
     super().__init__(in_features, out_features, mid, strides, shift, rngs)
 
   @property

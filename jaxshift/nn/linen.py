@@ -34,6 +34,7 @@ class Shift(nn.Module):
   shift_init: Callable[..., jax.Array] | None = None
   param_dtype: jnp.dtype = jnp.float32
   impl: str = "auto"
+  max_shift: float | Sequence[float] | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -42,4 +43,4 @@ class Shift(nn.Module):
                         self.param_dtype)
     return dispatch.shift(x, shifts, mode=self.mode, padding=self.padding,
                           channel_axis=self.channel_axis, strides=self.strides,
-                          impl=self.impl)
+                          impl=self.impl, max_shift=self.max_shift)
