@@ -12,8 +12,10 @@ the output keeps ``x``'s sharding.
   shifts, exactly; for traced shifts from a bound, ``max_shift``
   (``ceil(max_shift) + 1`` cells: one more for interpolation and for the
   lattice rule's slope). Where a call's traced shifts reach beyond it, that
-  call gathers the split axes instead (`lax.cond`), so the result is right
-  whatever the shifts.
+  call takes the fallback (`lax.cond`): the blocks go round the ring of
+  shards and each device keeps each channel's window of the cells it reads
+  (`window`), so the result is right whatever the shifts, in the memory of
+  a few blocks and still without a gather.
 - *Boundaries.* Interior edges receive their neighbour's cells; the outer
   shards answer reads beyond the array through the padding rule: zeros,
   the edge (``border``), the mirror of their own cells (``reflect``,
@@ -262,18 +264,57 @@ def extend(v, ax: SplitAxis, call: layout.ShiftCall):
   return pieces[0] if len(pieces) == 1 else lax.concatenate(pieces, ax.axis)
 
 
-def _block_call(call: layout.ShiftCall, e, s, axes) -> layout.ShiftCall:
-  """The call on a shard's extended block `e`: its own shapes, the whole
-  array's tables."""
+def _block_call(call: layout.ShiftCall, e, s, axes, *, window=False
+                ) -> layout.ShiftCall:
+  """The call on a shard's extended block `e` (or its channels' windows):
+  its own shapes, the whole array's tables."""
   local = layout.make_call(
       e, s, mode=call.mode, padding=call.padding,
       channel_axis=-1 if call.channels_last else call.channel_axis,
       strides=call.strides, impl=call.impl)
   lo, split = [0, 0, 0], [False] * 3
   for ax in axes:
-    lo[ax.canon], split[ax.canon] = ax.lo, True
-  return dataclasses.replace(
-      local, halo=layout.Halo(call.lengths, tuple(lo), tuple(split)))
+    lo[ax.canon], split[ax.canon] = 1 if window else ax.lo, True
+  return dataclasses.replace(local, halo=layout.Halo(
+      call.lengths, tuple(lo), tuple(split), tuple(split) if window else
+      (False,) * 3))
+
+
+def window(v, ax: SplitAxis, call: layout.ShiftCall, s):
+  """Each channel's window along `ax` (inside shard_map): the cells its
+  outputs in this block read, wherever they are, for any shift.
+
+  Channel ``c``'s window starts one cell before the first cell its
+  unrounded offset reads and is ``(out_block - 1) * stride + 4`` long (the
+  rounded offset and interpolation read up to two past it). The blocks go
+  round the ring of shards (``shards - 1`` permutations) and each device
+  keeps, per channel, the cells of its window that the passing block owns
+  (after the padding rule: a read beyond the array is a cell of some block,
+  or zero). Memory stays at a few blocks: the fallback of a traced call
+  whose shifts reach beyond the halo.
+  """
+  n, block, cax = ax.shards, ax.block, call.channel_axis
+  length = call.lengths[ax.canon]
+  stride = block // ax.out_block
+  width = (ax.out_block - 1) * stride + 4
+  m_u, _ = spec.shift_tables(call, s, rounded=False)
+  first = spec.centre(m_u[:, ax.canon], length, call.padding) - 1
+  here = lax.axis_index(ax.names)
+  cells = spec.pad_index(here * block + first[:, None] +
+                         jnp.arange(width, dtype=jnp.int32)[None, :],
+                         length, call.padding)                   # [C, width]
+  owner = jnp.where(cells >= 0, cells // block, -1)
+  at = spec._Axis(ax.axis, block, width, 1, call.padding, cax, v.ndim)  # pylint: disable=protected-access
+  offset = jnp.where(cells >= 0, cells % block, 0)
+  out, passing = None, v
+  for k in range(n):
+    got = spec._gather(passing, offset, at)  # pylint: disable=protected-access
+    keep = spec._place(owner == (here - k) % n, at)  # pylint: disable=protected-access
+    out = jnp.where(keep, got, jnp.zeros((), got.dtype) if out is None else out)
+    if k + 1 < n:  # the block of the shard k + 1 before this one
+      passing = lax.ppermute(passing, ax.names,
+                             [(j, (j + 1) % n) for j in range(n)])
+  return out
 
 
 def _own_outputs(y, axes):
@@ -325,20 +366,13 @@ def shift(call: layout.ShiftCall, p: Plan, x, shifts,
     s_local = static_shifts if static_shifts is not None else sb
     return _own_outputs(local(block, e, s_local), p.axes)
 
-  @jax.named_scope("jaxshift.halo.gather")  # tests find the fallback by it
-  def gather_branch(xb, sb):
-    v = xb
+  @jax.named_scope("jaxshift.halo.window")
+  def window_branch(xb, sb):
+    w = xb
     for ax in p.axes:
-      v = lax.all_gather(v, ax.names, axis=ax.axis, tiled=True)
-    whole = layout.make_call(
-        v, sb, mode=call.mode, padding=call.padding,
-        channel_axis=-1 if call.channels_last else call.channel_axis,
-        strides=call.strides, impl=call.impl)
-    y = local(whole, v, sb)
-    for ax in p.axes:
-      y = lax.dynamic_slice_in_dim(y, lax.axis_index(ax.names) * ax.out_block,
-                                   ax.out_block, axis=ax.axis)
-    return y
+      w = window(w, ax, call, sb)
+    block = _block_call(call, w, sb, p.axes, window=True)
+    return _own_outputs(local(block, w, sb), p.axes)
 
   if static_shifts is not None:
     body = lambda xb: halo_branch(xb, None)
@@ -352,7 +386,7 @@ def shift(call: layout.ShiftCall, p: Plan, x, shifts,
   ok = fits_at_run_time(call, shifts, p)
 
   def body(xb, sb, okb):
-    return lax.cond(okb, halo_branch, gather_branch, xb, sb)
+    return lax.cond(okb, halo_branch, window_branch, xb, sb)
 
   return jax.shard_map(body, mesh=p.mesh, in_specs=(x_spec, s_spec, P()),
                        out_specs=x_spec)(x, shifts, ok)

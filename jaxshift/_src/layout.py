@@ -51,15 +51,21 @@ class Halo:
   re-centred within the padding's period (a periodic read is the same one
   period away) and advanced by `lo`, the cells received before the block.
 
+  On a `window` axis the block is instead each channel's own window,
+  starting one cell before the first cell the channel's unrounded offset
+  reads (`jaxshift._src.halo.window`): the offsets are then relative to it.
+
   Attributes:
     lengths: the global canonical lengths ``(A, B, W)``.
     lo: cells before the block on each canonical axis (0 where not split).
     split: which canonical axes are split.
+    window: which split axes are per-channel windows.
   """
 
   lengths: tuple[int, int, int]
   lo: tuple[int, int, int]
   split: tuple[bool, bool, bool]
+  window: tuple[bool, bool, bool] = (False, False, False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -261,6 +261,11 @@ def shift_tables(call: layout.ShiftCall, shifts: Array, *,
       m, f = axis_tables(shifts[..., d], lengths[a], call.padding,
                          rounded=rounded, dtype=dt)
       if halo is not None and halo.split[a]:
+        if halo.window[a]:  # relative to the channel's (unrounded) window
+          m_u = m if not rounded else axis_tables(
+              shifts[..., d], lengths[a], call.padding, rounded=False,
+              dtype=dt)[0]
+          m = m - m_u
         m = centre(m, lengths[a], call.padding) + halo.lo[a]
       d += 1
     else:
