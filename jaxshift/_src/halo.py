@@ -306,15 +306,21 @@ def window(v, ax: SplitAxis, call: layout.ShiftCall, s):
   owner = jnp.where(cells >= 0, cells // block, -1)
   at = spec._Axis(ax.axis, block, width, 1, call.padding, cax, v.ndim)  # pylint: disable=protected-access
   offset = jnp.where(cells >= 0, cells % block, 0)
-  out, passing = None, v
-  for k in range(n):
+  ring = [(j, (j + 1) % n) for j in range(n)]
+
+  def keep(k, passing, out):
+    """`out` with the cells of the block that is `k` shards behind."""
     got = spec._gather(passing, offset, at)  # pylint: disable=protected-access
-    keep = spec._place(owner == (here - k) % n, at)  # pylint: disable=protected-access
-    out = jnp.where(keep, got, jnp.zeros((), got.dtype) if out is None else out)
-    if k + 1 < n:  # the block of the shard k + 1 before this one
-      passing = lax.ppermute(passing, ax.names,
-                             [(j, (j + 1) % n) for j in range(n)])
-  return out
+    mine = spec._place(owner == (here - k) % n, at)  # pylint: disable=protected-access
+    return jnp.where(mine, got, out)
+
+  def step(k, carry):  # a loop, so one passing block is alive at a time
+    passing, out = carry
+    passing = lax.ppermute(passing, ax.names, ring)
+    return passing, keep(k, passing, out)
+
+  first_out = keep(0, v, jnp.zeros((), v.dtype))
+  return lax.fori_loop(1, n, step, (v, first_out))[1]
 
 
 def _own_outputs(y, axes):
