@@ -193,7 +193,7 @@ def test_segment_sharded_matches_one_device(capsys):
   """The 3-D net trained split over a 2x2x2 mesh: halos only (no gather),
   and the loss curve of one device."""
   import segment_sharded  # noqa: E402
-  split, whole, counts = segment_sharded.main(["--steps", "3", "--size", "16",
+  split, whole, counts = segment_sharded.main(["--steps", "2", "--size", "16",
                                                "--width", "4", "--depth", "1"])
   np.testing.assert_allclose(split, whole, rtol=1e-5)
   assert split[-1] < split[0]
