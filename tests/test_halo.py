@@ -53,7 +53,8 @@ def _compare(mesh, spec, x_np, s_np, *, traced=True, max_shift=3.0,
                           channel_axis=kw.get("channel_axis", -1),
                           strides=kw.get("strides", 1), impl="auto")
   plan = halo.plan(call, x, s_np if not traced else jnp.asarray(s_np),
-                   max_shift=max_shift, static_path=not traced)
+                   bound=halo.max_shift_bound(max_shift, s_np.shape[1]),
+                   static_path=not traced)
   assert plan is not None  # the halo exchange, not the gather
   if traced:  # and within the halo: the exchange's branch runs
     assert halo.fits_at_run_time(call, jnp.asarray(s_np), plan)
@@ -188,7 +189,7 @@ def test_random_shifts_inside_and_beyond_the_halo(seed, scale, padding):
   np.testing.assert_allclose(ds, ds1, rtol=1e-4, atol=1e-4)
   call = layout.make_call(x_np, s_np, mode="active", padding=padding,
                           channel_axis=-1, strides=1, impl="auto")
-  plan = halo.plan(call, x, jnp.asarray(s_np), max_shift=1.5,
+  plan = halo.plan(call, x, jnp.asarray(s_np), bound=(1.5, 1.5),
                    static_path=False)
   fits = bool(halo.fits_at_run_time(call, jnp.asarray(s_np), plan))
   # Within 1.5 every read is inside the halo (periodic reads re-centred).
@@ -211,7 +212,8 @@ def test_run_time_check_sees_shifts_beyond_the_halo():
   call = layout.make_call(x, np.zeros((2, 2), np.float32), mode="active",
                           padding="periodic", channel_axis=-1, strides=1,
                           impl="auto")
-  plan = halo.plan(call, x, jnp.zeros((2, 2)), max_shift=1, static_path=False)
+  plan = halo.plan(call, x, jnp.zeros((2, 2)), bound=(1.0, 1.0),
+                   static_path=False)
   assert [(a.lo, a.hi) for a in plan.axes] == [(2, 2)]
   check = lambda s: bool(halo.fits_at_run_time(call, jnp.asarray(s), plan))
   assert check([[1.0, 5.0], [-0.5, 0.0]])  # W is not split: any shift
@@ -233,8 +235,9 @@ def test_when_the_halo_cannot_work_the_axes_are_gathered():
     call = layout.make_call(x_np, s_np, mode="active", padding="zeros",
                             channel_axis=-1, strides=kw.get("strides", 1),
                             impl="auto")
-    assert halo.plan(call, x, jnp.asarray(s_np),
-                     max_shift=kw.get("max_shift"), static_path=False) is None
+    bound = halo.max_shift_bound(kw.get("max_shift"), 2)
+    assert halo.plan(call, x, jnp.asarray(s_np), bound=bound,
+                     static_path=False) is None
     np.testing.assert_allclose(f(x, s_np), f(x_np, s_np), atol=1e-6)
     grad = jax.jit(jax.grad(lambda x, s: jnp.sum(f(x, s) ** 2)))
     dx = grad(x, s_np)

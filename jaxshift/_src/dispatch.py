@@ -180,9 +180,10 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
       traced shifts: the largest ``|shift|`` (a number, or one per spatial
       axis) the halo exchange is sized for (``ceil(max_shift) + 1`` cells
       each side). A call whose shifts reach further is still right: it
-      gathers the split axes instead. None (the default): traced shifts on
-      split spatial axes gather them. Concrete shifts size the halo
-      themselves. See the guide, "Sharding space".
+      passes the blocks round the ring of shards instead (slower, no
+      gather). None (the default): traced shifts on split spatial axes
+      gather them. Concrete shifts size the halo themselves. See the guide,
+      "Sharding space".
 
   Returns:
     Same layout and dtype as `x`; spatial lengths ``ceil(L / stride)``.
@@ -213,16 +214,15 @@ def shift(x, shifts, *, mode: str = "active", padding: str = "zeros",
   call = layout.make_call(x, shifts, mode=mode, padding=padding,
                           channel_axis=channel_axis, strides=strides,
                           impl=impl)
-  halo.max_shift_bound(max_shift, call.ndim)  # checked on every call
+  bound = halo.max_shift_bound(max_shift, call.ndim)  # checked on every call
   static_path = concrete and call.impl != "ffi"
-  plan = halo.plan(call, x, shifts, max_shift=max_shift,
-                   static_path=static_path)
+  plan = halo.plan(call, x, shifts, bound=bound, static_path=static_path)
   with jax.named_scope(f"jaxshift.shift.{call.mode}"):
     if plan is not None:  # split spatial axes: a halo exchange
       if static_path and plan.spec[call.channel_axis] is None:
         return halo.shift(call, plan, x, None, _block, static_shifts=shifts)
       return halo.shift(call, plan, x, jnp.asarray(shifts), _block)
-    if concrete and call.impl != "ffi":
+    if static_path:
       return static.forward(call, x, shifts)
     shifts = jnp.asarray(shifts)
     return _shift(call, x, _vary_like(shifts, x))

@@ -8,7 +8,7 @@ jnp path or static slices, under `jax.shard_map`. Nothing is gathered, and
 the output keeps ``x``'s sharding.
 
 - *Width.* The halo on each side of a split axis is the farthest a channel
-  reads across the block's edge (`widths`): from the tables of concrete
+  reads across the block's edge (`plan`): from the tables of concrete
   shifts, exactly; for traced shifts from a bound, ``max_shift``
   (``ceil(max_shift) + 1`` cells: one more for interpolation and for the
   lattice rule's slope). Where a call's traced shifts reach beyond it, that
@@ -62,8 +62,8 @@ class SplitAxis:
     canon: its canonical index (0, 1, 2 for ``A, B, W``).
     names: the mesh axes it is split over, major first.
     shards: how many blocks.
-    block: the length of each block.
-    out_block: each block's output length (``block // stride``).
+    block: the length of each block (a multiple of `stride`).
+    stride: the call's stride along it.
     lo, hi: the halo widths before and after the block.
     lo_channels, hi_channels: the channels that receive that side's halo
       (None: all of them).
@@ -74,11 +74,21 @@ class SplitAxis:
   names: tuple[str, ...]
   shards: int
   block: int
-  out_block: int
+  stride: int
   lo: int
   hi: int
   lo_channels: tuple[int, ...] | None
   hi_channels: tuple[int, ...] | None
+
+  @property
+  def out_block(self) -> int:
+    """Each block's output length."""
+    return self.block // self.stride
+
+  def beyond(self, hi):
+    """How far past the block's last cell its last output reads, for reads
+    `hi` cells past each output's position."""
+    return hi + (self.out_block - 1) * self.stride - (self.block - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,11 +142,6 @@ def reach(call: layout.ShiftCall, shifts, *, gradient: bool):
   return lo, hi
 
 
-def _beyond(hi, block: int, out_block: int, stride: int):
-  """How far past a block's last cell its last output reads (per entry)."""
-  return hi + (out_block - 1) * stride - (block - 1)
-
-
 def _fits(padding: str, block: int, lo: int, hi: int) -> bool:
   """Whether a block of `block` cells can hold (receive, or mirror at the
   outer shards) halos of `lo` and `hi`."""
@@ -144,7 +149,7 @@ def _fits(padding: str, block: int, lo: int, hi: int) -> bool:
   return lo <= limit and hi <= limit
 
 
-def plan(call: layout.ShiftCall, x, shifts, *, max_shift, static_path: bool
+def plan(call: layout.ShiftCall, x, shifts, *, bound, static_path: bool
          ) -> Plan | None:
   """The halo plan of a call on ``x``, or None where the call should gather
   (no split spatial axis, or one the halo cannot serve: see the module).
@@ -153,7 +158,7 @@ def plan(call: layout.ShiftCall, x, shifts, *, max_shift, static_path: bool
     call: the whole array's call.
     x: the input (its type's sharding decides).
     shifts: NumPy (concrete) or a jax.Array.
-    max_shift: the bound for traced shifts (`max_shift_bound`), or None.
+    bound: the bound for traced shifts (`max_shift_bound`'s), or None.
     static_path: the call runs on static slices (concrete shifts, no shift
       gradient): the halo need not hold the backward's slope.
   """
@@ -172,7 +177,6 @@ def plan(call: layout.ShiftCall, x, shifts, *, max_shift, static_path: bool
   if any(types[n] != jax.sharding.AxisType.Explicit for n in used):
     return None  # Auto axes: the partitioner decides (and gathers)
   concrete = isinstance(shifts, np.ndarray)
-  bound = max_shift_bound(max_shift, call.ndim)
   if not concrete and bound is None:
     return None
   if concrete:
@@ -190,14 +194,13 @@ def plan(call: layout.ShiftCall, x, shifts, *, max_shift, static_path: bool
     block = length // shards
     if length % shards or block % stride:
       return None
-    out_block = block // stride
+    ax = SplitAxis(a, canon, names, shards, block, stride, 0, 0, None, None)
     if concrete:
-      need_lo = -lo_r[:, canon]
-      need_hi = _beyond(hi_r[:, canon], block, out_block, stride)
+      need_lo, need_hi = -lo_r[:, canon], ax.beyond(hi_r[:, canon])
     else:
       reach_ = math.ceil(bound[d]) + 1
       need_lo = np.full(call.channels, reach_)
-      need_hi = np.full(call.channels, _beyond(reach_, block, out_block, stride))
+      need_hi = np.full(call.channels, ax.beyond(reach_))
     lo, hi = int(max(0, need_lo.max())), int(max(0, need_hi.max()))
     if not _fits(call.padding, block, lo, hi):
       return None
@@ -208,8 +211,9 @@ def plan(call: layout.ShiftCall, x, shifts, *, max_shift, static_path: bool
         return None  # every channel (the set is not known, or is all)
       return tuple(int(c) for c in chans)
 
-    axes.append(SplitAxis(a, canon, names, shards, block, out_block, lo, hi,
-                          receivers(need_lo), receivers(need_hi)))
+    axes.append(dataclasses.replace(
+        ax, lo=lo, hi=hi, lo_channels=receivers(need_lo),
+        hi_channels=receivers(need_hi)))
   return Plan(mesh, spec_, tuple(axes), checked=not concrete)
 
 
@@ -295,8 +299,7 @@ def window(v, ax: SplitAxis, call: layout.ShiftCall, s):
   """
   n, block, cax = ax.shards, ax.block, call.channel_axis
   length = call.lengths[ax.canon]
-  stride = block // ax.out_block
-  width = (ax.out_block - 1) * stride + 4
+  width = (ax.out_block - 1) * ax.stride + 4
   m_u, _ = spec.shift_tables(call, s, rounded=False)
   first = spec.centre(m_u[:, ax.canon], length, call.padding) - 1
   here = lax.axis_index(ax.names)
@@ -337,9 +340,7 @@ def fits_at_run_time(call: layout.ShiftCall, shifts, p: Plan):
   ok = jnp.asarray(True)
   for ax in p.axes:
     ok &= jnp.all(-lo_r[:, ax.canon] <= ax.lo)
-    beyond = _beyond(hi_r[:, ax.canon], ax.block, ax.out_block,
-                     call.strides[call.spatial_axes.index(ax.axis)])
-    ok &= jnp.all(beyond <= ax.hi)
+    ok &= jnp.all(ax.beyond(hi_r[:, ax.canon]) <= ax.hi)
   return ok
 
 
@@ -367,10 +368,9 @@ def shift(call: layout.ShiftCall, p: Plan, x, shifts,
     e = xb
     for ax in p.axes:
       e = extend(e, ax, call)
-    block = _block_call(call, e, sb if static_shifts is None else static_shifts,
-                        p.axes)
-    s_local = static_shifts if static_shifts is not None else sb
-    return _own_outputs(local(block, e, s_local), p.axes)
+    s_local = sb if static_shifts is None else static_shifts
+    return _own_outputs(local(_block_call(call, e, s_local, p.axes), e,
+                              s_local), p.axes)
 
   @jax.named_scope("jaxshift.halo.window")
   def window_branch(xb, sb):

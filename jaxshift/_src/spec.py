@@ -129,7 +129,7 @@ def reduce_shift(s: Array, length: int, padding: str) -> Array:
   return jnp.clip(s, -(length + 2), length + 2)
 
 
-def centre(m, length: int, padding: str, xp=jnp):
+def centre(m, length: int, padding: str):
   """Integer offsets moved by whole periods of the padded axis into
   ``[-period/2, period/2)``: the same reads (`pad_index` repeats with the
   period), as near the output as they can be. Unchanged where the padding
@@ -141,7 +141,7 @@ def centre(m, length: int, padding: str, xp=jnp):
   period = _period(length, padding)
   if period is None:
     return m
-  return m - period * xp.floor_divide(m + period // 2, period)
+  return m - period * jnp.floor_divide(m + period // 2, period)
 
 
 def _exact_dtype(dtype) -> jnp.dtype:
