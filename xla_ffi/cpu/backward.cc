@@ -9,6 +9,7 @@
 
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
+#include "cpu/lanes.h"
 #include "cpu/staged.h"
 #include "core/partials.h"
 #include "core/stencils.h"
@@ -133,6 +134,50 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
   finish(geo, exact, partial, parts, ds);
 }
 
+// The lanes path (channels-last): per task (sample, block of channels, strip
+// of rows) dx from g, then the shift-gradient sums from x and g into
+// partial[n, strip, c, 1:3].
+template <typename T, int P, typename A>
+void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
+               Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
+  const Axis* ax = geo.ax;
+  const Isa isa = current_isa();
+  const StagedPlan plan = lanes_plan<T>(geo);
+  const int64_t parts = plan.strips;
+  std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
+  parallel_for(pool, plan.tasks(geo), [&](int64_t task) {
+    int64_t n, c0;
+    int nb, r0, rows;
+    plan.task(geo, task, &n, &c0, &nb, &r0, &rows);
+    ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
+    group_tables<A>(geo, rounded, n, c0, nb, ct);
+    const int64_t xat = n * geo.sx_n + c0, gat = n * geo.sy_n + c0;
+    const T* gn = g + gat;
+    int* simple = scratch<int>(static_cast<size_t>(4 * nb));
+    for (int b = 0; b < nb; ++b) {
+      simple_interval<P>(ax[1], ct[b].m[1], &simple[4 * b], &simple[4 * b + 1]);
+      simple_interval<P>(ax[2], ct[b].m[2], &simple[4 * b + 2], &simple[4 * b + 3]);
+    }
+    auto edge = [&](int b, int row, int col) -> A {
+      const int i[3] = {0, row, col};
+      return adjoint_value_outlined<P, A>(gn + b * geo.sy_c, ax, i, ct[b].m, ct[b].f);
+    };
+    const LaneArray<const T> ga{gn, ax[1].sy, ax[2].sy, last_from(geo.N * geo.sy_n, gat)};
+    lanes_adjoint(isa, std::integral_constant<int, P>{}, ga,
+                  LaneArray<T>{dx + xat, ax[1].sx, ax[2].sx, -1}, ax[1].L, ax[2].L,
+                  static_cast<const ChannelTables<A>*>(ct), static_cast<const int*>(simple),
+                  &edge, nb, r0, rows);
+    if (!shift_grad) return;
+    group_tables<A>(geo, exact, n, c0, nb, ct);
+    lanes_shift_grad(isa, std::integral_constant<int, P>{},
+                     LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx,
+                                        last_from(geo.N * geo.sx_n, xat)},
+                     ga, ax[1].L, ax[2].L, static_cast<const ChannelTables<A>*>(ct), nb, r0, rows,
+                     partial.data() + partial_index(geo, n, r0 / plan.R, parts, c0));
+  });
+  finish(geo, exact, partial, parts, ds);
+}
+
 template <typename T, int P, typename A>
 void run_walks(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
@@ -219,7 +264,9 @@ template <typename T, int P>
 void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                   Tables rounded, Tables exact, bool shift_grad, T* dx,
                   typename Acc<T>::type* ds) {
-  if (use_staging<T>(geo)) {
+  if (use_lanes<T>(geo)) {
+    run_lanes<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
+  } else if (use_staging<T>(geo)) {
     run_staged<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (walkable(geo)) {
     run_walks<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);

@@ -5,6 +5,7 @@
 
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
+#include "cpu/lanes.h"
 #include "cpu/staged.h"
 #include "core/elementwise.h"
 #include "core/stencils.h"
@@ -43,6 +44,22 @@ void staged_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, boo
                 RowBuffer<A>{xs + nb * pl.pitch, row_pitch<A>(W)}, yg);
 }
 
+// One lanes task (channels-last): sample n, channels [c0, c0 + nb), output
+// rows [r0, r0 + rows).
+template <typename T, int P>
+void lanes_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, bool move, int64_t n,
+                int64_t c0, int nb, int r0, int rows) {
+  using A = typename Acc<T>::type;
+  const Axis* ax = geo.ax;
+  ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
+  group_tables<A>(geo, tab, n, c0, nb, ct);
+  const int64_t xat = n * geo.sx_n + c0;
+  lanes_forward(isa, std::integral_constant<int, P>{},
+                LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, last_from(geo.N * geo.sx_n, xat)},
+                LaneArray<T>{y + n * geo.sy_n + c0, ax[1].sy, ax[2].sy, -1}, ax[1].L, ax[2].L,
+                static_cast<const ChannelTables<A>*>(ct), nb, r0, rows, move);
+}
+
 // Channels [c0, c0 + nb) of sample n, output rows [r0, r0 + rows), walked in
 // place.
 template <typename T, int P>
@@ -64,6 +81,17 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
                  bool move) {
   using A = typename Acc<T>::type;
   const Axis* ax = geo.ax;
+  if (use_lanes<T>(geo)) {
+    const Isa isa = current_isa();
+    const StagedPlan plan = lanes_plan<T>(geo);
+    parallel_for(pool, plan.tasks(geo), [&](int64_t task) {
+      int64_t n, c0;
+      int nb, r0, rows;
+      plan.task(geo, task, &n, &c0, &nb, &r0, &rows);
+      lanes_task<T, P>(isa, geo, x, tab, y, move, n, c0, nb, r0, rows);
+    });
+    return;
+  }
   if (use_staging<T>(geo)) {
     const Isa isa = current_isa();
     const StagedPlan plan = staged_plan<T>(geo, call_halo<A>(geo, tab, 0));

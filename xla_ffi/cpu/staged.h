@@ -96,12 +96,13 @@ template <typename T>
 Vec8<typename Acc<T>::type> widen8(const T* p, bool) {
   return loadu<Vec8<typename Acc<T>::type>>(p);
 }
-inline f32x8 widen8(const BFloat16* p, bool bits) {
-  const u32x8 h = __builtin_convertvector(loadu<u16x8>(p), u32x8);
+// The same from 8 stored values' bits (the pointer names the type only).
+inline f32x8 widen8_bits(const BFloat16*, u16x8 raw, bool bits) {
+  const u32x8 h = __builtin_convertvector(raw, u32x8);
   return bitcast<f32x8>(bits ? h : h << 16);
 }
-inline f32x8 widen8(const Half* p, bool bits) {
-  const u32x8 h = __builtin_convertvector(loadu<u16x8>(p), u32x8);
+inline f32x8 widen8_bits(const Half*, u16x8 raw, bool bits) {
+  const u32x8 h = __builtin_convertvector(raw, u32x8);
   if (bits) return bitcast<f32x8>(h);
   const u32x8 zero = {}, sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
   const u32x8 normal = sign | ((exp + 112) << 23) | (man << 13);
@@ -110,6 +111,8 @@ inline f32x8 widen8(const Half* p, bool bits) {
   const u32x8 sub = bitcast<u32x8>(__builtin_convertvector(man, f32x8) * 5.9604644775390625e-8f);
   return bitcast<f32x8>(exp == zero ? (sub | sign) : (exp == zero + 0x1fu ? special : normal));
 }
+inline f32x8 widen8(const BFloat16* p, bool bits) { return widen8_bits(p, loadu<u16x8>(p), bits); }
+inline f32x8 widen8(const Half* p, bool bits) { return widen8_bits(p, loadu<u16x8>(p), bits); }
 
 // 8 values of the accumulation type stored as T (store()'s rounding, bit for
 // bit), or (bits) the raw bits widen8 carried.

@@ -1,0 +1,590 @@
+// Channel lanes: the CPU kernel's path for walkable channels-last calls.
+//
+// In channels-last a pixel's channels are contiguous, so 8 channels are one
+// vector of lanes. Each lane (channel) reads its own offset (m1, m2); a row
+// of those reads is one hardware gather per 8 channels and pixel, its
+// indices a per-lane row term plus a per-lane column term, both through the
+// padding rule (pad_index), so there is no staging, no halo and no
+// transpose, and no shift is too far. What the gathers produce is a "moved
+// row": M_h[w] = P(h + m1, w + m2) per lane, where the stencils' taps sit at
+// the same offsets for every lane (rows h and h + 1, columns w and w + 1 in
+// the forward). The stencils are then plain vector arithmetic with per-lane
+// weights on a ring of moved rows in L1, and the outputs are stored as they
+// are: a pixel's 8 channels are one contiguous vector of y.
+//
+//  - forward, integer moves: y[h, w] = M_h[w] (gathered straight to y, raw
+//    bits); otherwise the value stencils of core/stencils.h over M_h, M_h+1;
+//  - input gradient: the transposed stencils over the moved rows of g
+//    through the adjoint's padding (positions where a read folds, in the
+//    clamped and mirrored paddings, take adjoint_value element by element,
+//    as in cpu/staged.h);
+//  - shift gradient: d out / d shift on moved rows h - 1 .. h + 1 of x,
+//    times g, summed per lane over the task's pixels in order (repeatable
+//    bit for bit; the per-task partials are added in order as before).
+//
+// Lanes at the lattice (f == 0) take the one-tap stencils, lanes of a NaN
+// shift the NaN rule, by per-lane selection. The gathers are AVX2's
+// (vgatherdps, vgatherdpd, vpgatherdd for 16-bit storage, which reads the
+// 32 bits at each element: a lane that would read past the end of the
+// buffer is read alone) in the AVX2 version and a loop over lanes in the
+// baseline (cpu/isa.h).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "cpu/staged.h"
+
+#if defined(JAXSHIFT_X86_AVX2)
+#include <immintrin.h>
+#endif
+
+namespace jaxshift {
+
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+
+// --- Gathers --------------------------------------------------------------
+
+#if defined(JAXSHIFT_X86_AVX2)
+// out[l] = mask[l] < 0 ? base[idx[l]] : 0, one AVX2 gather (pointer
+// arguments: these may be called where AVX is not enabled).
+__attribute__((target("avx2"))) inline void gather_avx2(const float* base, const i32x8* idx,
+                                                        const i32x8* mask, float* out) {
+  const __m256 v = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, (__m256i)*idx,
+                                            (__m256)*mask, 4);
+  _mm256_storeu_ps(out, v);
+}
+__attribute__((target("avx2"))) inline void gather_avx2(const double* base, const i32x8* idx,
+                                                        const i32x8* mask, double* out) {
+  const __m256i i = (__m256i)*idx, k = (__m256i)*mask;
+  const __m256d lo = _mm256_mask_i32gather_pd(
+      _mm256_setzero_pd(), base, _mm256_castsi256_si128(i),
+      _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(k))), 8);
+  const __m256d hi = _mm256_mask_i32gather_pd(
+      _mm256_setzero_pd(), base, _mm256_extracti128_si256(i, 1),
+      _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(k, 1))), 8);
+  _mm256_storeu_pd(out, lo);
+  _mm256_storeu_pd(out + 4, hi);
+}
+// 16-bit storage: the 32 bits at each element (the element in the low half).
+__attribute__((target("avx2"))) inline void gather_avx2(const uint16_t* base, const i32x8* idx,
+                                                        const i32x8* mask, uint32_t* out) {
+  const __m256i v = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(),
+                                                reinterpret_cast<const int*>(base),
+                                                (__m256i)*idx, (__m256i)*mask, 2);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), v);
+}
+#endif
+
+// The storage bits a gather of T reads per lane.
+template <typename T>
+using GatherBits = std::conditional_t<sizeof(T) == 2, uint32_t, T>;
+template <typename T>
+using GatherBase = std::conditional_t<sizeof(T) == 2, uint16_t, T>;
+
+// 8 lanes of storage T at base[idx[l]] where mask[l] < 0 (else 0), in the
+// accumulation type (widen8's rules; `bits`: raw bits). `last`: the index,
+// relative to base, of the buffer's last element, or -1 if it is not near:
+// 16-bit gathers read 32 bits, so a lane at `last` is read alone.
+template <Isa I, typename T>
+Vec8<typename Acc<T>::type> gather8(const T* base, i32x8 idx, i32x8 mask, bool bits, int32_t last) {
+  using A = typename Acc<T>::type;
+  using Bits = GatherBits<T>;
+  typedef Bits BitsV __attribute__((vector_size(8 * sizeof(Bits))));
+  BitsV raw;
+  bool done = false;
+#if defined(JAXSHIFT_X86_AVX2)
+  if constexpr (I == Isa::kAvx2) {
+    if constexpr (sizeof(T) == 2) {
+      const i32x8 hit = (idx == last) & mask;  // (last < 0 never hits)
+      uint64_t any[4];
+      std::memcpy(any, &hit, sizeof any);
+      if (any[0] | any[1] | any[2] | any[3]) {  // that lane alone, without reading past
+        Bits r[8];
+        const i32x8 rest = mask & ~hit;
+        gather_avx2(reinterpret_cast<const uint16_t*>(base), &idx, &rest, r);
+        for (int l = 0; l < 8; ++l) {
+          if (hit[l]) r[l] = bitcast<uint16_t>(base[last]);
+        }
+        raw = loadu<BitsV>(r);
+        done = true;
+      }
+    }
+    if (!done) {
+      Bits r[8];
+      gather_avx2(reinterpret_cast<const GatherBase<T>*>(base), &idx, &mask, r);
+      raw = loadu<BitsV>(r);
+      done = true;
+    }
+  }
+#endif
+  if (!done) {
+    for (int l = 0; l < 8; ++l) {
+      if constexpr (sizeof(T) == 2) {
+        raw[l] = mask[l] < 0 ? bitcast<uint16_t>(base[idx[l]]) : 0u;
+      } else {
+        raw[l] = mask[l] < 0 ? base[idx[l]] : T(0);
+      }
+    }
+  }
+  (void)last;
+  if constexpr (sizeof(T) == 2) {
+    return widen8_bits(static_cast<const T*>(nullptr), __builtin_convertvector(raw, u16x8), bits);
+  } else {
+    return raw;
+  }
+}
+
+// --- Lanes ----------------------------------------------------------------
+
+// The shift tables of 8 channels as lanes: integer offsets, the value
+// stencils' weights, the lattice and NaN masks.
+template <typename A>
+struct Lanes {
+  using V = Vec8<A>;
+  using M = decltype(V{} == V{});  // a lane mask of A's width
+  i32x8 m1, m2;
+  V w0f, w1f, w0w, w1w;  // value stencil weights along rows (f) and columns (w)
+  V ff, fw;              // the fractions
+  M lat_f, lat_w, nan;   // at the lattice on each axis; NaN shift
+  V nan_fill;            // a NaN lane's value (nan_value)
+  int n;                 // lanes in use (the rest read nothing, store nothing)
+  bool all_lat_f, all_lat_w, any_lat, any_nan;
+  bool plain;            // no lane at the lattice or NaN: no selection
+};
+
+template <typename A>
+Lanes<A> make_lanes(const ChannelTables<A>* ct, int n) {
+  Lanes<A> ln{};
+  ln.n = n;
+  ln.all_lat_f = ln.all_lat_w = true;
+  ln.any_lat = ln.any_nan = false;
+  for (int l = 0; l < 8; ++l) {
+    const ChannelTables<A> c = ct[l < n ? l : 0];
+    const bool nan = nan_shift(c.f);
+    const Stencil<A> sf = value_stencil(c.f[1], at_lattice(c.f[1]));
+    const Stencil<A> sw = value_stencil(c.f[2], at_lattice(c.f[2]));
+    ln.m1[l] = nan ? 0 : c.m[1];
+    ln.m2[l] = nan ? 0 : c.m[2];
+    ln.w0f[l] = sf.w[0];
+    ln.w1f[l] = sf.w[1];
+    ln.w0w[l] = sw.w[0];
+    ln.w1w[l] = sw.w[1];
+    ln.ff[l] = nan ? A(0) : c.f[1];
+    ln.fw[l] = nan ? A(0) : c.f[2];
+    const bool lf = nan || at_lattice(c.f[1]), lw = nan || at_lattice(c.f[2]);
+    ln.lat_f[l] = lf ? -1 : 0;
+    ln.lat_w[l] = lw ? -1 : 0;
+    ln.nan[l] = nan ? -1 : 0;
+    ln.nan_fill[l] = nan ? nan_value(c.f) : A(0);
+    if (l < n) {
+      ln.all_lat_f &= lf;
+      ln.all_lat_w &= lw;
+      ln.any_lat |= lf || lw;
+      ln.any_nan |= nan;
+    }
+  }
+  ln.plain = !ln.any_lat && !ln.any_nan;
+  return ln;
+}
+
+// Where a task's lanes live: `p` is channel c0 of the task's first pixel
+// (0, 0) of the sample; row and column strides in elements; `last` the
+// index, relative to p, of the buffer's last element if it is within 2^31,
+// else -1.
+template <typename T>
+struct LaneArray {
+  T* p;
+  int64_t rs, ws;
+  int32_t last;
+};
+
+// Per-lane column terms of a group: col[w - w0][l] = pad_index(w + dm[l], W)
+// * ws + lane offset, or -1 where the read is answered by zero, for w in
+// [w0, w0 + count).
+template <int P>
+void column_terms(const i32x8& dm, int W, int64_t ws, int lane0, int w0, int count, i32x8* col) {
+  for (int i = 0; i < count; ++i) {
+    for (int l = 0; l < 8; ++l) {
+      const int s = pad_index<P>(w0 + i + dm[l], W);
+      col[i][l] = s < 0 ? -1 : static_cast<int32_t>(s * ws + lane0 + l);
+    }
+  }
+}
+
+// The per-lane row term of row h read at offsets dm: pad_index(h + dm, H) *
+// rs, or -1; lanes >= n read nothing.
+template <int P>
+i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs, int n) {
+  i32x8 r;
+  for (int l = 0; l < 8; ++l) {
+    const int s = pad_index<P>(h + dm[l], H);
+    r[l] = (s < 0 || l >= n) ? -1 : static_cast<int32_t>(s * rs);
+  }
+  return r;
+}
+
+// A moved row: out[i] = the lanes at (row term, col[i]) for i in [0, count).
+// A moved row: out[i * stride] = the lanes at (row term, col[i]) for i in
+// [0, count).
+template <Isa I, typename T, typename V>
+void gather_row(const LaneArray<const T>& arr, i32x8 row, const i32x8* col, int count, bool bits,
+                V* out, int stride) {
+  for (int i = 0; i < count; ++i) {
+    const i32x8 c = col[i];
+    out[i * stride] =
+        gather8<I>(arr.p, row + c, (row | c) < 0 ? i32x8{} : i32x8{} - 1, bits, arr.last);
+  }
+}
+
+// The two-axis stencils of core/stencils.h (apply, or apply_adjoint with
+// the taps' signs turned) on moved rows: a0 = P(k1, k2), a1 = P(k1, k2 + 1),
+// b0 = P(k1 + 1, k2), b1 = P(k1 + 1, k2 + 1) per lane, the rows' stencil
+// inside the columns'; lanes at the lattice read one tap, NaN lanes are NaN.
+template <typename A, typename V>
+V stencil2(const Lanes<A>& ln, V a0, V b0, V a1, V b1) {
+  if (ln.plain) return ln.w0w * (ln.w0f * a0 + ln.w1f * b0) + ln.w1w * (ln.w0f * a1 + ln.w1f * b1);
+  auto rows = [&](V a, V b) {
+    V c = ln.w0f * a;
+    return ln.all_lat_f ? c : (ln.lat_f ? c : c + ln.w1f * b);
+  };
+  V v = ln.w0w * rows(a0, b0);
+  if (!ln.all_lat_w) v = ln.lat_w ? v : v + ln.w1w * rows(a1, b1);
+  return ln.any_nan ? (ln.nan ? ln.nan_fill : v) : v;
+}
+
+// Prefetches row `row` (if it exists) of the task's nb channels for reading:
+// the gathers of a row touch lines of several rows in turn, which the
+// hardware prefetchers do not follow.
+template <typename T>
+void prefetch_row(const LaneArray<const T>& arr, int row, int H, int W, int nb) {
+  if (row < 0 || row >= H) return;
+  constexpr int kLine = 64 / sizeof(T);
+  const T* p = arr.p + row * arr.rs;
+  if (arr.ws == nb) {  // the block is every channel: one contiguous run
+    for (int64_t i = 0; i < int64_t{W} * nb; i += kLine) __builtin_prefetch(p + i);
+    return;
+  }
+  for (int w = 0; w < W; ++w) {
+    for (int c = 0; c < nb; c += kLine) __builtin_prefetch(p + w * arr.ws + c);
+  }
+}
+
+// The farthest row below its own that any lane of the groups reads at
+// offset sign * m1 + extra (extra: the stencils' taps), at least 0.
+template <typename A>
+int rows_below(const Lanes<A>* lanes, int groups, int sign, int extra) {
+  int d = 0;
+  for (int g = 0; g < groups; ++g) {
+    for (int l = 0; l < lanes[g].n; ++l) d = std::max(d, sign * lanes[g].m1[l] + extra);
+  }
+  return d;
+}
+
+// Stores 8 lanes (n of them) to p.
+template <typename T, typename V>
+void store_lanes(T* p, V v, int n, bool bits) {
+  if (n == 8) return narrow8(p, v, bits);
+  for (int l = 0; l < n; ++l) narrow1(p + l, v[l], bits);
+}
+
+// A task's scratch (per thread, kept between calls, 64-byte aligned): the
+// groups' lanes, their column terms (`cols` each) and a ring of `ring` moved
+// rows of `cols` pixels per group. (Not std::vector<V>: a vector type's
+// alignment does not survive as a template argument.)
+template <typename A>
+struct LaneScratch {
+  Lanes<A>* lanes;
+  i32x8* col;
+  Vec8<A>* ring;
+};
+template <typename A>
+LaneScratch<A> lane_scratch(int groups, int64_t cols, int ring) {
+  auto round = [](size_t b) { return (b + 63) / 64 * 64; };
+  const size_t g = static_cast<size_t>(groups), c = static_cast<size_t>(cols);
+  const size_t a = round(g * sizeof(Lanes<A>)), b = round(g * c * sizeof(i32x8));
+  const size_t total = a + b + round(static_cast<size_t>(ring) * g * c * sizeof(Vec8<A>));
+  thread_local std::vector<unsigned char> buf;
+  if (buf.size() < total + 64) buf.resize(total + 64);
+  unsigned char* p = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64;
+  return LaneScratch<A>{reinterpret_cast<Lanes<A>*>(p), reinterpret_cast<i32x8*>(p + a),
+                        reinterpret_cast<Vec8<A>*>(p + a + b)};
+}
+
+// --- Plan -----------------------------------------------------------------
+
+// The lanes path takes walkable channels-last calls of at least 8 channels
+// whose samples' element offsets fit the gathers' 32-bit indices.
+template <typename T>
+bool use_lanes(const Geometry& geo) {
+  const Axis* ax = geo.ax;
+  auto fits = [&](int64_t rs, int64_t ws) {
+    return (ax[1].L - 1) * rs + (ax[2].L - 1) * ws + geo.C <= int64_t{INT32_MAX};
+  };
+  return walkable(geo) && geo.sx_c == 1 && geo.sy_c == 1 && geo.C >= kGroup &&
+         fits(ax[1].sx, ax[2].sx) && fits(ax[1].sy, ax[2].sy);
+}
+
+// Tasks: sample x block of B channels x strip of R rows. A block is every
+// channel or whole 64-byte lines of them, as many as keep a group's ring of
+// moved rows (3 rows of W + 2 pixels) within 96 KB; a strip about 256 KB of
+// output.
+template <typename T>
+StagedPlan lanes_plan(const Geometry& geo) {
+  using A = typename Acc<T>::type;
+  const int H = geo.ax[1].L, W = geo.ax[2].L;
+  const int64_t line = std::max<int64_t>(kGroup, 64 / static_cast<int64_t>(sizeof(T)));
+  const int64_t ring = 3 * (int64_t{W} + 2) * int64_t{sizeof(A)};
+  const int64_t B = std::min<int64_t>(geo.C, std::max(line, (96 << 10) / ring / line * line));
+  const int64_t row = B * W * int64_t{sizeof(T)};
+  const int R = static_cast<int>(std::clamp<int64_t>((256 << 10) / row, 1, H));
+  return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, (H + R - 1) / R};
+}
+
+// The index of a buffer's last element relative to element `at`, if it is
+// within 32-bit reach of the gathers, else -1.
+inline int32_t last_from(int64_t elements, int64_t at) {
+  const int64_t d = elements - 1 - at;
+  return (d >= 0 && d <= int64_t{INT32_MAX}) ? static_cast<int32_t>(d) : -1;
+}
+
+// --- Forward --------------------------------------------------------------
+
+// Rows [r0, r0 + rows) of y for the task's nb channels (tables ct), from x
+// (both at the task's first channel). `move`: integer moves, gathered
+// straight to y with raw bits.
+template <Isa I, int P, typename A, typename T>
+void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, LaneArray<T> y,
+                        int H, int W, const ChannelTables<A>* ct, int nb, int r0, int rows,
+                        bool move) {
+  using V = Vec8<A>;
+  const int groups = (nb + kGroup - 1) / kGroup;
+  const int64_t cols = int64_t{W} + 1;
+  const LaneScratch<A> sc = lane_scratch<A>(groups, cols, 2);
+  Lanes<A>* lanes = sc.lanes;
+  i32x8* col = sc.col;
+  V* ring = sc.ring;
+  for (int g = 0; g < groups; ++g) {
+    Lanes<A>& ln = lanes[g];
+    ln = make_lanes(ct + g * kGroup, std::min(kGroup, nb - g * kGroup));
+    if (move && sizeof(T) == 2) {  // a move carries bits: those of the stored NaN
+      for (int l = 0; l < kGroup; ++l) {
+        T t;
+        store(&t, ln.nan_fill[l]);
+        ln.nan_fill[l] = widen1(&t, true);
+      }
+    }
+    column_terms<P>(ln.m2, W, x.ws, g * kGroup, 0, static_cast<int>(cols), col + g * cols);
+  }
+  // moved(h, g)[w * groups] = x(h + m1, w + m2) for group g's lanes (the
+  // groups of a pixel side by side, as in y).
+  auto moved = [&](int h, int g) { return ring + (h & 1) * groups * cols + g; };
+  auto gather = [&](int h, int g, V* out) {
+    const Lanes<A>& ln = lanes[g];
+    gather_row<I>(x, row_term<P>(ln.m1, h, H, x.rs, ln.n), col + g * cols,
+                  static_cast<int>(cols), false, out, groups);
+  };
+  const int ahead = rows_below(lanes, groups, 1, move ? 0 : 1) + 1;
+  if (move) {
+    // A pixel's channels in turn, so that each line of y is written whole.
+    i32x8* rowt = reinterpret_cast<i32x8*>(ring);
+    for (int h = r0; h < r0 + rows; ++h) {
+      prefetch_row(x, h + ahead, H, W, nb);
+      for (int g = 0; g < groups; ++g) rowt[g] = row_term<P>(lanes[g].m1, h, H, x.rs, lanes[g].n);
+      T* out = y.p + h * y.rs;
+      for (int w = 0; w < W; ++w) {
+        for (int g = 0; g < groups; ++g) {
+          const Lanes<A>& ln = lanes[g];
+          const i32x8 c = col[g * cols + w], row = rowt[g];
+          V v = gather8<I>(x.p, row + c, (row | c) < 0 ? i32x8{} : i32x8{} - 1, true, x.last);
+          if (ln.any_nan) v = ln.nan ? ln.nan_fill : v;
+          store_lanes(out + w * y.ws + g * kGroup, v, ln.n, true);
+        }
+      }
+    }
+    return;
+  }
+  for (int g = 0; g < groups; ++g) gather(r0, g, moved(r0, g));
+  for (int h = r0; h < r0 + rows; ++h) {
+    prefetch_row(x, h + ahead, H, W, nb);
+    for (int g = 0; g < groups; ++g) {
+      if (!lanes[g].all_lat_f) {
+        gather(h + 1, g, moved(h + 1, g));
+      } else if (h > r0) {  // row h alone: it was not gathered as the row below h - 1
+        gather(h, g, moved(h, g));
+      }
+    }
+    const V* a = moved(h, 0);
+    const V* b = moved(h + 1, 0);
+    T* out = y.p + h * y.rs;
+    for (int w = 0; w < W; ++w) {
+      for (int g = 0; g < groups; ++g) {
+        const int i = w * groups + g;
+        store_lanes(out + w * y.ws + g * kGroup,
+                    stencil2(lanes[g], a[i], b[i], a[i + groups], b[i + groups]), lanes[g].n,
+                    false);
+      }
+    }
+  }
+}
+JAXSHIFT_ISA_VERSIONS(lanes_forward)
+
+// --- Backward ---------------------------------------------------------------
+
+// Rows [r0, r0 + rows) of dx for the task's nb channels (rounded tables ct)
+// from g, both at the task's first channel: the transposed stencils on moved
+// rows of g through the adjoint's padding. simple[4 b ..] is channel b's
+// [row lo, row hi, column lo, column hi] where no read folds, edge(b, row,
+// column) its folded elements (core/elementwise.h adjoint_value).
+template <Isa I, int P, typename A, typename T, typename Edge>
+void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, LaneArray<T> dx,
+                        int H, int W, const ChannelTables<A>* ct, const int* simple,
+                        const Edge* edge, int nb, int r0, int rows) {
+  using V = Vec8<A>;
+  constexpr int AP = adjoint_padding(P);
+  const int groups = (nb + kGroup - 1) / kGroup;
+  const int64_t cols = int64_t{W} + 1;  // moved columns -1 .. W - 1
+  const LaneScratch<A> sc = lane_scratch<A>(groups, cols, 2);
+  Lanes<A>* lanes = sc.lanes;
+  i32x8* col = sc.col;
+  V* ring = sc.ring;
+  for (int gr = 0; gr < groups; ++gr) {
+    Lanes<A>& ln = lanes[gr];
+    ln = make_lanes(ct + gr * kGroup, std::min(kGroup, nb - gr * kGroup));
+    column_terms<AP>(-ln.m2, W, g.ws, gr * kGroup, -1, static_cast<int>(cols), col + gr * cols);
+  }
+  // moved(i, gr)[(j + 1) * groups] = g(i - m1, j - m2) per lane.
+  auto moved = [&](int i, int gr) { return ring + (i & 1) * groups * cols + gr; };
+  auto gather = [&](int i, int gr) {
+    gather_row<I>(g, row_term<AP>(-lanes[gr].m1, i, H, g.rs, lanes[gr].n), col + gr * cols,
+                  static_cast<int>(cols), false, moved(i, gr), groups);
+  };
+  const int ahead = rows_below(lanes, groups, -1, 0) + 1;
+  for (int gr = 0; gr < groups; ++gr) {
+    if (!lanes[gr].all_lat_f) gather(r0 - 1, gr);
+  }
+  for (int i = r0; i < r0 + rows; ++i) {
+    prefetch_row(g, i + ahead, H, W, nb);
+    for (int gr = 0; gr < groups; ++gr) gather(i, gr);
+    const V* a = moved(i, 0) + groups;      // a[j * groups + gr] = G(i - m1, j - m2)
+    const V* b = moved(i - 1, 0) + groups;  // b[...] = G(i - 1 - m1, j - m2)
+    T* out = dx.p + i * dx.rs;
+    for (int j = 0; j < W; ++j) {
+      for (int gr = 0; gr < groups; ++gr) {
+        const int k = j * groups + gr;
+        store_lanes(out + j * dx.ws + gr * kGroup,
+                    stencil2(lanes[gr], a[k], b[k], a[k - groups], b[k - groups]), lanes[gr].n,
+                    false);
+      }
+    }
+    if constexpr (P != kZeros && P != kPeriodic) {
+      for (int b_ = 0; b_ < nb; ++b_) {
+        if (nan_shift(ct[b_].f)) continue;
+        const int* s = simple + 4 * b_;
+        const bool whole_row = i < s[0] || i > s[1];
+        for (int j = 0; j < W; ++j) {
+          if (!whole_row && j >= s[2] && j <= s[3]) {
+            j = s[3];
+            continue;
+          }
+          narrow1(out + j * dx.ws + b_, (*edge)(b_, i, j), false);
+        }
+      }
+    }
+  }
+}
+JAXSHIFT_ISA_VERSIONS(lanes_adjoint)
+
+// The shift-gradient sums of the task's nb channels (exact tables ct) over
+// output rows [r0, r0 + rows): d out / d shift on moved rows h - 1 .. h + 1
+// of x (through the padding) times g, summed per lane in order. Adds the sum
+// for axis 1 to acc[3 b + 1] and for axis 2 to acc[3 b + 2] of channel b
+// (NaN channels: nothing; the finish fills them).
+template <Isa I, int P, typename A, typename T>
+void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
+                           LaneArray<const T> g, int H, int W, const ChannelTables<A>* ct,
+                           int nb, int r0, int rows, A* acc) {
+  using V = Vec8<A>;
+  const int groups = (nb + kGroup - 1) / kGroup;
+  const int64_t cols = int64_t{W} + 2;  // moved columns -1 .. W
+  const LaneScratch<A> sc = lane_scratch<A>(groups, cols, 4);  // 3 rows, then the sums
+  Lanes<A>* lanes = sc.lanes;
+  i32x8* col = sc.col;
+  V* ring = sc.ring;
+  for (int gr = 0; gr < groups; ++gr) {
+    lanes[gr] = make_lanes(ct + gr * kGroup, std::min(kGroup, nb - gr * kGroup));
+    column_terms<P>(lanes[gr].m2, W, x.ws, gr * kGroup, -1, static_cast<int>(cols),
+                    col + gr * cols);
+  }
+  // moved(h, gr)[(w + 1) * groups] = x(h + m1, w + m2) per lane, h >= -1.
+  auto moved = [&](int h, int gr) { return ring + ((h + 3) % 3) * groups * cols + gr; };
+  auto gather = [&](int h, int gr) {
+    const Lanes<A>& ln = lanes[gr];
+    gather_row<I>(x, row_term<P>(ln.m1, h, H, x.rs, ln.n), col + gr * cols,
+                  static_cast<int>(cols), false, moved(h, gr), groups);
+  };
+  for (int gr = 0; gr < groups; ++gr) {
+    gather(r0 - 1, gr);
+    gather(r0, gr);
+  }
+  V* sums = ring + 3 * groups * cols;  // sum_f, sum_w of each group
+  for (int k = 0; k < 2 * groups; ++k) sums[k] = V{};
+  const int ahead = rows_below(lanes, groups, 1, 1) + 1;
+  const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
+  for (int h = r0; h < r0 + rows; ++h) {
+    prefetch_row(x, h + ahead, H, W, nb);
+    for (int gr = 0; gr < groups; ++gr) gather(h + 1, gr);
+    // up[(w + 1) * groups + gr] = x(h - 1 + m1, w + m2), and so on.
+    const V* up = moved(h - 1, 0) + groups;
+    const V* mid = moved(h, 0) + groups;
+    const V* down = moved(h + 1, 0) + groups;
+    const T* gp = g.p + h * g.rs;
+    for (int w = 0; w < W; ++w) {
+      for (int gr = 0; gr < groups; ++gr) {
+        const Lanes<A>& ln = lanes[gr];
+        const int k = w * groups + gr, e = groups;  // e: the next column
+        V gv;
+        if (ln.n == kGroup) {
+          gv = widen8(gp + w * g.ws + gr * kGroup, false);
+        } else {
+          gv = V{};
+          for (int l = 0; l < ln.n; ++l) gv[l] = widen1(gp + w * g.ws + gr * kGroup + l, false);
+        }
+        // d out / d shift_1: the rows' slope inside the columns' value;
+        // d out / d shift_2: the rows' value inside the columns' slope.
+        V tf, tw;
+        if (ln.plain) {
+          auto sf = [&](int i) { return mid[i] - down[i]; };
+          auto vf = [&](int i) { return ln.w0f * mid[i] + ln.w1f * down[i]; };
+          tf = ln.w0w * sf(k) + ln.w1w * sf(k + e);
+          tw = vf(k) - vf(k + e);
+        } else {
+          auto sf = [&](int i) {
+            return ln.lat_f ? half * up[i] + mhalf * down[i] : mid[i] - down[i];
+          };
+          auto vf = [&](int i) {
+            const V v = ln.w0f * mid[i];
+            return ln.lat_f ? v : v + ln.w1f * down[i];
+          };
+          tf = ln.w0w * sf(k);
+          tf = ln.lat_w ? tf : tf + ln.w1w * sf(k + e);
+          tw = ln.lat_w ? half * vf(k - e) + mhalf * vf(k + e) : vf(k) - vf(k + e);
+        }
+        sums[2 * gr] += gv * tf;
+        sums[2 * gr + 1] += gv * tw;
+      }
+    }
+  }
+  for (int gr = 0; gr < groups; ++gr) {
+    const Lanes<A>& ln = lanes[gr];
+    for (int l = 0; l < ln.n; ++l) {
+      if (ln.nan[l]) continue;
+      acc[3 * (gr * kGroup + l) + 1] += sums[2 * gr][l];
+      acc[3 * (gr * kGroup + l) + 2] += sums[2 * gr + 1][l];
+    }
+  }
+}
+JAXSHIFT_ISA_VERSIONS(lanes_shift_grad)
+
+}  // namespace jaxshift
