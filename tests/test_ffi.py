@@ -147,9 +147,10 @@ def test_matches_jnp_path_on_wide_rows(mode, padding, channels_last, dtype,
     data=st.data())
 def test_matches_jnp_path_in_channel_blocks(mode, padding, channels_last,
                                             dtype, data):
-  """Many channels (the CPU kernel stages blocks of 16 float32 channels, with
-  a transpose for channels-last) and a mix of near shifts (within the staged
-  halo) and far ones (blocks that fall back to in-place walks)."""
+  """Many channels (the CPU kernel gathers channels-last in lanes of 8, with a
+  partial group at the end, and stages channels-first in blocks) and a mix of
+  near shifts (within the staged halo) and far ones (blocks that fall back to
+  in-place walks)."""
   h, w = data.draw(st.integers(1, 12)), data.draw(st.integers(1, 24))
   c = data.draw(st.integers(6, 40))
   near = st.one_of(st.floats(-3, 3, allow_nan=False, width=32),
@@ -165,15 +166,36 @@ def test_matches_jnp_path_in_channel_blocks(mode, padding, channels_last,
                         channel_axis=-1 if channels_last else 1)
 
 
+@hypothesis.settings(max_examples=examples(6))
+@hypothesis.given(
+    mode=st.sampled_from(jaxshift.MODES),
+    padding=st.sampled_from(jaxshift.PADDINGS),
+    dtype=st.sampled_from(["float32", "bfloat16", "float16"]),
+    data=st.data())
+def test_grouped_tables_match_jnp_path(mode, padding, dtype, data):
+  """Channels-last runs of channels with one shift (grouped and fixed tables):
+  the CPU kernel reads a group of 8 channels at equal offsets as one vector
+  load instead of a gather, next to groups that gather."""
+  h, w = data.draw(st.integers(1, 8)), data.draw(st.integers(1, 20))
+  runs = data.draw(st.lists(st.tuples(
+      st.integers(1, 12), SHIFT_VALUES, SHIFT_VALUES), min_size=1, max_size=5))
+  s = np.array([(a, b) for n, a, b in runs for _ in range(n)], np.float32)
+  hypothesis.assume(len(s) >= 8)
+  rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+  x = jnp.asarray(rng.normal(size=(2, h, w, len(s))), dtype)
+  assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding)
+
+
 ALL_PAIRS = tuple((m, p) for m in jaxshift.MODES for p in jaxshift.PADDINGS)
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_staged_blocks_match_on_every_instruction_set(channels_last):
-  """20 channels, 13 columns: a staged block of 16 channels (8x8, 4x4 and
-  one-by-one transposes in channels-last) next to a block of 4 with a shift
-  beyond the halo (walks in place), every mode and padding. The same
-  compiled kernel runs once per instruction set the CPU has."""
+  """20 channels, 13 columns: in channels-last two groups of 8 lanes (gathers)
+  and a partial group of 4; in channels-first a staged block of 16 channels
+  next to a block of 4 with a shift beyond the halo (walks in place); every
+  mode and padding. The same compiled kernel runs once per instruction set
+  the CPU has."""
   rng = np.random.default_rng(1)
   c = 20
   shape = (2, 7, 13, c) if channels_last else (2, c, 7, 13)

@@ -152,6 +152,7 @@ struct Lanes {
   int n;                 // lanes in use (the rest read nothing, store nothing)
   bool all_lat_f, all_lat_w, any_lat, any_nan;
   bool plain;            // no lane at the lattice or NaN: no selection
+  bool uniform;          // 8 lanes, every one at the same offsets (read8)
 };
 
 template <typename A>
@@ -186,6 +187,10 @@ Lanes<A> make_lanes(const ChannelTables<A>* ct, int n) {
     }
   }
   ln.plain = !ln.any_lat && !ln.any_nan;
+  ln.uniform = n == kGroup;
+  for (int l = 1; l < kGroup; ++l) {
+    ln.uniform &= ln.m1[l] == ln.m1[0] && ln.m2[l] == ln.m2[0];
+  }
   return ln;
 }
 
@@ -226,16 +231,25 @@ i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs, int n) {
 }
 
 // A moved row: out[i] = the lanes at (row term, col[i]) for i in [0, count).
+// The 8 lanes at (row term, column term), 0 where either is -1. `uniform`:
+// the lanes' offsets are equal (a channel group of a grouped or fixed
+// table), so the lanes are 8 contiguous elements, or none: one load.
+template <Isa I, typename T>
+Vec8<typename Acc<T>::type> read8(const LaneArray<const T>& arr, i32x8 row, i32x8 c,
+                                  bool uniform, bool bits) {
+  if (uniform) {
+    if ((row[0] | c[0]) < 0) return Vec8<typename Acc<T>::type>{};
+    return widen8(arr.p + (row[0] + c[0]), bits);
+  }
+  return gather8<I>(arr.p, row + c, (row | c) < 0 ? i32x8{} : i32x8{} - 1, bits, arr.last);
+}
+
 // A moved row: out[i * stride] = the lanes at (row term, col[i]) for i in
 // [0, count).
 template <Isa I, typename T, typename V>
-void gather_row(const LaneArray<const T>& arr, i32x8 row, const i32x8* col, int count, bool bits,
-                V* out, int stride) {
-  for (int i = 0; i < count; ++i) {
-    const i32x8 c = col[i];
-    out[i * stride] =
-        gather8<I>(arr.p, row + c, (row | c) < 0 ? i32x8{} : i32x8{} - 1, bits, arr.last);
-  }
+void gather_row(const LaneArray<const T>& arr, i32x8 row, const i32x8* col, int count,
+                bool uniform, bool bits, V* out, int stride) {
+  for (int i = 0; i < count; ++i) out[i * stride] = read8<I>(arr, row, col[i], uniform, bits);
 }
 
 // The two-axis stencils of core/stencils.h (apply, or apply_adjoint with
@@ -383,7 +397,7 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
   auto gather = [&](int h, int g, V* out) {
     const Lanes<A>& ln = lanes[g];
     gather_row<I>(x, row_term<P>(ln.m1, h, H, x.rs, ln.n), col + g * cols,
-                  static_cast<int>(cols), false, out, groups);
+                  static_cast<int>(cols), ln.uniform, false, out, groups);
   };
   const int ahead = rows_below(lanes, groups, 1, move ? 0 : 1) + 1;
   if (move) {
@@ -397,7 +411,7 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
         for (int g = 0; g < groups; ++g) {
           const Lanes<A>& ln = lanes[g];
           const i32x8 c = col[g * cols + w], row = rowt[g];
-          V v = gather8<I>(x.p, row + c, (row | c) < 0 ? i32x8{} : i32x8{} - 1, true, x.last);
+          V v = read8<I>(x, row, c, ln.uniform, true);
           if (ln.any_nan) v = ln.nan ? ln.nan_fill : v;
           store_lanes(out + w * y.ws + g * kGroup, v, ln.n, true);
         }
@@ -458,7 +472,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
   auto moved = [&](int i, int gr) { return ring + (i & 1) * groups * cols + gr; };
   auto gather = [&](int i, int gr) {
     gather_row<I>(g, row_term<AP>(-lanes[gr].m1, i, H, g.rs, lanes[gr].n), col + gr * cols,
-                  static_cast<int>(cols), false, moved(i, gr), groups);
+                  static_cast<int>(cols), lanes[gr].uniform, false, moved(i, gr), groups);
   };
   const int ahead = rows_below(lanes, groups, -1, 0) + 1;
   for (int gr = 0; gr < groups; ++gr) {
@@ -522,7 +536,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   auto gather = [&](int h, int gr) {
     const Lanes<A>& ln = lanes[gr];
     gather_row<I>(x, row_term<P>(ln.m1, h, H, x.rs, ln.n), col + gr * cols,
-                  static_cast<int>(cols), false, moved(h, gr), groups);
+                  static_cast<int>(cols), ln.uniform, false, moved(h, gr), groups);
   };
   for (int gr = 0; gr < groups; ++gr) {
     gather(r0 - 1, gr);
