@@ -148,9 +148,9 @@ def test_matches_jnp_path_on_wide_rows(mode, padding, channels_last, dtype,
 def test_matches_jnp_path_in_channel_blocks(mode, padding, channels_last,
                                             dtype, data):
   """Many channels (the CPU kernel gathers channels-last in lanes of 8, with a
-  partial group at the end, and stages channels-first in blocks) and a mix of
-  near shifts (within the staged halo) and far ones (blocks that fall back to
-  in-place walks)."""
+  partial group at the end, strided forwards too, and stages channels-first
+  in blocks), a mix of near shifts (within the staged halo) and far ones
+  (blocks that fall back to in-place walks), and strides."""
   h, w = data.draw(st.integers(1, 12)), data.draw(st.integers(1, 24))
   c = data.draw(st.integers(6, 40))
   near = st.one_of(st.floats(-3, 3, allow_nan=False, width=32),
@@ -159,11 +159,14 @@ def test_matches_jnp_path_in_channel_blocks(mode, padding, channels_last,
   s = np.array(data.draw(st.lists(st.one_of(near, near, near, far),
                                   min_size=2 * c, max_size=2 * c)),
                np.float32).reshape(c, 2)
+  strides = tuple(data.draw(st.lists(st.sampled_from([1, 1, 2, 3]),
+                                     min_size=2, max_size=2)))
   rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
   shape = (2, h, w, c) if channels_last else (2, c, h, w)
   x = jnp.asarray(rng.normal(size=shape), dtype)
   assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding,
-                        channel_axis=-1 if channels_last else 1)
+                        channel_axis=-1 if channels_last else 1,
+                        strides=strides)
 
 
 @hypothesis.settings(max_examples=examples(6))
@@ -181,9 +184,11 @@ def test_grouped_tables_match_jnp_path(mode, padding, dtype, data):
       st.integers(1, 12), SHIFT_VALUES, SHIFT_VALUES), min_size=1, max_size=5))
   s = np.array([(a, b) for n, a, b in runs for _ in range(n)], np.float32)
   hypothesis.assume(len(s) >= 8)
+  strides = data.draw(st.sampled_from([1, 1, 2]))
   rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
   x = jnp.asarray(rng.normal(size=(2, h, w, len(s))), dtype)
-  assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding)
+  assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding,
+                        strides=strides)
 
 
 ALL_PAIRS = tuple((m, p) for m in jaxshift.MODES for p in jaxshift.PADDINGS)

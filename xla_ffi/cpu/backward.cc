@@ -1,8 +1,9 @@
 // The CPU backward: the input gradient (a gather: deterministic, no atomics)
 // and the per-sample shift gradient, summed in a fixed order so that the same
-// inputs give bitwise the same result on any number of threads. Staged planes
-// where they apply, walks in place for far shifts and large planes, the
-// element-wise functions for 3-D and strides.
+// inputs give bitwise the same result on any number of threads. Channel lanes
+// for channels-last (cpu/lanes.h), staged planes where they apply, walks in
+// place for far shifts and large planes, the element-wise functions for 3-D
+// and strides.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -264,7 +265,7 @@ template <typename T, int P>
 void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                   Tables rounded, Tables exact, bool shift_grad, T* dx,
                   typename Acc<T>::type* ds) {
-  if (use_lanes<T>(geo)) {
+  if (use_lanes<T>(geo, true)) {
     run_lanes<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (use_staging<T>(geo)) {
     run_staged<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);

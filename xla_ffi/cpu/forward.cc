@@ -1,5 +1,6 @@
-// The CPU forward: staged planes where they apply, walks in place for far
-// shifts and large planes, the element-wise functions for 3-D and strides.
+// The CPU forward: channel lanes for channels-last (cpu/lanes.h), staged
+// planes where they apply, walks in place for far shifts and large planes,
+// the element-wise functions for 3-D and strides.
 #include <algorithm>
 #include <cstdint>
 
@@ -57,7 +58,8 @@ void lanes_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, bool
   lanes_forward(isa, std::integral_constant<int, P>{},
                 LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, last_from(geo.N * geo.sx_n, xat)},
                 LaneArray<T>{y + n * geo.sy_n + c0, ax[1].sy, ax[2].sy, -1}, ax[1].L, ax[2].L,
-                static_cast<const ChannelTables<A>*>(ct), nb, r0, rows, move);
+                ax[1].t, ax[2].t, ax[2].Lo, static_cast<const ChannelTables<A>*>(ct), nb, r0,
+                rows, move);
 }
 
 // Channels [c0, c0 + nb) of sample n, output rows [r0, r0 + rows), walked in
@@ -81,7 +83,7 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
                  bool move) {
   using A = typename Acc<T>::type;
   const Axis* ax = geo.ax;
-  if (use_lanes<T>(geo)) {
+  if (use_lanes<T>(geo, false)) {
     const Isa isa = current_isa();
     const StagedPlan plan = lanes_plan<T>(geo);
     parallel_for(pool, plan.tasks(geo), [&](int64_t task) {

@@ -205,14 +205,15 @@ struct LaneArray {
   int32_t last;
 };
 
-// Per-lane column terms of a group: col[w - w0][l] = pad_index(w + dm[l], W)
-// * ws + lane offset, or -1 where the read is answered by zero, for w in
-// [w0, w0 + count).
+// Per-lane column terms of a group: col[i][l] = pad_index((w0 + i) * t +
+// tap + dm[l], W) * ws + lane offset, or -1 where the read is answered by
+// zero, for i in [0, count).
 template <int P>
-void column_terms(const i32x8& dm, int W, int64_t ws, int lane0, int w0, int count, i32x8* col) {
+void column_terms(const i32x8& dm, int W, int64_t ws, int lane0, int w0, int count, i32x8* col,
+                  int t = 1, int tap = 0) {
   for (int i = 0; i < count; ++i) {
     for (int l = 0; l < 8; ++l) {
-      const int s = pad_index<P>(w0 + i + dm[l], W);
+      const int s = pad_index<P>((w0 + i) * t + tap + dm[l], W);
       col[i][l] = s < 0 ? -1 : static_cast<int32_t>(s * ws + lane0 + l);
     }
   }
@@ -328,32 +329,35 @@ LaneScratch<A> lane_scratch(int groups, int64_t cols, int ring) {
 
 // --- Plan -----------------------------------------------------------------
 
-// The lanes path takes walkable channels-last calls of at least 8 channels
-// whose samples' element offsets fit the gathers' 32-bit indices.
+// The lanes path takes channels-last calls of at least 8 channels and at
+// most two spatial axes whose samples' element offsets fit the gathers'
+// 32-bit indices: the forward with any strides, the backward with unit
+// strides (walkable).
 template <typename T>
-bool use_lanes(const Geometry& geo) {
+bool use_lanes(const Geometry& geo, bool backward) {
   const Axis* ax = geo.ax;
-  auto fits = [&](int64_t rs, int64_t ws) {
-    return (ax[1].L - 1) * rs + (ax[2].L - 1) * ws + geo.C <= int64_t{INT32_MAX};
+  auto fits = [&](int64_t rs, int64_t ws, int h, int w) {
+    return (h - 1) * rs + (w - 1) * ws + geo.C <= int64_t{INT32_MAX};
   };
-  return walkable(geo) && geo.sx_c == 1 && geo.sy_c == 1 && geo.C >= kGroup &&
-         fits(ax[1].sx, ax[2].sx) && fits(ax[1].sy, ax[2].sy);
+  return !ax[0].present && ax[0].t == 1 && (!backward || walkable(geo)) && geo.sx_c == 1 &&
+         geo.sy_c == 1 && geo.C >= kGroup && fits(ax[1].sx, ax[2].sx, ax[1].L, ax[2].L) &&
+         fits(ax[1].sy, ax[2].sy, ax[1].Lo, ax[2].Lo);
 }
 
-// Tasks: sample x block of B channels x strip of R rows. A block is every
-// channel or whole 64-byte lines of them, as many as keep a group's ring of
-// moved rows (3 rows of W + 2 pixels) within 96 KB; a strip about 256 KB of
-// output.
+// Tasks: sample x block of B channels x strip of R output rows. A block is
+// every channel or whole 64-byte lines of them, as many as keep the groups'
+// rings of moved rows (at most 3 rows of 2 Wo + 2 pixels) within 96 KB; a
+// strip about 256 KB of output.
 template <typename T>
 StagedPlan lanes_plan(const Geometry& geo) {
   using A = typename Acc<T>::type;
-  const int H = geo.ax[1].L, W = geo.ax[2].L;
+  const int Ho = geo.ax[1].Lo, Wo = geo.ax[2].Lo;
   const int64_t line = std::max<int64_t>(kGroup, 64 / static_cast<int64_t>(sizeof(T)));
-  const int64_t ring = 3 * (int64_t{W} + 2) * int64_t{sizeof(A)};
+  const int64_t ring = 3 * (2 * int64_t{Wo} + 2) * int64_t{sizeof(A)};
   const int64_t B = std::min<int64_t>(geo.C, std::max(line, (96 << 10) / ring / line * line));
-  const int64_t row = B * W * int64_t{sizeof(T)};
-  const int R = static_cast<int>(std::clamp<int64_t>((256 << 10) / row, 1, H));
-  return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, (H + R - 1) / R};
+  const int64_t row = B * Wo * int64_t{sizeof(T)};
+  const int R = static_cast<int>(std::clamp<int64_t>((256 << 10) / row, 1, Ho));
+  return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, (Ho + R - 1) / R};
 }
 
 // The index of a buffer's last element relative to element `at`, if it is
@@ -365,16 +369,22 @@ inline int32_t last_from(int64_t elements, int64_t at) {
 
 // --- Forward --------------------------------------------------------------
 
-// Rows [r0, r0 + rows) of y for the task's nb channels (tables ct), from x
-// (both at the task's first channel). `move`: integer moves, gathered
-// straight to y with raw bits.
+// Output rows [r0, r0 + rows) of y (Wo columns) for the task's nb channels
+// (tables ct), from x (H x W; strides t1, t2), both at the task's first
+// channel. `move`: integer moves, gathered straight to y with raw bits.
+// Moved rows hold, per output column w, the lanes at column w * t2 + m2 and
+// (at `next` entries further) at w * t2 + m2 + 1: with unit strides that is
+// the next entry of one row of Wo + 1, else a second half of Wo. Rows: with
+// t1 = 1 the moved row of position h + 1 is the next output row's first,
+// kept in a ring; else both rows of each output row are gathered.
 template <Isa I, int P, typename A, typename T>
 void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, LaneArray<T> y,
-                        int H, int W, const ChannelTables<A>* ct, int nb, int r0, int rows,
-                        bool move) {
+                        int H, int W, int t1, int t2, int Wo, const ChannelTables<A>* ct, int nb,
+                        int r0, int rows, bool move) {
   using V = Vec8<A>;
   const int groups = (nb + kGroup - 1) / kGroup;
-  const int64_t cols = int64_t{W} + 1;
+  const int next = t2 == 1 ? 1 : Wo;
+  const int64_t cols = t2 == 1 ? int64_t{Wo} + 1 : 2 * int64_t{Wo};
   const LaneScratch<A> sc = lane_scratch<A>(groups, cols, 2);
   Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
@@ -389,14 +399,19 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
         ln.nan_fill[l] = widen1(&t, true);
       }
     }
-    column_terms<P>(ln.m2, W, x.ws, g * kGroup, 0, static_cast<int>(cols), col + g * cols);
+    if (t2 == 1) {
+      column_terms<P>(ln.m2, W, x.ws, g * kGroup, 0, static_cast<int>(cols), col + g * cols);
+    } else {
+      column_terms<P>(ln.m2, W, x.ws, g * kGroup, 0, Wo, col + g * cols, t2, 0);
+      column_terms<P>(ln.m2, W, x.ws, g * kGroup, 0, Wo, col + g * cols + Wo, t2, 1);
+    }
   }
-  // moved(h, g)[w * groups] = x(h + m1, w + m2) for group g's lanes (the
-  // groups of a pixel side by side, as in y).
-  auto moved = [&](int h, int g) { return ring + (h & 1) * groups * cols + g; };
-  auto gather = [&](int h, int g, V* out) {
+  // slot(k, g)[w * groups] = x(row position + m1, w * t2 + m2) for group g's
+  // lanes (the groups of a pixel side by side, as in y).
+  auto slot = [&](int k, int g) { return ring + (k & 1) * groups * cols + g; };
+  auto gather = [&](int pos, int g, V* out) {
     const Lanes<A>& ln = lanes[g];
-    gather_row<I>(x, row_term<P>(ln.m1, h, H, x.rs, ln.n), col + g * cols,
+    gather_row<I>(x, row_term<P>(ln.m1, pos, H, x.rs, ln.n), col + g * cols,
                   static_cast<int>(cols), ln.uniform, false, out, groups);
   };
   const int ahead = rows_below(lanes, groups, 1, move ? 0 : 1) + 1;
@@ -404,10 +419,12 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     // A pixel's channels in turn, so that each line of y is written whole.
     i32x8* rowt = reinterpret_cast<i32x8*>(ring);
     for (int h = r0; h < r0 + rows; ++h) {
-      prefetch_row(x, h + ahead, H, W, nb);
-      for (int g = 0; g < groups; ++g) rowt[g] = row_term<P>(lanes[g].m1, h, H, x.rs, lanes[g].n);
+      prefetch_row(x, h * t1 + ahead, H, W, nb);
+      for (int g = 0; g < groups; ++g) {
+        rowt[g] = row_term<P>(lanes[g].m1, h * t1, H, x.rs, lanes[g].n);
+      }
       T* out = y.p + h * y.rs;
-      for (int w = 0; w < W; ++w) {
+      for (int w = 0; w < Wo; ++w) {
         for (int g = 0; g < groups; ++g) {
           const Lanes<A>& ln = lanes[g];
           const i32x8 c = col[g * cols + w], row = rowt[g];
@@ -419,25 +436,32 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     }
     return;
   }
-  for (int g = 0; g < groups; ++g) gather(r0, g, moved(r0, g));
+  if (t1 == 1) {
+    for (int g = 0; g < groups; ++g) gather(r0, g, slot(r0, g));
+  }
   for (int h = r0; h < r0 + rows; ++h) {
-    prefetch_row(x, h + ahead, H, W, nb);
+    prefetch_row(x, h * t1 + ahead, H, W, nb);
+    // a: the moved row of position h * t1, b: of h * t1 + 1.
+    const int ka = t1 == 1 ? h : 0, kb = t1 == 1 ? h + 1 : 1;
     for (int g = 0; g < groups; ++g) {
-      if (!lanes[g].all_lat_f) {
-        gather(h + 1, g, moved(h + 1, g));
+      if (t1 != 1) {
+        gather(h * t1, g, slot(ka, g));
+        if (!lanes[g].all_lat_f) gather(h * t1 + 1, g, slot(kb, g));
+      } else if (!lanes[g].all_lat_f) {
+        gather(h + 1, g, slot(kb, g));
       } else if (h > r0) {  // row h alone: it was not gathered as the row below h - 1
-        gather(h, g, moved(h, g));
+        gather(h, g, slot(ka, g));
       }
     }
-    const V* a = moved(h, 0);
-    const V* b = moved(h + 1, 0);
+    const V* a = slot(ka, 0);
+    const V* b = slot(kb, 0);
+    const int e = next * groups;
     T* out = y.p + h * y.rs;
-    for (int w = 0; w < W; ++w) {
+    for (int w = 0; w < Wo; ++w) {
       for (int g = 0; g < groups; ++g) {
         const int i = w * groups + g;
         store_lanes(out + w * y.ws + g * kGroup,
-                    stencil2(lanes[g], a[i], b[i], a[i + groups], b[i + groups]), lanes[g].n,
-                    false);
+                    stencil2(lanes[g], a[i], b[i], a[i + e], b[i + e]), lanes[g].n, false);
       }
     }
   }

@@ -1,5 +1,7 @@
 // Staged planes and register tiles: the CPU kernel's fast path for walkable
-// calls (at most two spatial axes, unit strides).
+// calls (at most two spatial axes, unit strides) in channels-first, and in
+// channels-last where the lanes path (cpu/lanes.h: gathers, no staging) does
+// not apply (fewer than 8 channels, samples beyond 32-bit offsets).
 //
 // A task takes one sample and a group of at most 8 channels and copies a
 // strip of their rows into contiguous planes in the accumulation type, with
@@ -218,14 +220,15 @@ struct StagedPlan {
   int B, R;
   int64_t blocks, strips;
   int64_t tasks(const Geometry& geo) const { return geo.N * blocks * strips; }
-  // Task t's sample, first channel, channels, first row and rows.
+  // Task t's sample, first channel, channels, first row and rows (of the
+  // output: the input's too where strides are 1).
   void task(const Geometry& geo, int64_t t, int64_t* n, int64_t* c0, int* nb, int* r0,
             int* rows) const {
     *n = t / (blocks * strips);
     *c0 = (t / strips) % blocks * B;
     *nb = static_cast<int>(std::min<int64_t>(B, geo.C - *c0));
     *r0 = static_cast<int>(t % strips) * R;
-    *rows = std::min(R, geo.ax[1].L - *r0);
+    *rows = std::min(R, geo.ax[1].Lo - *r0);
   }
 };
 
