@@ -265,7 +265,7 @@ template <typename T, int P>
 void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                   Tables rounded, Tables exact, bool shift_grad, T* dx,
                   typename Acc<T>::type* ds) {
-  if (use_lanes<T>(geo, true)) {
+  if (use_lanes<T>(geo, true, false)) {
     run_lanes<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (use_staging<T>(geo)) {
     run_staged<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);

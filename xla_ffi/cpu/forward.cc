@@ -83,7 +83,7 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
                  bool move) {
   using A = typename Acc<T>::type;
   const Axis* ax = geo.ax;
-  if (use_lanes<T>(geo, false)) {
+  if (use_lanes<T>(geo, false, move)) {
     const Isa isa = current_isa();
     const StagedPlan plan = lanes_plan<T>(geo);
     parallel_for(pool, plan.tasks(geo), [&](int64_t task) {

@@ -332,13 +332,15 @@ LaneScratch<A> lane_scratch(int groups, int64_t cols, int ring) {
 // The lanes path takes channels-last calls of at least 8 channels and at
 // most two spatial axes whose samples' element offsets fit the gathers'
 // 32-bit indices: the forward with any strides, the backward with unit
-// strides (walkable).
+// strides (walkable). 16-bit storage only where it measured faster than the
+// staged planes (benchmarks/NOTES.md, v6): moves and strided forwards.
 template <typename T>
-bool use_lanes(const Geometry& geo, bool backward) {
+bool use_lanes(const Geometry& geo, bool backward, bool move) {
   const Axis* ax = geo.ax;
   auto fits = [&](int64_t rs, int64_t ws, int h, int w) {
     return (h - 1) * rs + (w - 1) * ws + geo.C <= int64_t{INT32_MAX};
   };
+  if (sizeof(T) == 2 && (backward || (!move && walkable(geo)))) return false;
   return !ax[0].present && ax[0].t == 1 && (!backward || walkable(geo)) && geo.sx_c == 1 &&
          geo.sy_c == 1 && geo.C >= kGroup && fits(ax[1].sx, ax[2].sx, ax[1].L, ax[2].L) &&
          fits(ax[1].sy, ax[2].sy, ax[1].Lo, ax[2].Lo);
