@@ -1,4 +1,7 @@
-// Channel lanes: the CPU kernel's path for walkable channels-last calls.
+// Channel lanes: the CPU kernel's path for channels-last calls of at least 8
+// channels and at most two spatial axes (the forward with any strides, the
+// backward with unit strides; 16-bit storage for moves and strided forwards
+// only: use_lanes).
 //
 // In channels-last a pixel's channels are contiguous, so 8 channels are one
 // vector of lanes. Each lane (channel) reads its own offset (m1, m2); a row
