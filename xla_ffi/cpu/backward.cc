@@ -60,6 +60,29 @@ void walk_channels(const Geometry& geo, const T* x, const T* g, Tables rounded, 
   }
 }
 
+// Per channel of a task (tables ct, g at the task's first channel), the
+// input positions [row lo, row hi, column lo, column hi] where no read folds
+// (`simple`), and edge(b, row, column): channel b's folded elements
+// (adjoint_value on the whole array).
+template <int P, typename A, typename T>
+struct AdjointEdges {
+  const Geometry& geo;
+  const T* gn;
+  const ChannelTables<A>* ct;
+  int* simple;
+  AdjointEdges(const Geometry& geo_, const T* gn_, const ChannelTables<A>* ct_, int nb)
+      : geo(geo_), gn(gn_), ct(ct_), simple(scratch<int>(static_cast<size_t>(4 * nb))) {
+    for (int b = 0; b < nb; ++b) {
+      simple_interval<P>(geo.ax[1], ct[b].m[1], &simple[4 * b], &simple[4 * b + 1]);
+      simple_interval<P>(geo.ax[2], ct[b].m[2], &simple[4 * b + 2], &simple[4 * b + 3]);
+    }
+  }
+  A operator()(int b, int row, int col) const {
+    const int i[3] = {0, row, col};
+    return adjoint_value_outlined<P, A>(gn + b * geo.sy_c, geo.ax, i, ct[b].m, ct[b].f);
+  }
+};
+
 // One staged task: sample n, channels [c0, c0 + nb), rows [r0, r0 + rows)
 // (of dx and of the output grid: unit strides), whose reads reach at most
 // K <= kMaxHalo cells. Its channels' shift-gradient sums over its rows go to
@@ -76,23 +99,13 @@ void staged_task(Isa isa, const Geometry& geo, const T* x, const T* g, Tables ro
   const Group<const T> gg{gn, nb, geo.sy_c, ax[1].sy, ax[2].sy};
   const Group<const T> xg{x + n * geo.sx_n + c0 * geo.sx_c, nb, geo.sx_c, ax[1].sx, ax[2].sx};
   const Group<T> dxg{dx + n * geo.sx_n + c0 * geo.sx_c, nb, geo.sx_c, ax[1].sx, ax[2].sx};
-  // Per channel, the input positions [row lo, row hi, column lo, column hi]
-  // where no read folds (the rest: adjoint_value on the whole array).
-  int* simple = scratch<int>(static_cast<size_t>(4 * nb));
-  for (int b = 0; b < nb; ++b) {
-    simple_interval<P>(ax[1], ct[b].m[1], &simple[4 * b], &simple[4 * b + 1]);
-    simple_interval<P>(ax[2], ct[b].m[2], &simple[4 * b + 2], &simple[4 * b + 3]);
-  }
-  auto edge = [&](int b, int row, int col) -> A {
-    const int i[3] = {0, row, col};
-    return adjoint_value_outlined<P, A>(gn + b * geo.sy_c, ax, i, ct[b].m, ct[b].f);
-  };
+  const AdjointEdges<P, A, T> edge(geo, gn, ct, nb);
   const Planes pl = make_planes<A>(rows, W, K, r0);
   A* gs = scratch<A>(static_cast<size_t>(nb * (2 * pl.pitch + row_pitch<A>(W))));
   A* xs = gs + nb * pl.pitch;
   stage_strip(isa, std::integral_constant<int, adjoint_padding(P)>{}, gg, H, gs, pl, false);
   adjoint_strip(isa, static_cast<const A*>(gs), pl, static_cast<const ChannelTables<A>*>(ct),
-                static_cast<const int*>(simple), &edge,
+                static_cast<const int*>(edge.simple), &edge,
                 RowBuffer<A>{xs + nb * pl.pitch, row_pitch<A>(W)}, dxg);
   if (!shift_grad) return;
   stage_strip(isa, std::integral_constant<int, P>{}, xg, H, xs, pl, false);
@@ -154,19 +167,11 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
     group_tables<A>(geo, rounded, n, c0, nb, ct);
     const int64_t xat = n * geo.sx_n + c0, gat = n * geo.sy_n + c0;
     const T* gn = g + gat;
-    int* simple = scratch<int>(static_cast<size_t>(4 * nb));
-    for (int b = 0; b < nb; ++b) {
-      simple_interval<P>(ax[1], ct[b].m[1], &simple[4 * b], &simple[4 * b + 1]);
-      simple_interval<P>(ax[2], ct[b].m[2], &simple[4 * b + 2], &simple[4 * b + 3]);
-    }
-    auto edge = [&](int b, int row, int col) -> A {
-      const int i[3] = {0, row, col};
-      return adjoint_value_outlined<P, A>(gn + b * geo.sy_c, ax, i, ct[b].m, ct[b].f);
-    };
+    const AdjointEdges<P, A, T> edge(geo, gn, ct, nb);
     const LaneArray<const T> ga{gn, ax[1].sy, ax[2].sy, last_from(geo.N * geo.sy_n, gat)};
     lanes_adjoint(isa, std::integral_constant<int, P>{}, ga,
                   LaneArray<T>{dx + xat, ax[1].sx, ax[2].sx, -1}, ax[1].L, ax[2].L,
-                  static_cast<const ChannelTables<A>*>(ct), static_cast<const int*>(simple),
+                  static_cast<const ChannelTables<A>*>(ct), static_cast<const int*>(edge.simple),
                   &edge, nb, r0, rows);
     if (!shift_grad) return;
     group_tables<A>(geo, exact, n, c0, nb, ct);

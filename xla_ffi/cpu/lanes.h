@@ -91,7 +91,7 @@ using GatherBase = std::conditional_t<sizeof(T) == 2, uint16_t, T>;
 // relative to base, of the buffer's last element, or -1 if it is not near:
 // 16-bit gathers read 32 bits, so a lane at `last` is read alone.
 template <Isa I, typename T>
-Vec8<typename Acc<T>::type> gather8(const T* base, i32x8 idx, i32x8 mask, bool bits, int32_t last) {
+__attribute__((always_inline)) inline Vec8<typename Acc<T>::type> gather8(const T* base, i32x8 idx, i32x8 mask, bool bits, int32_t last) {
   using A = typename Acc<T>::type;
   using Bits = GatherBits<T>;
   typedef Bits BitsV __attribute__((vector_size(8 * sizeof(Bits))));
@@ -149,7 +149,6 @@ struct Lanes {
   using M = decltype(V{} == V{});  // a lane mask of A's width
   i32x8 m1, m2;
   V w0f, w1f, w0w, w1w;  // value stencil weights along rows (f) and columns (w)
-  V ff, fw;              // the fractions
   M lat_f, lat_w, nan;   // at the lattice on each axis; NaN shift
   V nan_fill;            // a NaN lane's value (nan_value)
   int n;                 // lanes in use (the rest read nothing, store nothing)
@@ -175,8 +174,6 @@ Lanes<A> make_lanes(const ChannelTables<A>* ct, int n) {
     ln.w1f[l] = sf.w[1];
     ln.w0w[l] = sw.w[0];
     ln.w1w[l] = sw.w[1];
-    ln.ff[l] = nan ? A(0) : c.f[1];
-    ln.fw[l] = nan ? A(0) : c.f[2];
     const bool lf = nan || at_lattice(c.f[1]), lw = nan || at_lattice(c.f[2]);
     ln.lat_f[l] = lf ? -1 : 0;
     ln.lat_w[l] = lw ? -1 : 0;
@@ -239,7 +236,7 @@ i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs, int n) {
 // the lanes' offsets are equal (a channel group of a grouped or fixed
 // table), so the lanes are 8 contiguous elements, or none: one load.
 template <Isa I, typename T>
-Vec8<typename Acc<T>::type> read8(const LaneArray<const T>& arr, i32x8 row, i32x8 c,
+__attribute__((always_inline)) inline Vec8<typename Acc<T>::type> read8(const LaneArray<const T>& arr, i32x8 row, i32x8 c,
                                   bool uniform, bool bits) {
   if (uniform) {
     if ((row[0] | c[0]) < 0) return Vec8<typename Acc<T>::type>{};
@@ -261,7 +258,7 @@ void gather_row(const LaneArray<const T>& arr, i32x8 row, const i32x8* col, int 
 // b0 = P(k1 + 1, k2), b1 = P(k1 + 1, k2 + 1) per lane, the rows' stencil
 // inside the columns'; lanes at the lattice read one tap, NaN lanes are NaN.
 template <typename A, typename V>
-V stencil2(const Lanes<A>& ln, V a0, V b0, V a1, V b1) {
+__attribute__((always_inline)) inline V stencil2(const Lanes<A>& ln, V a0, V b0, V a1, V b1) {
   if (ln.plain) return ln.w0w * (ln.w0f * a0 + ln.w1f * b0) + ln.w1w * (ln.w0f * a1 + ln.w1f * b1);
   auto rows = [&](V a, V b) {
     V c = ln.w0f * a;
@@ -307,27 +304,34 @@ void store_lanes(T* p, V v, int n, bool bits) {
   for (int l = 0; l < n; ++l) narrow1(p + l, v[l], bits);
 }
 
-// A task's scratch (per thread, kept between calls, 64-byte aligned): the
-// groups' lanes, their column terms (`cols` each) and a ring of `ring` moved
-// rows of `cols` pixels per group. (Not std::vector<V>: a vector type's
-// alignment does not survive as a template argument.)
+// A task's groups of lanes in per-thread scratch (kept between calls,
+// 64-byte aligned): the lanes of the nb channels' tables ct, room for their
+// column terms (`cols` a group) and a ring of `ring` moved rows of `cols`
+// pixels a group. (Not std::vector<V>: a vector type's alignment does not
+// survive as a template argument.)
 template <typename A>
 struct LaneScratch {
+  int groups;
   Lanes<A>* lanes;
   i32x8* col;
   Vec8<A>* ring;
 };
 template <typename A>
-LaneScratch<A> lane_scratch(int groups, int64_t cols, int ring) {
+LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int ring) {
   auto round = [](size_t b) { return (b + 63) / 64 * 64; };
+  const int groups = (nb + kGroup - 1) / kGroup;
   const size_t g = static_cast<size_t>(groups), c = static_cast<size_t>(cols);
   const size_t a = round(g * sizeof(Lanes<A>)), b = round(g * c * sizeof(i32x8));
   const size_t total = a + b + round(static_cast<size_t>(ring) * g * c * sizeof(Vec8<A>));
   thread_local std::vector<unsigned char> buf;
   if (buf.size() < total + 64) buf.resize(total + 64);
   unsigned char* p = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64;
-  return LaneScratch<A>{reinterpret_cast<Lanes<A>*>(p), reinterpret_cast<i32x8*>(p + a),
-                        reinterpret_cast<Vec8<A>*>(p + a + b)};
+  const LaneScratch<A> sc{groups, reinterpret_cast<Lanes<A>*>(p), reinterpret_cast<i32x8*>(p + a),
+                          reinterpret_cast<Vec8<A>*>(p + a + b)};
+  for (int k = 0; k < groups; ++k) {
+    sc.lanes[k] = make_lanes(ct + k * kGroup, std::min(kGroup, nb - k * kGroup));
+  }
+  return sc;
 }
 
 // --- Plan -----------------------------------------------------------------
@@ -387,16 +391,15 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
                         int H, int W, int t1, int t2, int Wo, const ChannelTables<A>* ct, int nb,
                         int r0, int rows, bool move) {
   using V = Vec8<A>;
-  const int groups = (nb + kGroup - 1) / kGroup;
   const int next = t2 == 1 ? 1 : Wo;
   const int64_t cols = t2 == 1 ? int64_t{Wo} + 1 : 2 * int64_t{Wo};
-  const LaneScratch<A> sc = lane_scratch<A>(groups, cols, 2);
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 2);
+  const int groups = sc.groups;
   Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
   V* ring = sc.ring;
   for (int g = 0; g < groups; ++g) {
     Lanes<A>& ln = lanes[g];
-    ln = make_lanes(ct + g * kGroup, std::min(kGroup, nb - g * kGroup));
     if (move && sizeof(T) == 2) {  // a move carries bits: those of the stored NaN
       for (int l = 0; l < kGroup; ++l) {
         T t;
@@ -486,16 +489,15 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
                         const Edge* edge, int nb, int r0, int rows) {
   using V = Vec8<A>;
   constexpr int AP = adjoint_padding(P);
-  const int groups = (nb + kGroup - 1) / kGroup;
   const int64_t cols = int64_t{W} + 1;  // moved columns -1 .. W - 1
-  const LaneScratch<A> sc = lane_scratch<A>(groups, cols, 2);
-  Lanes<A>* lanes = sc.lanes;
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 2);
+  const int groups = sc.groups;
+  const Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
   V* ring = sc.ring;
   for (int gr = 0; gr < groups; ++gr) {
-    Lanes<A>& ln = lanes[gr];
-    ln = make_lanes(ct + gr * kGroup, std::min(kGroup, nb - gr * kGroup));
-    column_terms<AP>(-ln.m2, W, g.ws, gr * kGroup, -1, static_cast<int>(cols), col + gr * cols);
+    column_terms<AP>(-lanes[gr].m2, W, g.ws, gr * kGroup, -1, static_cast<int>(cols),
+                     col + gr * cols);
   }
   // moved(i, gr)[(j + 1) * groups] = g(i - m1, j - m2) per lane.
   auto moved = [&](int i, int gr) { return ring + (i & 1) * groups * cols + gr; };
@@ -549,14 +551,13 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
                            LaneArray<const T> g, int H, int W, const ChannelTables<A>* ct,
                            int nb, int r0, int rows, A* acc) {
   using V = Vec8<A>;
-  const int groups = (nb + kGroup - 1) / kGroup;
   const int64_t cols = int64_t{W} + 2;  // moved columns -1 .. W
-  const LaneScratch<A> sc = lane_scratch<A>(groups, cols, 4);  // 3 rows, then the sums
-  Lanes<A>* lanes = sc.lanes;
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 4);  // 3 rows, then the sums
+  const int groups = sc.groups;
+  const Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
   V* ring = sc.ring;
   for (int gr = 0; gr < groups; ++gr) {
-    lanes[gr] = make_lanes(ct + gr * kGroup, std::min(kGroup, nb - gr * kGroup));
     column_terms<P>(lanes[gr].m2, W, x.ws, gr * kGroup, -1, static_cast<int>(cols),
                     col + gr * cols);
   }
