@@ -144,25 +144,27 @@ def test_matches_jnp_path_on_wide_rows(mode, padding, channels_last, dtype,
     mode=st.sampled_from(jaxshift.MODES),
     padding=st.sampled_from(jaxshift.PADDINGS), channels_last=st.booleans(),
     dtype=st.sampled_from(["float32", "bfloat16", "float16"]),
-    data=st.data())
+    ndim=st.sampled_from([2, 2, 3]), data=st.data())
 def test_matches_jnp_path_in_channel_blocks(mode, padding, channels_last,
-                                            dtype, data):
+                                            dtype, ndim, data):
   """Many channels (the CPU kernel gathers channels-last in lanes of 8, with a
-  partial group at the end, strided forwards too, and stages channels-first
-  in blocks), a mix of near shifts (within the staged halo) and far ones
-  (blocks that fall back to in-place walks), and strides."""
-  h, w = data.draw(st.integers(1, 12)), data.draw(st.integers(1, 24))
+  partial group at the end, strided and 3-D forwards too, and stages
+  channels-first in blocks), a mix of near shifts (within the staged halo) and
+  far ones (blocks that fall back to in-place walks), and strides."""
+  lengths = [data.draw(st.integers(1, 12)), data.draw(st.integers(1, 24))]
+  if ndim == 3:
+    lengths = [data.draw(st.integers(1, 5)), lengths[0] // 2 + 1, lengths[1]]
   c = data.draw(st.integers(6, 40))
   near = st.one_of(st.floats(-3, 3, allow_nan=False, width=32),
                    st.integers(-3, 3).map(float))
   far = st.floats(-40, 40, allow_nan=False, width=32)
   s = np.array(data.draw(st.lists(st.one_of(near, near, near, far),
-                                  min_size=2 * c, max_size=2 * c)),
-               np.float32).reshape(c, 2)
+                                  min_size=ndim * c, max_size=ndim * c)),
+               np.float32).reshape(c, ndim)
   strides = tuple(data.draw(st.lists(st.sampled_from([1, 1, 2, 3]),
-                                     min_size=2, max_size=2)))
+                                     min_size=ndim, max_size=ndim)))
   rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
-  shape = (2, h, w, c) if channels_last else (2, c, h, w)
+  shape = (2, *lengths, c) if channels_last else (2, c, *lengths)
   x = jnp.asarray(rng.normal(size=shape), dtype)
   assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding,
                         channel_axis=-1 if channels_last else 1,

@@ -1,6 +1,7 @@
 // The CPU forward: channel lanes for channels-last (cpu/lanes.h), staged
 // planes where they apply, walks in place for far shifts and large planes,
-// the element-wise functions for 3-D and strides.
+// the element-wise functions for the rest (channels-first 3-D and strides,
+// fewer than 8 channels).
 #include <algorithm>
 #include <cstdint>
 
@@ -45,11 +46,11 @@ void staged_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, boo
                 RowBuffer<A>{xs + nb * pl.pitch, row_pitch<A>(W)}, yg);
 }
 
-// One lanes task (channels-last): sample n, channels [c0, c0 + nb), output
-// rows [r0, r0 + rows).
+// One lanes task (channels-last): sample n, output plane d of axis 0,
+// channels [c0, c0 + nb), output rows [r0, r0 + rows).
 template <typename T, int P>
 void lanes_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, bool move, int64_t n,
-                int64_t c0, int nb, int r0, int rows) {
+                int d, int64_t c0, int nb, int r0, int rows) {
   using A = typename Acc<T>::type;
   const Axis* ax = geo.ax;
   ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
@@ -57,7 +58,8 @@ void lanes_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, bool
   const int64_t xat = n * geo.sx_n + c0;
   lanes_forward(isa, std::integral_constant<int, P>{},
                 LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, last_from(geo.N * geo.sx_n, xat)},
-                LaneArray<T>{y + n * geo.sy_n + c0, ax[1].sy, ax[2].sy, -1}, ax[1].L, ax[2].L,
+                LaneArray<T>{y + n * geo.sy_n + d * ax[0].sy + c0, ax[1].sy, ax[2].sy, -1},
+                Depth{ax[0].L, ax[0].sx, d * ax[0].t}, ax[1].L, ax[2].L,
                 ax[1].t, ax[2].t, ax[2].Lo, static_cast<const ChannelTables<A>*>(ct), nb, r0,
                 rows, move);
 }
@@ -88,9 +90,9 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
     const StagedPlan plan = lanes_plan<T>(geo);
     parallel_for(pool, plan.tasks(geo), [&](int64_t task) {
       int64_t n, c0;
-      int nb, r0, rows;
-      plan.task(geo, task, &n, &c0, &nb, &r0, &rows);
-      lanes_task<T, P>(isa, geo, x, tab, y, move, n, c0, nb, r0, rows);
+      int nb, r0, rows, d;
+      plan.task(geo, task, &n, &c0, &nb, &r0, &rows, &d);
+      lanes_task<T, P>(isa, geo, x, tab, y, move, n, d, c0, nb, r0, rows);
     });
     return;
   }

@@ -1,7 +1,7 @@
 // Channel lanes: the CPU kernel's path for channels-last calls of at least 8
-// channels and at most two spatial axes (the forward with any strides, the
-// backward with unit strides; 16-bit storage for moves and strided forwards
-// only: use_lanes).
+// channels (the forward with any strides and 2 or 3 spatial axes, the
+// backward with unit strides and at most two; 16-bit storage for moves,
+// strided and 3-D forwards only: use_lanes).
 //
 // In channels-last a pixel's channels are contiguous, so 8 channels are one
 // vector of lanes. Each lane (channel) reads its own offset (m1, m2); a row
@@ -147,12 +147,13 @@ template <typename A>
 struct Lanes {
   using V = Vec8<A>;
   using M = decltype(V{} == V{});  // a lane mask of A's width
-  i32x8 m1, m2;
+  i32x8 m0, m1, m2;
   V w0f, w1f, w0w, w1w;  // value stencil weights along rows (f) and columns (w)
-  M lat_f, lat_w, nan;   // at the lattice on each axis; NaN shift
+  V w0d, w1d;            // and along depth (axis 0; 3-D forwards)
+  M lat_d, lat_f, lat_w, nan;  // at the lattice on each axis; NaN shift
   V nan_fill;            // a NaN lane's value (nan_value)
   int n;                 // lanes in use (the rest read nothing, store nothing)
-  bool all_lat_f, all_lat_w, any_lat, any_nan;
+  bool all_lat_d, all_lat_f, all_lat_w, any_lat, any_nan;
   bool plain;            // no lane at the lattice or NaN: no selection
   bool uniform;          // 8 lanes, every one at the same offsets (read8)
 };
@@ -161,25 +162,32 @@ template <typename A>
 Lanes<A> make_lanes(const ChannelTables<A>* ct, int n) {
   Lanes<A> ln{};
   ln.n = n;
-  ln.all_lat_f = ln.all_lat_w = true;
+  ln.all_lat_d = ln.all_lat_f = ln.all_lat_w = true;
   ln.any_lat = ln.any_nan = false;
   for (int l = 0; l < 8; ++l) {
     const ChannelTables<A> c = ct[l < n ? l : 0];
     const bool nan = nan_shift(c.f);
+    const Stencil<A> sd = value_stencil(c.f[0], at_lattice(c.f[0]));
     const Stencil<A> sf = value_stencil(c.f[1], at_lattice(c.f[1]));
     const Stencil<A> sw = value_stencil(c.f[2], at_lattice(c.f[2]));
+    ln.m0[l] = nan ? 0 : c.m[0];
     ln.m1[l] = nan ? 0 : c.m[1];
     ln.m2[l] = nan ? 0 : c.m[2];
+    ln.w0d[l] = sd.w[0];
+    ln.w1d[l] = sd.w[1];
     ln.w0f[l] = sf.w[0];
     ln.w1f[l] = sf.w[1];
     ln.w0w[l] = sw.w[0];
     ln.w1w[l] = sw.w[1];
+    const bool ld = nan || at_lattice(c.f[0]);
     const bool lf = nan || at_lattice(c.f[1]), lw = nan || at_lattice(c.f[2]);
+    ln.lat_d[l] = ld ? -1 : 0;
     ln.lat_f[l] = lf ? -1 : 0;
     ln.lat_w[l] = lw ? -1 : 0;
     ln.nan[l] = nan ? -1 : 0;
     ln.nan_fill[l] = nan ? nan_value(c.f) : A(0);
     if (l < n) {
+      ln.all_lat_d &= ld;
       ln.all_lat_f &= lf;
       ln.all_lat_w &= lw;
       ln.any_lat |= lf || lw;
@@ -189,7 +197,7 @@ Lanes<A> make_lanes(const ChannelTables<A>* ct, int n) {
   ln.plain = !ln.any_lat && !ln.any_nan;
   ln.uniform = n == kGroup;
   for (int l = 1; l < kGroup; ++l) {
-    ln.uniform &= ln.m1[l] == ln.m1[0] && ln.m2[l] == ln.m2[0];
+    ln.uniform &= ln.m0[l] == ln.m0[0] && ln.m1[l] == ln.m1[0] && ln.m2[l] == ln.m2[0];
   }
   return ln;
 }
@@ -219,14 +227,35 @@ void column_terms(const i32x8& dm, int W, int64_t ws, int lane0, int w0, int cou
   }
 }
 
-// The per-lane row term of row h read at offsets dm: pad_index(h + dm, H) *
-// rs, or -1; lanes >= n read nothing.
+// Axis 0 (depth) of a 3-D forward at one output plane: its length, x's
+// stride along it and the plane's tap origin before the shift (output index
+// times stride). A 2-D call has L = 1, pos = 0.
+struct Depth {
+  int L;
+  int64_t s;
+  int pos;
+};
+
+// The per-lane depth term of tap dd (0 or 1) at offsets dm: pad_index(pos +
+// dm + dd, L) * s, or -1.
 template <int P>
-i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs, int n) {
+i32x8 depth_term(const i32x8& dm, const Depth& dp, int dd) {
+  i32x8 r;
+  for (int l = 0; l < 8; ++l) {
+    const int s = pad_index<P>(dp.pos + dm[l] + dd, dp.L);
+    r[l] = s < 0 ? -1 : static_cast<int32_t>(s * dp.s);
+  }
+  return r;
+}
+
+// The per-lane row term of row h read at offsets dm: pad_index(h + dm, H) *
+// rs plus the depth term, or -1 where either is -1; lanes >= n read nothing.
+template <int P>
+i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs, int n, const i32x8& depth = i32x8{}) {
   i32x8 r;
   for (int l = 0; l < 8; ++l) {
     const int s = pad_index<P>(h + dm[l], H);
-    r[l] = (s < 0 || l >= n) ? -1 : static_cast<int32_t>(s * rs);
+    r[l] = (s < 0 || l >= n || depth[l] < 0) ? -1 : static_cast<int32_t>(s * rs) + depth[l];
   }
   return r;
 }
@@ -256,9 +285,10 @@ void gather_row(const LaneArray<const T>& arr, i32x8 row, const i32x8* col, int 
 // The two-axis stencils of core/stencils.h (apply, or apply_adjoint with
 // the taps' signs turned) on moved rows: a0 = P(k1, k2), a1 = P(k1, k2 + 1),
 // b0 = P(k1 + 1, k2), b1 = P(k1 + 1, k2 + 1) per lane, the rows' stencil
-// inside the columns'; lanes at the lattice read one tap, NaN lanes are NaN.
+// inside the columns'; lanes at the lattice read one tap. (NaN lanes:
+// nan_lanes.)
 template <typename A, typename V>
-__attribute__((always_inline)) inline V stencil2(const Lanes<A>& ln, V a0, V b0, V a1, V b1) {
+__attribute__((always_inline)) inline V bilinear(const Lanes<A>& ln, V a0, V b0, V a1, V b1) {
   if (ln.plain) return ln.w0w * (ln.w0f * a0 + ln.w1f * b0) + ln.w1w * (ln.w0f * a1 + ln.w1f * b1);
   auto rows = [&](V a, V b) {
     V c = ln.w0f * a;
@@ -266,7 +296,19 @@ __attribute__((always_inline)) inline V stencil2(const Lanes<A>& ln, V a0, V b0,
   };
   V v = ln.w0w * rows(a0, b0);
   if (!ln.all_lat_w) v = ln.lat_w ? v : v + ln.w1w * rows(a1, b1);
+  return v;
+}
+
+// v with the lanes of a NaN shift NaN (the NaN rule).
+template <typename A, typename V>
+__attribute__((always_inline)) inline V nan_lanes(const Lanes<A>& ln, V v) {
   return ln.any_nan ? (ln.nan ? ln.nan_fill : v) : v;
+}
+
+// bilinear with the NaN rule.
+template <typename A, typename V>
+__attribute__((always_inline)) inline V stencil2(const Lanes<A>& ln, V a0, V b0, V a1, V b1) {
+  return nan_lanes(ln, bilinear(ln, a0, b0, a1, b1));
 }
 
 // Prefetches row `row` (if it exists) of the task's nb channels for reading:
@@ -336,24 +378,26 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 
 // --- Plan -----------------------------------------------------------------
 
-// The lanes path takes channels-last calls of at least 8 channels and at
-// most two spatial axes whose samples' element offsets fit the gathers'
-// 32-bit indices: the forward with any strides, the backward with unit
-// strides (walkable). 16-bit storage only where it measured faster than the
-// staged planes (benchmarks/NOTES.md, v6): moves and strided forwards.
+// The lanes path takes channels-last calls of at least 8 channels whose
+// samples' element offsets fit the gathers' 32-bit indices: the forward
+// with any strides and 2 or 3 spatial axes, the backward with unit strides
+// and at most two (walkable). 16-bit storage only where it measured faster
+// than the staged planes (benchmarks/NOTES.md, v6): moves, strided and 3-D
+// forwards.
 template <typename T>
 bool use_lanes(const Geometry& geo, bool backward, bool move) {
   const Axis* ax = geo.ax;
-  auto fits = [&](int64_t rs, int64_t ws, int h, int w) {
-    return (h - 1) * rs + (w - 1) * ws + geo.C <= int64_t{INT32_MAX};
+  auto fits = [&](int64_t ds, int64_t rs, int64_t ws, int d, int h, int w) {
+    return (d - 1) * ds + (h - 1) * rs + (w - 1) * ws + geo.C <= int64_t{INT32_MAX};
   };
   if (sizeof(T) == 2 && (backward || (!move && walkable(geo)))) return false;
-  return !ax[0].present && ax[0].t == 1 && (!backward || walkable(geo)) && geo.sx_c == 1 &&
-         geo.sy_c == 1 && geo.C >= kGroup && fits(ax[1].sx, ax[2].sx, ax[1].L, ax[2].L) &&
-         fits(ax[1].sy, ax[2].sy, ax[1].Lo, ax[2].Lo);
+  return (!backward || walkable(geo)) && geo.sx_c == 1 && geo.sy_c == 1 && geo.C >= kGroup &&
+         fits(ax[0].sx, ax[1].sx, ax[2].sx, ax[0].L, ax[1].L, ax[2].L) &&
+         fits(ax[0].sy, ax[1].sy, ax[2].sy, ax[0].Lo, ax[1].Lo, ax[2].Lo);
 }
 
-// Tasks: sample x block of B channels x strip of R output rows. A block is
+// Tasks: sample x output plane (3-D) x block of B channels x strip of R
+// output rows. A block is
 // every channel or whole 64-byte lines of them, as many as keep the groups'
 // rings of moved rows (at most 3 rows of 2 Wo + 2 pixels) within 96 KB; a
 // strip about 256 KB of output.
@@ -366,7 +410,8 @@ StagedPlan lanes_plan(const Geometry& geo) {
   const int64_t B = std::min<int64_t>(geo.C, std::max(line, (96 << 10) / ring / line * line));
   const int64_t row = B * Wo * int64_t{sizeof(T)};
   const int R = static_cast<int>(std::clamp<int64_t>((256 << 10) / row, 1, Ho));
-  return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, (Ho + R - 1) / R};
+  return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, (Ho + R - 1) / R,
+                    geo.ax[0].Lo};
 }
 
 // The index of a buffer's last element relative to element `at`, if it is
@@ -380,20 +425,24 @@ inline int32_t last_from(int64_t elements, int64_t at) {
 
 // Output rows [r0, r0 + rows) of y (Wo columns) for the task's nb channels
 // (tables ct), from x (H x W; strides t1, t2), both at the task's first
-// channel. `move`: integer moves, gathered straight to y with raw bits.
-// Moved rows hold, per output column w, the lanes at column w * t2 + m2 and
-// (at `next` entries further) at w * t2 + m2 + 1: with unit strides that is
-// the next entry of one row of Wo + 1, else a second half of Wo. Rows: with
-// t1 = 1 the moved row of position h + 1 is the next output row's first,
-// kept in a ring; else both rows of each output row are gathered.
+// channel, in one output plane of depth `dp` (3-D; a 2-D call has one).
+// `move`: integer moves, gathered straight to y with raw bits. Moved rows
+// hold, per output column w, the lanes at column w * t2 + m2 and (at `next`
+// entries further) at w * t2 + m2 + 1: with unit strides that is the next
+// entry of one row of Wo + 1, else a second half of Wo. Rows: with t1 = 1
+// the moved row of position h + 1 is the next output row's first, kept in a
+// ring; else both rows of each output row are gathered. A 3-D group off the
+// lattice in depth has a second ring at depth tap 1, and its outputs are
+// the depth stencil of the two planes' bilinear values (core/stencils.h's
+// tensor product, the depth axis outermost).
 template <Isa I, int P, typename A, typename T>
 void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, LaneArray<T> y,
-                        int H, int W, int t1, int t2, int Wo, const ChannelTables<A>* ct, int nb,
-                        int r0, int rows, bool move) {
+                        Depth dp, int H, int W, int t1, int t2, int Wo,
+                        const ChannelTables<A>* ct, int nb, int r0, int rows, bool move) {
   using V = Vec8<A>;
   const int next = t2 == 1 ? 1 : Wo;
   const int64_t cols = t2 == 1 ? int64_t{Wo} + 1 : 2 * int64_t{Wo};
-  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 2);
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 4);
   const int groups = sc.groups;
   Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
@@ -414,23 +463,28 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
       column_terms<P>(ln.m2, W, x.ws, g * kGroup, 0, Wo, col + g * cols + Wo, t2, 1);
     }
   }
-  // slot(k, g)[w * groups] = x(row position + m1, w * t2 + m2) for group g's
-  // lanes (the groups of a pixel side by side, as in y).
-  auto slot = [&](int k, int g) { return ring + (k & 1) * groups * cols + g; };
-  auto gather = [&](int pos, int g, V* out) {
-    const Lanes<A>& ln = lanes[g];
-    gather_row<I>(x, row_term<P>(ln.m1, pos, H, x.rs, ln.n), col + g * cols,
-                  static_cast<int>(cols), ln.uniform, false, out, groups);
+  // slot(k, g, dd)[w * groups] = x(depth tap dd, row position + m1, w * t2 +
+  // m2) for group g's lanes (the groups of a pixel side by side, as in y).
+  auto slot = [&](int k, int g, int dd) {
+    return ring + ((k & 1) + 2 * dd) * groups * cols + g;
   };
+  auto row_at = [&](int pos, int g, int dd) {
+    const Lanes<A>& ln = lanes[g];
+    return row_term<P>(ln.m1, pos, H, x.rs, ln.n, depth_term<P>(ln.m0, dp, dd));
+  };
+  auto gather = [&](int pos, int g, int dd, V* out) {
+    gather_row<I>(x, row_at(pos, g, dd), col + g * cols, static_cast<int>(cols),
+                  lanes[g].uniform, false, out, groups);
+  };
+  LaneArray<const T> plane = x;  // prefetches: the rows of the output's own plane
+  plane.p += std::min(dp.pos, dp.L - 1) * dp.s;
   const int ahead = rows_below(lanes, groups, 1, move ? 0 : 1) + 1;
   if (move) {
     // A pixel's channels in turn, so that each line of y is written whole.
     i32x8* rowt = reinterpret_cast<i32x8*>(ring);
     for (int h = r0; h < r0 + rows; ++h) {
-      prefetch_row(x, h * t1 + ahead, H, W, nb);
-      for (int g = 0; g < groups; ++g) {
-        rowt[g] = row_term<P>(lanes[g].m1, h * t1, H, x.rs, lanes[g].n);
-      }
+      prefetch_row(plane, h * t1 + ahead, H, W, nb);
+      for (int g = 0; g < groups; ++g) rowt[g] = row_at(h * t1, g, 0);
       T* out = y.p + h * y.rs;
       for (int w = 0; w < Wo; ++w) {
         for (int g = 0; g < groups; ++g) {
@@ -445,31 +499,42 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     return;
   }
   if (t1 == 1) {
-    for (int g = 0; g < groups; ++g) gather(r0, g, slot(r0, g));
+    for (int g = 0; g < groups; ++g) {
+      for (int dd = 0; dd <= !lanes[g].all_lat_d; ++dd) gather(r0, g, dd, slot(r0, g, dd));
+    }
   }
   for (int h = r0; h < r0 + rows; ++h) {
-    prefetch_row(x, h * t1 + ahead, H, W, nb);
+    prefetch_row(plane, h * t1 + ahead, H, W, nb);
     // a: the moved row of position h * t1, b: of h * t1 + 1.
     const int ka = t1 == 1 ? h : 0, kb = t1 == 1 ? h + 1 : 1;
     for (int g = 0; g < groups; ++g) {
-      if (t1 != 1) {
-        gather(h * t1, g, slot(ka, g));
-        if (!lanes[g].all_lat_f) gather(h * t1 + 1, g, slot(kb, g));
-      } else if (!lanes[g].all_lat_f) {
-        gather(h + 1, g, slot(kb, g));
-      } else if (h > r0) {  // row h alone: it was not gathered as the row below h - 1
-        gather(h, g, slot(ka, g));
+      for (int dd = 0; dd <= !lanes[g].all_lat_d; ++dd) {
+        if (t1 != 1) {
+          gather(h * t1, g, dd, slot(ka, g, dd));
+          if (!lanes[g].all_lat_f) gather(h * t1 + 1, g, dd, slot(kb, g, dd));
+        } else if (!lanes[g].all_lat_f) {
+          gather(h + 1, g, dd, slot(kb, g, dd));
+        } else if (h > r0) {  // row h alone: it was not gathered as the row below h - 1
+          gather(h, g, dd, slot(ka, g, dd));
+        }
       }
     }
-    const V* a = slot(ka, 0);
-    const V* b = slot(kb, 0);
+    const V* a = slot(ka, 0, 0);
+    const V* b = slot(kb, 0, 0);
+    const V* a1 = slot(ka, 0, 1);  // depth tap 1 (groups off the depth lattice)
+    const V* b1 = slot(kb, 0, 1);
     const int e = next * groups;
     T* out = y.p + h * y.rs;
     for (int w = 0; w < Wo; ++w) {
       for (int g = 0; g < groups; ++g) {
+        const Lanes<A>& ln = lanes[g];
         const int i = w * groups + g;
-        store_lanes(out + w * y.ws + g * kGroup,
-                    stencil2(lanes[g], a[i], b[i], a[i + e], b[i + e]), lanes[g].n, false);
+        V v = bilinear(ln, a[i], b[i], a[i + e], b[i + e]);
+        if (!ln.all_lat_d) {
+          const V u = ln.w0d * v + ln.w1d * bilinear(ln, a1[i], b1[i], a1[i + e], b1[i + e]);
+          v = ln.lat_d ? v : u;
+        }
+        store_lanes(out + w * y.ws + g * kGroup, nan_lanes(ln, v), ln.n, false);
       }
     }
   }

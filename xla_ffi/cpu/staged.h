@@ -219,12 +219,14 @@ Planes make_planes(int rows, int W, int K, int r0) {
 struct StagedPlan {
   int B, R;
   int64_t blocks, strips;
-  int64_t tasks(const Geometry& geo) const { return geo.N * blocks * strips; }
+  int64_t planes = 1;  // output planes of axis 0 (3-D lanes forwards), else 1
+  int64_t tasks(const Geometry& geo) const { return geo.N * planes * blocks * strips; }
   // Task t's sample, first channel, channels, first row and rows (of the
-  // output: the input's too where strides are 1).
+  // output: the input's too where strides are 1), and output plane.
   void task(const Geometry& geo, int64_t t, int64_t* n, int64_t* c0, int* nb, int* r0,
-            int* rows) const {
-    *n = t / (blocks * strips);
+            int* rows, int* plane = nullptr) const {
+    *n = t / (planes * blocks * strips);
+    if (plane) *plane = static_cast<int>(t / (blocks * strips) % planes);
     *c0 = (t / strips) % blocks * B;
     *nb = static_cast<int>(std::min<int64_t>(B, geo.C - *c0));
     *r0 = static_cast<int>(t % strips) * R;
