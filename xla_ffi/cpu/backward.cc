@@ -60,25 +60,32 @@ void walk_channels(const Geometry& geo, const T* x, const T* g, Tables rounded, 
   }
 }
 
-// Per channel of a task (tables ct, g at the task's first channel), the
-// input positions [row lo, row hi, column lo, column hi] where no read folds
-// (`simple`), and edge(b, row, column): channel b's folded elements
-// (adjoint_value on the whole array).
+// Per channel of a task (tables ct, g at the task's first channel) in input
+// plane `plane` of axis 0 (3-D; else 0), the input positions [row lo, row
+// hi, column lo, column hi] where no read folds (`simple`; no row where the
+// plane itself is folded onto), and edge(b, row, column): channel b's folded
+// elements (adjoint_value on the whole array).
 template <int P, typename A, typename T>
 struct AdjointEdges {
   const Geometry& geo;
   const T* gn;
   const ChannelTables<A>* ct;
+  int plane;
   int* simple;
-  AdjointEdges(const Geometry& geo_, const T* gn_, const ChannelTables<A>* ct_, int nb)
-      : geo(geo_), gn(gn_), ct(ct_), simple(scratch<int>(static_cast<size_t>(4 * nb))) {
+  AdjointEdges(const Geometry& geo_, const T* gn_, const ChannelTables<A>* ct_, int nb,
+               int plane_ = 0)
+      : geo(geo_), gn(gn_), ct(ct_), plane(plane_),
+        simple(scratch<int>(static_cast<size_t>(4 * nb))) {
     for (int b = 0; b < nb; ++b) {
       simple_interval<P>(geo.ax[1], ct[b].m[1], &simple[4 * b], &simple[4 * b + 1]);
       simple_interval<P>(geo.ax[2], ct[b].m[2], &simple[4 * b + 2], &simple[4 * b + 3]);
+      int lo = 0, hi = 0;
+      if (geo.ax[0].present) simple_interval<P>(geo.ax[0], ct[b].m[0], &lo, &hi);
+      if (plane < lo || plane > hi) simple[4 * b] = 1, simple[4 * b + 1] = 0;  // every row
     }
   }
   A operator()(int b, int row, int col) const {
-    const int i[3] = {0, row, col};
+    const int i[3] = {plane, row, col};
     return adjoint_value_outlined<P, A>(gn + b * geo.sy_c, geo.ax, i, ct[b].m, ct[b].f);
   }
 };
@@ -148,29 +155,30 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
   finish(geo, exact, partial, parts, ds);
 }
 
-// The lanes path (channels-last): per task (sample, block of channels, strip
-// of rows) dx from g, then the shift-gradient sums from x and g into
-// partial[n, strip, c, 1:3].
+// The lanes path (channels-last): per task (sample, plane of axis 0, block
+// of channels, strip of rows) dx from g, then the shift-gradient sums from x
+// and g into partial[n, plane x strip, c, :].
 template <typename T, int P, typename A>
 void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
   const Axis* ax = geo.ax;
   const Isa isa = current_isa();
   const StagedPlan plan = lanes_plan<T>(geo);
-  const int64_t parts = plan.strips;
+  const int64_t parts = plan.planes * plan.strips;
   std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
   parallel_for(pool, plan.tasks(geo), [&](int64_t task) {
     int64_t n, c0;
-    int nb, r0, rows;
-    plan.task(geo, task, &n, &c0, &nb, &r0, &rows);
+    int nb, r0, rows, d;
+    plan.task(geo, task, &n, &c0, &nb, &r0, &rows, &d);
     ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
     group_tables<A>(geo, rounded, n, c0, nb, ct);
     const int64_t xat = n * geo.sx_n + c0, gat = n * geo.sy_n + c0;
     const T* gn = g + gat;
-    const AdjointEdges<P, A, T> edge(geo, gn, ct, nb);
+    const AdjointEdges<P, A, T> edge(geo, gn, ct, nb, d);
     const LaneArray<const T> ga{gn, ax[1].sy, ax[2].sy, last_from(geo.N * geo.sy_n, gat)};
     lanes_adjoint(isa, std::integral_constant<int, P>{}, ga,
-                  LaneArray<T>{dx + xat, ax[1].sx, ax[2].sx, -1}, ax[1].L, ax[2].L,
+                  LaneArray<T>{dx + xat + d * ax[0].sx, ax[1].sx, ax[2].sx, -1},
+                  Depth{ax[0].Lo, ax[0].sy, d}, ax[1].L, ax[2].L,
                   static_cast<const ChannelTables<A>*>(ct), static_cast<const int*>(edge.simple),
                   &edge, nb, r0, rows);
     if (!shift_grad) return;
@@ -178,8 +186,11 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
     lanes_shift_grad(isa, std::integral_constant<int, P>{},
                      LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx,
                                         last_from(geo.N * geo.sx_n, xat)},
-                     ga, ax[1].L, ax[2].L, static_cast<const ChannelTables<A>*>(ct), nb, r0, rows,
-                     partial.data() + partial_index(geo, n, r0 / plan.R, parts, c0));
+                     LaneArray<const T>{gn + d * ax[0].sy, ax[1].sy, ax[2].sy, -1},
+                     Depth{ax[0].L, ax[0].sx, d}, ax[0].present, ax[1].L, ax[2].L,
+                     static_cast<const ChannelTables<A>*>(ct), nb, r0, rows,
+                     partial.data() +
+                         partial_index(geo, n, d * plan.strips + r0 / plan.R, parts, c0));
   });
   finish(geo, exact, partial, parts, ds);
 }

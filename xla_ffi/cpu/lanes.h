@@ -1,7 +1,7 @@
 // Channel lanes: the CPU kernel's path for channels-last calls of at least 8
-// channels (the forward with any strides and 2 or 3 spatial axes, the
-// backward with unit strides and at most two; 16-bit storage for moves,
-// strided and 3-D forwards only: use_lanes).
+// channels, 2 or 3 spatial axes (the forward with any strides, the backward
+// with unit strides; 16-bit storage not for the 2-D unit-stride active
+// forward and backward: use_lanes).
 //
 // In channels-last a pixel's channels are contiguous, so 8 channels are one
 // vector of lanes. Each lane (channel) reads its own offset (m1, m2); a row
@@ -24,6 +24,12 @@
 //  - shift gradient: d out / d shift on moved rows h - 1 .. h + 1 of x,
 //    times g, summed per lane over the task's pixels in order (repeatable
 //    bit for bit; the per-task partials are added in order as before).
+//
+// In 3-D a gather's row index also carries a per-lane depth term (through
+// the padding), so a moved row can come from any plane: the forward and
+// the input gradient combine the 2-D stencils on the planes at their depth
+// taps with the depth stencil (outermost, as core/stencils.h's tensor3),
+// the shift gradient reads the planes at depth taps -1 .. 1.
 //
 // Lanes at the lattice (f == 0) take the one-tap stencils, lanes of a NaN
 // shift the NaN rule, by per-lane selection. The gathers are AVX2's
@@ -380,18 +386,18 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 
 // The lanes path takes channels-last calls of at least 8 channels whose
 // samples' element offsets fit the gathers' 32-bit indices: the forward
-// with any strides and 2 or 3 spatial axes, the backward with unit strides
-// and at most two (walkable). 16-bit storage only where it measured faster
-// than the staged planes (benchmarks/NOTES.md, v6): moves, strided and 3-D
-// forwards.
+// with any strides, the backward with unit strides. 16-bit storage not
+// where the staged planes measured faster (benchmarks/NOTES.md, v6): the
+// active forward and the backward of walkable calls (2-D, unit strides).
 template <typename T>
 bool use_lanes(const Geometry& geo, bool backward, bool move) {
   const Axis* ax = geo.ax;
   auto fits = [&](int64_t ds, int64_t rs, int64_t ws, int d, int h, int w) {
     return (d - 1) * ds + (h - 1) * rs + (w - 1) * ws + geo.C <= int64_t{INT32_MAX};
   };
-  if (sizeof(T) == 2 && (backward || (!move && walkable(geo)))) return false;
-  return (!backward || walkable(geo)) && geo.sx_c == 1 && geo.sy_c == 1 && geo.C >= kGroup &&
+  if (sizeof(T) == 2 && walkable(geo) && (backward || !move)) return false;
+  const bool unit = ax[0].t == 1 && ax[1].t == 1 && ax[2].t == 1;
+  return (!backward || unit) && geo.sx_c == 1 && geo.sy_c == 1 && geo.C >= kGroup &&
          fits(ax[0].sx, ax[1].sx, ax[2].sx, ax[0].L, ax[1].L, ax[2].L) &&
          fits(ax[0].sy, ax[1].sy, ax[2].sy, ax[0].Lo, ax[1].Lo, ax[2].Lo);
 }
@@ -544,18 +550,21 @@ JAXSHIFT_ISA_VERSIONS(lanes_forward)
 // --- Backward ---------------------------------------------------------------
 
 // Rows [r0, r0 + rows) of dx for the task's nb channels (rounded tables ct)
-// from g, both at the task's first channel: the transposed stencils on moved
-// rows of g through the adjoint's padding. simple[4 b ..] is channel b's
-// [row lo, row hi, column lo, column hi] where no read folds, edge(b, row,
-// column) its folded elements (core/elementwise.h adjoint_value).
+// in input plane dp.pos of axis 0 (3-D; a 2-D call has one), from g (at the
+// sample's first plane; dx at the plane), both at the task's first channel:
+// the transposed stencils on moved rows of g through the adjoint's padding,
+// in 3-D on the planes at depth taps 0 and -1 (dp: g's depth). simple[4 b
+// ..] is channel b's [row lo, row hi, column lo, column hi] where no read
+// folds, edge(b, row, column) its folded elements (core/elementwise.h
+// adjoint_value).
 template <Isa I, int P, typename A, typename T, typename Edge>
 void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, LaneArray<T> dx,
-                        int H, int W, const ChannelTables<A>* ct, const int* simple,
+                        Depth dp, int H, int W, const ChannelTables<A>* ct, const int* simple,
                         const Edge* edge, int nb, int r0, int rows) {
   using V = Vec8<A>;
   constexpr int AP = adjoint_padding(P);
   const int64_t cols = int64_t{W} + 1;  // moved columns -1 .. W - 1
-  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 2);
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 4);
   const int groups = sc.groups;
   const Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
@@ -564,28 +573,45 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
     column_terms<AP>(-lanes[gr].m2, W, g.ws, gr * kGroup, -1, static_cast<int>(cols),
                      col + gr * cols);
   }
-  // moved(i, gr)[(j + 1) * groups] = g(i - m1, j - m2) per lane.
-  auto moved = [&](int i, int gr) { return ring + (i & 1) * groups * cols + gr; };
-  auto gather = [&](int i, int gr) {
-    gather_row<I>(g, row_term<AP>(-lanes[gr].m1, i, H, g.rs, lanes[gr].n), col + gr * cols,
-                  static_cast<int>(cols), lanes[gr].uniform, false, moved(i, gr), groups);
+  // moved(i, gr, dd)[(j + 1) * groups] = g(plane - m0 - dd, i - m1, j - m2)
+  // per lane.
+  auto moved = [&](int i, int gr, int dd) {
+    return ring + ((i & 1) + 2 * dd) * groups * cols + gr;
   };
+  auto gather = [&](int i, int gr, int dd) {
+    const Lanes<A>& ln = lanes[gr];
+    gather_row<I>(g, row_term<AP>(-ln.m1, i, H, g.rs, ln.n, depth_term<AP>(-ln.m0, dp, -dd)),
+                  col + gr * cols, static_cast<int>(cols), ln.uniform, false, moved(i, gr, dd),
+                  groups);
+  };
+  LaneArray<const T> plane = g;  // prefetches: the rows of the input's own plane
+  plane.p += std::min(dp.pos, dp.L - 1) * dp.s;
   const int ahead = rows_below(lanes, groups, -1, 0) + 1;
   for (int gr = 0; gr < groups; ++gr) {
-    if (!lanes[gr].all_lat_f) gather(r0 - 1, gr);
+    if (lanes[gr].all_lat_f) continue;
+    for (int dd = 0; dd <= !lanes[gr].all_lat_d; ++dd) gather(r0 - 1, gr, dd);
   }
   for (int i = r0; i < r0 + rows; ++i) {
-    prefetch_row(g, i + ahead, H, W, nb);
-    for (int gr = 0; gr < groups; ++gr) gather(i, gr);
-    const V* a = moved(i, 0) + groups;      // a[j * groups + gr] = G(i - m1, j - m2)
-    const V* b = moved(i - 1, 0) + groups;  // b[...] = G(i - 1 - m1, j - m2)
+    prefetch_row(plane, i + ahead, H, W, nb);
+    for (int gr = 0; gr < groups; ++gr) {
+      for (int dd = 0; dd <= !lanes[gr].all_lat_d; ++dd) gather(i, gr, dd);
+    }
+    const V* a = moved(i, 0, 0) + groups;      // a[j * groups + gr] = G(i - m1, j - m2)
+    const V* b = moved(i - 1, 0, 0) + groups;  // b[...] = G(i - 1 - m1, j - m2)
+    const V* a1 = moved(i, 0, 1) + groups;     // the same at depth tap -1
+    const V* b1 = moved(i - 1, 0, 1) + groups;
     T* out = dx.p + i * dx.rs;
     for (int j = 0; j < W; ++j) {
       for (int gr = 0; gr < groups; ++gr) {
+        const Lanes<A>& ln = lanes[gr];
         const int k = j * groups + gr;
-        store_lanes(out + j * dx.ws + gr * kGroup,
-                    stencil2(lanes[gr], a[k], b[k], a[k - groups], b[k - groups]), lanes[gr].n,
-                    false);
+        V v = bilinear(ln, a[k], b[k], a[k - groups], b[k - groups]);
+        if (!ln.all_lat_d) {
+          const V u = ln.w0d * v + ln.w1d * bilinear(ln, a1[k], b1[k], a1[k - groups],
+                                                     b1[k - groups]);
+          v = ln.lat_d ? v : u;
+        }
+        store_lanes(out + j * dx.ws + gr * kGroup, nan_lanes(ln, v), ln.n, false);
       }
     }
     if constexpr (P != kZeros && P != kPeriodic) {
@@ -607,17 +633,21 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
 JAXSHIFT_ISA_VERSIONS(lanes_adjoint)
 
 // The shift-gradient sums of the task's nb channels (exact tables ct) over
-// output rows [r0, r0 + rows): d out / d shift on moved rows h - 1 .. h + 1
-// of x (through the padding) times g, summed per lane in order. Adds the sum
-// for axis 1 to acc[3 b + 1] and for axis 2 to acc[3 b + 2] of channel b
-// (NaN channels: nothing; the finish fills them).
+// output rows [r0, r0 + rows) of output plane dp.pos of axis 0 (x at the
+// sample's first plane, g at the plane): d out / d shift on moved rows
+// h - 1 .. h + 1 of x (through the padding; with `depth`, a present axis 0,
+// on the planes at depth taps -1 .. 1), times g, summed per lane in order.
+// Adds the sum for axis a to acc[3 b + a] of channel b (axis 0 only with
+// `depth`; NaN channels: nothing, the finish fills them).
 template <Isa I, int P, typename A, typename T>
 void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
-                           LaneArray<const T> g, int H, int W, const ChannelTables<A>* ct,
-                           int nb, int r0, int rows, A* acc) {
+                           LaneArray<const T> g, Depth dp, bool depth, int H, int W,
+                           const ChannelTables<A>* ct, int nb, int r0, int rows, A* acc) {
   using V = Vec8<A>;
   const int64_t cols = int64_t{W} + 2;  // moved columns -1 .. W
-  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 4);  // 3 rows, then the sums
+  // 3 rows at each depth tap, then the sums (3 a group: cols >= 3)
+  const int taps = depth ? 3 : 1;
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 3 * taps + 1);
   const int groups = sc.groups;
   const Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
@@ -626,33 +656,44 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
     column_terms<P>(lanes[gr].m2, W, x.ws, gr * kGroup, -1, static_cast<int>(cols),
                     col + gr * cols);
   }
-  // moved(h, gr)[(w + 1) * groups] = x(h + m1, w + m2) per lane, h >= -1.
-  auto moved = [&](int h, int gr) { return ring + ((h + 3) % 3) * groups * cols + gr; };
+  // moved(h, gr, dd)[(w + 1) * groups] = x(plane + m0 + dd, h + m1, w + m2)
+  // per lane, h >= -1, dd in [-1, 1] with `depth`, else 0.
+  const int d0 = depth ? -1 : 0;
+  auto moved = [&](int h, int gr, int dd) {
+    return ring + (((h + 3) % 3) + 3 * (dd - d0)) * groups * cols + gr;
+  };
   auto gather = [&](int h, int gr) {
     const Lanes<A>& ln = lanes[gr];
-    gather_row<I>(x, row_term<P>(ln.m1, h, H, x.rs, ln.n), col + gr * cols,
-                  static_cast<int>(cols), ln.uniform, false, moved(h, gr), groups);
+    for (int dd = d0; dd < d0 + taps; ++dd) {
+      gather_row<I>(x, row_term<P>(ln.m1, h, H, x.rs, ln.n, depth_term<P>(ln.m0, dp, dd)),
+                    col + gr * cols, static_cast<int>(cols), ln.uniform, false,
+                    moved(h, gr, dd), groups);
+    }
   };
   for (int gr = 0; gr < groups; ++gr) {
     gather(r0 - 1, gr);
     gather(r0, gr);
   }
-  V* sums = ring + 3 * groups * cols;  // sum_f, sum_w of each group
-  for (int k = 0; k < 2 * groups; ++k) sums[k] = V{};
+  V* sums = ring + 3 * taps * groups * cols;  // sum_d, sum_f, sum_w of each group
+  for (int k = 0; k < 3 * groups; ++k) sums[k] = V{};
+  LaneArray<const T> plane = x;  // prefetches: the rows of the output's own plane
+  plane.p += std::min(dp.pos, dp.L - 1) * dp.s;
   const int ahead = rows_below(lanes, groups, 1, 1) + 1;
   const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
   for (int h = r0; h < r0 + rows; ++h) {
-    prefetch_row(x, h + ahead, H, W, nb);
+    prefetch_row(plane, h + ahead, H, W, nb);
     for (int gr = 0; gr < groups; ++gr) gather(h + 1, gr);
-    // up[(w + 1) * groups + gr] = x(h - 1 + m1, w + m2), and so on.
-    const V* up = moved(h - 1, 0) + groups;
-    const V* mid = moved(h, 0) + groups;
-    const V* down = moved(h + 1, 0) + groups;
     const T* gp = g.p + h * g.rs;
+    // rows[dd - d0][r][(w + 1) * groups + gr] = x(plane + m0 + dd, h - 1 + r +
+    // m1, w + m2)
+    const V* rows3[3][3];
+    for (int t = 0; t < taps; ++t) {
+      for (int r = 0; r < 3; ++r) rows3[t][r] = moved(h - 1 + r, 0, d0 + t);
+    }
     for (int w = 0; w < W; ++w) {
       for (int gr = 0; gr < groups; ++gr) {
         const Lanes<A>& ln = lanes[gr];
-        const int k = w * groups + gr, e = groups;  // e: the next column
+        const int k = (w + 1) * groups + gr, e = groups;  // e: the next column
         V gv;
         if (ln.n == kGroup) {
           gv = widen8(gp + w * g.ws + gr * kGroup, false);
@@ -660,15 +701,21 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
           gv = V{};
           for (int l = 0; l < ln.n; ++l) gv[l] = widen1(gp + w * g.ws + gr * kGroup + l, false);
         }
-        // d out / d shift_1: the rows' slope inside the columns' value;
-        // d out / d shift_2: the rows' value inside the columns' slope.
-        V tf, tw;
-        if (ln.plain) {
-          auto sf = [&](int i) { return mid[i] - down[i]; };
-          auto vf = [&](int i) { return ln.w0f * mid[i] + ln.w1f * down[i]; };
-          tf = ln.w0w * sf(k) + ln.w1w * sf(k + e);
-          tw = vf(k) - vf(k + e);
-        } else {
+        // At depth tap dd: tf = d out / d shift_1 (the rows' slope inside the
+        // columns' value), tw = d out / d shift_2 (the rows' value inside the
+        // columns' slope), and with `value` the value (for the depth slope).
+        auto terms = [&](int dd, V* tf, V* tw, V* vv, bool value) {
+          const V* up = rows3[dd - d0][0];
+          const V* mid = rows3[dd - d0][1];
+          const V* down = rows3[dd - d0][2];
+          if (ln.plain) {
+            auto sf = [&](int i) { return mid[i] - down[i]; };
+            auto vf = [&](int i) { return ln.w0f * mid[i] + ln.w1f * down[i]; };
+            *tf = ln.w0w * sf(k) + ln.w1w * sf(k + e);
+            *tw = vf(k) - vf(k + e);
+            if (value) *vv = ln.w0w * vf(k) + ln.w1w * vf(k + e);
+            return;
+          }
           auto sf = [&](int i) {
             return ln.lat_f ? half * up[i] + mhalf * down[i] : mid[i] - down[i];
           };
@@ -676,12 +723,29 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
             const V v = ln.w0f * mid[i];
             return ln.lat_f ? v : v + ln.w1f * down[i];
           };
-          tf = ln.w0w * sf(k);
-          tf = ln.lat_w ? tf : tf + ln.w1w * sf(k + e);
-          tw = ln.lat_w ? half * vf(k - e) + mhalf * vf(k + e) : vf(k) - vf(k + e);
+          *tf = ln.w0w * sf(k);
+          *tf = ln.lat_w ? *tf : *tf + ln.w1w * sf(k + e);
+          *tw = ln.lat_w ? half * vf(k - e) + mhalf * vf(k + e) : vf(k) - vf(k + e);
+          if (value) {
+            *vv = ln.w0w * vf(k);
+            *vv = ln.lat_w ? *vv : *vv + ln.w1w * vf(k + e);
+          }
+        };
+        V tf, tw, vv;
+        terms(0, &tf, &tw, &vv, depth);
+        if (depth) {
+          // The depth stencils: value (1 - f) T(0) + f T(1), slope T(0) - T(1)
+          // off the depth lattice, T(0) and (T(-1) - T(1)) / 2 on it.
+          V tf1, tw1, vv1, tfm, twm, vvm;
+          terms(1, &tf1, &tw1, &vv1, true);
+          terms(-1, &tfm, &twm, &vvm, true);
+          const V td = ln.lat_d ? half * vvm + mhalf * vv1 : vv - vv1;
+          tf = ln.lat_d ? tf : ln.w0d * tf + ln.w1d * tf1;
+          tw = ln.lat_d ? tw : ln.w0d * tw + ln.w1d * tw1;
+          sums[3 * gr] += gv * td;
         }
-        sums[2 * gr] += gv * tf;
-        sums[2 * gr + 1] += gv * tw;
+        sums[3 * gr + 1] += gv * tf;
+        sums[3 * gr + 2] += gv * tw;
       }
     }
   }
@@ -689,8 +753,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
     const Lanes<A>& ln = lanes[gr];
     for (int l = 0; l < ln.n; ++l) {
       if (ln.nan[l]) continue;
-      acc[3 * (gr * kGroup + l) + 1] += sums[2 * gr][l];
-      acc[3 * (gr * kGroup + l) + 2] += sums[2 * gr + 1][l];
+      for (int a = depth ? 0 : 1; a < 3; ++a) acc[3 * (gr * kGroup + l) + a] += sums[3 * gr + a][l];
     }
   }
 }
