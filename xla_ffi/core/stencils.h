@@ -106,21 +106,22 @@ JS_HD A tensor3_adjoint(const Stencil<A>* s, const int* j, const R& rd) {
   });
 }
 
-// The input positions of an axis (unit stride) whose adjoint is the plain
-// `apply_adjoint`, no read folding onto them through the padding: [lo, hi].
-// For zeros and periodic every position; for the clamped and mirrored
-// paddings a conservative interior, whose complement the caller answers with
-// `adjoint_value` (core/elementwise.h).
+// The input positions of an axis whose adjoint is the plain `apply_adjoint`
+// (over the outputs o with o t + m + d == i), no read folding onto them
+// through the padding: [lo, hi]. For zeros every position, and for periodic
+// where the adjoint reads g wrapped (`wrapped`: unit strides,
+// adjoint_padding); else a conservative interior, whose complement the
+// caller answers with `adjoint_value` (core/elementwise.h).
 template <int P>
-JS_HD void simple_interval(const Axis& ax, int m, int* lo, int* hi) {
-  if (P == kZeros || P == kPeriodic) {
+JS_HD void simple_interval(const Axis& ax, int m, int* lo, int* hi, bool wrapped = true) {
+  if (P == kZeros || (P == kPeriodic && wrapped)) {
     *lo = 0;
     *hi = ax.L - 1;
     return;
   }
   const int am = m < 0 ? -m : m;
   *lo = am + 1;
-  *hi = ax.L - am - 3;
+  *hi = ax.L - am - (P == kPeriodic ? 1 : 3);
 }
 
 // The NaN rule: a channel whose shift is NaN on some axis (its fraction is

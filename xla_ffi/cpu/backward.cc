@@ -63,8 +63,9 @@ void walk_channels(const Geometry& geo, const T* x, const T* g, Tables rounded, 
 // Per channel of a task (tables ct, g at the task's first channel) in input
 // plane `plane` of axis 0 (3-D; else 0), the input positions [row lo, row
 // hi, column lo, column hi] where no read folds (`simple`; no row where the
-// plane itself is folded onto), and edge(b, row, column): channel b's folded
-// elements (adjoint_value on the whole array).
+// plane itself is folded onto; `wrapped` as simple_interval's), and
+// edge(b, row, column): channel b's folded elements (adjoint_value on the
+// whole array).
 template <int P, typename A, typename T>
 struct AdjointEdges {
   const Geometry& geo;
@@ -73,14 +74,14 @@ struct AdjointEdges {
   int plane;
   int* simple;
   AdjointEdges(const Geometry& geo_, const T* gn_, const ChannelTables<A>* ct_, int nb,
-               int plane_ = 0)
+               int plane_ = 0, bool wrapped = true)
       : geo(geo_), gn(gn_), ct(ct_), plane(plane_),
         simple(scratch<int>(static_cast<size_t>(4 * nb))) {
     for (int b = 0; b < nb; ++b) {
-      simple_interval<P>(geo.ax[1], ct[b].m[1], &simple[4 * b], &simple[4 * b + 1]);
-      simple_interval<P>(geo.ax[2], ct[b].m[2], &simple[4 * b + 2], &simple[4 * b + 3]);
+      simple_interval<P>(geo.ax[1], ct[b].m[1], &simple[4 * b], &simple[4 * b + 1], wrapped);
+      simple_interval<P>(geo.ax[2], ct[b].m[2], &simple[4 * b + 2], &simple[4 * b + 3], wrapped);
       int lo = 0, hi = 0;
-      if (geo.ax[0].present) simple_interval<P>(geo.ax[0], ct[b].m[0], &lo, &hi);
+      if (geo.ax[0].present) simple_interval<P>(geo.ax[0], ct[b].m[0], &lo, &hi, wrapped);
       if (plane < lo || plane > hi) simple[4 * b] = 1, simple[4 * b + 1] = 0;  // every row
     }
   }
@@ -155,43 +156,74 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
   finish(geo, exact, partial, parts, ds);
 }
 
-// The lanes path (channels-last): per task (sample, plane of axis 0, block
-// of channels, strip of rows) dx from g, then the shift-gradient sums from x
-// and g into partial[n, plane x strip, c, :].
+// The lanes path (channels-last). With unit strides, per task (sample,
+// plane of axis 0, block of channels, strip of rows) dx from g, then the
+// shift-gradient sums from x and g into partial[n, plane x strip, c, :];
+// with strides the input and output grids differ, so dx (tasks over the
+// input grid) and the sums (over the output grid) are two passes.
 template <typename T, int P, typename A>
 void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
   const Axis* ax = geo.ax;
   const Isa isa = current_isa();
-  const StagedPlan plan = lanes_plan<T>(geo);
+  const bool unit = ax[0].t == 1 && ax[1].t == 1 && ax[2].t == 1;
+  Geometry in = geo;  // the input grid
+  for (Axis& a : in.ax) a.Lo = a.L;
+  const StagedPlan plan = lanes_plan<T>(geo), in_plan = lanes_plan<T>(in);
   const int64_t parts = plan.planes * plan.strips;
   std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
-  parallel_for(pool, plan.tasks(geo), [&](int64_t task) {
-    int64_t n, c0;
-    int nb, r0, rows, d;
-    plan.task(geo, task, &n, &c0, &nb, &r0, &rows, &d);
-    ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
+  auto input_gradient = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows,
+                            ChannelTables<A>* ct) {
     group_tables<A>(geo, rounded, n, c0, nb, ct);
-    const int64_t xat = n * geo.sx_n + c0, gat = n * geo.sy_n + c0;
+    const int64_t gat = n * geo.sy_n + c0;
     const T* gn = g + gat;
-    const AdjointEdges<P, A, T> edge(geo, gn, ct, nb, d);
+    const AdjointEdges<P, A, T> edge(geo, gn, ct, nb, d, unit);
     const LaneArray<const T> ga{gn, ax[1].sy, ax[2].sy, last_from(geo.N * geo.sy_n, gat)};
-    lanes_adjoint(isa, std::integral_constant<int, P>{}, ga,
-                  LaneArray<T>{dx + xat + d * ax[0].sx, ax[1].sx, ax[2].sx, -1},
-                  Depth{ax[0].Lo, ax[0].sy, d}, ax[1].L, ax[2].L,
-                  static_cast<const ChannelTables<A>*>(ct), static_cast<const int*>(edge.simple),
-                  &edge, nb, r0, rows);
-    if (!shift_grad) return;
+    const LaneArray<T> dxa{dx + n * geo.sx_n + c0 + d * ax[0].sx, ax[1].sx, ax[2].sx, -1};
+    if (unit) {
+      lanes_adjoint(isa, std::integral_constant<int, P>{}, ga, dxa, Depth{ax[0].Lo, ax[0].sy, d},
+                    ax[1].L, ax[2].L, static_cast<const ChannelTables<A>*>(ct),
+                    static_cast<const int*>(edge.simple), &edge, nb, r0, rows);
+    } else {
+      lanes_adjoint_strided(isa, std::integral_constant<int, P>{}, ga, dxa, ax, d,
+                            static_cast<const ChannelTables<A>*>(ct),
+                            static_cast<const int*>(edge.simple), &edge, nb, r0, rows);
+    }
+  };
+  auto shift_sums = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows,
+                        ChannelTables<A>* ct) {
     group_tables<A>(geo, exact, n, c0, nb, ct);
+    const int64_t xat = n * geo.sx_n + c0;
     lanes_shift_grad(isa, std::integral_constant<int, P>{},
                      LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx,
                                         last_from(geo.N * geo.sx_n, xat)},
-                     LaneArray<const T>{gn + d * ax[0].sy, ax[1].sy, ax[2].sy, -1},
-                     Depth{ax[0].L, ax[0].sx, d}, ax[0].present, ax[1].L, ax[2].L,
-                     static_cast<const ChannelTables<A>*>(ct), nb, r0, rows,
+                     LaneArray<const T>{g + n * geo.sy_n + c0 + d * ax[0].sy, ax[1].sy, ax[2].sy,
+                                        -1},
+                     Depth{ax[0].L, ax[0].sx, d * ax[0].t}, ax[0].present, ax[1].L, ax[2].L,
+                     ax[1].t, ax[2].t, ax[2].Lo, static_cast<const ChannelTables<A>*>(ct), nb,
+                     r0, rows,
                      partial.data() +
                          partial_index(geo, n, d * plan.strips + r0 / plan.R, parts, c0));
-  });
+  };
+  // Runs fn(n, d, c0, nb, r0, rows, tables) for every task of a plan.
+  auto each_task = [&](const StagedPlan& pl, const Geometry& grid, auto fn) {
+    parallel_for(pool, pl.tasks(grid), [&](int64_t task) {
+      int64_t n, c0;
+      int nb, r0, rows, d;
+      pl.task(grid, task, &n, &c0, &nb, &r0, &rows, &d);
+      fn(n, d, c0, nb, r0, rows, scratch<ChannelTables<A>>(static_cast<size_t>(nb)));
+    });
+  };
+  if (unit) {
+    each_task(plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows,
+                             ChannelTables<A>* ct) {
+      input_gradient(n, d, c0, nb, r0, rows, ct);
+      if (shift_grad) shift_sums(n, d, c0, nb, r0, rows, ct);
+    });
+  } else {
+    each_task(in_plan, in, input_gradient);
+    if (shift_grad) each_task(plan, geo, shift_sums);
+  }
   finish(geo, exact, partial, parts, ds);
 }
 

@@ -1,7 +1,6 @@
 // Channel lanes: the CPU kernel's path for channels-last calls of at least 8
-// channels, 2 or 3 spatial axes (the forward with any strides, the backward
-// with unit strides; 16-bit storage not for the 2-D unit-stride active
-// forward and backward: use_lanes).
+// channels, 2 or 3 spatial axes, any strides (16-bit storage not for the
+// 2-D unit-stride active forward and backward: use_lanes).
 //
 // In channels-last a pixel's channels are contiguous, so 8 channels are one
 // vector of lanes. Each lane (channel) reads its own offset (m1, m2); a row
@@ -385,10 +384,10 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 // --- Plan -----------------------------------------------------------------
 
 // The lanes path takes channels-last calls of at least 8 channels whose
-// samples' element offsets fit the gathers' 32-bit indices: the forward
-// with any strides, the backward with unit strides. 16-bit storage not
-// where the staged planes measured faster (benchmarks/NOTES.md, v6): the
-// active forward and the backward of walkable calls (2-D, unit strides).
+// samples' element offsets fit the gathers' 32-bit indices. 16-bit storage
+// not where the staged planes measured faster (benchmarks/NOTES.md, v6):
+// the active forward and the backward of walkable calls (2-D, unit
+// strides).
 template <typename T>
 bool use_lanes(const Geometry& geo, bool backward, bool move) {
   const Axis* ax = geo.ax;
@@ -396,8 +395,7 @@ bool use_lanes(const Geometry& geo, bool backward, bool move) {
     return (d - 1) * ds + (h - 1) * rs + (w - 1) * ws + geo.C <= int64_t{INT32_MAX};
   };
   if (sizeof(T) == 2 && walkable(geo) && (backward || !move)) return false;
-  const bool unit = ax[0].t == 1 && ax[1].t == 1 && ax[2].t == 1;
-  return (!backward || unit) && geo.sx_c == 1 && geo.sy_c == 1 && geo.C >= kGroup &&
+  return geo.sx_c == 1 && geo.sy_c == 1 && geo.C >= kGroup &&
          fits(ax[0].sx, ax[1].sx, ax[2].sx, ax[0].L, ax[1].L, ax[2].L) &&
          fits(ax[0].sy, ax[1].sy, ax[2].sy, ax[0].Lo, ax[1].Lo, ax[2].Lo);
 }
@@ -549,6 +547,26 @@ JAXSHIFT_ISA_VERSIONS(lanes_forward)
 
 // --- Backward ---------------------------------------------------------------
 
+// Row i of dx (W columns a `ws` apart, at the task's first channel): the
+// elements of the task's channels outside their simple intervals (simple[4
+// b ..]: row lo, row hi, column lo, column hi), each edge(b, i, j).
+template <typename A, typename T, typename Edge>
+void fold_edges(T* out, int64_t ws, int W, int i, const ChannelTables<A>* ct, const int* simple,
+                const Edge* edge, int nb) {
+  for (int b = 0; b < nb; ++b) {
+    if (nan_shift(ct[b].f)) continue;
+    const int* s = simple + 4 * b;
+    const bool whole_row = i < s[0] || i > s[1];
+    for (int j = 0; j < W; ++j) {
+      if (!whole_row && j >= s[2] && j <= s[3]) {
+        j = s[3];
+        continue;
+      }
+      narrow1(out + j * ws + b, (*edge)(b, i, j), false);
+    }
+  }
+}
+
 // Rows [r0, r0 + rows) of dx for the task's nb channels (rounded tables ct)
 // in input plane dp.pos of axis 0 (3-D; a 2-D call has one), from g (at the
 // sample's first plane; dx at the plane), both at the task's first channel:
@@ -614,37 +632,118 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
         store_lanes(out + j * dx.ws + gr * kGroup, nan_lanes(ln, v), ln.n, false);
       }
     }
-    if constexpr (P != kZeros && P != kPeriodic) {
-      for (int b_ = 0; b_ < nb; ++b_) {
-        if (nan_shift(ct[b_].f)) continue;
-        const int* s = simple + 4 * b_;
-        const bool whole_row = i < s[0] || i > s[1];
-        for (int j = 0; j < W; ++j) {
-          if (!whole_row && j >= s[2] && j <= s[3]) {
-            j = s[3];
-            continue;
-          }
-          narrow1(out + j * dx.ws + b_, (*edge)(b_, i, j), false);
-        }
-      }
-    }
+    if constexpr (P != kZeros && P != kPeriodic) fold_edges(out, dx.ws, W, i, ct, simple, edge, nb);
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_adjoint)
 
+// The per-lane term of the outputs that input position i's tap `tap` (0 or
+// 1) collects along an axis of stride t and Lo outputs, read through zeros:
+// o = (i - dm - tap) / t where that divides and 0 <= o < Lo, as o * s, else
+// -1; lanes >= n read nothing.
+inline i32x8 strided_term(const i32x8& dm, int i, int tap, int t, int Lo, int64_t s, int n) {
+  i32x8 r;
+  for (int l = 0; l < 8; ++l) {
+    const int q = i - dm[l] - tap;
+    r[l] = (l >= n || q < 0 || q % t != 0 || q / t >= Lo) ? -1 : static_cast<int32_t>(q / t * s);
+  }
+  return r;
+}
+
+// Lane-wise a + b, or -1 where either is.
+inline i32x8 add_terms(const i32x8& a, const i32x8& b) {
+  return (a | b) < 0 ? i32x8{} - 1 : a + b;
+}
+
+// lanes_adjoint for a call with strides: input row i's tap j on an axis
+// collects output (i - m - j) / t where that divides, per lane, so each
+// output vector gathers its (up to 8) taps from g directly, through zeros;
+// every position where a read folds (the periodic padding's too: `simple`
+// from simple_interval with wrapped = false) takes edge. Rows [r0, r0 +
+// rows) of input plane `plane` of axis 0 (dx at the plane, g at the
+// sample's first plane).
+template <Isa I, int P, typename A, typename T, typename Edge>
+void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const T> g,
+                                LaneArray<T> dx, const Axis* ax, int plane,
+                                const ChannelTables<A>* ct, const int* simple, const Edge* edge,
+                                int nb, int r0, int rows) {
+  using V = Vec8<A>;
+  const int W = ax[2].L;
+  // column terms 2 a column (taps 0, 1), and the terms of 6 a group (below)
+  const int64_t cols = std::max<int64_t>(2 * int64_t{W}, 6);
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 1);
+  const int groups = sc.groups;
+  const Lanes<A>* lanes = sc.lanes;
+  i32x8* col = sc.col;
+  // terms[6 gr + dd] the depth terms, terms[6 gr + 2 + 2 dd + tap] the row's
+  i32x8* terms = reinterpret_cast<i32x8*>(sc.ring);
+  for (int gr = 0; gr < groups; ++gr) {
+    const Lanes<A>& ln = lanes[gr];
+    i32x8 lane;
+    for (int l = 0; l < 8; ++l) lane[l] = gr * kGroup + l;
+    for (int j = 0; j < W; ++j) {
+      for (int tap = 0; tap < 2; ++tap) {
+        col[gr * cols + 2 * j + tap] = add_terms(
+            strided_term(ln.m2, j, tap, ax[2].t, ax[2].Lo, g.ws, 8), lane);
+      }
+    }
+    for (int dd = 0; dd < 2; ++dd) {
+      terms[6 * gr + dd] = strided_term(ln.m0, plane, dd, ax[0].t, ax[0].Lo, ax[0].sy, 8);
+    }
+  }
+  for (int i = r0; i < r0 + rows; ++i) {
+    for (int gr = 0; gr < groups; ++gr) {
+      const Lanes<A>& ln = lanes[gr];
+      for (int tap = 0; tap < 2; ++tap) {
+        const i32x8 r = strided_term(ln.m1, i, tap, ax[1].t, ax[1].Lo, g.rs, ln.n);
+        for (int dd = 0; dd < 2; ++dd) terms[6 * gr + 2 + 2 * dd + tap] = add_terms(r, terms[6 * gr + dd]);
+      }
+    }
+    T* out = dx.p + i * dx.rs;
+    for (int j = 0; j < W; ++j) {
+      for (int gr = 0; gr < groups; ++gr) {
+        const Lanes<A>& ln = lanes[gr];
+        const i32x8* c = col + gr * cols + 2 * j;
+        auto at = [&](int dd) {  // the 2-D adjoint stencil at depth tap dd
+          const i32x8* r = terms + 6 * gr + 2 + 2 * dd;
+          const V a0 = read8<I>(g, r[0], c[0], ln.uniform, false);
+          const V b0 = ln.all_lat_f ? a0 : read8<I>(g, r[1], c[0], ln.uniform, false);
+          const V a1 = ln.all_lat_w ? a0 : read8<I>(g, r[0], c[1], ln.uniform, false);
+          const V b1 = ln.all_lat_f || ln.all_lat_w ? a0 : read8<I>(g, r[1], c[1], ln.uniform, false);
+          return bilinear(ln, a0, b0, a1, b1);
+        };
+        V v = at(0);
+        if (!ln.all_lat_d) {
+          const V u = ln.w0d * v + ln.w1d * at(1);
+          v = ln.lat_d ? v : u;
+        }
+        store_lanes(out + j * dx.ws + gr * kGroup, nan_lanes(ln, v), ln.n, false);
+      }
+    }
+    if constexpr (P != kZeros) fold_edges(out, dx.ws, W, i, ct, simple, edge, nb);
+  }
+}
+JAXSHIFT_ISA_VERSIONS(lanes_adjoint_strided)
+
 // The shift-gradient sums of the task's nb channels (exact tables ct) over
-// output rows [r0, r0 + rows) of output plane dp.pos of axis 0 (x at the
-// sample's first plane, g at the plane): d out / d shift on moved rows
-// h - 1 .. h + 1 of x (through the padding; with `depth`, a present axis 0,
-// on the planes at depth taps -1 .. 1), times g, summed per lane in order.
+// output rows [r0, r0 + rows) (Wo columns) of the output plane at dp.pos
+// (its tap origin) of axis 0 (x at the sample's first plane, g at the
+// plane): d out / d shift on moved rows h t1 - 1 .. h t1 + 1 of x (through
+// the padding; with `depth`, a present axis 0, on the planes at depth taps
+// -1 .. 1), times g, summed per lane in order. Moved rows hold, per output
+// column w, the lanes at column w t2 + m2 and (`next` entries away) at
+// w t2 + m2 -+ 1: with unit strides the neighbours in one row of W + 2,
+// else three sets of Wo. With t1 = 1 the rows are a ring of 3.
 // Adds the sum for axis a to acc[3 b + a] of channel b (axis 0 only with
 // `depth`; NaN channels: nothing, the finish fills them).
 template <Isa I, int P, typename A, typename T>
 void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
-                           LaneArray<const T> g, Depth dp, bool depth, int H, int W,
-                           const ChannelTables<A>* ct, int nb, int r0, int rows, A* acc) {
+                           LaneArray<const T> g, Depth dp, bool depth, int H, int W, int t1,
+                           int t2, int Wo, const ChannelTables<A>* ct, int nb, int r0, int rows,
+                           A* acc) {
   using V = Vec8<A>;
-  const int64_t cols = int64_t{W} + 2;  // moved columns -1 .. W
+  const int next = t2 == 1 ? 1 : Wo;
+  const int64_t cols = t2 == 1 ? int64_t{W} + 2 : 3 * int64_t{Wo};
   // 3 rows at each depth tap, then the sums (3 a group: cols >= 3)
   const int taps = depth ? 3 : 1;
   const LaneScratch<A> sc = lane_groups(ct, nb, cols, 3 * taps + 1);
@@ -653,26 +752,37 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   i32x8* col = sc.col;
   V* ring = sc.ring;
   for (int gr = 0; gr < groups; ++gr) {
-    column_terms<P>(lanes[gr].m2, W, x.ws, gr * kGroup, -1, static_cast<int>(cols),
-                    col + gr * cols);
+    if (t2 == 1) {
+      column_terms<P>(lanes[gr].m2, W, x.ws, gr * kGroup, -1, static_cast<int>(cols),
+                      col + gr * cols);
+    } else {
+      for (int k = 0; k < 3; ++k) {
+        column_terms<P>(lanes[gr].m2, W, x.ws, gr * kGroup, 0, Wo, col + gr * cols + k * Wo, t2,
+                        k - 1);
+      }
+    }
   }
-  // moved(h, gr, dd)[(w + 1) * groups] = x(plane + m0 + dd, h + m1, w + m2)
-  // per lane, h >= -1, dd in [-1, 1] with `depth`, else 0.
+  // moved(key, gr, dd)[(w + 1) * groups] (unit t2; else [(Wo + w) *
+  // groups]) = x(plane + m0 + dd, row + m1, w t2 + m2) per lane, dd in
+  // [-1, 1] with `depth`, else 0; key: row h >= -1 with t1 = 1, else 0 .. 2
+  // for rows h t1 - 1 .. h t1 + 1.
   const int d0 = depth ? -1 : 0;
   auto moved = [&](int h, int gr, int dd) {
     return ring + (((h + 3) % 3) + 3 * (dd - d0)) * groups * cols + gr;
   };
-  auto gather = [&](int h, int gr) {
+  auto gather = [&](int pos, int key, int gr) {
     const Lanes<A>& ln = lanes[gr];
     for (int dd = d0; dd < d0 + taps; ++dd) {
-      gather_row<I>(x, row_term<P>(ln.m1, h, H, x.rs, ln.n, depth_term<P>(ln.m0, dp, dd)),
+      gather_row<I>(x, row_term<P>(ln.m1, pos, H, x.rs, ln.n, depth_term<P>(ln.m0, dp, dd)),
                     col + gr * cols, static_cast<int>(cols), ln.uniform, false,
-                    moved(h, gr, dd), groups);
+                    moved(key, gr, dd), groups);
     }
   };
-  for (int gr = 0; gr < groups; ++gr) {
-    gather(r0 - 1, gr);
-    gather(r0, gr);
+  if (t1 == 1) {
+    for (int gr = 0; gr < groups; ++gr) {
+      gather(r0 - 1, r0 - 1, gr);
+      gather(r0, r0, gr);
+    }
   }
   V* sums = ring + 3 * taps * groups * cols;  // sum_d, sum_f, sum_w of each group
   for (int k = 0; k < 3 * groups; ++k) sums[k] = V{};
@@ -681,19 +791,25 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   const int ahead = rows_below(lanes, groups, 1, 1) + 1;
   const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
   for (int h = r0; h < r0 + rows; ++h) {
-    prefetch_row(plane, h + ahead, H, W, nb);
-    for (int gr = 0; gr < groups; ++gr) gather(h + 1, gr);
+    prefetch_row(plane, h * t1 + ahead, H, W, nb);
+    for (int gr = 0; gr < groups; ++gr) {
+      if (t1 == 1) {
+        gather(h + 1, h + 1, gr);
+      } else {
+        for (int r = 0; r < 3; ++r) gather(h * t1 - 1 + r, r, gr);
+      }
+    }
     const T* gp = g.p + h * g.rs;
-    // rows[dd - d0][r][(w + 1) * groups + gr] = x(plane + m0 + dd, h - 1 + r +
-    // m1, w + m2)
+    // rows3[dd - d0][r][k] = x(plane + m0 + dd, h t1 - 1 + r + m1, ..)
     const V* rows3[3][3];
     for (int t = 0; t < taps; ++t) {
-      for (int r = 0; r < 3; ++r) rows3[t][r] = moved(h - 1 + r, 0, d0 + t);
+      for (int r = 0; r < 3; ++r) rows3[t][r] = moved(t1 == 1 ? h - 1 + r : r, 0, d0 + t);
     }
-    for (int w = 0; w < W; ++w) {
+    const int k0 = (t2 == 1 ? 1 : Wo) * groups, e = next * groups;  // e: the next column
+    for (int w = 0; w < Wo; ++w) {
       for (int gr = 0; gr < groups; ++gr) {
         const Lanes<A>& ln = lanes[gr];
-        const int k = (w + 1) * groups + gr, e = groups;  // e: the next column
+        const int k = k0 + w * groups + gr;
         V gv;
         if (ln.n == kGroup) {
           gv = widen8(gp + w * g.ws + gr * kGroup, false);
