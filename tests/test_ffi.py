@@ -147,10 +147,11 @@ def test_matches_jnp_path_on_wide_rows(mode, padding, channels_last, dtype,
     ndim=st.sampled_from([2, 2, 3]), data=st.data())
 def test_matches_jnp_path_in_channel_blocks(mode, padding, channels_last,
                                             dtype, ndim, data):
-  """Many channels (the CPU kernel gathers channels-last in lanes of 8, with a
-  partial group at the end, strided and 3-D forwards too, and stages
-  channels-first in blocks), a mix of near shifts (within the staged halo) and
-  far ones (blocks that fall back to in-place walks), and strides."""
+  """Many channels (the CPU kernel gathers lanes of 8 channels, with a partial
+  group at the end, in channels-last and in channels-first 3-D or strided
+  calls, and stages 2-D unit-stride channels-first calls in blocks), a mix of
+  near shifts (within the staged halo) and far ones (blocks that fall back to
+  in-place walks), and strides."""
   lengths = [data.draw(st.integers(1, 12)), data.draw(st.integers(1, 24))]
   if ndim == 3:
     lengths = [data.draw(st.integers(1, 5)), lengths[0] // 2 + 1, lengths[1]]

@@ -175,11 +175,13 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   auto input_gradient = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows,
                             ChannelTables<A>* ct) {
     group_tables<A>(geo, rounded, n, c0, nb, ct);
-    const int64_t gat = n * geo.sy_n + c0;
+    const int64_t gat = n * geo.sy_n + c0 * geo.sy_c;
     const T* gn = g + gat;
     const AdjointEdges<P, A, T> edge(geo, gn, ct, nb, d, unit);
-    const LaneArray<const T> ga{gn, ax[1].sy, ax[2].sy, last_from(geo.N * geo.sy_n, gat)};
-    const LaneArray<T> dxa{dx + n * geo.sx_n + c0 + d * ax[0].sx, ax[1].sx, ax[2].sx, -1};
+    const LaneArray<const T> ga{gn, ax[1].sy, ax[2].sy, last_from(geo.N * geo.sy_n, gat),
+                                geo.sy_c};
+    const LaneArray<T> dxa{dx + n * geo.sx_n + c0 * geo.sx_c + d * ax[0].sx, ax[1].sx, ax[2].sx,
+                           -1, geo.sx_c};
     if (unit) {
       lanes_adjoint(isa, std::integral_constant<int, P>{}, ga, dxa, Depth{ax[0].Lo, ax[0].sy, d},
                     ax[1].L, ax[2].L, static_cast<const ChannelTables<A>*>(ct),
@@ -193,12 +195,12 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   auto shift_sums = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows,
                         ChannelTables<A>* ct) {
     group_tables<A>(geo, exact, n, c0, nb, ct);
-    const int64_t xat = n * geo.sx_n + c0;
+    const int64_t xat = n * geo.sx_n + c0 * geo.sx_c;
     lanes_shift_grad(isa, std::integral_constant<int, P>{},
                      LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx,
-                                        last_from(geo.N * geo.sx_n, xat)},
-                     LaneArray<const T>{g + n * geo.sy_n + c0 + d * ax[0].sy, ax[1].sy, ax[2].sy,
-                                        -1},
+                                        last_from(geo.N * geo.sx_n, xat), geo.sx_c},
+                     LaneArray<const T>{g + n * geo.sy_n + c0 * geo.sy_c + d * ax[0].sy, ax[1].sy,
+                                        ax[2].sy, -1, geo.sy_c},
                      Depth{ax[0].L, ax[0].sx, d * ax[0].t}, ax[0].present, ax[1].L, ax[2].L,
                      ax[1].t, ax[2].t, ax[2].Lo, static_cast<const ChannelTables<A>*>(ct), nb,
                      r0, rows,

@@ -1,6 +1,7 @@
-// Channel lanes: the CPU kernel's path for channels-last calls of at least 8
-// channels, 2 or 3 spatial axes, any strides (16-bit storage not for the
-// 2-D unit-stride active forward and backward: use_lanes).
+// Channel lanes: the CPU kernel's path for calls of at least 8 channels,
+// 2 or 3 spatial axes, any strides, in channels-last, and in channels-first
+// where the staged planes do not apply (3-D, strides); 16-bit storage not
+// for the 2-D unit-stride active forward and backward (use_lanes).
 //
 // In channels-last a pixel's channels are contiguous, so 8 channels are one
 // vector of lanes. Each lane (channel) reads its own offset (m1, m2); a row
@@ -28,7 +29,15 @@
 // the padding), so a moved row can come from any plane: the forward and
 // the input gradient combine the 2-D stencils on the planes at their depth
 // taps with the depth stencil (outermost, as core/stencils.h's tensor3),
-// the shift gradient reads the planes at depth taps -1 .. 1.
+// the shift gradient reads the planes at depth taps -1 .. 1. With strides,
+// the forward and the shift gradient gather two or three column sets and
+// the rows of each output row; the input gradient gathers, per lane, the
+// outputs whose taps land on the input (where i - m - tap divides by the
+// stride), straight from g.
+//
+// Channels-first is the same with a lane's channel offset l * (channel
+// stride) in every index: the gathers read 8 planes, the stores are 8
+// scalars (a group's pixels in turn, so 8 rows of y are written at a time).
 //
 // Lanes at the lattice (f == 0) take the one-tap stencils, lanes of a NaN
 // shift the NaN rule, by per-lane selection. The gathers are AVX2's
@@ -208,26 +217,28 @@ Lanes<A> make_lanes(const ChannelTables<A>* ct, int n) {
 }
 
 // Where a task's lanes live: `p` is channel c0 of the task's first pixel
-// (0, 0) of the sample; row and column strides in elements; `last` the
-// index, relative to p, of the buffer's last element if it is within 2^31,
-// else -1.
+// (0, 0) of the sample; row, column and channel strides in elements (cs: 1
+// in channels-last, where a group's lanes are one vector of memory); `last`
+// the index, relative to p, of the buffer's last element if it is within
+// 2^31, else -1.
 template <typename T>
 struct LaneArray {
   T* p;
   int64_t rs, ws;
   int32_t last;
+  int64_t cs;
 };
 
 // Per-lane column terms of a group: col[i][l] = pad_index((w0 + i) * t +
-// tap + dm[l], W) * ws + lane offset, or -1 where the read is answered by
-// zero, for i in [0, count).
+// tap + dm[l], W) * ws + the lane's channel offset (lane0 + l) * cs, or -1
+// where the read is answered by zero, for i in [0, count).
 template <int P>
-void column_terms(const i32x8& dm, int W, int64_t ws, int lane0, int w0, int count, i32x8* col,
-                  int t = 1, int tap = 0) {
+void column_terms(const i32x8& dm, int W, int64_t ws, int64_t cs, int lane0, int w0, int count,
+                  i32x8* col, int t = 1, int tap = 0) {
   for (int i = 0; i < count; ++i) {
     for (int l = 0; l < 8; ++l) {
       const int s = pad_index<P>((w0 + i) * t + tap + dm[l], W);
-      col[i][l] = s < 0 ? -1 : static_cast<int32_t>(s * ws + lane0 + l);
+      col[i][l] = s < 0 ? -1 : static_cast<int32_t>(s * ws + (lane0 + l) * cs);
     }
   }
 }
@@ -268,11 +279,12 @@ i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs, int n, const i32x8& de
 // A moved row: out[i] = the lanes at (row term, col[i]) for i in [0, count).
 // The 8 lanes at (row term, column term), 0 where either is -1. `uniform`:
 // the lanes' offsets are equal (a channel group of a grouped or fixed
-// table), so the lanes are 8 contiguous elements, or none: one load.
+// table), so in channels-last the lanes are 8 contiguous elements, or none:
+// one load.
 template <Isa I, typename T>
 __attribute__((always_inline)) inline Vec8<typename Acc<T>::type> read8(const LaneArray<const T>& arr, i32x8 row, i32x8 c,
                                   bool uniform, bool bits) {
-  if (uniform) {
+  if (uniform && arr.cs == 1) {
     if ((row[0] | c[0]) < 0) return Vec8<typename Acc<T>::type>{};
     return widen8(arr.p + (row[0] + c[0]), bits);
   }
@@ -324,6 +336,13 @@ void prefetch_row(const LaneArray<const T>& arr, int row, int H, int W, int nb) 
   if (row < 0 || row >= H) return;
   constexpr int kLine = 64 / sizeof(T);
   const T* p = arr.p + row * arr.rs;
+  if (arr.cs != 1) {  // channels-first: each channel's row, if contiguous
+    if (arr.ws != 1) return;
+    for (int c = 0; c < nb; ++c) {
+      for (int i = 0; i < W; i += kLine) __builtin_prefetch(p + c * arr.cs + i);
+    }
+    return;
+  }
   if (arr.ws == nb) {  // the block is every channel: one contiguous run
     for (int64_t i = 0; i < int64_t{W} * nb; i += kLine) __builtin_prefetch(p + i);
     return;
@@ -344,11 +363,11 @@ int rows_below(const Lanes<A>* lanes, int groups, int sign, int extra) {
   return d;
 }
 
-// Stores 8 lanes (n of them) to p.
+// Stores 8 lanes (n of them) to p, cs elements apart.
 template <typename T, typename V>
-void store_lanes(T* p, V v, int n, bool bits) {
-  if (n == 8) return narrow8(p, v, bits);
-  for (int l = 0; l < n; ++l) narrow1(p + l, v[l], bits);
+void store_lanes(T* p, int64_t cs, V v, int n, bool bits) {
+  if (n == 8 && cs == 1) return narrow8(p, v, bits);
+  for (int l = 0; l < n; ++l) narrow1(p + l * cs, v[l], bits);
 }
 
 // A task's groups of lanes in per-thread scratch (kept between calls,
@@ -383,7 +402,8 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 
 // --- Plan -----------------------------------------------------------------
 
-// The lanes path takes channels-last calls of at least 8 channels whose
+// The lanes path takes channels-last calls, and channels-first calls that
+// the staged planes do not (3-D, strides), of at least 8 channels whose
 // samples' element offsets fit the gathers' 32-bit indices. 16-bit storage
 // not where the staged planes measured faster (benchmarks/NOTES.md, v6):
 // the active forward and the backward of walkable calls (2-D, unit
@@ -391,13 +411,14 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 template <typename T>
 bool use_lanes(const Geometry& geo, bool backward, bool move) {
   const Axis* ax = geo.ax;
-  auto fits = [&](int64_t ds, int64_t rs, int64_t ws, int d, int h, int w) {
-    return (d - 1) * ds + (h - 1) * rs + (w - 1) * ws + geo.C <= int64_t{INT32_MAX};
+  auto fits = [&](int64_t ds, int64_t rs, int64_t ws, int64_t cs, int d, int h, int w) {
+    return (d - 1) * ds + (h - 1) * rs + (w - 1) * ws + (geo.C - 1) * cs < int64_t{INT32_MAX};
   };
   if (sizeof(T) == 2 && walkable(geo) && (backward || !move)) return false;
-  return geo.sx_c == 1 && geo.sy_c == 1 && geo.C >= kGroup &&
-         fits(ax[0].sx, ax[1].sx, ax[2].sx, ax[0].L, ax[1].L, ax[2].L) &&
-         fits(ax[0].sy, ax[1].sy, ax[2].sy, ax[0].Lo, ax[1].Lo, ax[2].Lo);
+  const bool last = geo.sx_c == 1 && geo.sy_c == 1;
+  return (last || !walkable(geo)) && geo.C >= kGroup &&
+         fits(ax[0].sx, ax[1].sx, ax[2].sx, geo.sx_c, ax[0].L, ax[1].L, ax[2].L) &&
+         fits(ax[0].sy, ax[1].sy, ax[2].sy, geo.sy_c, ax[0].Lo, ax[1].Lo, ax[2].Lo);
 }
 
 // Tasks: sample x output plane (3-D) x block of B channels x strip of R
@@ -461,10 +482,10 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
       }
     }
     if (t2 == 1) {
-      column_terms<P>(ln.m2, W, x.ws, g * kGroup, 0, static_cast<int>(cols), col + g * cols);
+      column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, 0, static_cast<int>(cols), col + g * cols);
     } else {
-      column_terms<P>(ln.m2, W, x.ws, g * kGroup, 0, Wo, col + g * cols, t2, 0);
-      column_terms<P>(ln.m2, W, x.ws, g * kGroup, 0, Wo, col + g * cols + Wo, t2, 1);
+      column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, 0, Wo, col + g * cols, t2, 0);
+      column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, 0, Wo, col + g * cols + Wo, t2, 1);
     }
   }
   // slot(k, g, dd)[w * groups] = x(depth tap dd, row position + m1, w * t2 +
@@ -496,7 +517,7 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
           const i32x8 c = col[g * cols + w], row = rowt[g];
           V v = read8<I>(x, row, c, ln.uniform, true);
           if (ln.any_nan) v = ln.nan ? ln.nan_fill : v;
-          store_lanes(out + w * y.ws + g * kGroup, v, ln.n, true);
+          store_lanes(out + w * y.ws + g * kGroup * y.cs, y.cs, v, ln.n, true);
         }
       }
     }
@@ -529,8 +550,13 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     const V* b1 = slot(kb, 0, 1);
     const int e = next * groups;
     T* out = y.p + h * y.rs;
-    for (int w = 0; w < Wo; ++w) {
-      for (int g = 0; g < groups; ++g) {
+    // channels-last: a pixel's groups in turn (each line of y written
+    // whole); channels-first: a group's pixels (8 rows of y at a time).
+    const bool by_group = y.cs != 1;
+    const int outer = by_group ? groups : Wo, inner = by_group ? Wo : groups;
+    for (int o = 0; o < outer; ++o) {
+      for (int q = 0; q < inner; ++q) {
+        const int w = by_group ? q : o, g = by_group ? o : q;
         const Lanes<A>& ln = lanes[g];
         const int i = w * groups + g;
         V v = bilinear(ln, a[i], b[i], a[i + e], b[i + e]);
@@ -538,7 +564,7 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
           const V u = ln.w0d * v + ln.w1d * bilinear(ln, a1[i], b1[i], a1[i + e], b1[i + e]);
           v = ln.lat_d ? v : u;
         }
-        store_lanes(out + w * y.ws + g * kGroup, nan_lanes(ln, v), ln.n, false);
+        store_lanes(out + w * y.ws + g * kGroup * y.cs, y.cs, nan_lanes(ln, v), ln.n, false);
       }
     }
   }
@@ -547,12 +573,13 @@ JAXSHIFT_ISA_VERSIONS(lanes_forward)
 
 // --- Backward ---------------------------------------------------------------
 
-// Row i of dx (W columns a `ws` apart, at the task's first channel): the
-// elements of the task's channels outside their simple intervals (simple[4
-// b ..]: row lo, row hi, column lo, column hi), each edge(b, i, j).
+// Row i of dx (W columns a `ws` apart, channels `cs` apart, at the task's
+// first channel): the elements of the task's channels outside their simple
+// intervals (simple[4 b ..]: row lo, row hi, column lo, column hi), each
+// edge(b, i, j).
 template <typename A, typename T, typename Edge>
-void fold_edges(T* out, int64_t ws, int W, int i, const ChannelTables<A>* ct, const int* simple,
-                const Edge* edge, int nb) {
+void fold_edges(T* out, int64_t ws, int64_t cs, int W, int i, const ChannelTables<A>* ct,
+                const int* simple, const Edge* edge, int nb) {
   for (int b = 0; b < nb; ++b) {
     if (nan_shift(ct[b].f)) continue;
     const int* s = simple + 4 * b;
@@ -562,7 +589,7 @@ void fold_edges(T* out, int64_t ws, int W, int i, const ChannelTables<A>* ct, co
         j = s[3];
         continue;
       }
-      narrow1(out + j * ws + b, (*edge)(b, i, j), false);
+      narrow1(out + j * ws + b * cs, (*edge)(b, i, j), false);
     }
   }
 }
@@ -588,7 +615,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
   i32x8* col = sc.col;
   V* ring = sc.ring;
   for (int gr = 0; gr < groups; ++gr) {
-    column_terms<AP>(-lanes[gr].m2, W, g.ws, gr * kGroup, -1, static_cast<int>(cols),
+    column_terms<AP>(-lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, -1, static_cast<int>(cols),
                      col + gr * cols);
   }
   // moved(i, gr, dd)[(j + 1) * groups] = g(plane - m0 - dd, i - m1, j - m2)
@@ -629,10 +656,10 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
                                                      b1[k - groups]);
           v = ln.lat_d ? v : u;
         }
-        store_lanes(out + j * dx.ws + gr * kGroup, nan_lanes(ln, v), ln.n, false);
+        store_lanes(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, nan_lanes(ln, v), ln.n, false);
       }
     }
-    if constexpr (P != kZeros && P != kPeriodic) fold_edges(out, dx.ws, W, i, ct, simple, edge, nb);
+    if constexpr (P != kZeros && P != kPeriodic) fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_adjoint)
@@ -680,7 +707,7 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
   for (int gr = 0; gr < groups; ++gr) {
     const Lanes<A>& ln = lanes[gr];
     i32x8 lane;
-    for (int l = 0; l < 8; ++l) lane[l] = gr * kGroup + l;
+    for (int l = 0; l < 8; ++l) lane[l] = static_cast<int32_t>((gr * kGroup + l) * g.cs);
     for (int j = 0; j < W; ++j) {
       for (int tap = 0; tap < 2; ++tap) {
         col[gr * cols + 2 * j + tap] = add_terms(
@@ -717,10 +744,10 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
           const V u = ln.w0d * v + ln.w1d * at(1);
           v = ln.lat_d ? v : u;
         }
-        store_lanes(out + j * dx.ws + gr * kGroup, nan_lanes(ln, v), ln.n, false);
+        store_lanes(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, nan_lanes(ln, v), ln.n, false);
       }
     }
-    if constexpr (P != kZeros) fold_edges(out, dx.ws, W, i, ct, simple, edge, nb);
+    if constexpr (P != kZeros) fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_adjoint_strided)
@@ -753,11 +780,11 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   V* ring = sc.ring;
   for (int gr = 0; gr < groups; ++gr) {
     if (t2 == 1) {
-      column_terms<P>(lanes[gr].m2, W, x.ws, gr * kGroup, -1, static_cast<int>(cols),
+      column_terms<P>(lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, -1, static_cast<int>(cols),
                       col + gr * cols);
     } else {
       for (int k = 0; k < 3; ++k) {
-        column_terms<P>(lanes[gr].m2, W, x.ws, gr * kGroup, 0, Wo, col + gr * cols + k * Wo, t2,
+        column_terms<P>(lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, 0, Wo, col + gr * cols + k * Wo, t2,
                         k - 1);
       }
     }
@@ -811,11 +838,13 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
         const Lanes<A>& ln = lanes[gr];
         const int k = k0 + w * groups + gr;
         V gv;
-        if (ln.n == kGroup) {
+        if (ln.n == kGroup && g.cs == 1) {
           gv = widen8(gp + w * g.ws + gr * kGroup, false);
         } else {
           gv = V{};
-          for (int l = 0; l < ln.n; ++l) gv[l] = widen1(gp + w * g.ws + gr * kGroup + l, false);
+          for (int l = 0; l < ln.n; ++l) {
+            gv[l] = widen1(gp + w * g.ws + (gr * kGroup + l) * g.cs, false);
+          }
         }
         // At depth tap dd: tf = d out / d shift_1 (the rows' slope inside the
         // columns' value), tw = d out / d shift_2 (the rows' value inside the
