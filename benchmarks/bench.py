@@ -163,10 +163,12 @@ def bench_case(shape, dtype, layout, mode, samples, inner, impls):
 
 
 def bench_extra(samples, inner, impls, gpu=True):
-  """Forward rows for the 3-D and strided cases of issue 15's targets: the
-  default and tiled kernels against a copy of the input, timed in turns
-  (on the CPU smaller shapes, and the copy is the faster of `np.copyto` and
-  `x + 1`)."""
+  """Rows for the 3-D and strided cases of issue 15's targets: the default
+  kernel's forward and forward+backward and the tiled kernels' forward
+  against a copy of the input, timed in turns (on the CPU smaller shapes, and
+  the copy is the faster of `np.copyto` and `x + 1`). The floors: a forward
+  reads x and writes y; a forward+backward also reads g (y's size) and x and
+  writes dx."""
   if gpu:
     cases = [("16x8x28x28x64 3-D", (16, 8, 28, 28, 64), -1, 1),
              ("16x64x8x28x28 3-D", (16, 64, 8, 28, 28), 1, 1),
@@ -177,14 +179,17 @@ def bench_extra(samples, inner, impls, gpu=True):
              ("2x64x8x28x28 3-D", (2, 64, 8, 28, 28), 1, 1),
              ("8x32x32x64 stride 2", (8, 32, 32, 64), -1, 2),
              ("8x64x32x32 stride 2", (8, 64, 32, 32), 1, 2)]
-  lines = ["", "| case | layout | copy | kernel fwd | %bw | tiled fwd | tiled %bw |",
-           "|---|---|---|---|---|---|---|"]
+  lines = ["", "| case | layout | copy | kernel fwd | %bw | kernel f+b | f+b %bw | tiled fwd "
+           "| tiled %bw |", "|---|---|---|---|---|---|---|---|---|"]
   for name, shape, cax, strides in cases:
     x = jax.random.normal(jax.random.key(0), shape, jnp.float32)
     s = jax.random.uniform(jax.random.key(1), (shape[cax], len(shape) - 2), jnp.float32, -2, 2)
     f = lambda x, s: jaxshift.shift(x, s, strides=strides, channel_axis=cax, impl="ffi")
-    y_bytes = jax.eval_shape(f, x, s).size * 4
-    timed = {"copy": (jax.jit(lambda x: x + 1.0), (x,)), "kernel": (jax.jit(f), (x, s))}
+    y = jax.eval_shape(f, x, s)
+    y_bytes = y.size * 4
+    g = jax.random.normal(jax.random.key(2), y.shape, jnp.float32)
+    timed = {"copy": (jax.jit(lambda x: x + 1.0), (x,)), "kernel": (jax.jit(f), (x, s)),
+             "kernel f+b": (jax.jit(forward_backward(f)), (x, s, g))}
     if not gpu:
       timed["copyto"] = copy_cases(x)["copyto"]
     if "tiled" in impls:
@@ -193,10 +198,13 @@ def bench_extra(samples, inner, impls, gpu=True):
     t = time_all(timed, samples, inner)
     t["copy"] = min(t["copy"], t.get("copyto", t["copy"]))
     # The floor of a strided forward reads x once and writes the smaller y.
-    floor = t["copy"] * (x.size * 4 + y_bytes) / (2 * x.size * 4)
+    x_bytes = x.size * 4
+    floor = t["copy"] * (x_bytes + y_bytes) / (2 * x_bytes)
+    floor_fb = t["copy"] * (3 * x_bytes + 2 * y_bytes) / (2 * x_bytes)
     pct = lambda k: f"{100 * floor / t[k]:.0f}%" if k in t else "-"
     lines.append(f"| {name} | {'NHWC' if cax == -1 else 'NCHW'} | {t['copy']:.3f} | "
-                 f"{t['kernel']:.3f} | {pct('kernel')} | "
+                 f"{t['kernel']:.3f} | {pct('kernel')} | {t['kernel f+b']:.3f} | "
+                 f"{100 * floor_fb / t['kernel f+b']:.0f}% | "
                  f"{t['tiled'] if 'tiled' in t else float('nan'):.3f} | {pct('tiled')} |")
     print(lines[-1], flush=True)
   return lines
