@@ -166,6 +166,7 @@ struct Lanes {
   V w0d, w1d;            // and along depth (axis 0; 3-D forwards)
   M lat_d, lat_f, lat_w, nan;  // at the lattice on each axis; NaN shift
   V nan_fill;            // a NaN lane's value (nan_value)
+  i32x8 depth[3];        // the task's depth terms of its plane's taps (depth_term)
   int n;                 // lanes in use (the rest read nothing, store nothing)
   bool all_lat_d, all_lat_f, all_lat_w, any_lat, any_nan;
   bool plain;            // no lane at the lattice or NaN: no selection
@@ -493,9 +494,12 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
   auto slot = [&](int k, int g, int dd) {
     return ring + ((k & 1) + 2 * dd) * groups * cols + g;
   };
+  for (int g = 0; g < groups; ++g) {
+    for (int dd = 0; dd < 2; ++dd) lanes[g].depth[dd] = depth_term<P>(lanes[g].m0, dp, dd);
+  }
   auto row_at = [&](int pos, int g, int dd) {
     const Lanes<A>& ln = lanes[g];
-    return row_term<P>(ln.m1, pos, H, x.rs, ln.n, depth_term<P>(ln.m0, dp, dd));
+    return row_term<P>(ln.m1, pos, H, x.rs, ln.n, ln.depth[dd]);
   };
   auto gather = [&](int pos, int g, int dd, V* out) {
     gather_row<I>(x, row_at(pos, g, dd), col + g * cols, static_cast<int>(cols),
@@ -611,10 +615,11 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
   const int64_t cols = int64_t{W} + 1;  // moved columns -1 .. W - 1
   const LaneScratch<A> sc = lane_groups(ct, nb, cols, 4);
   const int groups = sc.groups;
-  const Lanes<A>* lanes = sc.lanes;
+  Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
   V* ring = sc.ring;
   for (int gr = 0; gr < groups; ++gr) {
+    for (int dd = 0; dd < 2; ++dd) lanes[gr].depth[dd] = depth_term<AP>(-lanes[gr].m0, dp, -dd);
     column_terms<AP>(-lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, -1, static_cast<int>(cols),
                      col + gr * cols);
   }
@@ -625,7 +630,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
   };
   auto gather = [&](int i, int gr, int dd) {
     const Lanes<A>& ln = lanes[gr];
-    gather_row<I>(g, row_term<AP>(-ln.m1, i, H, g.rs, ln.n, depth_term<AP>(-ln.m0, dp, -dd)),
+    gather_row<I>(g, row_term<AP>(-ln.m1, i, H, g.rs, ln.n, ln.depth[dd]),
                   col + gr * cols, static_cast<int>(cols), ln.uniform, false, moved(i, gr, dd),
                   groups);
   };
@@ -659,7 +664,9 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
         store_lanes(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, nan_lanes(ln, v), ln.n, false);
       }
     }
-    if constexpr (P != kZeros && P != kPeriodic) fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
+    if constexpr (P != kZeros && P != kPeriodic) {
+      fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
+    }
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_adjoint)
@@ -723,7 +730,9 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
       const Lanes<A>& ln = lanes[gr];
       for (int tap = 0; tap < 2; ++tap) {
         const i32x8 r = strided_term(ln.m1, i, tap, ax[1].t, ax[1].Lo, g.rs, ln.n);
-        for (int dd = 0; dd < 2; ++dd) terms[6 * gr + 2 + 2 * dd + tap] = add_terms(r, terms[6 * gr + dd]);
+        for (int dd = 0; dd < 2; ++dd) {
+          terms[6 * gr + 2 + 2 * dd + tap] = add_terms(r, terms[6 * gr + dd]);
+        }
       }
     }
     T* out = dx.p + i * dx.rs;
@@ -736,7 +745,8 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
           const V a0 = read8<I>(g, r[0], c[0], ln.uniform, false);
           const V b0 = ln.all_lat_f ? a0 : read8<I>(g, r[1], c[0], ln.uniform, false);
           const V a1 = ln.all_lat_w ? a0 : read8<I>(g, r[0], c[1], ln.uniform, false);
-          const V b1 = ln.all_lat_f || ln.all_lat_w ? a0 : read8<I>(g, r[1], c[1], ln.uniform, false);
+          const V b1 =
+              ln.all_lat_f || ln.all_lat_w ? a0 : read8<I>(g, r[1], c[1], ln.uniform, false);
           return bilinear(ln, a0, b0, a1, b1);
         };
         V v = at(0);
@@ -775,17 +785,19 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   const int taps = depth ? 3 : 1;
   const LaneScratch<A> sc = lane_groups(ct, nb, cols, 3 * taps + 1);
   const int groups = sc.groups;
-  const Lanes<A>* lanes = sc.lanes;
+  Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
   V* ring = sc.ring;
+  const int d0 = depth ? -1 : 0;  // the first depth tap
   for (int gr = 0; gr < groups; ++gr) {
+    for (int t = 0; t < taps; ++t) lanes[gr].depth[t] = depth_term<P>(lanes[gr].m0, dp, d0 + t);
     if (t2 == 1) {
       column_terms<P>(lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, -1, static_cast<int>(cols),
                       col + gr * cols);
     } else {
       for (int k = 0; k < 3; ++k) {
-        column_terms<P>(lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, 0, Wo, col + gr * cols + k * Wo, t2,
-                        k - 1);
+        column_terms<P>(lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, 0, Wo,
+                        col + gr * cols + k * Wo, t2, k - 1);
       }
     }
   }
@@ -793,14 +805,13 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   // groups]) = x(plane + m0 + dd, row + m1, w t2 + m2) per lane, dd in
   // [-1, 1] with `depth`, else 0; key: row h >= -1 with t1 = 1, else 0 .. 2
   // for rows h t1 - 1 .. h t1 + 1.
-  const int d0 = depth ? -1 : 0;
   auto moved = [&](int h, int gr, int dd) {
     return ring + (((h + 3) % 3) + 3 * (dd - d0)) * groups * cols + gr;
   };
   auto gather = [&](int pos, int key, int gr) {
     const Lanes<A>& ln = lanes[gr];
     for (int dd = d0; dd < d0 + taps; ++dd) {
-      gather_row<I>(x, row_term<P>(ln.m1, pos, H, x.rs, ln.n, depth_term<P>(ln.m0, dp, dd)),
+      gather_row<I>(x, row_term<P>(ln.m1, pos, H, x.rs, ln.n, ln.depth[dd - d0]),
                     col + gr * cols, static_cast<int>(cols), ln.uniform, false,
                     moved(key, gr, dd), groups);
     }
