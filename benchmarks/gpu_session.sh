@@ -63,7 +63,8 @@ if has bench; then
   # The walk ("kernel") and tiled kernels, the copy and cuDNN's depthwise 3x3
   # in one run; forward+backward keeps the forward live (a random cotangent
   # through jax.vjp, bench.py's forward_backward). A second table: 3-D and
-  # stride-2 forwards against their floor (bench.py, bench_extra).
+  # stride-2 forwards (and the default kernels' forward+backward) against
+  # their floor (bench.py, bench_extra).
   timeout 150 python3 benchmarks/bench.py --gpu --impls kernel tiled dw3x3 --samples 7 \
     --inner 5 --out "$OUT/bench_gpu.md" | tail -20
   stamp "bench done"
