@@ -197,21 +197,24 @@ def test_grouped_tables_match_jnp_path(mode, padding, dtype, data):
 ALL_PAIRS = tuple((m, p) for m in jaxshift.MODES for p in jaxshift.PADDINGS)
 
 
-@pytest.mark.parametrize("channels_last", [True, False])
-def test_staged_blocks_match_on_every_instruction_set(channels_last):
-  """20 channels, 13 columns: in channels-last two groups of 8 lanes (gathers)
-  and a partial group of 4; in channels-first a staged block of 16 channels
-  next to a block of 4 with a shift beyond the halo (walks in place); every
-  mode and padding. The same compiled kernel runs once per instruction set
-  the CPU has."""
+@pytest.mark.parametrize("channels_last,lengths,strides", [
+    (True, (7, 13), 1), (False, (7, 13), 1),
+    (True, (3, 5, 6), 1), (False, (4, 5, 7), (2, 1, 2))])
+def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
+                                                       strides):
+  """20 channels: in channels-last two groups of 8 lanes (gathers) and a
+  partial group of 4; in 2-D channels-first a staged block of 16 channels
+  next to a block of 4 with a shift beyond the halo (walks in place), in 3-D
+  strided channels-first lanes again; every mode and padding. The same
+  compiled kernel runs once per instruction set the CPU has."""
   rng = np.random.default_rng(1)
-  c = 20
-  shape = (2, 7, 13, c) if channels_last else (2, c, 7, 13)
+  c, nd = 20, len(lengths)
+  shape = (2, *lengths, c) if channels_last else (2, c, *lengths)
   x = jnp.asarray(rng.normal(size=shape), jnp.float32)
-  s = rng.uniform(-2.5, 2.5, (c, 2)).astype(np.float32)
-  s[3] = [0.0, 1.0]
-  s[17] = [-19.5, 3.25]
-  kw = dict(strides=1, channel_axis=-1 if channels_last else 1,
+  s = rng.uniform(-2.5, 2.5, (c, nd)).astype(np.float32)
+  s[3, -2:] = [0.0, 1.0]
+  s[17, -2:] = [-19.5, 3.25]
+  kw = dict(strides=strides, channel_axis=-1 if channels_last else 1,
             pairs=ALL_PAIRS)
   reference = kernel_sweep.evaluate(x, jnp.asarray(s), impl="xla", **kw)
   isas = ["avx2", "baseline"] if (PLATFORM == "cpu" and not EMULATED and
