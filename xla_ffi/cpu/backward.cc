@@ -1,9 +1,10 @@
 // The CPU backward: the input gradient (a gather: deterministic, no atomics)
 // and the per-sample shift gradient, summed in a fixed order so that the same
 // inputs give bitwise the same result on any number of threads. Channel lanes
-// for channels-last (cpu/lanes.h), staged planes where they apply, walks in
-// place for far shifts and large planes, the element-wise functions for 3-D
-// and strides.
+// (cpu/lanes.h) for channels-last and for channels-first 3-D and strided
+// calls, staged planes for the other channels-first calls, walks in place for
+// far shifts and large planes, the element-wise functions for the rest (fewer
+// than 8 channels, samples beyond 32-bit offsets).
 #include <algorithm>
 #include <cstdint>
 #include <vector>

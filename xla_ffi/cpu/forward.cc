@@ -1,7 +1,8 @@
-// The CPU forward: channel lanes for channels-last (cpu/lanes.h), staged
-// planes where they apply, walks in place for far shifts and large planes,
-// the element-wise functions for the rest (channels-first 3-D and strides,
-// fewer than 8 channels).
+// The CPU forward: channel lanes (cpu/lanes.h) for channels-last and for
+// channels-first 3-D and strided calls, staged planes for the other
+// channels-first calls, walks in place for far shifts and large planes,
+// the element-wise functions for the rest (fewer than 8 channels, samples
+// beyond 32-bit offsets).
 #include <algorithm>
 #include <cstdint>
 
@@ -46,8 +47,8 @@ void staged_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, boo
                 RowBuffer<A>{xs + nb * pl.pitch, row_pitch<A>(W)}, yg);
 }
 
-// One lanes task (channels-last): sample n, output plane d of axis 0,
-// channels [c0, c0 + nb), output rows [r0, r0 + rows).
+// One lanes task: sample n, output plane d of axis 0, channels [c0, c0 +
+// nb), output rows [r0, r0 + rows).
 template <typename T, int P>
 void lanes_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, bool move, int64_t n,
                 int d, int64_t c0, int nb, int r0, int rows) {

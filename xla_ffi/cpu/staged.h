@@ -1,7 +1,8 @@
 // Staged planes and register tiles: the CPU kernel's fast path for walkable
 // calls (at most two spatial axes, unit strides) in channels-first, and in
 // channels-last where the lanes path (cpu/lanes.h: gathers, no staging) does
-// not apply (fewer than 8 channels, samples beyond 32-bit offsets).
+// not apply (fewer than 8 channels, samples beyond 32-bit offsets, 16-bit
+// active forwards and backwards: use_lanes).
 //
 // A task takes one sample and a group of at most 8 channels and copies a
 // strip of their rows into contiguous planes in the accumulation type, with
@@ -219,7 +220,7 @@ Planes make_planes(int rows, int W, int K, int r0) {
 struct StagedPlan {
   int B, R;
   int64_t blocks, strips;
-  int64_t planes = 1;  // output planes of axis 0 (3-D lanes forwards), else 1
+  int64_t planes = 1;  // planes of axis 0 (3-D lanes tasks), else 1
   int64_t tasks(const Geometry& geo) const { return geo.N * planes * blocks * strips; }
   // Task t's sample, first channel, channels, first row and rows (of the
   // output: the input's too where strides are 1), and output plane.
