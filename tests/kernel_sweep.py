@@ -60,7 +60,7 @@ GROUPS = [
     ((3, 4, 5), (1, 2, 3), 4, "float16", NEAR + FAR, False),
     ((150, 150), 1, 2, "float32", NEAR + FAR, False),  # too large to stage
     ((6, 11), (2, 3), 17, "bfloat16", NEAR + FAR, True),  # lanes: 2 groups + 1
-    ((3, 5, 7), 1, 10, "float16", NEAR + FAR, True),  # 3-D lanes: 1 group + 2
+    ((3, 4, 9), 1, 10, "float16", NEAR + FAR, True),  # 3-D lanes: 1 group + 2
     ((4, 5, 3), (2, 1, 2), 9, "bfloat16", NEAR + FAR, False),  # strided 3-D lanes
 ]
 X64_GROUPS = [

@@ -323,6 +323,18 @@ __attribute__((always_inline)) inline V nan_lanes(const Lanes<A>& ln, V v) {
   return ln.any_nan ? (ln.nan ? ln.nan_fill : v) : v;
 }
 
+// The depth stencil (3-D; outermost, as core/stencils.h's tensor3) over the
+// 2-D values v0 at depth tap 0 and v1() at tap 1 (evaluated only where a
+// lane is off the depth lattice), then the NaN rule.
+template <typename A, typename V, typename F>
+__attribute__((always_inline)) inline V depth_stencil(const Lanes<A>& ln, V v0, const F& v1) {
+  if (!ln.all_lat_d) {
+    const V u = ln.w0d * v0 + ln.w1d * v1();
+    v0 = ln.lat_d ? v0 : u;
+  }
+  return nan_lanes(ln, v0);
+}
+
 // bilinear with the NaN rule.
 template <typename A, typename V>
 __attribute__((always_inline)) inline V stencil2(const Lanes<A>& ln, V a0, V b0, V a1, V b1) {
@@ -369,6 +381,37 @@ template <typename T, typename V>
 void store_lanes(T* p, int64_t cs, V v, int n, bool bits) {
   if (n == 8 && cs == 1) return narrow8(p, v, bits);
   for (int l = 0; l < n; ++l) narrow1(p + l * cs, v[l], bits);
+}
+
+// Stores a row of `count` pixels of every group: value(w, g) is pixel w's
+// lanes of group g, stored at out + w ws + (g 8 + l) cs. Channels-last: a
+// pixel's groups in turn, so each line of the row is written whole.
+// Channels-first: a group's pixels in turn, where pixels are contiguous 8 at
+// a time, transposed in registers into 8 vectors of a channel's pixels.
+template <typename T, typename A, typename F>
+__attribute__((always_inline)) inline void store_row(T* out, int64_t ws, int64_t cs, int count,
+                                                     const Lanes<A>* lanes, int groups, bool bits,
+                                                     const F& value) {
+  using V = Vec8<A>;
+  if (cs == 1) {
+    for (int w = 0; w < count; ++w) {
+      for (int g = 0; g < groups; ++g) {
+        store_lanes(out + w * ws + g * kGroup, 1, value(w, g), lanes[g].n, bits);
+      }
+    }
+    return;
+  }
+  for (int g = 0; g < groups; ++g) {
+    T* p = out + g * kGroup * cs;
+    int w = 0;
+    for (; ws == 1 && w + kGroup <= count; w += kGroup) {
+      V v[kGroup];
+      for (int j = 0; j < kGroup; ++j) v[j] = value(w + j, g);
+      transpose8(v);
+      for (int l = 0; l < lanes[g].n; ++l) narrow8(p + l * cs + w, v[l], bits);
+    }
+    for (; w < count; ++w) store_lanes(p + w * ws, cs, value(w, g), lanes[g].n, bits);
+  }
 }
 
 // A task's groups of lanes in per-thread scratch (kept between calls,
@@ -514,16 +557,11 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     for (int h = r0; h < r0 + rows; ++h) {
       prefetch_row(plane, h * t1 + ahead, H, W, nb);
       for (int g = 0; g < groups; ++g) rowt[g] = row_at(h * t1, g, 0);
-      T* out = y.p + h * y.rs;
-      for (int w = 0; w < Wo; ++w) {
-        for (int g = 0; g < groups; ++g) {
-          const Lanes<A>& ln = lanes[g];
-          const i32x8 c = col[g * cols + w], row = rowt[g];
-          V v = read8<I>(x, row, c, ln.uniform, true);
-          if (ln.any_nan) v = ln.nan ? ln.nan_fill : v;
-          store_lanes(out + w * y.ws + g * kGroup * y.cs, y.cs, v, ln.n, true);
-        }
-      }
+      store_row(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, true, [&](int w, int g) {
+        const Lanes<A>& ln = lanes[g];
+        const V v = read8<I>(x, rowt[g], col[g * cols + w], ln.uniform, true);
+        return ln.any_nan ? (ln.nan ? ln.nan_fill : v) : v;
+      });
     }
     return;
   }
@@ -553,24 +591,12 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     const V* a1 = slot(ka, 0, 1);  // depth tap 1 (groups off the depth lattice)
     const V* b1 = slot(kb, 0, 1);
     const int e = next * groups;
-    T* out = y.p + h * y.rs;
-    // channels-last: a pixel's groups in turn (each line of y written
-    // whole); channels-first: a group's pixels (8 rows of y at a time).
-    const bool by_group = y.cs != 1;
-    const int outer = by_group ? groups : Wo, inner = by_group ? Wo : groups;
-    for (int o = 0; o < outer; ++o) {
-      for (int q = 0; q < inner; ++q) {
-        const int w = by_group ? q : o, g = by_group ? o : q;
-        const Lanes<A>& ln = lanes[g];
-        const int i = w * groups + g;
-        V v = bilinear(ln, a[i], b[i], a[i + e], b[i + e]);
-        if (!ln.all_lat_d) {
-          const V u = ln.w0d * v + ln.w1d * bilinear(ln, a1[i], b1[i], a1[i + e], b1[i + e]);
-          v = ln.lat_d ? v : u;
-        }
-        store_lanes(out + w * y.ws + g * kGroup * y.cs, y.cs, nan_lanes(ln, v), ln.n, false);
-      }
-    }
+    store_row(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, false, [&](int w, int g) {
+      const Lanes<A>& ln = lanes[g];
+      const int i = w * groups + g;
+      return depth_stencil(ln, bilinear(ln, a[i], b[i], a[i + e], b[i + e]),
+                           [&] { return bilinear(ln, a1[i], b1[i], a1[i + e], b1[i + e]); });
+    });
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_forward)
@@ -651,19 +677,12 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
     const V* a1 = moved(i, 0, 1) + groups;     // the same at depth tap -1
     const V* b1 = moved(i - 1, 0, 1) + groups;
     T* out = dx.p + i * dx.rs;
-    for (int j = 0; j < W; ++j) {
-      for (int gr = 0; gr < groups; ++gr) {
-        const Lanes<A>& ln = lanes[gr];
-        const int k = j * groups + gr;
-        V v = bilinear(ln, a[k], b[k], a[k - groups], b[k - groups]);
-        if (!ln.all_lat_d) {
-          const V u = ln.w0d * v + ln.w1d * bilinear(ln, a1[k], b1[k], a1[k - groups],
-                                                     b1[k - groups]);
-          v = ln.lat_d ? v : u;
-        }
-        store_lanes(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, nan_lanes(ln, v), ln.n, false);
-      }
-    }
+    store_row(out, dx.ws, dx.cs, W, lanes, groups, false, [&](int j, int gr) {
+      const Lanes<A>& ln = lanes[gr];
+      const int k = j * groups + gr, l = k - groups;
+      return depth_stencil(ln, bilinear(ln, a[k], b[k], a[l], b[l]),
+                           [&] { return bilinear(ln, a1[k], b1[k], a1[l], b1[l]); });
+    });
     if constexpr (P != kZeros && P != kPeriodic) {
       fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
     }
@@ -736,27 +755,20 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
       }
     }
     T* out = dx.p + i * dx.rs;
-    for (int j = 0; j < W; ++j) {
-      for (int gr = 0; gr < groups; ++gr) {
-        const Lanes<A>& ln = lanes[gr];
-        const i32x8* c = col + gr * cols + 2 * j;
-        auto at = [&](int dd) {  // the 2-D adjoint stencil at depth tap dd
-          const i32x8* r = terms + 6 * gr + 2 + 2 * dd;
-          const V a0 = read8<I>(g, r[0], c[0], ln.uniform, false);
-          const V b0 = ln.all_lat_f ? a0 : read8<I>(g, r[1], c[0], ln.uniform, false);
-          const V a1 = ln.all_lat_w ? a0 : read8<I>(g, r[0], c[1], ln.uniform, false);
-          const V b1 =
-              ln.all_lat_f || ln.all_lat_w ? a0 : read8<I>(g, r[1], c[1], ln.uniform, false);
-          return bilinear(ln, a0, b0, a1, b1);
-        };
-        V v = at(0);
-        if (!ln.all_lat_d) {
-          const V u = ln.w0d * v + ln.w1d * at(1);
-          v = ln.lat_d ? v : u;
-        }
-        store_lanes(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, nan_lanes(ln, v), ln.n, false);
-      }
-    }
+    store_row(out, dx.ws, dx.cs, W, lanes, groups, false, [&](int j, int gr) {
+      const Lanes<A>& ln = lanes[gr];
+      const i32x8* c = col + gr * cols + 2 * j;
+      auto at = [&](int dd) {  // the 2-D adjoint stencil at depth tap dd
+        const i32x8* r = terms + 6 * gr + 2 + 2 * dd;
+        const V a0 = read8<I>(g, r[0], c[0], ln.uniform, false);
+        const V b0 = ln.all_lat_f ? a0 : read8<I>(g, r[1], c[0], ln.uniform, false);
+        const V a1 = ln.all_lat_w ? a0 : read8<I>(g, r[0], c[1], ln.uniform, false);
+        const V b1 =
+            ln.all_lat_f || ln.all_lat_w ? a0 : read8<I>(g, r[1], c[1], ln.uniform, false);
+        return bilinear(ln, a0, b0, a1, b1);
+      };
+      return depth_stencil(ln, at(0), [&] { return at(1); });
+    });
     if constexpr (P != kZeros) fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
   }
 }
