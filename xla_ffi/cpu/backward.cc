@@ -139,10 +139,7 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
       geo, std::max(call_halo<A>(geo, rounded, 1), shift_grad ? call_halo<A>(geo, exact, 1) : 0));
   const int64_t parts = plan.strips;
   std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
-  parallel_for(pool, plan.tasks(geo), [&](int64_t task) {
-    int64_t n, c0;
-    int nb, r0, rows;
-    plan.task(geo, task, &n, &c0, &nb, &r0, &rows);
+  for_each_task(pool, plan, geo, [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
     const int64_t part = r0 / plan.R;
     const int K = std::max(block_halo<A>(geo, rounded, n, c0, nb, 1),
                            shift_grad ? block_halo<A>(geo, exact, n, c0, nb, 1) : 0);
@@ -157,7 +154,7 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
   finish(geo, exact, partial, parts, ds);
 }
 
-// The lanes path (channels-last). With unit strides, per task (sample,
+// The lanes path. With unit strides, per task (sample,
 // plane of axis 0, block of channels, strip of rows) dx from g, then the
 // shift-gradient sums from x and g into partial[n, plane x strip, c, :];
 // with strides the input and output grids differ, so dx (tasks over the
@@ -173,8 +170,8 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   const StagedPlan plan = lanes_plan<T>(geo), in_plan = lanes_plan<T>(in);
   const int64_t parts = plan.planes * plan.strips;
   std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
-  auto input_gradient = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows,
-                            ChannelTables<A>* ct) {
+  auto input_gradient = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+    ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
     group_tables<A>(geo, rounded, n, c0, nb, ct);
     const int64_t gat = n * geo.sy_n + c0 * geo.sy_c;
     const T* gn = g + gat;
@@ -193,8 +190,8 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
                             static_cast<const int*>(edge.simple), &edge, nb, r0, rows);
     }
   };
-  auto shift_sums = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows,
-                        ChannelTables<A>* ct) {
+  auto shift_sums = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+    ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
     group_tables<A>(geo, exact, n, c0, nb, ct);
     const int64_t xat = n * geo.sx_n + c0 * geo.sx_c;
     lanes_shift_grad(isa, std::integral_constant<int, P>{},
@@ -208,24 +205,14 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
                      partial.data() +
                          partial_index(geo, n, d * plan.strips + r0 / plan.R, parts, c0));
   };
-  // Runs fn(n, d, c0, nb, r0, rows, tables) for every task of a plan.
-  auto each_task = [&](const StagedPlan& pl, const Geometry& grid, auto fn) {
-    parallel_for(pool, pl.tasks(grid), [&](int64_t task) {
-      int64_t n, c0;
-      int nb, r0, rows, d;
-      pl.task(grid, task, &n, &c0, &nb, &r0, &rows, &d);
-      fn(n, d, c0, nb, r0, rows, scratch<ChannelTables<A>>(static_cast<size_t>(nb)));
-    });
-  };
   if (unit) {
-    each_task(plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows,
-                             ChannelTables<A>* ct) {
-      input_gradient(n, d, c0, nb, r0, rows, ct);
-      if (shift_grad) shift_sums(n, d, c0, nb, r0, rows, ct);
+    for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+      input_gradient(n, d, c0, nb, r0, rows);
+      if (shift_grad) shift_sums(n, d, c0, nb, r0, rows);
     });
   } else {
-    each_task(in_plan, in, input_gradient);
-    if (shift_grad) each_task(plan, geo, shift_sums);
+    for_each_task(pool, in_plan, in, input_gradient);
+    if (shift_grad) for_each_task(pool, plan, geo, shift_sums);
   }
   finish(geo, exact, partial, parts, ds);
 }

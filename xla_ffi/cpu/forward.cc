@@ -91,10 +91,7 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
   if (use_lanes<T>(geo, false, move)) {
     const Isa isa = current_isa();
     const StagedPlan plan = lanes_plan<T>(geo);
-    parallel_for(pool, plan.tasks(geo), [&](int64_t task) {
-      int64_t n, c0;
-      int nb, r0, rows, d;
-      plan.task(geo, task, &n, &c0, &nb, &r0, &rows, &d);
+    for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
       lanes_task<T, P>(isa, geo, x, tab, y, move, n, d, c0, nb, r0, rows);
     });
     return;
@@ -102,10 +99,7 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
   if (use_staging<T>(geo)) {
     const Isa isa = current_isa();
     const StagedPlan plan = staged_plan<T>(geo, call_halo<A>(geo, tab, 0));
-    parallel_for(pool, plan.tasks(geo), [&](int64_t task) {
-      int64_t n, c0;
-      int nb, r0, rows;
-      plan.task(geo, task, &n, &c0, &nb, &r0, &rows);
+    for_each_task(pool, plan, geo, [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
       const int K = block_halo<A>(geo, tab, n, c0, nb, 0);
       if (K > kMaxHalo) {
         walk_channels<T, P>(geo, x, tab, y, move, n, c0, nb, r0, rows);

@@ -105,7 +105,8 @@ using GatherBase = std::conditional_t<sizeof(T) == 2, uint16_t, T>;
 // relative to base, of the buffer's last element, or -1 if it is not near:
 // 16-bit gathers read 32 bits, so a lane at `last` is read alone.
 template <Isa I, typename T>
-__attribute__((always_inline)) inline Vec8<typename Acc<T>::type> gather8(const T* base, i32x8 idx, i32x8 mask, bool bits, int32_t last) {
+__attribute__((always_inline)) inline Vec8<typename Acc<T>::type> gather8(
+    const T* base, i32x8 idx, i32x8 mask, bool bits, int32_t last) {
   using A = typename Acc<T>::type;
   using Bits = GatherBits<T>;
   typedef Bits BitsV __attribute__((vector_size(8 * sizeof(Bits))));
@@ -166,7 +167,7 @@ struct Lanes {
   V w0d, w1d;            // and along depth (axis 0; 3-D forwards)
   M lat_d, lat_f, lat_w, nan;  // at the lattice on each axis; NaN shift
   V nan_fill;            // a NaN lane's value (nan_value)
-  i32x8 depth[3];        // the task's depth terms of its plane's taps (depth_term)
+  i32x8 depth[3];        // the task's depth terms of its plane's taps
   int n;                 // lanes in use (the rest read nothing, store nothing)
   bool all_lat_d, all_lat_f, all_lat_w, any_lat, any_nan;
   bool plain;            // no lane at the lattice or NaN: no selection
@@ -244,16 +245,17 @@ void column_terms(const i32x8& dm, int W, int64_t ws, int64_t cs, int lane0, int
   }
 }
 
-// Axis 0 (depth) of a 3-D forward at one output plane: its length, x's
-// stride along it and the plane's tap origin before the shift (output index
-// times stride). A 2-D call has L = 1, pos = 0.
+// Axis 0 (depth) of a 3-D call at one plane of a task: the length and
+// stride of the array read along it (x, or g in the input gradient) and the
+// plane's tap origin before the shift (output index times stride; the input
+// index in the input gradient). A 2-D call has L = 1, pos = 0.
 struct Depth {
   int L;
   int64_t s;
   int pos;
 };
 
-// The per-lane depth term of tap dd (0 or 1) at offsets dm: pad_index(pos +
+// The per-lane depth term of tap dd (-1 .. 1) at offsets dm: pad_index(pos +
 // dm + dd, L) * s, or -1.
 template <int P>
 i32x8 depth_term(const i32x8& dm, const Depth& dp, int dd) {
@@ -283,8 +285,8 @@ i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs, int n, const i32x8& de
 // table), so in channels-last the lanes are 8 contiguous elements, or none:
 // one load.
 template <Isa I, typename T>
-__attribute__((always_inline)) inline Vec8<typename Acc<T>::type> read8(const LaneArray<const T>& arr, i32x8 row, i32x8 c,
-                                  bool uniform, bool bits) {
+__attribute__((always_inline)) inline Vec8<typename Acc<T>::type> read8(
+    const LaneArray<const T>& arr, i32x8 row, i32x8 c, bool uniform, bool bits) {
   if (uniform && arr.cs == 1) {
     if ((row[0] | c[0]) < 0) return Vec8<typename Acc<T>::type>{};
     return widen8(arr.p + (row[0] + c[0]), bits);
@@ -335,12 +337,6 @@ __attribute__((always_inline)) inline V depth_stencil(const Lanes<A>& ln, V v0, 
   return nan_lanes(ln, v0);
 }
 
-// bilinear with the NaN rule.
-template <typename A, typename V>
-__attribute__((always_inline)) inline V stencil2(const Lanes<A>& ln, V a0, V b0, V a1, V b1) {
-  return nan_lanes(ln, bilinear(ln, a0, b0, a1, b1));
-}
-
 // Prefetches row `row` (if it exists) of the task's nb channels for reading:
 // the gathers of a row touch lines of several rows in turn, which the
 // hardware prefetchers do not follow.
@@ -363,6 +359,14 @@ void prefetch_row(const LaneArray<const T>& arr, int row, int H, int W, int nb) 
   for (int w = 0; w < W; ++w) {
     for (int c = 0; c < nb; c += kLine) __builtin_prefetch(p + w * arr.ws + c);
   }
+}
+
+// arr moved to the plane at dp.pos (or the last plane, if the origin lies
+// beyond it): where the prefetches of a task's rows go.
+template <typename T>
+LaneArray<const T> in_plane(LaneArray<const T> arr, const Depth& dp) {
+  arr.p += std::min(dp.pos, dp.L - 1) * dp.s;
+  return arr;
 }
 
 // The farthest row below its own that any lane of the groups reads at
@@ -459,17 +463,18 @@ bool use_lanes(const Geometry& geo, bool backward, bool move) {
     return (d - 1) * ds + (h - 1) * rs + (w - 1) * ws + (geo.C - 1) * cs < int64_t{INT32_MAX};
   };
   if (sizeof(T) == 2 && walkable(geo) && (backward || !move)) return false;
-  const bool last = geo.sx_c == 1 && geo.sy_c == 1;
-  return (last || !walkable(geo)) && geo.C >= kGroup &&
+  const bool channels_last = geo.sx_c == 1 && geo.sy_c == 1;
+  return (channels_last || !walkable(geo)) && geo.C >= kGroup &&
          fits(ax[0].sx, ax[1].sx, ax[2].sx, geo.sx_c, ax[0].L, ax[1].L, ax[2].L) &&
          fits(ax[0].sy, ax[1].sy, ax[2].sy, geo.sy_c, ax[0].Lo, ax[1].Lo, ax[2].Lo);
 }
 
-// Tasks: sample x output plane (3-D) x block of B channels x strip of R
-// output rows. A block is
-// every channel or whole 64-byte lines of them, as many as keep the groups'
-// rings of moved rows (at most 3 rows of 2 Wo + 2 pixels) within 96 KB; a
-// strip about 256 KB of output.
+// Tasks: sample x plane of axis 0 (3-D) x block of B channels x strip of R
+// rows, on the output grid (or the input grid, for the input gradient of a
+// strided call: geo's Lo set to L). A block is every channel or whole
+// 64-byte lines of them, as many as keep the groups' rings of moved rows (at
+// most 3 rows of 2 Wo + 2 pixels) within 96 KB; a strip about 256 KB of
+// output.
 template <typename T>
 StagedPlan lanes_plan(const Geometry& geo) {
   using A = typename Acc<T>::type;
@@ -548,19 +553,16 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     gather_row<I>(x, row_at(pos, g, dd), col + g * cols, static_cast<int>(cols),
                   lanes[g].uniform, false, out, groups);
   };
-  LaneArray<const T> plane = x;  // prefetches: the rows of the output's own plane
-  plane.p += std::min(dp.pos, dp.L - 1) * dp.s;
+  const LaneArray<const T> plane = in_plane(x, dp);
   const int ahead = rows_below(lanes, groups, 1, move ? 0 : 1) + 1;
   if (move) {
-    // A pixel's channels in turn, so that each line of y is written whole.
-    i32x8* rowt = reinterpret_cast<i32x8*>(ring);
+    i32x8* rowt = reinterpret_cast<i32x8*>(ring);  // each group's row term
     for (int h = r0; h < r0 + rows; ++h) {
       prefetch_row(plane, h * t1 + ahead, H, W, nb);
       for (int g = 0; g < groups; ++g) rowt[g] = row_at(h * t1, g, 0);
       store_row(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, true, [&](int w, int g) {
         const Lanes<A>& ln = lanes[g];
-        const V v = read8<I>(x, rowt[g], col[g * cols + w], ln.uniform, true);
-        return ln.any_nan ? (ln.nan ? ln.nan_fill : v) : v;
+        return nan_lanes(ln, read8<I>(x, rowt[g], col[g * cols + w], ln.uniform, true));
       });
     }
     return;
@@ -660,8 +662,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
                   col + gr * cols, static_cast<int>(cols), ln.uniform, false, moved(i, gr, dd),
                   groups);
   };
-  LaneArray<const T> plane = g;  // prefetches: the rows of the input's own plane
-  plane.p += std::min(dp.pos, dp.L - 1) * dp.s;
+  const LaneArray<const T> plane = in_plane(g, dp);
   const int ahead = rows_below(lanes, groups, -1, 0) + 1;
   for (int gr = 0; gr < groups; ++gr) {
     if (lanes[gr].all_lat_f) continue;
@@ -722,16 +723,16 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
                                 int nb, int r0, int rows) {
   using V = Vec8<A>;
   const int W = ax[2].L;
-  // column terms 2 a column (taps 0, 1), and the terms of 6 a group (below)
-  const int64_t cols = std::max<int64_t>(2 * int64_t{W}, 6);
+  // column terms 2 a column (taps 0, 1), and the row terms of 4 a group
+  const int64_t cols = std::max<int64_t>(2 * int64_t{W}, 4);
   const LaneScratch<A> sc = lane_groups(ct, nb, cols, 1);
   const int groups = sc.groups;
-  const Lanes<A>* lanes = sc.lanes;
+  Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
-  // terms[6 gr + dd] the depth terms, terms[6 gr + 2 + 2 dd + tap] the row's
+  // terms[4 gr + 2 dd + tap]: row tap `tap` at depth tap dd, depth term added
   i32x8* terms = reinterpret_cast<i32x8*>(sc.ring);
   for (int gr = 0; gr < groups; ++gr) {
-    const Lanes<A>& ln = lanes[gr];
+    Lanes<A>& ln = lanes[gr];
     i32x8 lane;
     for (int l = 0; l < 8; ++l) lane[l] = static_cast<int32_t>((gr * kGroup + l) * g.cs);
     for (int j = 0; j < W; ++j) {
@@ -741,7 +742,7 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
       }
     }
     for (int dd = 0; dd < 2; ++dd) {
-      terms[6 * gr + dd] = strided_term(ln.m0, plane, dd, ax[0].t, ax[0].Lo, ax[0].sy, 8);
+      ln.depth[dd] = strided_term(ln.m0, plane, dd, ax[0].t, ax[0].Lo, ax[0].sy, 8);
     }
   }
   for (int i = r0; i < r0 + rows; ++i) {
@@ -749,9 +750,7 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
       const Lanes<A>& ln = lanes[gr];
       for (int tap = 0; tap < 2; ++tap) {
         const i32x8 r = strided_term(ln.m1, i, tap, ax[1].t, ax[1].Lo, g.rs, ln.n);
-        for (int dd = 0; dd < 2; ++dd) {
-          terms[6 * gr + 2 + 2 * dd + tap] = add_terms(r, terms[6 * gr + dd]);
-        }
+        for (int dd = 0; dd < 2; ++dd) terms[4 * gr + 2 * dd + tap] = add_terms(r, ln.depth[dd]);
       }
     }
     T* out = dx.p + i * dx.rs;
@@ -759,7 +758,7 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
       const Lanes<A>& ln = lanes[gr];
       const i32x8* c = col + gr * cols + 2 * j;
       auto at = [&](int dd) {  // the 2-D adjoint stencil at depth tap dd
-        const i32x8* r = terms + 6 * gr + 2 + 2 * dd;
+        const i32x8* r = terms + 4 * gr + 2 * dd;
         const V a0 = read8<I>(g, r[0], c[0], ln.uniform, false);
         const V b0 = ln.all_lat_f ? a0 : read8<I>(g, r[1], c[0], ln.uniform, false);
         const V a1 = ln.all_lat_w ? a0 : read8<I>(g, r[0], c[1], ln.uniform, false);
@@ -836,8 +835,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   }
   V* sums = ring + 3 * taps * groups * cols;  // sum_d, sum_f, sum_w of each group
   for (int k = 0; k < 3 * groups; ++k) sums[k] = V{};
-  LaneArray<const T> plane = x;  // prefetches: the rows of the output's own plane
-  plane.p += std::min(dp.pos, dp.L - 1) * dp.s;
+  const LaneArray<const T> plane = in_plane(x, dp);
   const int ahead = rows_below(lanes, groups, 1, 1) + 1;
   const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
   for (int h = r0; h < r0 + rows; ++h) {

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "cpu/isa.h"
+#include "cpu/parallel.h"
 #include "cpu/tables.h"
 #include "core/elementwise.h"
 #include "core/stencils.h"
@@ -234,6 +235,19 @@ struct StagedPlan {
     *rows = std::min(R, geo.ax[1].Lo - *r0);
   }
 };
+
+// fn(n, d, c0, nb, r0, rows) for every task of `plan` on `grid` (sample,
+// plane of axis 0, first channel, channels, first row, rows), on the pool.
+template <typename Fn>
+void for_each_task(xla::ffi::ThreadPool& pool, const StagedPlan& plan, const Geometry& grid,
+                   const Fn& fn) {
+  parallel_for(pool, plan.tasks(grid), [&](int64_t task) {
+    int64_t n, c0;
+    int nb, r0, rows, d;
+    plan.task(grid, task, &n, &c0, &nb, &r0, &rows, &d);
+    fn(n, d, c0, nb, r0, rows);
+  });
+}
 
 template <typename T>
 StagedPlan staged_plan(const Geometry& geo, int K) {
