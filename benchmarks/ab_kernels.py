@@ -14,8 +14,9 @@ kernels' code is no slower (or how much faster it is):
 Prints one Markdown table: medians over --samples rounds (each round calls
 every function --inner times back to back after one untimed call, in an
 order reversed every other round), B/A as the median over rounds of the
-ratio within a round, and B's time as a ratio to the faster copy of the
-same bytes.
+ratio within a round, B's time as a ratio to the faster copy of the same
+bytes, and whether B's results (forward; y, dx and the shift gradient of the
+forward+backward) are A's bit for bit.
 """
 
 import argparse
@@ -98,7 +99,7 @@ def main(argv=None):
            f"median of {a.samples} rounds x {a.inner} calls, all functions of a row in turns "
            f"(order reversed every other round); B/A: median of per-round ratios; ms",
            "", "| layout | mode | np.copyto | x + 1 | A fwd | B fwd | B/A fwd | A f+b | B f+b "
-           "| B/A f+b | B fwd / copy | B f+b / 2.5 copies |", "|" + "---|" * 12]
+           "| B/A f+b | B fwd / copy | B f+b / 2.5 copies | same bits |", "|" + "---|" * 13]
   rng = np.random.default_rng(0)
   for layout_name in ("NHWC", "NCHW"):
     shape = (n, h, w, c) if layout_name == "NHWC" else (n, c, h, w)
@@ -117,6 +118,10 @@ def main(argv=None):
       np.testing.assert_allclose(np.asarray(fa(x5), np.float32),
                                  np.asarray(fb(x5), np.float32),
                                  rtol=1e-2, atol=1e-2)
+      # Whether B computes A's results bit for bit (forward; y, dx and the
+      # shift gradient of the forward+backward).
+      same = all(np.array_equal(np.asarray(u), np.asarray(v)) for u, v in
+                 zip((fa(x5), *fba(x5, g5)), (fb(x5), *fbb(x5, g5))))
       host = np.asarray(x)
       dst = np.empty_like(host)
       plus = jax.jit(lambda v: v + 1)
@@ -132,7 +137,7 @@ def main(argv=None):
           f"{t['a']:.3f} | {t['b']:.3f} | {paired_ratio(times, 'b', 'a'):.2f} | "
           f"{t['a_fb']:.3f} | {t['b_fb']:.3f} | "
           f"{paired_ratio(times, 'b_fb', 'a_fb'):.2f} | {t['b'] / copy:.2f} | "
-          f"{t['b_fb'] / (2.5 * copy):.2f} |")
+          f"{t['b_fb'] / (2.5 * copy):.2f} | {'yes' if same else 'no'} |")
       print(lines[-1], flush=True)
   print("\n".join(lines[:4]))
   if a.out:

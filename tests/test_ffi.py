@@ -232,6 +232,80 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
   assert ran[-1] in ("baseline", None)  # the baseline versions always run
 
 
+def _float16_extremes(shape, rng):
+  """float16 values across the range, with the conversions' edge cases:
+  subnormals, the largest finite, ties of neighbouring halves, infinities
+  and NaNs (with payloads, signalling or not)."""
+  special = np.array([0.0, -0.0, 2.0**-24, -(2.0**-24), 3 * 2.0**-24, 2.0**-14,
+                      6.1e-5, 65504.0, -65504.0, 1.0, 1.0 + 2.0**-10, np.inf,
+                      -np.inf, np.nan, -np.nan, 1e-3, 2.5e4], np.float16)
+  payloads = np.array([0x7C01, 0xFD55, 0x7E3F], np.uint16).view(np.float16)  # NaNs
+  special = np.concatenate([special, payloads])
+  x = rng.normal(scale=rng.choice([1e-6, 1e-2, 1.0, 1e4], size=shape)).astype(np.float16)
+  pick = rng.random(shape) < 0.3
+  x[pick] = rng.choice(special, size=int(pick.sum()))
+  return x
+
+
+@pytest.mark.parametrize("channels_last,strides", [(True, 1), (False, 1), (True, (1, 2))])
+def test_float16_conversions_agree_on_every_instruction_set(channels_last, strides):
+  """float16 storage is widened to float and rounded back: in software in
+  the baseline versions, by F16C's instructions in the AVX2 ones. With
+  shifts of 0.5 and 0 (exact products, one rounding per sum, whether fused
+  or not) both must give the same bits (a NaN's sign aside) for the forward
+  and the input gradient, on values across float16's range: subnormals, the
+  largest finite, ties, infinities, NaNs. 2-D unit strides run the staged
+  planes, the strided call the lanes."""
+  if PLATFORM != "cpu" or EMULATED or platform.machine() != "x86_64":
+    pytest.skip("the CPU kernel's x86-64 instruction sets")
+  rng = np.random.default_rng(3)
+  c = 16
+  shape = (2, 7, 12, c) if channels_last else (2, c, 7, 12)
+  x = jnp.asarray(_float16_extremes(shape, rng))
+  g = jnp.asarray(_float16_extremes(
+      jax.eval_shape(lambda: jaxshift.shift(x, jnp.zeros((c, 2)), strides=strides,
+                                            channel_axis=-1 if channels_last else 1)).shape,
+      rng))
+  s = jnp.asarray(rng.choice([0.0, 0.5, -0.5, 1.0], size=(c, 2)), jnp.float32)
+
+  @jax.jit
+  def run(x, g):
+    f = lambda x: jaxshift.shift(x, s, impl="ffi", strides=strides,
+                                 channel_axis=-1 if channels_last else 1)
+    y, vjp = jax.vjp(f, x)
+    return y, vjp(g)[0]
+
+  bits = {}
+  for isa in ("avx2", "baseline"):
+    with cpu_isa(isa) as have:
+      if have:
+        bits[isa] = [np.asarray(v).view(np.uint16) for v in run(x, g)]
+  assert "baseline" in bits
+  if "avx2" not in bits:
+    pytest.skip("this CPU has no AVX2 + FMA + F16C")
+  for name, a, b in zip(("forward", "dx"), bits["avx2"], bits["baseline"]):
+    # A NaN's sign is whichever operand's NaN the arithmetic passed on,
+    # which fused and unfused multiply-adds choose differently; every NaN
+    # is stored as store() writes it, quiet without payload.
+    nan = np.isnan(a.view(np.float16))
+    np.testing.assert_array_equal(nan, np.isnan(b.view(np.float16)), err_msg=name)
+    np.testing.assert_array_equal(a[~nan], b[~nan], err_msg=name)
+    assert ((a[nan] & 0x7FFF) == 0x7E00).all() and ((b[nan] & 0x7FFF) == 0x7E00).all(), name
+  # ... and what they compute is the shift (the jnp path, to float16's
+  # precision); at least one NaN and one infinity came through.
+  y = bits["avx2"][0].view(np.float16)
+  assert np.isnan(y).any() and np.isinf(y).any()
+  reference = jax.jit(lambda x: jaxshift.shift(
+      x, s, impl="xla", strides=strides, channel_axis=-1 if channels_last else 1))(x)
+  reference = np.asarray(reference)
+  np.testing.assert_array_equal(np.isnan(y), np.isnan(reference))
+  finite = np.isfinite(reference)
+  np.testing.assert_array_equal(y[~finite & ~np.isnan(y)], reference[~finite & ~np.isnan(y)])
+  # to an ulp or two of float16, subnormals included
+  np.testing.assert_allclose(y[finite].astype(np.float32), reference[finite].astype(np.float32),
+                             rtol=2e-3, atol=2.0**-23)
+
+
 # Each group in one layout, alternating (the sanitizer sweep runs both).
 ODD_CASES = [c for i, c in enumerate(kernel_sweep.cases(
     kernel_sweep.GROUPS + kernel_sweep.X64_GROUPS)) if i % 4 in (0, 3)]

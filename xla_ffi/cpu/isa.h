@@ -2,7 +2,7 @@
 //
 // The library is built for the baseline of its architecture, so one build
 // runs on any x86-64 CPU. On x86-64 each SIMD loop of cpu/staged.h is
-// compiled a second time for AVX2 + FMA (JAXSHIFT_ISA_VERSIONS): a
+// compiled a second time for AVX2 + FMA + F16C (JAXSHIFT_ISA_VERSIONS): a
 // `flatten`ed copy of the loop, so everything it calls is compiled for that
 // target and no AVX2 code leaks into the baseline path. The loops depend on
 // the storage type and the lattice tests only, never on the padding, so each
@@ -25,7 +25,10 @@ enum class Isa : int { kBase = 0, kAvx2 = 1 };
 // The widest instruction set this CPU offers.
 inline Isa best_isa() {
 #if defined(JAXSHIFT_X86_AVX2)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c")) {
+    return Isa::kAvx2;
+  }
 #endif
   return Isa::kBase;
 }
@@ -55,12 +58,13 @@ inline int select_isa(int request) {
 
 // Defines name(isa, args...), which runs name_impl(args...) compiled for
 // `isa`: the baseline as written or, on x86-64, a copy compiled for AVX2 +
-// FMA with everything it calls inlined. The copy is a template over the
+// FMA + F16C (float16 conversions: staged.h widen8, narrow8) with everything
+// it calls inlined. The copy is a template over the
 // argument types only, so it is instantiated once per distinct signature.
 #if defined(JAXSHIFT_X86_AVX2)
 #define JAXSHIFT_ISA_VERSIONS(name)                                                          \
   template <typename... Args>                                                               \
-  __attribute__((noinline, flatten, target("avx2,fma"))) void name##_avx2(Args... args) {   \
+  __attribute__((noinline, flatten, target("avx2,fma,f16c"))) void name##_avx2(Args... args) { \
     name##_impl<Isa::kAvx2>(args...);                                                       \
   }                                                                                         \
   template <typename... Args>                                                               \

@@ -148,7 +148,7 @@ __attribute__((always_inline)) inline Vec8<typename Acc<T>::type> gather8(
   }
   (void)last;
   if constexpr (sizeof(T) == 2) {
-    return widen8_bits(static_cast<const T*>(nullptr), __builtin_convertvector(raw, u16x8), bits);
+    return widen8_bits<I>(static_cast<const T*>(nullptr), __builtin_convertvector(raw, u16x8), bits);
   } else {
     return raw;
   }
@@ -289,7 +289,7 @@ __attribute__((always_inline)) inline Vec8<typename Acc<T>::type> read8(
     const LaneArray<const T>& arr, i32x8 row, i32x8 c, bool uniform, bool bits) {
   if (uniform && arr.cs == 1) {
     if ((row[0] | c[0]) < 0) return Vec8<typename Acc<T>::type>{};
-    return widen8(arr.p + (row[0] + c[0]), bits);
+    return widen8<I>(arr.p + (row[0] + c[0]), bits);
   }
   return gather8<I>(arr.p, row + c, (row | c) < 0 ? i32x8{} : i32x8{} - 1, bits, arr.last);
 }
@@ -381,9 +381,9 @@ int rows_below(const Lanes<A>* lanes, int groups, int sign, int extra) {
 }
 
 // Stores 8 lanes (n of them) to p, cs elements apart.
-template <typename T, typename V>
+template <Isa I, typename T, typename V>
 void store_lanes(T* p, int64_t cs, V v, int n, bool bits) {
-  if (n == 8 && cs == 1) return narrow8(p, v, bits);
+  if (n == 8 && cs == 1) return narrow8<I>(p, v, bits);
   for (int l = 0; l < n; ++l) narrow1(p + l * cs, v[l], bits);
 }
 
@@ -392,7 +392,7 @@ void store_lanes(T* p, int64_t cs, V v, int n, bool bits) {
 // pixel's groups in turn, so each line of the row is written whole.
 // Channels-first: a group's pixels in turn, where pixels are contiguous 8 at
 // a time, transposed in registers into 8 vectors of a channel's pixels.
-template <typename T, typename A, typename F>
+template <Isa I, typename T, typename A, typename F>
 __attribute__((always_inline)) inline void store_row(T* out, int64_t ws, int64_t cs, int count,
                                                      const Lanes<A>* lanes, int groups, bool bits,
                                                      const F& value) {
@@ -400,7 +400,7 @@ __attribute__((always_inline)) inline void store_row(T* out, int64_t ws, int64_t
   if (cs == 1) {
     for (int w = 0; w < count; ++w) {
       for (int g = 0; g < groups; ++g) {
-        store_lanes(out + w * ws + g * kGroup, 1, value(w, g), lanes[g].n, bits);
+        store_lanes<I>(out + w * ws + g * kGroup, 1, value(w, g), lanes[g].n, bits);
       }
     }
     return;
@@ -412,9 +412,9 @@ __attribute__((always_inline)) inline void store_row(T* out, int64_t ws, int64_t
       V v[kGroup];
       for (int j = 0; j < kGroup; ++j) v[j] = value(w + j, g);
       transpose8(v);
-      for (int l = 0; l < lanes[g].n; ++l) narrow8(p + l * cs + w, v[l], bits);
+      for (int l = 0; l < lanes[g].n; ++l) narrow8<I>(p + l * cs + w, v[l], bits);
     }
-    for (; w < count; ++w) store_lanes(p + w * ws, cs, value(w, g), lanes[g].n, bits);
+    for (; w < count; ++w) store_lanes<I>(p + w * ws, cs, value(w, g), lanes[g].n, bits);
   }
 }
 
@@ -560,7 +560,7 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     for (int h = r0; h < r0 + rows; ++h) {
       prefetch_row(plane, h * t1 + ahead, H, W, nb);
       for (int g = 0; g < groups; ++g) rowt[g] = row_at(h * t1, g, 0);
-      store_row(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, true, [&](int w, int g) {
+      store_row<I>(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, true, [&](int w, int g) {
         const Lanes<A>& ln = lanes[g];
         return nan_lanes(ln, read8<I>(x, rowt[g], col[g * cols + w], ln.uniform, true));
       });
@@ -593,7 +593,7 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     const V* a1 = slot(ka, 0, 1);  // depth tap 1 (groups off the depth lattice)
     const V* b1 = slot(kb, 0, 1);
     const int e = next * groups;
-    store_row(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, false, [&](int w, int g) {
+    store_row<I>(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, false, [&](int w, int g) {
       const Lanes<A>& ln = lanes[g];
       const int i = w * groups + g;
       return depth_stencil(ln, bilinear(ln, a[i], b[i], a[i + e], b[i + e]),
@@ -678,7 +678,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
     const V* a1 = moved(i, 0, 1) + groups;     // the same at depth tap -1
     const V* b1 = moved(i - 1, 0, 1) + groups;
     T* out = dx.p + i * dx.rs;
-    store_row(out, dx.ws, dx.cs, W, lanes, groups, false, [&](int j, int gr) {
+    store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false, [&](int j, int gr) {
       const Lanes<A>& ln = lanes[gr];
       const int k = j * groups + gr, l = k - groups;
       return depth_stencil(ln, bilinear(ln, a[k], b[k], a[l], b[l]),
@@ -754,7 +754,7 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
       }
     }
     T* out = dx.p + i * dx.rs;
-    store_row(out, dx.ws, dx.cs, W, lanes, groups, false, [&](int j, int gr) {
+    store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false, [&](int j, int gr) {
       const Lanes<A>& ln = lanes[gr];
       const i32x8* c = col + gr * cols + 2 * j;
       auto at = [&](int dd) {  // the 2-D adjoint stencil at depth tap dd
@@ -860,7 +860,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
         const int k = k0 + w * groups + gr;
         V gv;
         if (ln.n == kGroup && g.cs == 1) {
-          gv = widen8(gp + w * g.ws + gr * kGroup, false);
+          gv = widen8<I>(gp + w * g.ws + gr * kGroup, false);
         } else {
           gv = V{};
           for (int l = 0; l < ln.n; ++l) {

@@ -44,6 +44,10 @@
 #include "core/stencils.h"
 #include "core/walks.h"
 
+#if defined(JAXSHIFT_X86_AVX2)
+#include <immintrin.h>
+#endif
+
 // Functions here pass vectors by value; they are inlined in one translation
 // unit, so GCC's note that a vector return's ABI depends on the instruction
 // set concerns no call that crosses a boundary.
@@ -96,18 +100,57 @@ To bitcast(From v) {
 
 // 8 consecutive elements of storage T in the accumulation type: widened by
 // to_float's rules, or (bits) their raw bits zero-extended (integer moves).
-template <typename T>
+// I: the version (cpu/isa.h) the caller is compiled for; the AVX2 versions
+// convert float16 with F16C's instructions, the same values bit for bit.
+template <Isa I = Isa::kBase, typename T>
 Vec8<typename Acc<T>::type> widen8(const T* p, bool) {
   return loadu<Vec8<typename Acc<T>::type>>(p);
 }
 // The same from 8 stored values' bits (the pointer names the type only).
+template <Isa I = Isa::kBase>
 inline f32x8 widen8_bits(const BFloat16*, u16x8 raw, bool bits) {
   const u32x8 h = __builtin_convertvector(raw, u32x8);
   return bitcast<f32x8>(bits ? h : h << 16);
 }
+#if defined(JAXSHIFT_X86_AVX2)
+// F16C (in every AVX2 version's target): float16 to float is exact, and a
+// NaN keeps its payload (quieted, which the arithmetic after it does
+// anyway). Pointer arguments, as lanes.h's gathers: a version's recursion
+// can leave a copy of its caller outside the target, and a vector passed by
+// value across targets changes its calling convention.
+__attribute__((target("avx2,f16c"))) inline void widen8_f16c(const uint16_t* in, float* out) {
+  _mm256_storeu_ps(out, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in))));
+}
+// float to float16, rounded to nearest even (overflow to inf); NaNs as
+// store() writes them, a quiet NaN of the sign without payload.
+__attribute__((target("avx2,f16c"))) inline void narrow8_f16c(const float* in, uint16_t* out) {
+  const __m256 v = _mm256_loadu_ps(in);
+  const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256i all = _mm256_castps_si256(v);
+  const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(all, _mm256_set1_epi32(0x7fffffff)),
+                                         _mm256_set1_epi32(0x7f800000));
+  const __m256i quiet = _mm256_or_si256(
+      _mm256_and_si256(_mm256_srli_epi32(all, 16), _mm256_set1_epi32(0x8000)),
+      _mm256_set1_epi32(0x7e00));
+  // both packed to 16 bits, in order (the mask signed, the NaNs unsigned)
+  const __m128i nan16 = _mm_packs_epi32(_mm256_castsi256_si128(nan),
+                                        _mm256_extracti128_si256(nan, 1));
+  const __m128i quiet16 = _mm_packus_epi32(_mm256_castsi256_si128(quiet),
+                                           _mm256_extracti128_si256(quiet, 1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_blendv_epi8(h, quiet16, nan16));
+}
+#endif
+template <Isa I = Isa::kBase>
 inline f32x8 widen8_bits(const Half*, u16x8 raw, bool bits) {
   const u32x8 h = __builtin_convertvector(raw, u32x8);
   if (bits) return bitcast<f32x8>(h);
+#if defined(JAXSHIFT_X86_AVX2)
+  if constexpr (I >= Isa::kAvx2) {
+    f32x8 v;
+    widen8_f16c(reinterpret_cast<const uint16_t*>(&raw), reinterpret_cast<float*>(&v));
+    return v;
+  }
+#endif
   const u32x8 zero = {}, sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
   const u32x8 normal = sign | ((exp + 112) << 23) | (man << 13);
   const u32x8 special = sign | 0x7f800000u | (man << 13);  // inf, NaN
@@ -115,15 +158,22 @@ inline f32x8 widen8_bits(const Half*, u16x8 raw, bool bits) {
   const u32x8 sub = bitcast<u32x8>(__builtin_convertvector(man, f32x8) * 5.9604644775390625e-8f);
   return bitcast<f32x8>(exp == zero ? (sub | sign) : (exp == zero + 0x1fu ? special : normal));
 }
-inline f32x8 widen8(const BFloat16* p, bool bits) { return widen8_bits(p, loadu<u16x8>(p), bits); }
-inline f32x8 widen8(const Half* p, bool bits) { return widen8_bits(p, loadu<u16x8>(p), bits); }
+template <Isa I = Isa::kBase>
+inline f32x8 widen8(const BFloat16* p, bool bits) {
+  return widen8_bits<I>(p, loadu<u16x8>(p), bits);
+}
+template <Isa I = Isa::kBase>
+inline f32x8 widen8(const Half* p, bool bits) {
+  return widen8_bits<I>(p, loadu<u16x8>(p), bits);
+}
 
 // 8 values of the accumulation type stored as T (store()'s rounding, bit for
 // bit), or (bits) the raw bits widen8 carried.
-template <typename T>
+template <Isa I = Isa::kBase, typename T>
 void narrow8(T* p, Vec8<typename Acc<T>::type> v, bool) {
   storeu(p, v);
 }
+template <Isa I = Isa::kBase>
 inline void narrow8(BFloat16* p, f32x8 v, bool bits) {
   const u32x8 u = bitcast<u32x8>(v);
   if (bits) return storeu(p, __builtin_convertvector(u, u16x8));
@@ -131,8 +181,14 @@ inline void narrow8(BFloat16* p, f32x8 v, bool bits) {
   const u32x8 quiet = (u >> 16) | 0x40u;
   storeu(p, __builtin_convertvector((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded, u16x8));
 }
+template <Isa I = Isa::kBase>
 inline void narrow8(Half* p, f32x8 v, bool bits) {
   if (bits) return storeu(p, __builtin_convertvector(bitcast<u32x8>(v), u16x8));
+#if defined(JAXSHIFT_X86_AVX2)
+  if constexpr (I >= Isa::kAvx2) {
+    return narrow8_f16c(reinterpret_cast<const float*>(&v), reinterpret_cast<uint16_t*>(p));
+  }
+#endif
   const u32x8 zero = {}, all = bitcast<u32x8>(v);
   const u32x8 sign = (all >> 16) & 0x8000u, u = all & 0x7fffffffu;
   const u32x8 special = zero + 0x7c00u | (u > 0x7f800000u ? zero + 0x200u : zero);  // inf, NaN
@@ -337,7 +393,7 @@ void group_tables(const Geometry& geo, const Tables& tab, int64_t n, int64_t c0,
 
 // Copies row `src` of the group's channels into row r of their planes'
 // interiors (8 x 8 transposes in channels-last, row copies in channels-first).
-template <typename A, typename T>
+template <Isa I, typename A, typename T>
 void stage_row(Group<const T> grp, int src, A* planes, const Planes& pl, int r, bool bits) {
   using V = Vec8<A>;
   const T* row = grp.p + src * grp.rs;
@@ -346,14 +402,14 @@ void stage_row(Group<const T> grp, int src, A* planes, const Planes& pl, int r, 
   for (; w + kGroup <= pl.W && (tiled > 0 || grp.ws == 1); w += kGroup) {
     for (int c = 0; c < tiled; c += kGroup) {
       V v[kGroup];
-      for (int j = 0; j < kGroup; ++j) v[j] = widen8(row + (w + j) * grp.ws + c, bits);
+      for (int j = 0; j < kGroup; ++j) v[j] = widen8<I>(row + (w + j) * grp.ws + c, bits);
       transpose8(v);
       for (int b = 0; b < kGroup; ++b) storeu(planes + (c + b) * pl.pitch + pl.at(r, w), v[b]);
     }
     for (int b = tiled; b < grp.nb; ++b) {
       A* q = planes + b * pl.pitch + pl.at(r, w);
       if (grp.ws == 1) {
-        storeu(q, widen8(row + b * grp.cs + w, bits));
+        storeu(q, widen8<I>(row + b * grp.cs + w, bits));
       } else {
         for (int j = 0; j < kGroup; ++j) q[j] = widen1(row + b * grp.cs + (w + j) * grp.ws, bits);
       }
@@ -387,7 +443,7 @@ void stage_strip_impl(std::integral_constant<int, P> pad, Group<const T> grp, in
       }
       continue;
     }
-    stage_row(grp, src, planes, pl, r, bits);
+    stage_row<I>(grp, src, planes, pl, r, bits);
     for (int b = 0; b < grp.nb; ++b) {
       A* q = planes + b * pl.pitch + pl.at(r, 0);
       for (int c = -pl.K; c < 0; ++c) {
@@ -430,7 +486,7 @@ int64_t row_pitch(int W) {
   return (int64_t{W} + kGroup - 1) / kGroup * kGroup + 16;  // + 16: not 4 KiB apart
 }
 
-template <typename A, typename T>
+template <Isa I, typename A, typename T>
 void store_rows(const RowBuffer<A>& buf, int W, Group<T> out, int row, bool bits) {
   using V = Vec8<A>;
   T* base = out.p + row * out.rs;
@@ -441,12 +497,12 @@ void store_rows(const RowBuffer<A>& buf, int W, Group<T> out, int row, bool bits
       V v[kGroup];
       for (int b = 0; b < kGroup; ++b) v[b] = loadu<V>(buf.rows + (c + b) * buf.pitch + w);
       transpose8(v);
-      for (int j = 0; j < kGroup; ++j) narrow8(base + (w + j) * out.ws + c, v[j], bits);
+      for (int j = 0; j < kGroup; ++j) narrow8<I>(base + (w + j) * out.ws + c, v[j], bits);
     }
     for (int b = tiled; b < out.nb; ++b) {
       const A* q = buf.rows + b * buf.pitch + w;
       if (out.ws == 1) {
-        narrow8(base + b * out.cs + w, loadu<V>(q), bits);
+        narrow8<I>(base + b * out.cs + w, loadu<V>(q), bits);
       } else {
         for (int j = 0; j < kGroup; ++j) narrow1(base + b * out.cs + (w + j) * out.ws, q[j], bits);
       }
@@ -510,7 +566,7 @@ void forward_strip_impl(const A* planes, Planes pl, const ChannelTables<A>* ct, 
       forward_row<T>(planes + b * pl.pitch, pl, r, ct[b], move,
                      in_place ? in_place : buf.rows + b * buf.pitch);
     }
-    if (!in_place) store_rows(buf, pl.W, y, pl.r0 + r, move);
+    if (!in_place) store_rows<I>(buf, pl.W, y, pl.r0 + r, move);
   }
 }
 JAXSHIFT_ISA_VERSIONS(forward_strip)
@@ -553,7 +609,7 @@ void adjoint_row(const A* gs, const Planes& pl, int r, const ChannelTables<A>& c
 // The input gradient of a staged strip from its g planes, stored to dx rows
 // r0 .. r0 + H - 1; simple[4 b ..] is channel b's [row lo, row hi, column
 // lo, column hi] and edge(b, row, column) its folded elements.
-template <typename A, typename T, typename Edge>
+template <Isa I, typename A, typename T, typename Edge>
 void adjoint_rows(const A* gplanes, const Planes& pl, const ChannelTables<A>* ct,
                   const int* simple, const Edge& edge, int b0, const RowBuffer<A>& buf,
                   Group<T> dx) {
@@ -564,7 +620,7 @@ void adjoint_rows(const A* gplanes, const Planes& pl, const ChannelTables<A>* ct
                   [&](int row, int w) { return edge(b0 + b, row, w); },
                   in_place ? in_place : buf.rows + b * buf.pitch);
     }
-    if (!in_place) store_rows(buf, pl.W, dx, pl.r0 + r, false);
+    if (!in_place) store_rows<I>(buf, pl.W, dx, pl.r0 + r, false);
   }
 }
 
@@ -573,12 +629,12 @@ void adjoint_strip_impl(const A* gplanes, Planes pl, const ChannelTables<A>* ct,
                         const int* simple, const Edge* edge, RowBuffer<A> buf, Group<T> dx) {
   if (dx.tiled() == 0 && dx.nb > 1) {
     for (int b = 0; b < dx.nb; ++b) {
-      adjoint_rows(gplanes + b * pl.pitch, pl, ct + b, simple + 4 * b, *edge, b, buf,
+      adjoint_rows<I>(gplanes + b * pl.pitch, pl, ct + b, simple + 4 * b, *edge, b, buf,
                    dx.channel(b));
     }
     return;
   }
-  adjoint_rows(gplanes, pl, ct, simple, *edge, 0, buf, dx);
+  adjoint_rows<I>(gplanes, pl, ct, simple, *edge, 0, buf, dx);
 }
 JAXSHIFT_ISA_VERSIONS(adjoint_strip)
 
