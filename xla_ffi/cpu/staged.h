@@ -426,14 +426,7 @@ void stage_row(Group<const T> grp, int src, A* planes, const Planes& pl, int r, 
 // r0 - K .. through the padding rule P along the rows (a row P answers with
 // zeros is zeros), each row's K halo cells on both sides by P along it.
 template <Isa I, int P, typename A, typename T>
-void stage_strip_impl(std::integral_constant<int, P> pad, Group<const T> grp, int rows, A* planes,
-                      Planes pl, bool bits) {
-  if (grp.tiled() == 0 && grp.nb > 1) {
-    for (int b = 0; b < grp.nb; ++b) {
-      stage_strip_impl<I>(pad, grp.channel(b), rows, planes + b * pl.pitch, pl, bits);
-    }
-    return;
-  }
+void stage_rows(Group<const T> grp, int rows, A* planes, const Planes& pl, bool bits) {
   for (int r = -pl.K; r < pl.H + pl.K; ++r) {
     const int src = pad_index<P>(pl.r0 + r, rows);
     if (src < 0) {
@@ -456,6 +449,21 @@ void stage_strip_impl(std::integral_constant<int, P> pad, Group<const T> grp, in
       }
     }
   }
+}
+
+// stage_rows for the strip's group, or (channels-first) for each channel in
+// turn. (Not by recursion: a version's flatten does not inline a recursive
+// call, which would run a copy compiled for the baseline.)
+template <Isa I, int P, typename A, typename T>
+void stage_strip_impl(std::integral_constant<int, P>, Group<const T> grp, int rows, A* planes,
+                      Planes pl, bool bits) {
+  if (grp.tiled() == 0 && grp.nb > 1) {
+    for (int b = 0; b < grp.nb; ++b) {
+      stage_rows<I, P>(grp.channel(b), rows, planes + b * pl.pitch, pl, bits);
+    }
+    return;
+  }
+  stage_rows<I, P>(grp, rows, planes, pl, bits);
 }
 JAXSHIFT_ISA_VERSIONS(stage_strip)
 
@@ -552,14 +560,8 @@ void forward_row(const A* xs, const Planes& pl, int r, const ChannelTables<A>& c
 // moves (one read an output, raw bits; a NaN channel's rows are the stored
 // NaN's bits).
 template <Isa I, typename A, typename T>
-void forward_strip_impl(const A* planes, Planes pl, const ChannelTables<A>* ct, bool move,
-                        RowBuffer<A> buf, Group<T> y) {
-  if (y.tiled() == 0 && y.nb > 1) {
-    for (int b = 0; b < y.nb; ++b) {
-      forward_strip_impl<I>(planes + b * pl.pitch, pl, ct + b, move, buf, y.channel(b));
-    }
-    return;
-  }
+void forward_rows(const A* planes, const Planes& pl, const ChannelTables<A>* ct, bool move,
+                  const RowBuffer<A>& buf, Group<T> y) {
   for (int r = 0; r < pl.H; ++r) {
     A* in_place = row_in_place<A>(y, pl.r0 + r);
     for (int b = 0; b < y.nb; ++b) {
@@ -568,6 +570,20 @@ void forward_strip_impl(const A* planes, Planes pl, const ChannelTables<A>* ct, 
     }
     if (!in_place) store_rows<I>(buf, pl.W, y, pl.r0 + r, move);
   }
+}
+
+// forward_rows for the strip's group, or (channels-first) for each channel
+// in turn (not by recursion: stage_strip_impl).
+template <Isa I, typename A, typename T>
+void forward_strip_impl(const A* planes, Planes pl, const ChannelTables<A>* ct, bool move,
+                        RowBuffer<A> buf, Group<T> y) {
+  if (y.tiled() == 0 && y.nb > 1) {
+    for (int b = 0; b < y.nb; ++b) {
+      forward_rows<I>(planes + b * pl.pitch, pl, ct + b, move, buf, y.channel(b));
+    }
+    return;
+  }
+  forward_rows<I>(planes, pl, ct, move, buf, y);
 }
 JAXSHIFT_ISA_VERSIONS(forward_strip)
 
