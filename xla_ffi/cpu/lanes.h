@@ -781,7 +781,8 @@ JAXSHIFT_ISA_VERSIONS(lanes_adjoint_strided)
 // -1 .. 1), times g, summed per lane in order. Moved rows hold, per output
 // column w, the lanes at column w t2 + m2 and (`next` entries away) at
 // w t2 + m2 -+ 1: with unit strides the neighbours in one row of W + 2,
-// else three sets of Wo. With t1 = 1 the rows are a ring of 3.
+// else three sets of Wo. With t1 = 1 the rows are a ring of 3;
+// with t1 = 2 too, row h t1 + 1 kept as the next output row's h t1 - 1.
 // Adds the sum for axis a to acc[3 b + a] of channel b (axis 0 only with
 // `depth`; NaN channels: nothing, the finish fills them).
 template <Isa I, int P, typename A, typename T>
@@ -814,8 +815,10 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   }
   // moved(key, gr, dd)[(w + 1) * groups] (unit t2; else [(Wo + w) *
   // groups]) = x(plane + m0 + dd, row + m1, w t2 + m2) per lane, dd in
-  // [-1, 1] with `depth`, else 0; key: row h >= -1 with t1 = 1, else 0 .. 2
-  // for rows h t1 - 1 .. h t1 + 1.
+  // [-1, 1] with `depth`, else 0; key: the row position (>= -1) with t1 <=
+  // 2, where 3 consecutive rows take distinct slots (t1 = 2 keeps row
+  // h t1 + 1 for the next output row), else 0 .. 2 for rows h t1 - 1 ..
+  // h t1 + 1.
   auto moved = [&](int h, int gr, int dd) {
     return ring + (((h + 3) % 3) + 3 * (dd - d0)) * groups * cols + gr;
   };
@@ -827,10 +830,10 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
                     moved(key, gr, dd), groups);
     }
   };
-  if (t1 == 1) {
+  if (t1 <= 2) {  // the rows the loop below does not gather for its first output row
     for (int gr = 0; gr < groups; ++gr) {
-      gather(r0 - 1, r0 - 1, gr);
-      gather(r0, r0, gr);
+      gather(r0 * t1 - 1, r0 * t1 - 1, gr);
+      if (t1 == 1) gather(r0, r0, gr);
     }
   }
   V* sums = ring + 3 * taps * groups * cols;  // sum_d, sum_f, sum_w of each group
@@ -843,6 +846,9 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
     for (int gr = 0; gr < groups; ++gr) {
       if (t1 == 1) {
         gather(h + 1, h + 1, gr);
+      } else if (t1 == 2) {  // row 2 h - 1 was the last output row's 2 h + 1
+        gather(2 * h, 2 * h, gr);
+        gather(2 * h + 1, 2 * h + 1, gr);
       } else {
         for (int r = 0; r < 3; ++r) gather(h * t1 - 1 + r, r, gr);
       }
@@ -851,7 +857,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
     // rows3[dd - d0][r][k] = x(plane + m0 + dd, h t1 - 1 + r + m1, ..)
     const V* rows3[3][3];
     for (int t = 0; t < taps; ++t) {
-      for (int r = 0; r < 3; ++r) rows3[t][r] = moved(t1 == 1 ? h - 1 + r : r, 0, d0 + t);
+      for (int r = 0; r < 3; ++r) rows3[t][r] = moved(t1 <= 2 ? h * t1 - 1 + r : r, 0, d0 + t);
     }
     const int k0 = (t2 == 1 ? 1 : Wo) * groups, e = next * groups;  // e: the next column
     for (int w = 0; w < Wo; ++w) {
