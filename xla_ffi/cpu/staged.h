@@ -425,18 +425,29 @@ void stage_row(Group<const T> grp, int src, A* planes, const Planes& pl, int r, 
 // Stages the strip: rows -K .. H + K - 1 of the planes are global rows
 // r0 - K .. through the padding rule P along the rows (a row P answers with
 // zeros is zeros), each row's K halo cells on both sides by P along it.
+// Zeros: each plane is cleared whole first (one fill; per row, the halo
+// cells were two fills of K cells each, a libc call apiece), then only the
+// rows in the array are staged.
 template <Isa I, int P, typename A, typename T>
 void stage_rows(Group<const T> grp, int rows, A* planes, const Planes& pl, bool bits) {
+  if constexpr (P == kZeros) {
+    for (int b = 0; b < grp.nb; ++b) {
+      std::fill(planes + b * pl.pitch, planes + b * pl.pitch + pl.at(pl.H + pl.K, -pl.K), A(0));
+    }
+  }
   for (int r = -pl.K; r < pl.H + pl.K; ++r) {
     const int src = pad_index<P>(pl.r0 + r, rows);
     if (src < 0) {
-      for (int b = 0; b < grp.nb; ++b) {
-        A* q = planes + b * pl.pitch + pl.at(r, 0);
-        std::fill(q - pl.K, q + pl.W + pl.K, A(0));
+      if constexpr (P != kZeros) {
+        for (int b = 0; b < grp.nb; ++b) {
+          A* q = planes + b * pl.pitch + pl.at(r, 0);
+          std::fill(q - pl.K, q + pl.W + pl.K, A(0));
+        }
       }
       continue;
     }
     stage_row<I>(grp, src, planes, pl, r, bits);
+    if constexpr (P == kZeros) continue;
     for (int b = 0; b < grp.nb; ++b) {
       A* q = planes + b * pl.pitch + pl.at(r, 0);
       for (int c = -pl.K; c < 0; ++c) {
