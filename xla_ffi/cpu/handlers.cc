@@ -27,7 +27,7 @@ void advise_huge_pages(void* data, size_t bytes) {
   if (bytes < 2 * kHuge) return;
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
   const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // >= one huge page
 #else
   (void)data;
   (void)bytes;

@@ -423,48 +423,36 @@ void stage_row(Group<const T> grp, int src, A* planes, const Planes& pl, int r, 
 }
 
 // Stages the strip: rows -K .. H + K - 1 of the planes are global rows
-// r0 - K .. through the padding rule P along the rows (a row P answers with
-// zeros is zeros), each row's K halo cells on both sides by P along it.
-// Zeros: each plane is cleared whole first (one fill; per row, the halo
-// cells were two fills of K cells each, a libc call apiece), then only the
-// rows in the array are staged.
+// r0 - K .. through the padding rule P along the rows, each row's K halo
+// cells on both sides by P along it. Zeros: every cell outside the array
+// is zero, so each plane is cleared whole first (one fill; per row, the
+// halo cells were two fills of K cells, a libc call apiece) and only the
+// rows inside the array are staged.
 template <Isa I, int P, typename A, typename T>
 void stage_rows(Group<const T> grp, int rows, A* planes, const Planes& pl, bool bits) {
   if constexpr (P == kZeros) {
     for (int b = 0; b < grp.nb; ++b) {
       std::fill(planes + b * pl.pitch, planes + b * pl.pitch + pl.at(pl.H + pl.K, -pl.K), A(0));
     }
+    const int lo = std::max(-pl.K, -pl.r0), hi = std::min(pl.H + pl.K, rows - pl.r0);
+    for (int r = lo; r < hi; ++r) stage_row<I>(grp, pl.r0 + r, planes, pl, r, bits);
+    return;
   }
   for (int r = -pl.K; r < pl.H + pl.K; ++r) {
-    const int src = pad_index<P>(pl.r0 + r, rows);
-    if (src < 0) {
-      if constexpr (P != kZeros) {
-        for (int b = 0; b < grp.nb; ++b) {
-          A* q = planes + b * pl.pitch + pl.at(r, 0);
-          std::fill(q - pl.K, q + pl.W + pl.K, A(0));
-        }
-      }
-      continue;
-    }
-    stage_row<I>(grp, src, planes, pl, r, bits);
-    if constexpr (P == kZeros) continue;
+    stage_row<I>(grp, pad_index<P>(pl.r0 + r, rows), planes, pl, r, bits);
     for (int b = 0; b < grp.nb; ++b) {
       A* q = planes + b * pl.pitch + pl.at(r, 0);
-      for (int c = -pl.K; c < 0; ++c) {
-        const int s = pad_index<P>(c, pl.W);
-        q[c] = s < 0 ? A(0) : q[s];
-      }
-      for (int c = pl.W; c < pl.W + pl.K; ++c) {
-        const int s = pad_index<P>(c, pl.W);
-        q[c] = s < 0 ? A(0) : q[s];
-      }
+      for (int c = -pl.K; c < 0; ++c) q[c] = q[pad_index<P>(c, pl.W)];
+      for (int c = pl.W; c < pl.W + pl.K; ++c) q[c] = q[pad_index<P>(c, pl.W)];
     }
   }
 }
 
 // stage_rows for the strip's group, or (channels-first) for each channel in
 // turn. (Not by recursion: a version's flatten does not inline a recursive
-// call, which would run a copy compiled for the baseline.)
+// call, which would run a copy compiled for the baseline. Nor through a
+// helper taking a lambda: flatten then left store_rows and the row loops
+// out of line, objdump showed.)
 template <Isa I, int P, typename A, typename T>
 void stage_strip_impl(std::integral_constant<int, P>, Group<const T> grp, int rows, A* planes,
                       Planes pl, bool bits) {
@@ -657,7 +645,7 @@ void adjoint_strip_impl(const A* gplanes, Planes pl, const ChannelTables<A>* ct,
   if (dx.tiled() == 0 && dx.nb > 1) {
     for (int b = 0; b < dx.nb; ++b) {
       adjoint_rows<I>(gplanes + b * pl.pitch, pl, ct + b, simple + 4 * b, *edge, b, buf,
-                   dx.channel(b));
+                      dx.channel(b));
     }
     return;
   }
