@@ -149,9 +149,10 @@ def test_matches_jnp_path_in_channel_blocks(mode, padding, channels_last,
                                             dtype, ndim, data):
   """Many channels (the CPU kernel gathers lanes of 8 channels, with a partial
   group at the end, in channels-last and in channels-first 3-D or strided
-  calls, and stages 2-D unit-stride channels-first calls in blocks), a mix of
-  near shifts (within the staged halo) and far ones (blocks that fall back to
-  in-place walks), and strides."""
+  calls; 2-D unit-stride channels-first calls read rows straight from the
+  array, or stage 16-bit ones in blocks), a mix of near shifts (within the
+  staged halo, inside a row's vectors) and far ones (staged blocks that fall
+  back to in-place walks, rows whose every vector gathers), and strides."""
   lengths = [data.draw(st.integers(1, 12)), data.draw(st.integers(1, 24))]
   if ndim == 3:
     lengths = [data.draw(st.integers(1, 5)), lengths[0] // 2 + 1, lengths[1]]
@@ -203,10 +204,10 @@ ALL_PAIRS = tuple((m, p) for m in jaxshift.MODES for p in jaxshift.PADDINGS)
 def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
                                                        strides):
   """20 channels: in channels-last two groups of 8 lanes (gathers) and a
-  partial group of 4; in 2-D channels-first a staged block of 16 channels
-  next to a block of 4 with a shift beyond the halo (walks in place), in 3-D
-  strided channels-first lanes again; every mode and padding. The same
-  compiled kernel runs once per instruction set the CPU has."""
+  partial group of 4; in 2-D channels-first rows read straight from the
+  array (edge vectors gathered through the padding; a shift beyond the
+  row), in 3-D strided channels-first lanes again; every mode and padding.
+  The same compiled kernel runs once per instruction set the CPU has."""
   rng = np.random.default_rng(1)
   c, nd = 20, len(lengths)
   shape = (2, *lengths, c) if channels_last else (2, c, *lengths)

@@ -10,8 +10,9 @@
 #include <vector>
 
 #include "cpu/kernels.h"
-#include "cpu/parallel.h"
+#include "cpu/direct.h"
 #include "cpu/lanes.h"
+#include "cpu/parallel.h"
 #include "cpu/staged.h"
 #include "core/partials.h"
 #include "core/stencils.h"
@@ -149,6 +150,46 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
     } else {
       staged_task<T, P>(isa, geo, x, g, rounded, exact, shift_grad, dx, partial.data(), part,
                         parts, n, c0, nb, r0, rows, K);
+    }
+  });
+  finish(geo, exact, partial, parts, ds);
+}
+
+// The direct rows (cpu/direct.h): tasks as run_staged's, per channel the
+// input gradient from g, then the shift-gradient sums from x and g into
+// partial[n, strip, c, 1:3], straight from the arrays.
+template <typename T, int P, typename A>
+void run_direct(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
+                Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
+  const Isa isa = current_isa();
+  const Axis* ax = geo.ax;
+  const int H = ax[1].L, W = ax[2].L;
+  const StagedPlan plan = staged_plan<T>(
+      geo, std::max(call_halo<A>(geo, rounded, 1), shift_grad ? call_halo<A>(geo, exact, 1) : 0));
+  const int64_t parts = plan.strips;
+  std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
+  const T* x_last = x + (geo.N * geo.sx_n - 1);
+  const T* g_last = g + (geo.N * geo.sy_n - 1);
+  for_each_task(pool, plan, geo, [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
+    ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
+    group_tables<A>(geo, rounded, n, c0, nb, ct);
+    const T* gn = g + n * geo.sy_n + c0 * geo.sy_c;
+    const T* xn = x + n * geo.sx_n + c0 * geo.sx_c;
+    const AdjointEdges<P, A, T> edge(geo, gn, ct, nb);
+    for (int b = 0; b < nb; ++b) {
+      adjoint_direct(isa, std::integral_constant<int, P>{}, gn + b * geo.sy_c, ax[1].sy, g_last,
+                     H, W,
+                     static_cast<const ChannelTables<A>*>(ct + b),
+                     static_cast<const int*>(edge.simple + 4 * b), &edge, b,
+                     dx + n * geo.sx_n + (c0 + b) * geo.sx_c, ax[1].sx, r0, rows);
+      if (!shift_grad || nan_shift(ct[b].f)) continue;  // (finish_shift_grad fills ds)
+      const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c0 + b);
+      A* acc = partial.data() + partial_index(geo, n, r0 / plan.R, parts, c0 + b) + 1;
+      with_lattice(u.f[1], u.f[2], [&](auto lat_f, auto lat_w) {
+        shift_grad_direct(isa, std::integral_constant<int, P>{}, xn + b * geo.sx_c, ax[1].sx,
+                          x_last, gn + b * geo.sy_c, ax[1].sy, H, W, u.m[1], u.m[2], u.f[1], u.f[2],
+                          lat_f, lat_w, r0, rows, acc);
+      });
     }
   });
   finish(geo, exact, partial, parts, ds);
@@ -305,6 +346,8 @@ void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, c
                   typename Acc<T>::type* ds) {
   if (use_lanes<T>(geo, true, false)) {
     run_lanes<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
+  } else if (use_direct_rows<T>(geo, false)) {
+    run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (use_staging<T>(geo)) {
     run_staged<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (walkable(geo)) {

@@ -7,8 +7,9 @@
 #include <cstdint>
 
 #include "cpu/kernels.h"
-#include "cpu/parallel.h"
+#include "cpu/direct.h"
 #include "cpu/lanes.h"
+#include "cpu/parallel.h"
 #include "cpu/staged.h"
 #include "core/elementwise.h"
 #include "core/stencils.h"
@@ -93,6 +94,20 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
     const StagedPlan plan = lanes_plan<T>(geo);
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
       lanes_task<T, P>(isa, geo, x, tab, y, move, n, d, c0, nb, r0, rows);
+    });
+    return;
+  }
+  if (use_direct_rows<T>(geo, move)) {
+    const Isa isa = current_isa();
+    const StagedPlan plan = staged_plan<T>(geo, call_halo<A>(geo, tab, 0));
+    const T* last = x + (geo.N * geo.sx_n - 1);
+    for_each_task(pool, plan, geo, [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
+      for (int64_t c = c0; c < c0 + nb; ++c) {
+        const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
+        forward_direct(isa, std::integral_constant<int, P>{}, x + n * geo.sx_n + c * geo.sx_c,
+                       ax[1].sx, last, ax[1].L, ax[2].L, &ct, move,
+                       y + n * geo.sy_n + c * geo.sy_c, ax[1].sy, r0, rows);
+      }
     });
     return;
   }
