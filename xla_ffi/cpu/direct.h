@@ -144,9 +144,10 @@ void forward_direct_impl(std::integral_constant<int, P>, const T* xc, int64_t rs
     return;
   }
   const T* zeros = zero_row<T>(W);
-  const Columns<P> cols(W, ct->m[2], 0, 1, (W + kGroup - 1) / kGroup);
   with_lattice(ct->f[1], ct->f[2], [&](auto lat_f, auto lat_w) {
     const Stencil<A> sf = value_stencil(ct->f[1], lat_f), sw = value_stencil(ct->f[2], lat_w);
+    // column taps 0 .. 1, 0 alone at the lattice
+    const Columns<P> cols(W, ct->m[2], 0, move || lat_w ? 0 : 1, (W + kGroup - 1) / kGroup);
     for (int r = r0; r < r0 + rows; ++r) {
       const T* a = padded_row<P>(xc, rs_x, H, r + ct->m[1], zeros);
       const T* b = padded_row<P>(xc, rs_x, H, r + ct->m[1] + 1, zeros);
@@ -177,9 +178,10 @@ void adjoint_direct_impl(std::integral_constant<int, P>, const T* gc, int64_t rs
     return;
   }
   const T* zeros = zero_row<T>(W);
-  const Columns<Q> cols(W, -ct->m[2], -1, 0, (W + kGroup - 1) / kGroup);
   with_lattice(ct->f[1], ct->f[2], [&](auto lat_f, auto lat_w) {
     const Stencil<A> sf = value_stencil(ct->f[1], lat_f), sw = value_stencil(ct->f[2], lat_w);
+    // column taps -1 .. 0, 0 alone at the lattice
+    const Columns<Q> cols(W, -ct->m[2], lat_w ? 0 : -1, 0, (W + kGroup - 1) / kGroup);
     for (int r = r0; r < r0 + rows; ++r) {
       // rows of g at r - m1 + q, q = 0, -1 (apply_adjoint's taps)
       const T* g0 = padded_row<Q>(gc, rs_g, H, r - ct->m[1], zeros);
@@ -223,7 +225,9 @@ void shift_grad_direct_impl(std::integral_constant<int, P>, const T* xc, int64_t
   deriv_stencils<2>(value, slope, 1, sc);
   const T* zeros = zero_row<T>(W);
   const int full = W - W % kGroup;
-  const Columns<P> cols(W, m2, -1, 1, full / kGroup);
+  // Taps -1 .. 1 at the lattice (the slope's), else 0 .. 1.
+  constexpr int qlo = LatF::value ? -1 : 0, clo = LatW::value ? -1 : 0;
+  const Columns<P> cols(W, m2, clo, 1, full / kGroup);
   V sum_f = {}, sum_w = {};
   A tail_f = A(0), tail_w = A(0);
   for (int r = r0; r < r0 + rows; ++r) {
@@ -231,7 +235,11 @@ void shift_grad_direct_impl(std::integral_constant<int, P>, const T* xc, int64_t
     for (int q = -1; q <= 1; ++q) xr[q + 1] = padded_row<P>(xc, rs_x, H, r + m1 + q, zeros);
     const T* go = gc + r * rs_g;
     for_each_vector<I>(cols, last, false, [&](int w, const auto& rd) {
-      auto X = [&](int q, int c) { return rd(xr[q + 1], c); };
+      V xv[3][3];  // each tap read once: both sums' stencils read them (gathers are not merged)
+      for (int q = qlo; q <= 1; ++q) {
+        for (int c = clo; c <= 1; ++c) xv[q + 1][c + 1] = rd(xr[q + 1], c);
+      }
+      auto X = [&](int q, int c) { return xv[q + 1][c + 1]; };
       const V gv = widen8<I>(go + w, false);
       sum_f += gv * apply(sr[1], 0, [&](int c) {
         return apply(sr[0], 0, [&](int q) { return X(q, c); });
