@@ -533,9 +533,10 @@ def _available_bytes() -> int:
 @pytest.mark.skipif(PLATFORM != "cpu" or _available_bytes() < 16 * 2**30,
                     reason="the CPU kernel with 16 GiB of memory free")
 def test_cpu_indexing_past_2_31_elements():
-  """Two equal samples of 2**20 channels x 33 x 32 pixels in bf16 (the
-  staged path): the second sample ends past element 2**31, so its output,
-  computed with large offsets, must equal the first's (small offsets)."""
+  """Two equal samples of 2**20 channels x 33 x 32 pixels in bf16, active
+  (the staged planes) and sparse (a move: the direct rows, cpu/direct.h):
+  the second sample ends past element 2**31, so its output, computed with
+  large offsets, must equal the first's (small offsets)."""
   n, c, h, w = 2, 2**20, 33, 32
   shape = (n, c, h, w)
 
@@ -554,7 +555,9 @@ def test_cpu_indexing_past_2_31_elements():
   x = optimised(make)
   assert x.size > 2**31
   s = jax.random.uniform(jax.random.key(1), (c, 2), jnp.float32, -2, 2)
-  y = jax.jit(lambda x: jaxshift.shift(x, s, channel_axis=1, impl="ffi"))(x)
-  del x
-  assert bool(optimised(lambda y: jnp.array_equal(y[0], y[1]) &
-                        jnp.any(y[0] != 0), y))
+  for mode in ("active", "sparse"):  # one 4 GiB output at a time
+    y = jax.jit(lambda x: jaxshift.shift(x, s, mode=mode, channel_axis=1,
+                                         impl="ffi"))(x)
+    assert bool(optimised(lambda y: jnp.array_equal(y[0], y[1]) &
+                          jnp.any(y[0] != 0), y)), mode
+    del y

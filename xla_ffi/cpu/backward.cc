@@ -2,9 +2,11 @@
 // and the per-sample shift gradient, summed in a fixed order so that the same
 // inputs give bitwise the same result on any number of threads. Channel lanes
 // (cpu/lanes.h) for channels-last and for channels-first 3-D and strided
-// calls, staged planes for the other channels-first calls, walks in place for
-// far shifts and large planes, the element-wise functions for the rest (fewer
-// than 8 channels, samples beyond 32-bit offsets).
+// calls, rows straight from the array (cpu/direct.h) for the other
+// channels-first calls of float and double, staged planes where neither
+// applies (cpu/staged.h), walks in place for far shifts and large planes
+// there, the element-wise functions for the rest (fewer than 8 channels,
+// samples beyond 32-bit offsets).
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -178,8 +180,7 @@ void run_direct(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
     const AdjointEdges<P, A, T> edge(geo, gn, ct, nb);
     for (int b = 0; b < nb; ++b) {
       adjoint_direct(isa, std::integral_constant<int, P>{}, gn + b * geo.sy_c, ax[1].sy, g_last,
-                     H, W,
-                     static_cast<const ChannelTables<A>*>(ct + b),
+                     H, W, static_cast<const ChannelTables<A>*>(ct + b),
                      static_cast<const int*>(edge.simple + 4 * b), &edge, b,
                      dx + n * geo.sx_n + (c0 + b) * geo.sx_c, ax[1].sx, r0, rows);
       if (!shift_grad || nan_shift(ct[b].f)) continue;  // (finish_shift_grad fills ds)
@@ -347,7 +348,9 @@ void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, c
   if (use_lanes<T>(geo, true, false)) {
     run_lanes<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (use_direct_rows<T>(geo, false)) {
-    run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
+    if constexpr (sizeof(T) > 2) {  // (never 16-bit storage: not compiled for it)
+      run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
+    }
   } else if (use_staging<T>(geo)) {
     run_staged<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (walkable(geo)) {

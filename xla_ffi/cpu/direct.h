@@ -1,6 +1,6 @@
 // Rows straight from the array: the CPU kernel for walkable channels-first
-// calls (2-D, unit strides, rows of at least 8 cells), every dtype. No
-// staging, no halo limit.
+// calls (2-D, unit strides, rows of at least 8 cells) of float and double,
+// and 16-bit moves. No staging, no halo limit.
 //
 // A channel's rows are contiguous there, in x, g, y and dx. Along the rows
 // the padding rule maps each row a stencil reads to a whole row of the
@@ -32,8 +32,9 @@ namespace jaxshift {
 
 // The direct rows apply: walkable calls whose rows are contiguous in the
 // inputs and outputs and at least 8 cells long; for 16-bit storage only the
-// forward of moves (an active shift's four reads an output would widen each
-// cell four times: the staged planes, which widen it once, are faster).
+// forward of moves (16-bit active calls measured 1.15-1.3x slower here than
+// on the staged planes, and no faster from rows widened once:
+// benchmarks/NOTES.md, v9).
 template <typename T>
 bool use_direct_rows(const Geometry& geo, bool move) {
   return (sizeof(T) > 2 || move) && walkable(geo) && geo.ax[2].sx == 1 && geo.ax[2].sy == 1 &&

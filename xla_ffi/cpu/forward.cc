@@ -1,8 +1,9 @@
 // The CPU forward: channel lanes (cpu/lanes.h) for channels-last and for
-// channels-first 3-D and strided calls, staged planes for the other
-// channels-first calls, walks in place for far shifts and large planes,
-// the element-wise functions for the rest (fewer than 8 channels, samples
-// beyond 32-bit offsets).
+// channels-first 3-D and strided calls, rows straight from the array
+// (cpu/direct.h) for the other channels-first calls, staged planes where
+// neither applies (cpu/staged.h), walks in place for far shifts and large
+// planes there, the element-wise functions for the rest (fewer than 8
+// channels, samples beyond 32-bit offsets).
 #include <algorithm>
 #include <cstdint>
 
