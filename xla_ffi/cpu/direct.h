@@ -193,14 +193,7 @@ void adjoint_direct_impl(std::integral_constant<int, P>, const T* gc, int64_t rs
           return apply_adjoint(sf, 0, [&](int q) { return rd(q == 0 ? g0 : g1, c); });
         }), false);
       });
-      const bool whole_row = r < simple[0] || r > simple[1];
-      for (int w = 0; w < W; ++w) {
-        if (!whole_row && w >= simple[2] && w <= simple[3]) {
-          w = simple[3];  // skip to the right edge
-          continue;
-        }
-        store(out + w, (*edge)(b, r, w));
-      }
+      for_each_folded(r, W, simple, [&](int w) { store(out + w, (*edge)(b, r, w)); });
     }
   });
 }
@@ -229,6 +222,10 @@ void shift_grad_direct_impl(std::integral_constant<int, P>, const T* xc, int64_t
   // Taps -1 .. 1 at the lattice (the slope's), else 0 .. 1.
   constexpr int qlo = LatF::value ? -1 : 0, clo = LatW::value ? -1 : 0;
   const Columns<P> cols(W, m2, clo, 1, full / kGroup);
+  // d out / d shift at a column from its taps X(q, c): stencils s (sr or sc)
+  auto deriv = [](const Stencil<A>* s, const auto& X) {
+    return apply(s[1], 0, [&](int c) { return apply(s[0], 0, [&](int q) { return X(q, c); }); });
+  };
   V sum_f = {}, sum_w = {};
   A tail_f = A(0), tail_w = A(0);
   for (int r = r0; r < r0 + rows; ++r) {
@@ -242,22 +239,14 @@ void shift_grad_direct_impl(std::integral_constant<int, P>, const T* xc, int64_t
       }
       auto X = [&](int q, int c) { return xv[q + 1][c + 1]; };
       const V gv = widen8<I>(go + w, false);
-      sum_f += gv * apply(sr[1], 0, [&](int c) {
-        return apply(sr[0], 0, [&](int q) { return X(q, c); });
-      });
-      sum_w += gv * apply(sc[1], 0, [&](int c) {
-        return apply(sc[0], 0, [&](int q) { return X(q, c); });
-      });
+      sum_f += gv * deriv(sr, X);
+      sum_w += gv * deriv(sc, X);
     });
     for (int o = full; o < W; ++o) {
       auto X = [&](int q, int c) { return cols.cell(xr[q + 1], o + m2 + c); };
       const A gv = load<A>(go + o);
-      tail_f += gv * apply(sr[1], 0, [&](int c) {
-        return apply(sr[0], 0, [&](int q) { return X(q, c); });
-      });
-      tail_w += gv * apply(sc[1], 0, [&](int c) {
-        return apply(sc[0], 0, [&](int q) { return X(q, c); });
-      });
+      tail_f += gv * deriv(sr, X);
+      tail_w += gv * deriv(sc, X);
     }
   }
   for (int l = 0; l < kGroup; ++l) {

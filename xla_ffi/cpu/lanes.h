@@ -614,15 +614,8 @@ void fold_edges(T* out, int64_t ws, int64_t cs, int W, int i, const ChannelTable
                 const int* simple, const Edge* edge, int nb) {
   for (int b = 0; b < nb; ++b) {
     if (nan_shift(ct[b].f)) continue;
-    const int* s = simple + 4 * b;
-    const bool whole_row = i < s[0] || i > s[1];
-    for (int j = 0; j < W; ++j) {
-      if (!whole_row && j >= s[2] && j <= s[3]) {
-        j = s[3];
-        continue;
-      }
-      narrow1(out + j * ws + b * cs, (*edge)(b, i, j), false);
-    }
+    for_each_folded(i, W, simple + 4 * b,
+                    [&](int j) { narrow1(out + j * ws + b * cs, (*edge)(b, i, j), false); });
   }
 }
 

@@ -588,6 +588,23 @@ void forward_strip_impl(const A* planes, Planes pl, const ChannelTables<A>* ct, 
 }
 JAXSHIFT_ISA_VERSIONS(forward_strip)
 
+// fn(w) for each column w of input row `row` (W columns) where a read of
+// the input gradient folds through the padding: outside simple's [row lo,
+// row hi] every column, else those outside [column lo, column hi]
+// (simple_interval's intervals, the caller's AdjointEdges).
+template <typename Fn>
+__attribute__((always_inline)) inline void for_each_folded(int row, int W, const int* simple,
+                                                           const Fn& fn) {
+  const bool whole_row = row < simple[0] || row > simple[1];
+  for (int w = 0; w < W; ++w) {
+    if (!whole_row && w >= simple[2] && w <= simple[3]) {
+      w = simple[3];  // skip to the right edge
+      continue;
+    }
+    fn(w);
+  }
+}
+
 // Row r of the strip's input gradient for one channel from its g plane gs
 // (halo by the adjoint's padding): the transposed stencils, one SIMD loop;
 // where the reads fold through the padding (border, reflect, symmetric near
@@ -613,14 +630,7 @@ void adjoint_row(const A* gs, const Planes& pl, int r, const ChannelTables<A>& c
       });
     }
   });
-  const bool whole_row = row < simple[0] || row > simple[1];
-  for (int w = 0; w < W; ++w) {
-    if (!whole_row && w >= simple[2] && w <= simple[3]) {
-      w = simple[3];  // skip to the right edge
-      continue;
-    }
-    out[w] = edge(row, w);
-  }
+  for_each_folded(row, W, simple, [&](int w) { out[w] = edge(row, w); });
 }
 
 // The input gradient of a staged strip from its g planes, stored to dx rows
