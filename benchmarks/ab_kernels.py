@@ -30,6 +30,7 @@ import numpy as np
 
 from bench import time_in_turns  # benchmarks/bench.py, beside this script
 from jaxshift._src import layout
+from jaxshift._src import shapes
 from jaxshift._src import spec
 
 
@@ -43,7 +44,7 @@ def register(path: str, tag: str):
 
 
 def kernel_fns(tag, abi, call, x5, m, f):
-  attrs = dict(padding=np.int64(0), channels_last=call.channels_last,
+  attrs = dict(padding=np.int64(shapes.PADDINGS.index(call.padding)), channels_last=call.channels_last,
                strides=np.array(call.kernel_strides, np.int64))
   if abi >= 1:
     attrs["present"] = np.array(call.present, np.int64)
@@ -80,7 +81,10 @@ def main(argv=None):
   p.add_argument("--b", required=True, help="library B (e.g. after)")
   p.add_argument("--a-abi", type=int, default=1)
   p.add_argument("--b-abi", type=int, default=1)
-  p.add_argument("--shape", default="8x32x32x64", help="NHWC sizes")
+  p.add_argument("--shape", default="8x32x32x64",
+                 help="channels-last sizes, NHWC or NDHWC (3-D)")
+  p.add_argument("--padding", default="zeros", choices=["zeros", "border", "periodic",
+                                                        "reflect", "symmetric"])
   p.add_argument("--dtype", default="float32",
                  choices=["float32", "bfloat16", "float16", "float64"])
   p.add_argument("--samples", type=int, default=31)
@@ -89,11 +93,12 @@ def main(argv=None):
   a = p.parse_args(argv)
   register(a.a, "a")
   register(a.b, "b")
-  n, h, w, c = (int(v) for v in a.shape.split("x"))
+  sizes = [int(v) for v in a.shape.split("x")]
+  n, spatial, c = sizes[0], sizes[1:-1], sizes[-1]
   if a.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
   dtype = jnp.dtype(a.dtype)
-  lines = [f"A = {a.a}, B = {a.b}; {a.shape} {a.dtype}; "
+  lines = [f"A = {a.a}, B = {a.b}; {a.shape} {a.dtype}, {a.padding} padding; "
            f"{jax.devices()[0].device_kind}, jax "
            f"{jax.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
            f"median of {a.samples} rounds x {a.inner} calls, all functions of a row in turns "
@@ -102,11 +107,11 @@ def main(argv=None):
            "| B/A f+b | B fwd / copy | B f+b / 2.5 copies | same bits |", "|" + "---|" * 13]
   rng = np.random.default_rng(0)
   for layout_name in ("NHWC", "NCHW"):
-    shape = (n, h, w, c) if layout_name == "NHWC" else (n, c, h, w)
+    shape = (n, *spatial, c) if layout_name == "NHWC" else (n, c, *spatial)
     x = jnp.asarray(rng.normal(size=shape), dtype)
-    s = jnp.asarray(rng.uniform(-2, 2, (c, 2)), jnp.float32)
+    s = jnp.asarray(rng.uniform(-2, 2, (c, len(spatial))), jnp.float32)
     for mode in ("active", "sparse"):
-      call = layout.make_call(x, s, mode=mode, padding="zeros",
+      call = layout.make_call(x, s, mode=mode, padding=a.padding,
                               channel_axis=-1 if layout_name == "NHWC" else 1,
                               strides=1, impl="ffi")
       m, f = spec.shift_tables(call, s, rounded=call.rounds)

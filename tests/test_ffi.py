@@ -200,14 +200,15 @@ ALL_PAIRS = tuple((m, p) for m in jaxshift.MODES for p in jaxshift.PADDINGS)
 
 @pytest.mark.parametrize("channels_last,lengths,strides", [
     (True, (7, 13), 1), (False, (7, 13), 1),
-    (True, (3, 5, 6), 1), (False, (4, 5, 7), (2, 1, 2))])
+    (True, (3, 5, 6), 1), (False, (4, 5, 11), 1), (False, (4, 5, 7), (2, 1, 2))])
 def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
                                                        strides):
   """20 channels: in channels-last two groups of 8 lanes (gathers) and a
-  partial group of 4; in 2-D channels-first rows read straight from the
-  array (edge vectors gathered through the padding; a shift beyond the
-  row), in 3-D strided channels-first lanes again; every mode and padding.
-  The same compiled kernel runs once per instruction set the CPU has."""
+  partial group of 4; in 2-D and 3-D channels-first rows read straight from
+  the array (edge vectors permuted or gathered through the padding, a last
+  vector overlapping the one before; a shift beyond the row), in 3-D
+  strided channels-first lanes again; every mode and padding. The same
+  compiled kernel runs once per instruction set the CPU has."""
   rng = np.random.default_rng(1)
   c, nd = 20, len(lengths)
   shape = (2, *lengths, c) if channels_last else (2, c, *lengths)

@@ -52,6 +52,19 @@ JS_HD int pad_index(int j, int L) {
   return r < L ? r : T - 1 - r;
 }
 
+// pad_index with the padding a run-time value: for loops whose inner work
+// does not depend on it (cpu/direct.h: an index per row and per channel),
+// compiled once instead of once per padding.
+JS_HD int pad_index_of(int P, int j, int L) {
+  switch (P) {
+    case kZeros: return pad_index<kZeros>(j, L);
+    case kBorder: return pad_index<kBorder>(j, L);
+    case kPeriodic: return pad_index<kPeriodic>(j, L);
+    case kReflect: return pad_index<kReflect>(j, L);
+    default: return pad_index<kSymmetric>(j, L);
+  }
+}
+
 // pad_index with the interior (every read of a far-from-edge tap) tested first.
 template <int P>
 JS_HD int pad_fast(int j, int L) {

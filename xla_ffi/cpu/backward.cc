@@ -1,10 +1,10 @@
 // The CPU backward: the input gradient (a gather: deterministic, no atomics)
 // and the per-sample shift gradient, summed in a fixed order so that the same
-// inputs give bitwise the same result on any number of threads. Channel lanes
-// (cpu/lanes.h) for channels-last and for channels-first 3-D and strided
-// calls, rows straight from the array (cpu/direct.h) for the other
-// channels-first calls of float and double, staged planes where neither
-// applies (cpu/staged.h), walks in place for far shifts and large planes
+// inputs give bitwise the same result on any number of threads. Rows
+// straight from the array (cpu/direct.h) for channels-first float and
+// double calls of unit strides (2-D and 3-D), channel lanes (cpu/lanes.h)
+// for channels-last and for channels-first strided calls, staged planes
+// where neither applies (cpu/staged.h), walks in place for far shifts and large planes
 // there, the element-wise functions for the rest (fewer than 8 channels,
 // samples beyond 32-bit offsets).
 #include <algorithm>
@@ -157,40 +157,48 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
   finish(geo, exact, partial, parts, ds);
 }
 
-// The direct rows (cpu/direct.h): tasks as run_staged's, per channel the
-// input gradient from g, then the shift-gradient sums from x and g into
-// partial[n, strip, c, 1:3], straight from the arrays.
+// The direct rows (cpu/direct.h): tasks as run_staged's, and per plane of
+// axis 0 in 3-D; per channel the input gradient from g, then the
+// shift-gradient sums from x and g into partial[n, plane x strip, c, :],
+// straight from the arrays.
 template <typename T, int P, typename A>
 void run_direct(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                 Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
   const Isa isa = current_isa();
   const Axis* ax = geo.ax;
-  const int H = ax[1].L, W = ax[2].L;
-  const StagedPlan plan = staged_plan<T>(
+  StagedPlan plan = staged_plan<T>(
       geo, std::max(call_halo<A>(geo, rounded, 1), shift_grad ? call_halo<A>(geo, exact, 1) : 0));
-  const int64_t parts = plan.strips;
+  plan.planes = ax[0].L;
+  const int64_t parts = plan.planes * plan.strips;
   std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
   const T* x_last = x + (geo.N * geo.sx_n - 1);
   const T* g_last = g + (geo.N * geo.sy_n - 1);
-  for_each_task(pool, plan, geo, [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
+  for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
     ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
     group_tables<A>(geo, rounded, n, c0, nb, ct);
     const T* gn = g + n * geo.sy_n + c0 * geo.sy_c;
     const T* xn = x + n * geo.sx_n + c0 * geo.sx_c;
-    const AdjointEdges<P, A, T> edge(geo, gn, ct, nb);
     for (int b = 0; b < nb; ++b) {
-      adjoint_direct(isa, std::integral_constant<int, P>{}, gn + b * geo.sy_c, ax[1].sy, g_last,
-                     H, W, static_cast<const ChannelTables<A>*>(ct + b),
-                     static_cast<const int*>(edge.simple + 4 * b), &edge, b,
-                     dx + n * geo.sx_n + (c0 + b) * geo.sx_c, ax[1].sx, r0, rows);
+      const Rows<T> gb{gn + b * geo.sy_c, ax[0].sy, ax[1].sy, ax[0].L, ax[1].L, ax[2].L, g_last};
+      adjoint_direct(isa, P, gb, static_cast<const ChannelTables<A>*>(ct + b), d,
+                     dx + n * geo.sx_n + (c0 + b) * geo.sx_c + d * ax[0].sx, ax[1].sx, r0, rows);
       if (!shift_grad || nan_shift(ct[b].f)) continue;  // (finish_shift_grad fills ds)
       const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c0 + b);
-      A* acc = partial.data() + partial_index(geo, n, r0 / plan.R, parts, c0 + b) + 1;
-      with_lattice(u.f[1], u.f[2], [&](auto lat_f, auto lat_w) {
-        shift_grad_direct(isa, std::integral_constant<int, P>{}, xn + b * geo.sx_c, ax[1].sx,
-                          x_last, gn + b * geo.sy_c, ax[1].sy, H, W, u.m[1], u.m[2], u.f[1], u.f[2],
-                          lat_f, lat_w, r0, rows, acc);
-      });
+      A* acc = partial.data() + partial_index(geo, n, d * plan.strips + r0 / plan.R, parts, c0 + b);
+      const Rows<T> xb{xn + b * geo.sx_c, ax[0].sx, ax[1].sx, ax[0].L, ax[1].L, ax[2].L, x_last};
+      auto sums = [&](auto three, auto lat_d, auto lat_f, auto lat_w) {
+        shift_grad_direct(isa, P, xb, gb.p + d * ax[0].sy,
+                          ax[1].sy, &u, three, lat_d, lat_f, lat_w, d, r0, rows, acc);
+      };
+      if (ax[0].present) {
+        with_lattice3(u.f[0], u.f[1], u.f[2], [&](auto lat_d, auto lat_f, auto lat_w) {
+          sums(std::true_type{}, lat_d, lat_f, lat_w);
+        });
+      } else {
+        with_lattice(u.f[1], u.f[2], [&](auto lat_f, auto lat_w) {
+          sums(std::false_type{}, std::true_type{}, lat_f, lat_w);
+        });
+      }
     }
   });
   finish(geo, exact, partial, parts, ds);
@@ -345,12 +353,12 @@ template <typename T, int P>
 void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                   Tables rounded, Tables exact, bool shift_grad, T* dx,
                   typename Acc<T>::type* ds) {
-  if (use_lanes<T>(geo, true, false)) {
-    run_lanes<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
-  } else if (use_direct_rows<T>(geo, false)) {
+  if (use_direct_rows<T>(geo, false)) {
     if constexpr (sizeof(T) > 2) {  // (never 16-bit storage: not compiled for it)
       run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
     }
+  } else if (use_lanes<T>(geo, true, false)) {
+    run_lanes<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (use_staging<T>(geo)) {
     run_staged<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (walkable(geo)) {

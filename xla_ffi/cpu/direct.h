@@ -1,25 +1,33 @@
-// Rows straight from the array: the CPU kernel for walkable channels-first
-// calls (2-D, unit strides, rows of at least 8 cells) of float and double,
-// and 16-bit moves. No staging, no halo limit.
+// Rows straight from the array: the CPU kernel for channels-first calls
+// (2-D and 3-D, unit strides, rows of at least 8 cells) of float and
+// double, and 16-bit moves. No staging, no halo limit.
 //
 // A channel's rows are contiguous there, in x, g, y and dx. Along the rows
-// the padding rule maps each row a stencil reads to a whole row of the
-// array (zeros: a row of zeros), so a row's outputs are vectors of 8 read
-// from a few rows at the channel's column offset: plain loads where the
-// vector's reads stay inside the row, and where they do not ("edge"
-// vectors, the first or last of a row for shifts under 8) one gather per
-// row tap and column tap, at column indices through the padding rule made
-// once per channel. The arithmetic is the staged planes' (cpu/staged.h:
-// forward_row, adjoint_row, shift_grad_plane) in the same order, without
-// their copy of the input into padded planes: that copy was ~40 % of a
-// staged channels-first forward. 16-bit storage is widened as it is read
-// and narrowed as it is stored (widen8, narrow8: the same bits); moves carry
-// raw bits.
+// and planes the padding rule maps each row a stencil reads to a whole row
+// of the array (zeros: a row of zeros), so a row's outputs are vectors of 8
+// read from a few rows (2 a depth tap) at the channel's column offset:
+// plain loads where the vector's reads stay inside the row, and where they
+// do not ("edge" vectors, the first or last of a row for shifts under 8)
+// the cells through the padding rule, by one load and a permutation per
+// row tap and column tap where they fit in 8 cells of the row, else by a
+// gather (column indices made once per channel: Columns). The stencils are
+// the staged planes' (cpu/staged.h), without their copy of the input into
+// padded planes: that copy was ~40 % of a staged channels-first forward.
+// 3-D calls add the depth axis outermost (core/stencils.h's tensor
+// product): a 2-D call is one at depth 0 of one plane, on the lattice in
+// depth. The input gradient of the clamped and mirrored paddings adds the
+// adjoint rows, planes and columns that fold onto an element (folds_of),
+// not element-wise values. Nothing here depends on the padding but a few
+// indices per row and channel, so the padding is a run-time argument
+// (pad_index_of): one compiled copy per type and lattice case. 16-bit
+// storage is widened as it is read and narrowed as it is stored (widen8,
+// narrow8: the same bits); moves carry raw bits.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "cpu/isa.h"
@@ -30,15 +38,54 @@
 
 namespace jaxshift {
 
-// The direct rows apply: walkable calls whose rows are contiguous in the
-// inputs and outputs and at least 8 cells long; for 16-bit storage only the
-// forward of moves (16-bit active calls measured 1.15-1.3x slower here than
-// on the staged planes, and no faster from rows widened once:
+// The direct rows apply: unit-stride calls whose rows are contiguous in
+// the inputs and outputs and at least 8 cells long; for 16-bit storage only
+// the forward of moves (16-bit active calls measured 1.15-1.3x slower here
+// than on the staged planes, and no faster from rows widened once:
 // benchmarks/NOTES.md, v9).
 template <typename T>
 bool use_direct_rows(const Geometry& geo, bool move) {
-  return (sizeof(T) > 2 || move) && walkable(geo) && geo.ax[2].sx == 1 && geo.ax[2].sy == 1 &&
-         geo.ax[2].L >= kGroup;
+  const Axis* ax = geo.ax;
+  return (sizeof(T) > 2 || move) && ax[0].t == 1 && ax[1].t == 1 && ax[2].t == 1 &&
+         ax[2].sx == 1 && ax[2].sy == 1 && ax[2].L >= kGroup;
+}
+
+// One channel's D x H rows of W contiguous cells in an array: planes ps
+// apart and rows rs apart from p (a 2-D call: D = 1). `last`: the array's
+// last element (gather8's guard for 16-bit storage).
+template <typename T>
+struct Rows {
+  const T* p;
+  int64_t ps, rs;
+  int D, H, W;
+  const T* last;
+  // Row j of plane i through padding P; the zeros row where P answers zero.
+  const T* at(int P, int i, int j, const T* zeros) const {
+    const int a = pad_index_of(P, i, D), b = pad_index_of(P, j, H);
+    return a < 0 || b < 0 ? zeros : p + a * ps + b * rs;
+  }
+};
+
+// The lanes of v from lane `first` on, those of `below` before it (bits,
+// whatever they hold).
+template <typename V>
+V lanes_from(V v, int first, V below = V{}) {
+  using L = std::conditional_t<sizeof(v[0]) == 4, int32_t, int64_t>;
+  typedef L LV __attribute__((vector_size(sizeof(V))));
+  LV lane;
+  for (int l = 0; l < kGroup; ++l) lane[l] = l;
+  const LV keep = lane >= first;
+  return reinterpret_cast<V>((reinterpret_cast<LV>(v) & keep) |
+                             (reinterpret_cast<LV>(below) & ~keep));
+}
+
+// with_lattice for three axes: fn(lattice_d, lattice_a, lattice_b).
+template <typename A, typename Fn>
+void with_lattice3(A fd, A fa, A fb, const Fn& fn) {
+  auto rest = [&](auto lat_d) {
+    with_lattice(fa, fb, [&](auto lat_a, auto lat_b) { fn(lat_d, lat_a, lat_b); });
+  };
+  if (at_lattice(fd)) rest(std::true_type{}); else rest(std::false_type{});
 }
 
 // A row of W zeros (per thread; what the zeros padding reads outside the
@@ -61,14 +108,6 @@ int32_t last_in_row(const T* row, const T* last, int W) {
              : -1;
 }
 
-// Row j of a channel's H rows (rs apart from p) through padding P; the zeros
-// row where P answers zero.
-template <int P, typename T>
-const T* padded_row(const T* p, int64_t rs, int H, int j, const T* zeros) {
-  const int i = pad_index<P>(j, H);
-  return i < 0 ? zeros : p + i * rs;
-}
-
 // Per-thread room for a Columns' edge indices (its own: scratch<int> holds
 // the adjoint's intervals meanwhile).
 inline int32_t* column_scratch(size_t n) {
@@ -80,44 +119,51 @@ inline int32_t* column_scratch(size_t n) {
 // The column reads of one channel's row loops, on rows of W cells through
 // padding P: vector k covers outputs [start(k), start(k) + 8), and column
 // tap t in [lo, hi] reads cells start(k) + o + t + l of a row (l < 8).
-template <int P>
+// Where those leave the row (an "edge" vector) the cells the padding
+// answers are, per (chunk, tap): 8 indices and 8 masks for a gather and,
+// where the indices fit in 8 cells of the row from `base` (every padding
+// but a periodic wrap, for shifts under a vector), the same as a permutation
+// of those 8 cells: a load, a permute and a mask instead of 8 loads.
 struct Columns {
-  int W, o, lo, hi, chunks;
-  int32_t* edge;  // per (chunk, tap) of an edge vector: 8 indices, 8 masks
+  static constexpr int kRecord = 4 * kGroup;  // indices, masks, permutation, base
+  int P, W, o, lo, hi, chunks;
+  int32_t* edge;
 
-  Columns(int W_, int o_, int lo_, int hi_, int chunks_)
-      : W(W_), o(o_), lo(lo_), hi(hi_), chunks(chunks_),
-        edge(column_scratch(static_cast<size_t>(chunks_ * (hi_ - lo_ + 1) * 2 * kGroup))) {
+  Columns(int P_, int W_, int o_, int lo_, int hi_, int chunks_)
+      : P(P_), W(W_), o(o_), lo(lo_), hi(hi_), chunks(chunks_),
+        edge(column_scratch(static_cast<size_t>(chunks_ * (hi_ - lo_ + 1) * kRecord))) {
     for (int k = 0; k < chunks; ++k) {
       if (inside(start(k))) continue;
       for (int t = lo; t <= hi; ++t) {
         int32_t* e = at(k, t);
+        int first = W, end = 0;  // the cells read: [first, end)
         for (int l = 0; l < kGroup; ++l) {
-          const int i = pad_index<P>(start(k) + o + t + l, W);
+          const int i = pad_index_of(P, start(k) + o + t + l, W);
           e[l] = i < 0 ? 0 : i;
           e[kGroup + l] = i < 0 ? 0 : -1;
+          if (i >= 0) first = std::min(first, i), end = std::max(end, i + 1);
         }
+        const int base = std::max(0, std::min(first, W - kGroup));
+        const bool fits = end - base <= kGroup;
+        for (int l = 0; l < kGroup; ++l) e[2 * kGroup + l] = fits ? e[l] - base : 0;
+        e[3 * kGroup] = fits ? base : -1;
       }
     }
   }
   int start(int k) const { return std::min(k * kGroup, W - kGroup); }
   bool inside(int w) const { return w + o + lo >= 0 && w + o + hi + kGroup <= W; }
-  int32_t* at(int k, int t) const { return edge + (k * (hi - lo + 1) + t - lo) * 2 * kGroup; }
-  // One cell, column c, in the accumulation type (the scalar tails).
-  template <typename T>
-  typename Acc<T>::type cell(const T* row, int c) const {
-    const int i = pad_index<P>(c, W);
-    return i < 0 ? typename Acc<T>::type(0) : load<typename Acc<T>::type>(row + i);
-  }
+  int32_t* at(int k, int t) const { return edge + (k * (hi - lo + 1) + t - lo) * kRecord; }
 };
 
 // body(w, rd) for each vector of a row, where rd(row, t) is the vector of
 // column tap t of `row` (a pointer to a row of the array, whose last
 // element is `last`, or the zeros row) in the accumulation type (`bits`:
-// raw bits).
-template <Isa I, int P, typename T, typename Body>
-__attribute__((always_inline)) inline void for_each_vector(const Columns<P>& cols, const T* last,
+// raw bits). Edge vectors of 32-bit lanes by permutation where they fit,
+// else (and for double) by gathers.
+template <Isa I, typename T, typename Body>
+__attribute__((always_inline)) inline void for_each_vector(const Columns& cols, const T* last,
                                                            bool bits, const Body& body) {
+  using V = Vec8<typename Acc<T>::type>;
   for (int k = 0; k < cols.chunks; ++k) {
     const int w = cols.start(k);
     if (cols.inside(w)) {
@@ -125,6 +171,13 @@ __attribute__((always_inline)) inline void for_each_vector(const Columns<P>& col
     } else {
       body(w, [&](const T* row, int t) {
         const int32_t* e = cols.at(k, t);
+        if constexpr (sizeof(typename Acc<T>::type) == 4) {
+          if (e[3 * kGroup] >= 0) {
+            const V v = __builtin_shuffle(widen8<I>(row + e[3 * kGroup], bits),
+                                          loadu<i32x8>(e + 2 * kGroup));
+            return reinterpret_cast<V>(reinterpret_cast<i32x8>(v) & loadu<i32x8>(e + kGroup));
+          }
+        }
         return gather8<I>(row, loadu<i32x8>(e), loadu<i32x8>(e + kGroup), bits,
                           last_in_row(row, last, cols.W));
       });
@@ -132,129 +185,233 @@ __attribute__((always_inline)) inline void for_each_vector(const Columns<P>& col
   }
 }
 
-// One channel's forward, rows [r0, r0 + rows) of y (rows rs_y apart), from
-// its H x W plane of x (rows rs_x apart; `last`: x's last element). `move`:
-// integer moves (raw bits). The last vector of a row overlaps the one
-// before where W is not a multiple of 8.
-template <Isa I, int P, typename T, typename A>
-void forward_direct_impl(std::integral_constant<int, P>, const T* xc, int64_t rs_x,
-                         const T* last, int H, int W, const ChannelTables<A>* ct, bool move,
-                         T* yc, int64_t rs_y, int r0, int rows) {
+// One channel's forward, rows [r0, r0 + rows) of output plane d of y (yc:
+// that plane, rows rs_y apart), from its rows of x. `move`: integer moves
+// (raw bits). The last vector of a row overlaps the one before where W is
+// not a multiple of 8.
+template <Isa I, typename T, typename A>
+void forward_direct_impl(int P, Rows<T> x, const ChannelTables<A>* ct,
+                         bool move, int d, T* yc, int64_t rs_y, int r0, int rows) {
+  const int W = x.W;
   if (nan_shift(ct->f)) {
     for (int r = r0; r < r0 + rows; ++r) fill_nan(yc + r * rs_y, 1, W, ct->f);
     return;
   }
   const T* zeros = zero_row<T>(W);
-  with_lattice(ct->f[1], ct->f[2], [&](auto lat_f, auto lat_w) {
-    const Stencil<A> sf = value_stencil(ct->f[1], lat_f), sw = value_stencil(ct->f[2], lat_w);
-    // column taps 0 .. 1, 0 alone at the lattice
-    const Columns<P> cols(W, ct->m[2], 0, move || lat_w ? 0 : 1, (W + kGroup - 1) / kGroup);
+  const int chunks = (W + kGroup - 1) / kGroup;
+  if (move) {  // one tap, raw bits
+    const Columns cols(P, W, ct->m[2], 0, 0, chunks);
     for (int r = r0; r < r0 + rows; ++r) {
-      const T* a = padded_row<P>(xc, rs_x, H, r + ct->m[1], zeros);
-      const T* b = padded_row<P>(xc, rs_x, H, r + ct->m[1] + 1, zeros);
+      const T* xr = x.at(P, d + ct->m[0], r + ct->m[1], zeros);
       T* out = yc + r * rs_y;
-      for_each_vector<I>(cols, last, move, [&](int w, const auto& rd) {
-        narrow8<I>(out + w, move ? rd(a, 0) : apply(sw, 0, [&](int c) {
-          return apply(sf, 0, [&](int q) { return rd(q == 0 ? a : b, c); });
-        }), move);
+      for_each_vector<I>(cols, x.last, true, [&](int w, const auto& rd) {
+        narrow8<I>(out + w, rd(xr, 0), true);
       });
     }
-  });
+    return;
+  }
+  if constexpr (sizeof(T) > 2) {  // (16-bit storage comes here for moves only)
+    with_lattice3(ct->f[0], ct->f[1], ct->f[2], [&](auto lat_d, auto lat_f, auto lat_w) {
+      const Stencil<A> sd = value_stencil(ct->f[0], lat_d), sf = value_stencil(ct->f[1], lat_f),
+                       sw = value_stencil(ct->f[2], lat_w);
+      // column taps 0 .. 1, 0 alone at the lattice
+      const Columns cols(P, W, ct->m[2], 0, lat_w ? 0 : 1, chunks);
+      for (int r = r0; r < r0 + rows; ++r) {
+        const T* xr[2][2];  // [depth tap][row tap]
+        for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
+          for (int q = 0; q < 2; ++q) {
+            xr[p][q] = x.at(P, d + ct->m[0] + p, r + ct->m[1] + q, zeros);
+          }
+        }
+        T* out = yc + r * rs_y;
+        for_each_vector<I>(cols, x.last, false, [&](int w, const auto& rd) {
+          narrow8<I>(out + w, apply(sd, 0, [&](int p) {
+            return apply(sw, 0, [&](int c) {
+              return apply(sf, 0, [&](int q) { return rd(xr[p][q], c); });
+            });
+          }), false);
+        });
+      }
+    });
+  }
 }
 JAXSHIFT_ISA_VERSIONS(forward_direct)
 
-// One channel's input gradient, rows [r0, r0 + rows) of dx (rows rs_x
-// apart), from its H x W plane of g (rows rs_g apart; `last`: g's last
-// element) read through the adjoint's padding; where reads fold through the
-// padding (outside [row lo, row hi] x [column lo, column hi] of `simple`),
-// (*edge)(b, row, column).
-template <Isa I, int P, typename T, typename A, typename Edge>
-void adjoint_direct_impl(std::integral_constant<int, P>, const T* gc, int64_t rs_g,
-                         const T* last, int H, int W, const ChannelTables<A>* ct,
-                         const int* simple, const Edge* edge, int b, T* dxc, int64_t rs_x,
-                         int r0, int rows) {
-  constexpr int Q = adjoint_padding(P);
+// The positions j outside [0, L) that the forward's outputs o in [0, L)
+// read on an axis (j = o + m + tap, taps 0 .. hi) and that padding P folds
+// onto an element i = pad_index(j): border, reflect and symmetric (periodic
+// is read wrapped instead; zeros answers zero), as (j, i) pairs. The input
+// gradient of element i collects, besides its own position's, the adjoint
+// at each such j.
+inline void folds_of(int P, int L, int m, int hi, std::vector<std::pair<int, int>>* out) {
+  out->clear();
+  if (P == kZeros || P == kPeriodic) return;
+  const int first = m, last = L - 1 + m + hi;
+  for (int j = first; j <= std::min(last, -1); ++j) out->emplace_back(j, pad_index_of(P, j, L));
+  for (int j = std::max(first, L); j <= last; ++j) out->emplace_back(j, pad_index_of(P, j, L));
+}
+
+// One channel's input gradient, rows [r0, r0 + rows) of input plane d of dx
+// (dxc: that plane, rows rs_x apart), from its rows of g read through the
+// adjoint's padding. Where the padding folds reads back onto the array
+// (folds_of), an element's gradient is its own position's adjoint plus
+// that of each position folded onto it: rows and planes folded onto a row
+// add their whole adjoint rows to it, columns folded onto a column their
+// adjoint cells, in a fixed order.
+template <Isa I, typename T, typename A>
+void adjoint_direct_impl(int P, Rows<T> g, const ChannelTables<A>* ct, int d, T* dxc,
+                         int64_t rs_x, int r0, int rows) {
+  using V = Vec8<A>;
+  const int Q = adjoint_padding(P);
+  const int W = g.W, m0 = ct->m[0], m1 = ct->m[1], m2 = ct->m[2];
   if (nan_shift(ct->f)) {
     for (int r = r0; r < r0 + rows; ++r) fill_nan(dxc + r * rs_x, 1, W, ct->f);
     return;
   }
   const T* zeros = zero_row<T>(W);
-  with_lattice(ct->f[1], ct->f[2], [&](auto lat_f, auto lat_w) {
-    const Stencil<A> sf = value_stencil(ct->f[1], lat_f), sw = value_stencil(ct->f[2], lat_w);
+  thread_local std::vector<std::pair<int, int>> folds[3];
+  with_lattice3(ct->f[0], ct->f[1], ct->f[2], [&](auto lat_d, auto lat_f, auto lat_w) {
+    const Stencil<A> sd = value_stencil(ct->f[0], lat_d), sf = value_stencil(ct->f[1], lat_f),
+                     sw = value_stencil(ct->f[2], lat_w);
+    folds_of(P, g.D, m0, lat_d ? 0 : 1, &folds[0]);
+    folds_of(P, g.H, m1, lat_f ? 0 : 1, &folds[1]);
+    folds_of(P, W, m2, lat_w ? 0 : 1, &folds[2]);
     // column taps -1 .. 0, 0 alone at the lattice
-    const Columns<Q> cols(W, -ct->m[2], lat_w ? 0 : -1, 0, (W + kGroup - 1) / kGroup);
-    for (int r = r0; r < r0 + rows; ++r) {
-      // rows of g at r - m1 + q, q = 0, -1 (apply_adjoint's taps)
-      const T* g0 = padded_row<Q>(gc, rs_g, H, r - ct->m[1], zeros);
-      const T* g1 = padded_row<Q>(gc, rs_g, H, r - ct->m[1] - 1, zeros);
-      T* out = dxc + r * rs_x;
-      for_each_vector<I>(cols, last, false, [&](int w, const auto& rd) {
-        narrow8<I>(out + w, apply_adjoint(sw, 0, [&](int c) {
-          return apply_adjoint(sf, 0, [&](int q) { return rd(q == 0 ? g0 : g1, c); });
-        }), false);
+    const Columns cols(Q, W, -m2, lat_w ? 0 : -1, 0, (W + kGroup - 1) / kGroup);
+    // The adjoint at position (j0, j1, every column) stored to `out`, or
+    // added to it, then its folded columns added.
+    auto adjoint_row = [&](int j0, int j1, T* out, bool add) {
+      const T* gr[2][2];  // g at plane j0 - m0 + p, row j1 - m1 + q, p, q = 0, -1
+      for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
+        for (int q = 0; q < 2; ++q) gr[p][q] = g.at(Q, j0 - m0 - p, j1 - m1 - q, zeros);
+      }
+      for_each_vector<I>(cols, g.last, false, [&](int w, const auto& rd) {
+        V v = apply_adjoint(sd, 0, [&](int p) {
+          return apply_adjoint(sw, 0, [&](int c) {
+            return apply_adjoint(sf, 0, [&](int q) { return rd(gr[-p][-q], c); });
+          });
+        });
+        if (add) {  // (a last vector overlapping the one before: its new lanes)
+          const V old = widen8<I>(out + w, false);
+          v = w % kGroup ? lanes_from(old + v, kGroup - w % kGroup, old) : old + v;
+        }
+        narrow8<I>(out + w, v, false);
       });
-      for_each_folded(r, W, simple, [&](int w) { store(out + w, (*edge)(b, r, w)); });
+      for (const auto& [j, i] : folds[2]) {  // (Q answers zero outside the row)
+        auto G = [&](const T* row, int k) { return k >= 0 && k < W ? load<A>(row + k) : A(0); };
+        store(out + i, load<A>(out + i) + apply_adjoint(sd, 0, [&](int p) {
+          return apply_adjoint(sw, 0, [&](int c) {
+            return apply_adjoint(sf, 0, [&](int q) { return G(gr[-p][-q], j - m2 + c); });
+          });
+        }));
+      }
+    };
+    // fn(j) for position i and each position folded onto it
+    auto onto = [](const std::vector<std::pair<int, int>>& fl, int i, const auto& fn) {
+      fn(i);
+      for (const auto& [j, k] : fl) {
+        if (k == i) fn(j);
+      }
+    };
+    for (int r = r0; r < r0 + rows; ++r) {
+      T* out = dxc + r * rs_x;
+      adjoint_row(d, r, out, false);
+      onto(folds[0], d, [&](int j0) {
+        onto(folds[1], r, [&](int j1) {
+          if (j0 != d || j1 != r) adjoint_row(j0, j1, out, true);
+        });
+      });
     }
   });
 }
 JAXSHIFT_ISA_VERSIONS(adjoint_direct)
 
-// One channel's shift-gradient sums over output rows [r0, r0 + rows), from
-// its H x W planes of x (rows rs_x apart, through padding P; `last`: x's
-// last element) and g (rows rs_g apart), exact tables (m1, m2, ff, fw):
-// adds the sum for axis 1 to acc[0] and for axis 2 to acc[1], as
-// shift_grad_plane sums them (8 lanes by column, a row's tail past a
-// multiple of 8 to one more, then the lanes in order): the same terms in the
-// same order.
-template <Isa I, int P, typename T, typename A, typename LatF, typename LatW>
-void shift_grad_direct_impl(std::integral_constant<int, P>, const T* xc, int64_t rs_x,
-                            const T* last, const T* gc, int64_t rs_g, int H, int W, int m1,
-                            int m2, A ff, A fw, LatF lat_f, LatW lat_w, int r0, int rows,
-                            A* acc) {
+// Whether tap (p, q, c) (offsets on the three axes) is one that d out /
+// d shift reads for some axis (the slope's stencil on it, the value's on the
+// others; the depth axis's only where `three`), for lattice tests l*.
+constexpr bool in_stencil(bool lattice, bool slope, int o) {
+  return slope ? (lattice ? o == -1 || o == 1 : o == 0 || o == 1) : (o == 0 || (!lattice && o == 1));
+}
+constexpr bool deriv_tap(bool three, bool ld, bool lf, bool lw, int p, int q, int c) {
+  bool read = false;
+  for (int a = three ? 0 : 1; a < 3; ++a) {
+    read = read || (in_stencil(ld, a == 0, p) && in_stencil(lf, a == 1, q) &&
+                    in_stencil(lw, a == 2, c));
+  }
+  return read;
+}
+
+// One channel's shift-gradient sums over output rows [r0, r0 + rows) of
+// output plane d, from its rows of x (through padding P) and g's plane d
+// (gc, rows rs_g apart), exact tables ct: adds the sum for axis a to acc[a]
+// (axis 0 only where Three, a 3-D call). Per axis 8 lanes by column (a
+// row's last vector, where it overlaps the one before, only its new lanes),
+// then the lanes in order: the same order on any number of threads.
+template <Isa I, typename T, typename A, typename Three, typename LatD, typename LatF,
+          typename LatW>
+void shift_grad_direct_impl(int P, Rows<T> x, const T* gc, int64_t rs_g,
+                            const ChannelTables<A>* ct, Three, LatD lat_d, LatF lat_f,
+                            LatW lat_w, int d, int r0, int rows, A* acc) {
   using V = Vec8<A>;
-  const Stencil<A> value[2] = {value_stencil(ff, lat_f), value_stencil(fw, lat_w)};
-  const Stencil<A> slope[2] = {slope_stencil<A>(lat_f), slope_stencil<A>(lat_w)};
-  Stencil<A> sr[2], sc[2];
-  deriv_stencils<2>(value, slope, 0, sr);
-  deriv_stencils<2>(value, slope, 1, sc);
+  const int W = x.W, m0 = ct->m[0], m1 = ct->m[1], m2 = ct->m[2];
+  const Stencil<A> value[3] = {value_stencil(ct->f[0], lat_d), value_stencil(ct->f[1], lat_f),
+                               value_stencil(ct->f[2], lat_w)};
+  const Stencil<A> slope[3] = {slope_stencil<A>(lat_d), slope_stencil<A>(lat_f),
+                               slope_stencil<A>(lat_w)};
+  Stencil<A> s0[3], s1[3], s2[3];  // the stencils of d out / d shift on axis 0, 1, 2
+  deriv_stencils<3>(value, slope, 0, s0);
+  deriv_stencils<3>(value, slope, 1, s1);
+  deriv_stencils<3>(value, slope, 2, s2);
   const T* zeros = zero_row<T>(W);
-  const int full = W - W % kGroup;
-  // Taps -1 .. 1 at the lattice (the slope's), else 0 .. 1.
-  constexpr int qlo = LatF::value ? -1 : 0, clo = LatW::value ? -1 : 0;
-  const Columns<P> cols(W, m2, clo, 1, full / kGroup);
-  // d out / d shift at a column from its taps X(q, c): stencils s (sr or sc)
-  auto deriv = [](const Stencil<A>* s, const auto& X) {
-    return apply(s[1], 0, [&](int c) { return apply(s[0], 0, [&](int q) { return X(q, c); }); });
-  };
-  V sum_f = {}, sum_w = {};
-  A tail_f = A(0), tail_w = A(0);
-  for (int r = r0; r < r0 + rows; ++r) {
-    const T* xr[3];  // rows r + m1 - 1 .. r + m1 + 1 of x
-    for (int q = -1; q <= 1; ++q) xr[q + 1] = padded_row<P>(xc, rs_x, H, r + m1 + q, zeros);
-    const T* go = gc + r * rs_g;
-    for_each_vector<I>(cols, last, false, [&](int w, const auto& rd) {
-      V xv[3][3];  // each tap read once: both sums' stencils read them (gathers are not merged)
-      for (int q = qlo; q <= 1; ++q) {
-        for (int c = clo; c <= 1; ++c) xv[q + 1][c + 1] = rd(xr[q + 1], c);
-      }
-      auto X = [&](int q, int c) { return xv[q + 1][c + 1]; };
-      const V gv = widen8<I>(go + w, false);
-      sum_f += gv * deriv(sr, X);
-      sum_w += gv * deriv(sc, X);
+  // Taps -1 .. 1 at the lattice (the slope's), else 0 .. 1; depth 0 in 2-D.
+  constexpr bool three = Three::value, ld = LatD::value, lf = LatF::value, lw = LatW::value;
+  constexpr int plo = three && ld ? -1 : 0, phi = three ? 1 : 0, qlo = lf ? -1 : 0,
+                clo = lw ? -1 : 0;
+  const Columns cols(P, W, m2, clo, 1, (W + kGroup - 1) / kGroup);
+  // d out / d shift at a column from its taps X(p, q, c): stencils sa
+  // (depth outermost, then columns, then rows)
+  auto deriv = [](const Stencil<A>* sa, const auto& X) {
+    return apply(sa[0], 0, [&](int p) {
+      return apply(sa[2], 0, [&](int c) {
+        return apply(sa[1], 0, [&](int q) { return X(p, q, c); });
+      });
     });
-    for (int o = full; o < W; ++o) {
-      auto X = [&](int q, int c) { return cols.cell(xr[q + 1], o + m2 + c); };
-      const A gv = load<A>(go + o);
-      tail_f += gv * deriv(sr, X);
-      tail_w += gv * deriv(sc, X);
+  };
+  V sum[3] = {};
+  for (int r = r0; r < r0 + rows; ++r) {
+    const T* xr[3][3];  // rows (plane d + m0 + p, row r + m1 + q), p, q = -1 .. 1
+    for (int p = plo; p <= phi; ++p) {
+      for (int q = -1; q <= 1; ++q) {
+        xr[p + 1][q + 1] = x.at(P, d + m0 + p, r + m1 + q, zeros);
+      }
     }
+    const T* go = gc + r * rs_g;
+    for_each_vector<I>(cols, x.last, false, [&](int w, const auto& rd) {
+      V xv[3][3][3];  // each tap read once: the sums' stencils share them (gathers are not merged)
+      for (int p = plo; p <= phi; ++p) {
+        for (int q = qlo; q <= 1; ++q) {
+          for (int c = clo; c <= 1; ++c) {
+            if (deriv_tap(three, ld, lf, lw, p, q, c)) {
+              xv[p + 1][q + 1][c + 1] = rd(xr[p + 1][q + 1], c);
+            }
+          }
+        }
+      }
+      auto X = [&](int p, int q, int c) { return xv[p + 1][q + 1][c + 1]; };
+      const V gv = widen8<I>(go + w, false);
+      V t[3] = {};
+      if constexpr (three) t[0] = gv * deriv(s0, X);
+      t[1] = gv * deriv(s1, X);
+      t[2] = gv * deriv(s2, X);
+      if (w % kGroup != 0) {  // a row's last vector overlapping the one before: its new lanes
+        for (V& v : t) v = lanes_from(v, kGroup - w % kGroup);
+      }
+      for (int a = three ? 0 : 1; a < 3; ++a) sum[a] += t[a];
+    });
   }
-  for (int l = 0; l < kGroup; ++l) {
-    acc[0] += sum_f[l];
-    acc[1] += sum_w[l];
+  for (int a = three ? 0 : 1; a < 3; ++a) {
+    for (int l = 0; l < kGroup; ++l) acc[a] += sum[a][l];
   }
-  acc[0] += tail_f;
-  acc[1] += tail_w;
 }
 JAXSHIFT_ISA_VERSIONS(shift_grad_direct)
 

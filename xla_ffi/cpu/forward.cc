@@ -1,6 +1,6 @@
-// The CPU forward: channel lanes (cpu/lanes.h) for channels-last and for
-// channels-first 3-D and strided calls, rows straight from the array
-// (cpu/direct.h) for the other channels-first calls, staged planes where
+// The CPU forward: rows straight from the array (cpu/direct.h) for
+// channels-first calls of unit strides, channel lanes (cpu/lanes.h) for
+// channels-last and for channels-first strided calls, staged planes where
 // neither applies (cpu/staged.h), walks in place for far shifts and large
 // planes there, the element-wise functions for the rest (fewer than 8
 // channels, samples beyond 32-bit offsets).
@@ -90,25 +90,28 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
                  bool move) {
   using A = typename Acc<T>::type;
   const Axis* ax = geo.ax;
+  if (use_direct_rows<T>(geo, move)) {
+    const Isa isa = current_isa();
+    StagedPlan plan = staged_plan<T>(geo, call_halo<A>(geo, tab, 0));
+    plan.planes = ax[0].Lo;
+    const T* last = x + (geo.N * geo.sx_n - 1);
+    for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+      for (int64_t c = c0; c < c0 + nb; ++c) {
+        const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
+        forward_direct(isa, P,
+                       Rows<T>{x + n * geo.sx_n + c * geo.sx_c, ax[0].sx, ax[1].sx, ax[0].L,
+                               ax[1].L, ax[2].L, last},
+                       &ct, move, d, y + n * geo.sy_n + c * geo.sy_c + d * ax[0].sy, ax[1].sy, r0,
+                       rows);
+      }
+    });
+    return;
+  }
   if (use_lanes<T>(geo, false, move)) {
     const Isa isa = current_isa();
     const StagedPlan plan = lanes_plan<T>(geo);
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
       lanes_task<T, P>(isa, geo, x, tab, y, move, n, d, c0, nb, r0, rows);
-    });
-    return;
-  }
-  if (use_direct_rows<T>(geo, move)) {
-    const Isa isa = current_isa();
-    const StagedPlan plan = staged_plan<T>(geo, call_halo<A>(geo, tab, 0));
-    const T* last = x + (geo.N * geo.sx_n - 1);
-    for_each_task(pool, plan, geo, [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
-      for (int64_t c = c0; c < c0 + nb; ++c) {
-        const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
-        forward_direct(isa, std::integral_constant<int, P>{}, x + n * geo.sx_n + c * geo.sx_c,
-                       ax[1].sx, last, ax[1].L, ax[2].L, &ct, move,
-                       y + n * geo.sy_n + c * geo.sy_c, ax[1].sy, r0, rows);
-      }
     });
     return;
   }

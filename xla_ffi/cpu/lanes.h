@@ -1,7 +1,8 @@
 // Channel lanes: the CPU kernel's path for calls of at least 8 channels,
 // 2 or 3 spatial axes, any strides, in channels-last, and in channels-first
-// where the staged planes do not apply (3-D, strides); 16-bit storage not
-// for the 2-D unit-stride active forward and backward (use_lanes).
+// where the direct rows (cpu/direct.h) and the staged planes do not apply
+// (strides; 16-bit 3-D active calls); 16-bit storage not for the 2-D
+// unit-stride active forward and backward (use_lanes).
 //
 // In channels-last a pixel's channels are contiguous, so 8 channels are one
 // vector of lanes. Each lane (channel) reads its own offset (m1, m2); a row

@@ -1,6 +1,6 @@
 // Staged planes and register tiles: the CPU kernel's path for walkable calls
 // (at most two spatial axes, unit strides) that neither the direct rows
-// (cpu/direct.h: channels-first rows of 8 or more; 16-bit only for moves)
+// (cpu/direct.h: contiguous rows of 8 or more; 16-bit only for moves)
 // nor the lanes (cpu/lanes.h: channels-last, 8 channels or more, samples
 // within 32-bit offsets; 16-bit only for moves) take: 16-bit channels-first
 // active calls, channels-last calls of fewer than 8 channels or 16-bit active
