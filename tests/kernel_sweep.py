@@ -62,9 +62,11 @@ GROUPS = [
     ((6, 11), (2, 3), 17, "bfloat16", NEAR + FAR, True),  # lanes: 2 groups + 1
     ((3, 4, 9), 1, 10, "float16", NEAR + FAR, True),  # 3-D lanes: 1 group + 2
     ((4, 5, 3), (2, 1, 2), 9, "bfloat16", NEAR + FAR, False),  # strided 3-D lanes
+    ((3, 4, 10), 1, 5, "float32", NEAR + FAR, True),  # 3-D direct rows, folds
 ]
 X64_GROUPS = [
     ((4, 6), 1, 3, "float64", NEAR + FAR, True),
+    ((3, 9), 1, 3, "float64", NEAR + FAR, False),  # direct rows (NCHW in test_ffi)
     ((2, 3, 5), (1, 2, 2**20), 3, "float64", NEAR + FAR, False),
 ]
 

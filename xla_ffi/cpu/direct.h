@@ -251,6 +251,13 @@ inline void folds_of(int P, int L, int m, int hi, std::vector<std::pair<int, int
   for (int j = std::max(first, L); j <= last; ++j) out->emplace_back(j, pad_index_of(P, j, L));
 }
 
+// Per-thread room for the folds of three axes (not inlined: GCC would look
+// the thread-local address up again at every use).
+__attribute__((noinline)) inline std::vector<std::pair<int, int>>* fold_scratch() {
+  thread_local std::vector<std::pair<int, int>> folds[3];
+  return folds;
+}
+
 // One channel's input gradient, rows [r0, r0 + rows) of input plane d of dx
 // (dxc: that plane, rows rs_x apart), from its rows of g read through the
 // adjoint's padding. Where the padding folds reads back onto the array
@@ -269,7 +276,7 @@ void adjoint_direct_impl(int P, Rows<T> g, const ChannelTables<A>* ct, int d, T*
     return;
   }
   const T* zeros = zero_row<T>(W);
-  thread_local std::vector<std::pair<int, int>> folds[3];
+  std::vector<std::pair<int, int>>* folds = fold_scratch();  // (one TLS lookup)
   with_lattice3(ct->f[0], ct->f[1], ct->f[2], [&](auto lat_d, auto lat_f, auto lat_w) {
     const Stencil<A> sd = value_stencil(ct->f[0], lat_d), sf = value_stencil(ct->f[1], lat_f),
                      sw = value_stencil(ct->f[2], lat_w);
@@ -280,7 +287,7 @@ void adjoint_direct_impl(int P, Rows<T> g, const ChannelTables<A>* ct, int d, T*
     const Columns cols(Q, W, -m2, lat_w ? 0 : -1, 0, (W + kGroup - 1) / kGroup);
     // The adjoint at position (j0, j1, every column) stored to `out`, or
     // added to it, then its folded columns added.
-    auto adjoint_row = [&](int j0, int j1, T* out, bool add) {
+    auto adjoint_row = [&](int j0, int j1, T* out, auto add) {  // (add: a bool_constant)
       const T* gr[2][2];  // g at plane j0 - m0 + p, row j1 - m1 + q, p, q = 0, -1
       for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
         for (int q = 0; q < 2; ++q) gr[p][q] = g.at(Q, j0 - m0 - p, j1 - m1 - q, zeros);
@@ -291,7 +298,7 @@ void adjoint_direct_impl(int P, Rows<T> g, const ChannelTables<A>* ct, int d, T*
             return apply_adjoint(sf, 0, [&](int q) { return rd(gr[-p][-q], c); });
           });
         });
-        if (add) {  // (a last vector overlapping the one before: its new lanes)
+        if constexpr (add) {  // (a last vector overlapping the one before: its new lanes)
           const V old = widen8<I>(out + w, false);
           v = w % kGroup ? lanes_from(old + v, kGroup - w % kGroup, old) : old + v;
         }
@@ -315,10 +322,10 @@ void adjoint_direct_impl(int P, Rows<T> g, const ChannelTables<A>* ct, int d, T*
     };
     for (int r = r0; r < r0 + rows; ++r) {
       T* out = dxc + r * rs_x;
-      adjoint_row(d, r, out, false);
+      adjoint_row(d, r, out, std::false_type{});
       onto(folds[0], d, [&](int j0) {
         onto(folds[1], r, [&](int j1) {
-          if (j0 != d || j1 != r) adjoint_row(j0, j1, out, true);
+          if (j0 != d || j1 != r) adjoint_row(j0, j1, out, std::true_type{});
         });
       });
     }
