@@ -46,13 +46,13 @@ JS_HD bool at_lattice(A f) { return f == A(0); }
 // `Lat` is bool, or std::true_type / std::false_type where a hot loop has
 // decided the lattice test once; the stencil is then a compile-time constant.
 template <typename A, typename Lat>
-JS_HD Stencil<A> value_stencil(A f, Lat lattice) {
+JS_HD constexpr Stencil<A> value_stencil(A f, Lat lattice) {
   if (lattice) return Stencil<A>{1, {0, 1}, {A(1), A(0)}};
   return Stencil<A>{2, {0, 1}, {A(1) - f, f}};
 }
 
 template <typename A, typename Lat>
-JS_HD Stencil<A> slope_stencil(Lat lattice) {
+JS_HD constexpr Stencil<A> slope_stencil(Lat lattice) {
   if (lattice) return Stencil<A>{2, {-1, 1}, {A(0.5), A(-0.5)}};
   return Stencil<A>{2, {0, 1}, {A(1), A(-1)}};
 }

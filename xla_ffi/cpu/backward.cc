@@ -4,8 +4,8 @@
 // straight from the array (cpu/direct.h) for channels-first float and
 // double calls of unit strides (2-D and 3-D), channel lanes (cpu/lanes.h)
 // for channels-last and for channels-first strided calls, staged planes
-// where neither applies (cpu/staged.h), walks in place for far shifts and large planes
-// there, the element-wise functions for the rest (fewer than 8 channels,
+// where neither applies (cpu/staged.h), walks in place for far shifts and
+// large planes there, the element-wise functions for the rest (fewer than 8 channels,
 // samples beyond 32-bit offsets).
 #include <algorithm>
 #include <cstdint>

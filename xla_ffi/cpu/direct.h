@@ -108,8 +108,8 @@ int32_t last_in_row(const T* row, const T* last, int W) {
              : -1;
 }
 
-// Per-thread room for a Columns' edge indices (its own: scratch<int> holds
-// the adjoint's intervals meanwhile).
+// Per-thread room for a Columns' edge indices (its own: scratch<T> is one
+// buffer per type and thread, which a caller may be holding).
 inline int32_t* column_scratch(size_t n) {
   thread_local std::vector<int32_t> buf;
   if (buf.size() < n) buf.resize(n);
@@ -292,12 +292,16 @@ void adjoint_direct_impl(int P, Rows<T> g, const ChannelTables<A>* ct, int d, T*
       for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
         for (int q = 0; q < 2; ++q) gr[p][q] = g.at(Q, j0 - m0 - p, j1 - m1 - q, zeros);
       }
-      for_each_vector<I>(cols, g.last, false, [&](int w, const auto& rd) {
-        V v = apply_adjoint(sd, 0, [&](int p) {
+      // the adjoint from its taps rd(row of g, column tap), a vector or a cell
+      auto adjoint = [&](const auto& rd) {
+        return apply_adjoint(sd, 0, [&](int p) {
           return apply_adjoint(sw, 0, [&](int c) {
             return apply_adjoint(sf, 0, [&](int q) { return rd(gr[-p][-q], c); });
           });
         });
+      };
+      for_each_vector<I>(cols, g.last, false, [&](int w, const auto& rd) {
+        V v = adjoint(rd);
         if constexpr (add) {  // (a last vector overlapping the one before: its new lanes)
           const V old = widen8<I>(out + w, false);
           v = w % kGroup ? lanes_from(old + v, kGroup - w % kGroup, old) : old + v;
@@ -305,11 +309,9 @@ void adjoint_direct_impl(int P, Rows<T> g, const ChannelTables<A>* ct, int d, T*
         narrow8<I>(out + w, v, false);
       });
       for (const auto& [j, i] : folds[2]) {  // (Q answers zero outside the row)
-        auto G = [&](const T* row, int k) { return k >= 0 && k < W ? load<A>(row + k) : A(0); };
-        store(out + i, load<A>(out + i) + apply_adjoint(sd, 0, [&](int p) {
-          return apply_adjoint(sw, 0, [&](int c) {
-            return apply_adjoint(sf, 0, [&](int q) { return G(gr[-p][-q], j - m2 + c); });
-          });
+        store(out + i, load<A>(out + i) + adjoint([&](const T* row, int c) {
+          const int k = j - m2 + c;
+          return k >= 0 && k < W ? load<A>(row + k) : A(0);
         }));
       }
     };
@@ -337,7 +339,9 @@ JAXSHIFT_ISA_VERSIONS(adjoint_direct)
 // d shift reads for some axis (the slope's stencil on it, the value's on the
 // others; the depth axis's only where `three`), for lattice tests l*.
 constexpr bool in_stencil(bool lattice, bool slope, int o) {
-  return slope ? (lattice ? o == -1 || o == 1 : o == 0 || o == 1) : (o == 0 || (!lattice && o == 1));
+  // (the offsets do not depend on the fraction: any off the lattice)
+  const Stencil<float> s = slope ? slope_stencil<float>(lattice) : value_stencil(0.5f, lattice);
+  return s.d[0] == o || (s.n == 2 && s.d[1] == o);
 }
 constexpr bool deriv_tap(bool three, bool ld, bool lf, bool lw, int p, int q, int c) {
   bool read = false;
