@@ -54,8 +54,10 @@ JS_HD int pad_index(int j, int L) {
 
 // pad_index with the padding a run-time value: for loops whose inner work
 // does not depend on it (cpu/direct.h: an index per row and per channel),
-// compiled once instead of once per padding.
+// compiled once instead of once per padding. The interior (every rule's
+// identity) is tested first: most calls are there.
 JS_HD int pad_index_of(int P, int j, int L) {
+  if (j >= 0 && j < L) return j;
   switch (P) {
     case kZeros: return pad_index<kZeros>(j, L);
     case kBorder: return pad_index<kBorder>(j, L);

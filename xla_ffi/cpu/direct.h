@@ -136,16 +136,22 @@ struct Columns {
       if (inside(start(k))) continue;
       for (int t = lo; t <= hi; ++t) {
         int32_t* e = at(k, t);
-        int first = W, end = 0;  // the cells read: [first, end)
+        const int j = start(k) + o + t;  // cells j + l, l < 8, through P
+        int first = W, end = 0;          // the cells read: [first, end)
         for (int l = 0; l < kGroup; ++l) {
-          const int i = pad_index_of(P, start(k) + o + t + l, W);
-          e[l] = i < 0 ? 0 : i;
-          e[kGroup + l] = i < 0 ? 0 : -1;
+          const int i = pad_index_of(P, j + l, W);
           if (i >= 0) first = std::min(first, i), end = std::max(end, i + 1);
         }
         const int base = std::max(0, std::min(first, W - kGroup));
         const bool fits = end - base <= kGroup;
-        for (int l = 0; l < kGroup; ++l) e[2 * kGroup + l] = fits ? e[l] - base : 0;
+        // (written once, never read back here: a wide load of cells just
+        // stored one by one waits for the stores to reach the cache)
+        for (int l = 0; l < kGroup; ++l) {
+          const int i = pad_index_of(P, j + l, W);
+          e[l] = i < 0 ? 0 : i;
+          e[kGroup + l] = i < 0 ? 0 : -1;
+          e[2 * kGroup + l] = fits && i >= 0 ? i - base : 0;
+        }
         e[3 * kGroup] = fits ? base : -1;
       }
     }
@@ -190,8 +196,9 @@ __attribute__((always_inline)) inline void for_each_vector(const Columns& cols, 
 // (raw bits). The last vector of a row overlaps the one before where W is
 // not a multiple of 8.
 template <Isa I, typename T, typename A>
-void forward_direct_impl(int P, Rows<T> x, const ChannelTables<A>* ct,
+void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
                          bool move, int d, T* yc, int64_t rs_y, int r0, int rows) {
+  const Rows<T>& x = *xp;
   const int W = x.W;
   if (nan_shift(ct->f)) {
     for (int r = r0; r < r0 + rows; ++r) fill_nan(yc + r * rs_y, 1, W, ct->f);
@@ -266,8 +273,9 @@ __attribute__((noinline)) inline std::vector<std::pair<int, int>>* fold_scratch(
 // add their whole adjoint rows to it, columns folded onto a column their
 // adjoint cells, in a fixed order.
 template <Isa I, typename T, typename A>
-void adjoint_direct_impl(int P, Rows<T> g, const ChannelTables<A>* ct, int d, T* dxc,
-                         int64_t rs_x, int r0, int rows) {
+void adjoint_direct_impl(int P, const Rows<T>* gp, const ChannelTables<A>* ct, int d,
+                         T* dxc, int64_t rs_x, int r0, int rows) {
+  const Rows<T>& g = *gp;
   using V = Vec8<A>;
   const int Q = adjoint_padding(P);
   const int W = g.W, m0 = ct->m[0], m1 = ct->m[1], m2 = ct->m[2];
@@ -360,10 +368,11 @@ constexpr bool deriv_tap(bool three, bool ld, bool lf, bool lw, int p, int q, in
 // then the lanes in order: the same order on any number of threads.
 template <Isa I, typename T, typename A, typename Three, typename LatD, typename LatF,
           typename LatW>
-void shift_grad_direct_impl(int P, Rows<T> x, const T* gc, int64_t rs_g,
+void shift_grad_direct_impl(int P, const Rows<T>* xp, const T* gc, int64_t rs_g,
                             const ChannelTables<A>* ct, Three, LatD lat_d, LatF lat_f,
                             LatW lat_w, int d, int r0, int rows, A* acc) {
   using V = Vec8<A>;
+  const Rows<T>& x = *xp;
   const int W = x.W, m0 = ct->m[0], m1 = ct->m[1], m2 = ct->m[2];
   const Stencil<A> value[3] = {value_stencil(ct->f[0], lat_d), value_stencil(ct->f[1], lat_f),
                                value_stencil(ct->f[2], lat_w)};

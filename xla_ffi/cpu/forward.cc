@@ -98,11 +98,10 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
       for (int64_t c = c0; c < c0 + nb; ++c) {
         const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
-        forward_direct(isa, P,
-                       Rows<T>{x + n * geo.sx_n + c * geo.sx_c, ax[0].sx, ax[1].sx, ax[0].L,
-                               ax[1].L, ax[2].L, last},
-                       &ct, move, d, y + n * geo.sy_n + c * geo.sy_c + d * ax[0].sy, ax[1].sy, r0,
-                       rows);
+        const Rows<T> xc{x + n * geo.sx_n + c * geo.sx_c, ax[0].sx, ax[1].sx, ax[0].L,
+                         ax[1].L, ax[2].L, last};
+        forward_direct(isa, P, &xc, &ct, move, d, y + n * geo.sy_n + c * geo.sy_c + d * ax[0].sy,
+                       ax[1].sy, r0, rows);
       }
     });
     return;
