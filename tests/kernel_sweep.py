@@ -63,6 +63,7 @@ GROUPS = [
     ((3, 4, 9), 1, 10, "float16", NEAR + FAR, True),  # 3-D lanes: 1 group + 2
     ((4, 5, 3), (2, 1, 2), 9, "bfloat16", NEAR + FAR, False),  # strided 3-D lanes
     ((3, 4, 10), 1, 5, "float32", NEAR + FAR, True),  # 3-D direct rows, folds
+    ((3, 5, 6), 1, 9, "bfloat16", NEAR, False),  # 3-D lanes, folds by rows
 ]
 X64_GROUPS = [
     ((4, 6), 1, 3, "float64", NEAR + FAR, True),

@@ -244,27 +244,6 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
 }
 JAXSHIFT_ISA_VERSIONS(forward_direct)
 
-// The positions j outside [0, L) that the forward's outputs o in [0, L)
-// read on an axis (j = o + m + tap, taps 0 .. hi) and that padding P folds
-// onto an element i = pad_index(j): border, reflect and symmetric (periodic
-// is read wrapped instead; zeros answers zero), as (j, i) pairs. The input
-// gradient of element i collects, besides its own position's, the adjoint
-// at each such j.
-inline void folds_of(int P, int L, int m, int hi, std::vector<std::pair<int, int>>* out) {
-  out->clear();
-  if (P == kZeros || P == kPeriodic) return;
-  const int first = m, last = L - 1 + m + hi;
-  for (int j = first; j <= std::min(last, -1); ++j) out->emplace_back(j, pad_index_of(P, j, L));
-  for (int j = std::max(first, L); j <= last; ++j) out->emplace_back(j, pad_index_of(P, j, L));
-}
-
-// Per-thread room for the folds of three axes (not inlined: GCC would look
-// the thread-local address up again at every use).
-__attribute__((noinline)) inline std::vector<std::pair<int, int>>* fold_scratch() {
-  thread_local std::vector<std::pair<int, int>> folds[3];
-  return folds;
-}
-
 // One channel's input gradient, rows [r0, r0 + rows) of input plane d of dx
 // (dxc: that plane, rows rs_x apart), from its rows of g read through the
 // adjoint's padding. Where the padding folds reads back onto the array
@@ -288,9 +267,9 @@ void adjoint_direct_impl(int P, const Rows<T>* gp, const ChannelTables<A>* ct, i
   with_lattice3(ct->f[0], ct->f[1], ct->f[2], [&](auto lat_d, auto lat_f, auto lat_w) {
     const Stencil<A> sd = value_stencil(ct->f[0], lat_d), sf = value_stencil(ct->f[1], lat_f),
                      sw = value_stencil(ct->f[2], lat_w);
-    folds_of(P, g.D, m0, lat_d ? 0 : 1, &folds[0]);
-    folds_of(P, g.H, m1, lat_f ? 0 : 1, &folds[1]);
-    folds_of(P, W, m2, lat_w ? 0 : 1, &folds[2]);
+    folds_of(P, g.D, m0, m0, lat_d ? 0 : 1, &folds[0]);
+    folds_of(P, g.H, m1, m1, lat_f ? 0 : 1, &folds[1]);
+    folds_of(P, W, m2, m2, lat_w ? 0 : 1, &folds[2]);
     // column taps -1 .. 0, 0 alone at the lattice
     const Columns cols(Q, W, -m2, lat_w ? 0 : -1, 0, (W + kGroup - 1) / kGroup);
     // The adjoint at position (j0, j1, every column) stored to `out`, or

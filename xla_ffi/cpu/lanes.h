@@ -19,9 +19,11 @@
 //  - forward, integer moves: y[h, w] = M_h[w] (gathered straight to y, raw
 //    bits); otherwise the value stencils of core/stencils.h over M_h, M_h+1;
 //  - input gradient: the transposed stencils over the moved rows of g
-//    through the adjoint's padding (positions where a read folds, in the
-//    clamped and mirrored paddings, take adjoint_value element by element,
-//    as in cpu/staged.h);
+//    through the adjoint's padding; in the clamped and mirrored paddings an
+//    element adds the adjoint at each position folded onto it (its moved
+//    rows reach the folded columns; folded rows and planes are gathered
+//    for the rows they fold onto). With strides the folded elements take
+//    adjoint_value one by one, as in cpu/staged.h;
 //  - shift gradient: d out / d shift on moved rows h - 1 .. h + 1 of x,
 //    times g, summed per lane over the task's pixels in order (repeatable
 //    bit for bit; the per-task partials are added in order as before).
@@ -51,6 +53,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "cpu/staged.h"
 
@@ -606,6 +610,29 @@ JAXSHIFT_ISA_VERSIONS(lanes_forward)
 
 // --- Backward ---------------------------------------------------------------
 
+// The positions j outside [0, L) that the forward's outputs o in [0, L)
+// read on an axis (j = o + m + tap, taps 0 .. hi) for offsets m in [m_lo,
+// m_hi] and that padding P folds onto an element i = pad_index(j): border,
+// reflect and symmetric (periodic is read wrapped instead; zeros answers
+// zero), as (j, i) pairs in increasing j. The input gradient of element i
+// collects, besides its own position's, the adjoint at each such j (zero
+// where no offset reads j).
+inline void folds_of(int P, int L, int m_lo, int m_hi, int hi,
+                     std::vector<std::pair<int, int>>* out) {
+  out->clear();
+  if (P == kZeros || P == kPeriodic) return;
+  const int first = m_lo, last = L - 1 + m_hi + hi;
+  for (int j = first; j <= std::min(last, -1); ++j) out->emplace_back(j, pad_index_of(P, j, L));
+  for (int j = std::max(first, L); j <= last; ++j) out->emplace_back(j, pad_index_of(P, j, L));
+}
+
+// Per-thread room for the folds of three axes (not inlined: GCC would look
+// the thread-local address up again at every use).
+__attribute__((noinline)) inline std::vector<std::pair<int, int>>* fold_scratch() {
+  thread_local std::vector<std::pair<int, int>> folds[3];
+  return folds;
+}
+
 // Row i of dx (W columns a `ws` apart, channels `cs` apart, at the task's
 // first channel): the elements of the task's channels outside their simple
 // intervals (simple[4 b ..]: row lo, row hi, column lo, column hi), each
@@ -624,62 +651,145 @@ void fold_edges(T* out, int64_t ws, int64_t cs, int W, int i, const ChannelTable
 // in input plane dp.pos of axis 0 (3-D; a 2-D call has one), from g (at the
 // sample's first plane; dx at the plane), both at the task's first channel:
 // the transposed stencils on moved rows of g through the adjoint's padding,
-// in 3-D on the planes at depth taps 0 and -1 (dp: g's depth). simple[4 b
-// ..] is channel b's [row lo, row hi, column lo, column hi] where no read
-// folds, edge(b, row, column) its folded elements (core/elementwise.h
-// adjoint_value).
+// in 3-D on the planes at depth taps 0 and -1 (dp: g's depth). Where P folds
+// reads back onto the array (border, reflect, symmetric: folds_of), an
+// element's gradient is its own position's adjoint plus the adjoint at each
+// position folded onto it, as in cpu/direct.h: the moved rows reach the
+// folded columns, the planes and rows folded onto a row are gathered for
+// it, and a row's sums are kept in lanes until it is stored (one rounding
+// to 16-bit storage). Where the folded columns reach more than
+// kFoldColumns beyond a row (shifts far beyond the axis) the folded
+// elements take edge(b, row, column) instead (core/elementwise.h
+// adjoint_value, outside channel b's simple[4 b ..] = [row lo, row hi,
+// column lo, column hi]), as the strided calls do: the moved rows stay
+// within a few times the plan's budget.
+constexpr int kFoldColumns = 32;
 template <Isa I, int P, typename A, typename T, typename Edge>
 void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, LaneArray<T> dx,
                         Depth dp, int H, int W, const ChannelTables<A>* ct, const int* simple,
                         const Edge* edge, int nb, int r0, int rows) {
   using V = Vec8<A>;
   constexpr int AP = adjoint_padding(P);
-  const int64_t cols = int64_t{W} + 1;  // moved columns -1 .. W - 1
-  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 4);
+  std::vector<std::pair<int, int>>* folds = fold_scratch();
+  int jlo = 0, jhi = W - 1;  // the columns whose adjoint a row needs
+  bool fold = false;         // folds by rows (else none, or edge's)
+  if constexpr (P != kZeros && P != kPeriodic) {
+    int lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0};  // the task's offsets' range per axis
+    bool off[3] = {false, false, false};       // some channel off the lattice
+    for (int b = 0; b < nb; ++b) {
+      if (nan_shift(ct[b].f)) continue;
+      for (int a = 0; a < 3; ++a) {
+        lo[a] = std::min(lo[a], ct[b].m[a]);
+        hi[a] = std::max(hi[a], ct[b].m[a]);
+        off[a] = off[a] || !at_lattice(ct[b].f[a]);
+      }
+    }
+    folds_of(P, dp.L, lo[0], hi[0], off[0], &folds[0]);
+    folds_of(P, H, lo[1], hi[1], off[1], &folds[1]);
+    folds_of(P, W, lo[2], hi[2], off[2], &folds[2]);
+    if (!folds[2].empty()) {
+      jlo = std::min(0, folds[2].front().first);
+      jhi = std::max(W - 1, folds[2].back().first);
+    }
+    fold = jhi - jlo + 1 - W <= kFoldColumns;
+    if (!fold) jlo = 0, jhi = W - 1;
+  }
+  const int64_t cols = int64_t{jhi - jlo} + 2;  // moved columns jlo - 1 .. jhi
+  // a ring of 4 moved rows; where P folds, 4 for folded rows and a row of sums
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, fold ? 9 : 4);
   const int groups = sc.groups;
   Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
   V* ring = sc.ring;
   for (int gr = 0; gr < groups; ++gr) {
     for (int dd = 0; dd < 2; ++dd) lanes[gr].depth[dd] = depth_term<AP>(-lanes[gr].m0, dp, -dd);
-    column_terms<AP>(-lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, -1, static_cast<int>(cols),
+    column_terms<AP>(-lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, jlo - 1, static_cast<int>(cols),
                      col + gr * cols);
   }
-  // moved(i, gr, dd)[(j + 1) * groups] = g(plane - m0 - dd, i - m1, j - m2)
-  // per lane.
-  auto moved = [&](int i, int gr, int dd) {
-    return ring + ((i & 1) + 2 * dd) * groups * cols + gr;
-  };
-  auto gather = [&](int i, int gr, int dd) {
+  // A moved row: row(k)[(j + 1 - jlo) * groups + gr] = g(plane - m0 - dd,
+  // i - m1, j - m2) per lane of group gr; rows 0 .. 3 a ring (moved(i, dd)),
+  // 4 .. 7 the rows of a folded position.
+  auto row = [&](int k) { return ring + k * groups * cols; };
+  auto moved = [&](int i, int dd) { return row((i & 1) + 2 * dd); };
+  auto gather = [&](int i, int gr, const i32x8& depth, V* out) {
     const Lanes<A>& ln = lanes[gr];
-    gather_row<I>(g, row_term<AP>(-ln.m1, i, H, g.rs, ln.n, ln.depth[dd]),
-                  col + gr * cols, static_cast<int>(cols), ln.uniform, false, moved(i, gr, dd),
-                  groups);
+    gather_row<I>(g, row_term<AP>(-ln.m1, i, H, g.rs, ln.n, depth), col + gr * cols,
+                  static_cast<int>(cols), ln.uniform, false, out + gr, groups);
   };
+  // The adjoint at column j from the moved rows at row taps 0 (a) and -1
+  // (b), depth taps 0 and -1 (a1, b1): X[j * groups + gr] = X's row at j.
+  auto adjoint = [&](const V* a, const V* b, const V* a1, const V* b1, int j, int gr) {
+    const Lanes<A>& ln = lanes[gr];
+    const int k = j * groups + gr, l = k - groups;
+    return depth_stencil(ln, bilinear(ln, a[k], b[k], a[l], b[l]),
+                         [&] { return bilinear(ln, a1[k], b1[k], a1[l], b1[l]); });
+  };
+  const int64_t origin = (1 - jlo) * groups;  // where column 0 is in a moved row
   const LaneArray<const T> plane = in_plane(g, dp);
   const int ahead = rows_below(lanes, groups, -1, 0) + 1;
   for (int gr = 0; gr < groups; ++gr) {
     if (lanes[gr].all_lat_f) continue;
-    for (int dd = 0; dd <= !lanes[gr].all_lat_d; ++dd) gather(r0 - 1, gr, dd);
+    for (int dd = 0; dd <= !lanes[gr].all_lat_d; ++dd) {
+      gather(r0 - 1, gr, lanes[gr].depth[dd], moved(r0 - 1, dd));
+    }
   }
   for (int i = r0; i < r0 + rows; ++i) {
     prefetch_row(plane, i + ahead, H, W, nb);
     for (int gr = 0; gr < groups; ++gr) {
-      for (int dd = 0; dd <= !lanes[gr].all_lat_d; ++dd) gather(i, gr, dd);
+      for (int dd = 0; dd <= !lanes[gr].all_lat_d; ++dd) {
+        gather(i, gr, lanes[gr].depth[dd], moved(i, dd));
+      }
     }
-    const V* a = moved(i, 0, 0) + groups;      // a[j * groups + gr] = G(i - m1, j - m2)
-    const V* b = moved(i - 1, 0, 0) + groups;  // b[...] = G(i - 1 - m1, j - m2)
-    const V* a1 = moved(i, 0, 1) + groups;     // the same at depth tap -1
-    const V* b1 = moved(i - 1, 0, 1) + groups;
+    const V* a = moved(i, 0) + origin;  // a[j * groups + gr] = G(i - m1, j - m2)
+    const V* b = moved(i - 1, 0) + origin;  // b[...] = G(i - 1 - m1, j - m2)
+    const V* a1 = moved(i, 1) + origin;     // the same at depth tap -1
+    const V* b1 = moved(i - 1, 1) + origin;
     T* out = dx.p + i * dx.rs;
-    store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false, [&](int j, int gr) {
-      const Lanes<A>& ln = lanes[gr];
-      const int k = j * groups + gr, l = k - groups;
-      return depth_stencil(ln, bilinear(ln, a[k], b[k], a[l], b[l]),
-                           [&] { return bilinear(ln, a1[k], b1[k], a1[l], b1[l]); });
-    });
-    if constexpr (P != kZeros && P != kPeriodic) {
-      fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
+    if (!fold) {
+      store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false,
+                   [&](int j, int gr) { return adjoint(a, b, a1, b1, j, gr); });
+      if constexpr (P != kZeros && P != kPeriodic) {
+        fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
+      }
+    } else {
+      V* sum = row(8);  // sum[j * groups + gr]: the row's gradient so far
+      // adds the adjoint row (a, b, a1, b1) and its folded columns to sum
+      auto add_row = [&](const V* ra, const V* rb, const V* ra1, const V* rb1, bool first) {
+        for (int j = 0; j < W; ++j) {
+          for (int gr = 0; gr < groups; ++gr) {
+            const V v = adjoint(ra, rb, ra1, rb1, j, gr);
+            sum[j * groups + gr] = first ? v : sum[j * groups + gr] + v;
+          }
+        }
+        for (const auto& [j, k] : folds[2]) {
+          for (int gr = 0; gr < groups; ++gr) sum[k * groups + gr] += adjoint(ra, rb, ra1, rb1, j, gr);
+        }
+      };
+      add_row(a, b, a1, b1, true);
+      // fn(j) for position i and each position folded onto it
+      auto onto = [](const std::vector<std::pair<int, int>>& fl, int at, const auto& fn) {
+        fn(at);
+        for (const auto& [j, k] : fl) {
+          if (k == at) fn(j);
+        }
+      };
+      onto(folds[0], dp.pos, [&](int d2) {
+        onto(folds[1], i, [&](int i2) {
+          if (d2 == dp.pos && i2 == i) return;  // (its own: added)
+          const Depth dp2{dp.L, dp.s, d2};
+          for (int gr = 0; gr < groups; ++gr) {
+            const Lanes<A>& ln = lanes[gr];
+            for (int dd = 0; dd <= !ln.all_lat_d; ++dd) {
+              const i32x8 depth = depth_term<AP>(-ln.m0, dp2, -dd);
+              gather(i2, gr, depth, row(4 + 2 * dd));
+              if (!ln.all_lat_f) gather(i2 - 1, gr, depth, row(5 + 2 * dd));
+            }
+          }
+          add_row(row(4) + origin, row(5) + origin, row(6) + origin, row(7) + origin, false);
+        });
+      });
+      store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false,
+                   [&](int j, int gr) { return nan_lanes(lanes[gr], sum[j * groups + gr]); });
     }
   }
 }
