@@ -108,14 +108,6 @@ int32_t last_in_row(const T* row, const T* last, int W) {
              : -1;
 }
 
-// Per-thread room for a Columns' edge indices (its own: scratch<T> is one
-// buffer per type and thread, which a caller may be holding).
-inline int32_t* column_scratch(size_t n) {
-  thread_local std::vector<int32_t> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
-}
-
 // The column reads of one channel's row loops, on rows of W cells through
 // padding P: vector k covers outputs [start(k), start(k) + 8), and column
 // tap t in [lo, hi] reads cells start(k) + o + t + l of a row (l < 8).
@@ -123,19 +115,27 @@ inline int32_t* column_scratch(size_t n) {
 // answers are, per (chunk, tap): 8 indices and 8 masks for a gather and,
 // where the indices fit in 8 cells of the row from `base` (every padding
 // but a periodic wrap, for shifts under a vector), the same as a permutation
-// of those 8 cells: a load, a permute and a mask instead of 8 loads.
+// of those 8 cells: a load, a permute and a mask instead of 8 loads. The
+// records live in a per-thread cache (ColumnCache) and are built once per
+// (padding, row length, offset, taps): the channels of a task share a few
+// column offsets, and building them per channel was a tenth of a 16x16
+// plane's forward.
 struct Columns {
   static constexpr int kRecord = 4 * kGroup;  // indices, masks, permutation, base
   int P, W, o, lo, hi, chunks;
-  int32_t* edge;
+  const int32_t* edge;
 
-  Columns(int P_, int W_, int o_, int lo_, int hi_, int chunks_)
-      : P(P_), W(W_), o(o_), lo(lo_), hi(hi_), chunks(chunks_),
-        edge(column_scratch(static_cast<size_t>(chunks_ * (hi_ - lo_ + 1) * kRecord))) {
+  Columns(int P_, int W_, int o_, int lo_, int hi_);
+  int start(int k) const { return std::min(k * kGroup, W - kGroup); }
+  bool inside(int w) const { return w + o + lo >= 0 && w + o + hi + kGroup <= W; }
+  int record(int k, int t) const { return (k * (hi - lo + 1) + t - lo) * kRecord; }
+  const int32_t* at(int k, int t) const { return edge + record(k, t); }
+  // Fills the records of (P, W, o, lo, hi) into e.
+  void build(int32_t* e) const {
     for (int k = 0; k < chunks; ++k) {
       if (inside(start(k))) continue;
       for (int t = lo; t <= hi; ++t) {
-        int32_t* e = at(k, t);
+        int32_t* r = e + record(k, t);
         const int j = start(k) + o + t;  // cells j + l, l < 8, through P
         int first = W, end = 0;          // the cells read: [first, end)
         for (int l = 0; l < kGroup; ++l) {
@@ -148,18 +148,43 @@ struct Columns {
         // stored one by one waits for the stores to reach the cache)
         for (int l = 0; l < kGroup; ++l) {
           const int i = pad_index_of(P, j + l, W);
-          e[l] = i < 0 ? 0 : i;
-          e[kGroup + l] = i < 0 ? 0 : -1;
-          e[2 * kGroup + l] = fits && i >= 0 ? i - base : 0;
+          r[l] = i < 0 ? 0 : i;
+          r[kGroup + l] = i < 0 ? 0 : -1;
+          r[2 * kGroup + l] = fits && i >= 0 ? i - base : 0;
         }
-        e[3 * kGroup] = fits ? base : -1;
+        r[3 * kGroup] = fits ? base : -1;
       }
     }
   }
-  int start(int k) const { return std::min(k * kGroup, W - kGroup); }
-  bool inside(int w) const { return w + o + lo >= 0 && w + o + hi + kGroup <= W; }
-  int32_t* at(int k, int t) const { return edge + (k * (hi - lo + 1) + t - lo) * kRecord; }
 };
+
+// A thread's Columns records, direct-mapped by (offset, taps): an entry is
+// rebuilt when another key lands on it. One Columns is alive at a time on a
+// thread (each direct function holds one), so none is evicted in use.
+struct ColumnCache {
+  static constexpr int kEntries = 32;
+  struct Entry {
+    int P = -1, W = -1, o = 0, lo = 0, hi = 0;
+    std::vector<int32_t> edge;
+  };
+  Entry entry[kEntries];
+};
+__attribute__((noinline)) inline ColumnCache* column_cache() {
+  thread_local ColumnCache cache;
+  return &cache;
+}
+
+inline Columns::Columns(int P_, int W_, int o_, int lo_, int hi_)
+    : P(P_), W(W_), o(o_), lo(lo_), hi(hi_), chunks((W_ + kGroup - 1) / kGroup) {
+  ColumnCache::Entry& en =
+      column_cache()->entry[static_cast<unsigned>(o * 4 + lo + 2 * hi) % ColumnCache::kEntries];
+  if (en.P != P || en.W != W || en.o != o || en.lo != lo || en.hi != hi) {
+    en.edge.resize(static_cast<size_t>(chunks * (hi - lo + 1) * kRecord));
+    build(en.edge.data());
+    en.P = P, en.W = W, en.o = o, en.lo = lo, en.hi = hi;
+  }
+  edge = en.edge.data();
+}
 
 // body(w, rd) for each vector of a row, where rd(row, t) is the vector of
 // column tap t of `row` (a pointer to a row of the array, whose last
@@ -205,9 +230,8 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
     return;
   }
   const T* zeros = zero_row<T>(W);
-  const int chunks = (W + kGroup - 1) / kGroup;
   if (move) {  // one tap, raw bits
-    const Columns cols(P, W, ct->m[2], 0, 0, chunks);
+    const Columns cols(P, W, ct->m[2], 0, 0);
     for (int r = r0; r < r0 + rows; ++r) {
       const T* xr = x.at(P, d + ct->m[0], r + ct->m[1], zeros);
       T* out = yc + r * rs_y;
@@ -222,7 +246,7 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
       const Stencil<A> sd = value_stencil(ct->f[0], lat_d), sf = value_stencil(ct->f[1], lat_f),
                        sw = value_stencil(ct->f[2], lat_w);
       // column taps 0 .. 1, 0 alone at the lattice
-      const Columns cols(P, W, ct->m[2], 0, lat_w ? 0 : 1, chunks);
+      const Columns cols(P, W, ct->m[2], 0, lat_w ? 0 : 1);
       for (int r = r0; r < r0 + rows; ++r) {
         const T* xr[2][2];  // [depth tap][row tap]
         for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
@@ -271,7 +295,7 @@ void adjoint_direct_impl(int P, const Rows<T>* gp, const ChannelTables<A>* ct, i
     folds_of(P, g.H, m1, m1, lat_f ? 0 : 1, &folds[1]);
     folds_of(P, W, m2, m2, lat_w ? 0 : 1, &folds[2]);
     // column taps -1 .. 0, 0 alone at the lattice
-    const Columns cols(Q, W, -m2, lat_w ? 0 : -1, 0, (W + kGroup - 1) / kGroup);
+    const Columns cols(Q, W, -m2, lat_w ? 0 : -1, 0);
     // The adjoint at position (j0, j1, every column) stored to `out`, or
     // added to it, then its folded columns added.
     auto adjoint_row = [&](int j0, int j1, T* out, auto add) {  // (add: a bool_constant)
@@ -366,7 +390,7 @@ void shift_grad_direct_impl(int P, const Rows<T>* xp, const T* gc, int64_t rs_g,
   constexpr bool three = Three::value, ld = LatD::value, lf = LatF::value, lw = LatW::value;
   constexpr int plo = three && ld ? -1 : 0, phi = three ? 1 : 0, qlo = lf ? -1 : 0,
                 clo = lw ? -1 : 0;
-  const Columns cols(P, W, m2, clo, 1, (W + kGroup - 1) / kGroup);
+  const Columns cols(P, W, m2, clo, 1);
   // d out / d shift at a column from its taps X(p, q, c): stencils sa
   // (depth outermost, then columns, then rows)
   auto deriv = [](const Stencil<A>* sa, const auto& X) {
