@@ -250,7 +250,7 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
       for (int r = r0; r < r0 + rows; ++r) {
         const T* xr[2][2];  // [depth tap][row tap]
         for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
-          for (int q = 0; q < 2; ++q) {
+          for (int q = 0; q < (lat_f ? 1 : 2); ++q) {  // (row tap 1 off the lattice only)
             xr[p][q] = x.at(P, d + ct->m[0] + p, r + ct->m[1] + q, zeros);
           }
         }
@@ -301,7 +301,7 @@ void adjoint_direct_impl(int P, const Rows<T>* gp, const ChannelTables<A>* ct, i
     auto adjoint_row = [&](int j0, int j1, T* out, auto add) {  // (add: a bool_constant)
       const T* gr[2][2];  // g at plane j0 - m0 + p, row j1 - m1 + q, p, q = 0, -1
       for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
-        for (int q = 0; q < 2; ++q) gr[p][q] = g.at(Q, j0 - m0 - p, j1 - m1 - q, zeros);
+        for (int q = 0; q < (lat_f ? 1 : 2); ++q) gr[p][q] = g.at(Q, j0 - m0 - p, j1 - m1 - q, zeros);
       }
       // the adjoint from its taps rd(row of g, column tap), a vector or a cell
       auto adjoint = [&](const auto& rd) {
@@ -404,7 +404,7 @@ void shift_grad_direct_impl(int P, const Rows<T>* xp, const T* gc, int64_t rs_g,
   for (int r = r0; r < r0 + rows; ++r) {
     const T* xr[3][3];  // rows (plane d + m0 + p, row r + m1 + q), p, q = -1 .. 1
     for (int p = plo; p <= phi; ++p) {
-      for (int q = -1; q <= 1; ++q) {
+      for (int q = qlo; q <= 1; ++q) {
         xr[p + 1][q + 1] = x.at(P, d + m0 + p, r + m1 + q, zeros);
       }
     }
