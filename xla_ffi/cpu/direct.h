@@ -10,7 +10,7 @@
 // do not ("edge" vectors, the first or last of a row for shifts under 8)
 // the cells through the padding rule, by one load and a permutation per
 // row tap and column tap where they fit in 8 cells of the row, else by a
-// gather (column indices made once per channel: Columns). The stencils are
+// gather (column indices cached per thread: Columns). The stencils are
 // the staged planes' (cpu/staged.h), without their copy of the input into
 // padded planes: that copy was ~40 % of a staged channels-first forward.
 // 3-D calls add the depth axis outermost (core/stencils.h's tensor
