@@ -59,6 +59,7 @@ GROUPS = [
     ((2, 1, 3), (2, 7, 1), 3, "float32", NEAR + FAR, True),
     ((3, 4, 5), (1, 2, 3), 4, "float16", NEAR + FAR, False),
     ((150, 150), 1, 2, "float32", NEAR + FAR, False),  # too large to stage
+    ((2, 700), 1, 3, "float32", NEAR + FAR, False),  # direct rows, uncached columns
     ((6, 11), (2, 3), 17, "bfloat16", NEAR + FAR, True),  # lanes: 2 groups + 1
     ((3, 4, 9), 1, 10, "float16", NEAR + FAR, True),  # 3-D lanes: 1 group + 2
     ((4, 5, 3), (2, 1, 2), 9, "bfloat16", NEAR + FAR, False),  # strided 3-D lanes

@@ -159,15 +159,20 @@ struct Columns {
 };
 
 // A thread's Columns records, direct-mapped by (offset, taps): an entry is
-// rebuilt when another key lands on it. One Columns is alive at a time on a
-// thread (each direct function holds one), so none is evicted in use.
+// rebuilt when another key lands on it. Records of more than kMaxCached
+// ints (rows of a few hundred cells and more) share one entry, `large`, so
+// the cache holds at most kEntries x 16 KB plus one row's records. One
+// Columns is alive at a time on a thread (each direct function holds one),
+// so none is evicted in use.
 struct ColumnCache {
   static constexpr int kEntries = 32;
+  static constexpr size_t kMaxCached = 4096;
   struct Entry {
     int P = -1, W = -1, o = 0, lo = 0, hi = 0;
     std::vector<int32_t> edge;
   };
   Entry entry[kEntries];
+  Entry large;
 };
 __attribute__((noinline)) inline ColumnCache* column_cache() {
   thread_local ColumnCache cache;
@@ -176,10 +181,14 @@ __attribute__((noinline)) inline ColumnCache* column_cache() {
 
 inline Columns::Columns(int P_, int W_, int o_, int lo_, int hi_)
     : P(P_), W(W_), o(o_), lo(lo_), hi(hi_), chunks((W_ + kGroup - 1) / kGroup) {
+  const size_t n = static_cast<size_t>(chunks) * static_cast<size_t>(hi - lo + 1) * kRecord;
+  ColumnCache* cache = column_cache();
   ColumnCache::Entry& en =
-      column_cache()->entry[static_cast<unsigned>(o * 4 + lo + 2 * hi) % ColumnCache::kEntries];
+      n > ColumnCache::kMaxCached
+          ? cache->large
+          : cache->entry[static_cast<unsigned>(o * 4 + lo + 2 * hi) % ColumnCache::kEntries];
   if (en.P != P || en.W != W || en.o != o || en.lo != lo || en.hi != hi) {
-    en.edge.resize(static_cast<size_t>(chunks * (hi - lo + 1) * kRecord));
+    en.edge.resize(n);
     build(en.edge.data());
     en.P = P, en.W = W, en.o = o, en.lo = lo, en.hi = hi;
   }
