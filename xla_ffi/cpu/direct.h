@@ -335,20 +335,11 @@ void adjoint_direct_impl(int P, const Rows<T>* gp, const ChannelTables<A>* ct, i
         }));
       }
     };
-    // fn(j) for position i and each position folded onto it
-    auto onto = [](const std::vector<std::pair<int, int>>& fl, int i, const auto& fn) {
-      fn(i);
-      for (const auto& [j, k] : fl) {
-        if (k == i) fn(j);
-      }
-    };
     for (int r = r0; r < r0 + rows; ++r) {
       T* out = dxc + r * rs_x;
       adjoint_row(d, r, out, std::false_type{});
-      onto(folds[0], d, [&](int j0) {
-        onto(folds[1], r, [&](int j1) {
-          if (j0 != d || j1 != r) adjoint_row(j0, j1, out, std::true_type{});
-        });
+      for_each_row_folded_onto(folds, d, r, [&](int j0, int j1) {
+        adjoint_row(j0, j1, out, std::true_type{});
       });
     }
   });

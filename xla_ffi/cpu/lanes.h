@@ -633,6 +633,25 @@ __attribute__((noinline)) inline std::vector<std::pair<int, int>>* fold_scratch(
   return folds;
 }
 
+// fn(j0, j1) for each position (plane j0, row j1) but (d, r) itself that
+// the folds of axes 0 and 1 (folds_of's pairs, folds[0] and folds[1]) fold
+// onto plane d, row r, in a fixed order.
+template <typename Fn>
+void for_each_row_folded_onto(const std::vector<std::pair<int, int>>* folds, int d, int r,
+                              const Fn& fn) {
+  auto onto = [](const std::vector<std::pair<int, int>>& fl, int i, const auto& f) {
+    f(i);
+    for (const auto& [j, k] : fl) {
+      if (k == i) f(j);
+    }
+  };
+  onto(folds[0], d, [&](int j0) {
+    onto(folds[1], r, [&](int j1) {
+      if (j0 != d || j1 != r) fn(j0, j1);
+    });
+  });
+}
+
 // Row i of dx (W columns a `ws` apart, channels `cs` apart, at the task's
 // first channel): the elements of the task's channels outside their simple
 // intervals (simple[4 b ..]: row lo, row hi, column lo, column hi), each
@@ -766,27 +785,17 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
         }
       };
       add_row(a, b, a1, b1, true);
-      // fn(j) for position i and each position folded onto it
-      auto onto = [](const std::vector<std::pair<int, int>>& fl, int at, const auto& fn) {
-        fn(at);
-        for (const auto& [j, k] : fl) {
-          if (k == at) fn(j);
-        }
-      };
-      onto(folds[0], dp.pos, [&](int d2) {
-        onto(folds[1], i, [&](int i2) {
-          if (d2 == dp.pos && i2 == i) return;  // (its own: added)
-          const Depth dp2{dp.L, dp.s, d2};
-          for (int gr = 0; gr < groups; ++gr) {
-            const Lanes<A>& ln = lanes[gr];
-            for (int dd = 0; dd <= !ln.all_lat_d; ++dd) {
-              const i32x8 depth = depth_term<AP>(-ln.m0, dp2, -dd);
-              gather(i2, gr, depth, row(4 + 2 * dd));
-              if (!ln.all_lat_f) gather(i2 - 1, gr, depth, row(5 + 2 * dd));
-            }
+      for_each_row_folded_onto(folds, dp.pos, i, [&](int d2, int i2) {
+        const Depth dp2{dp.L, dp.s, d2};
+        for (int gr = 0; gr < groups; ++gr) {
+          const Lanes<A>& ln = lanes[gr];
+          for (int dd = 0; dd <= !ln.all_lat_d; ++dd) {
+            const i32x8 depth = depth_term<AP>(-ln.m0, dp2, -dd);
+            gather(i2, gr, depth, row(4 + 2 * dd));
+            if (!ln.all_lat_f) gather(i2 - 1, gr, depth, row(5 + 2 * dd));
           }
-          add_row(row(4) + origin, row(5) + origin, row(6) + origin, row(7) + origin, false);
-        });
+        }
+        add_row(row(4) + origin, row(5) + origin, row(6) + origin, row(7) + origin, false);
       });
       store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false,
                    [&](int j, int gr) { return nan_lanes(lanes[gr], sum[j * groups + gr]); });
