@@ -310,7 +310,9 @@ void adjoint_direct_impl(int P, const Rows<T>* gp, const ChannelTables<A>* ct, i
     auto adjoint_row = [&](int j0, int j1, T* out, auto add) {  // (add: a bool_constant)
       const T* gr[2][2];  // g at plane j0 - m0 + p, row j1 - m1 + q, p, q = 0, -1
       for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
-        for (int q = 0; q < (lat_f ? 1 : 2); ++q) gr[p][q] = g.at(Q, j0 - m0 - p, j1 - m1 - q, zeros);
+        for (int q = 0; q < (lat_f ? 1 : 2); ++q) {
+          gr[p][q] = g.at(Q, j0 - m0 - p, j1 - m1 - q, zeros);
+        }
       }
       // the adjoint from its taps rd(row of g, column tap), a vector or a cell
       auto adjoint = [&](const auto& rd) {

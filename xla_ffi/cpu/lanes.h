@@ -689,10 +689,11 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
                         const Edge* edge, int nb, int r0, int rows) {
   using V = Vec8<A>;
   constexpr int AP = adjoint_padding(P);
-  std::vector<std::pair<int, int>>* folds = fold_scratch();
+  std::vector<std::pair<int, int>>* folds = nullptr;  // (where P folds)
   int jlo = 0, jhi = W - 1;  // the columns whose adjoint a row needs
   bool fold = false;         // folds by rows (else none, or edge's)
   if constexpr (P != kZeros && P != kPeriodic) {
+    folds = fold_scratch();
     int lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0};  // the task's offsets' range per axis
     bool off[3] = {false, false, false};       // some channel off the lattice
     for (int b = 0; b < nb; ++b) {
@@ -781,7 +782,9 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
           }
         }
         for (const auto& [j, k] : folds[2]) {
-          for (int gr = 0; gr < groups; ++gr) sum[k * groups + gr] += adjoint(ra, rb, ra1, rb1, j, gr);
+          for (int gr = 0; gr < groups; ++gr) {
+            sum[k * groups + gr] += adjoint(ra, rb, ra1, rb1, j, gr);
+          }
         }
       };
       add_row(a, b, a1, b1, true);
