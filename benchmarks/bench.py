@@ -316,7 +316,9 @@ def main(argv=None):
     shapes = a.shapes or ["64x56x56x256", "128x28x28x512"]
     dtypes = a.dtypes or ["float32", "bfloat16"]
     layouts = a.layouts or ["NHWC", "NCHW"]
-    modes = a.modes or ["active", "sparse"]
+    # integer: the same move as sparse with no shift gradient (no partial
+    # sums, no scratch memory): sparse minus integer is the shift gradient's cost.
+    modes = a.modes or ["active", "sparse", "integer"]
     samples, inner = a.samples or 15, a.inner or 10
   else:
     shapes = a.shapes or ["8x32x32x64"]
