@@ -176,11 +176,12 @@ void run_direct(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
   for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
     ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
     group_tables<A>(geo, rounded, n, c0, nb, ct);
+    const DirectScratch<T> scr = direct_scratch<T>(ax[2].L);
     const T* gn = g + n * geo.sy_n + c0 * geo.sy_c;
     const T* xn = x + n * geo.sx_n + c0 * geo.sx_c;
     for (int b = 0; b < nb; ++b) {
       const Rows<T> gb{gn + b * geo.sy_c, ax[0].sy, ax[1].sy, ax[0].L, ax[1].L, ax[2].L, g_last};
-      adjoint_direct(isa, P, &gb, static_cast<const ChannelTables<A>*>(ct + b), d,
+      adjoint_direct(isa, P, &gb, static_cast<const ChannelTables<A>*>(ct + b), &scr, d,
                      dx + n * geo.sx_n + (c0 + b) * geo.sx_c + d * ax[0].sx, ax[1].sx, r0, rows);
       if (!shift_grad || nan_shift(ct[b].f)) continue;  // (finish_shift_grad fills ds)
       const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c0 + b);
@@ -188,7 +189,7 @@ void run_direct(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
       const Rows<T> xb{xn + b * geo.sx_c, ax[0].sx, ax[1].sx, ax[0].L, ax[1].L, ax[2].L, x_last};
       auto sums = [&](auto three, auto lat_d, auto lat_f, auto lat_w) {
         shift_grad_direct(isa, P, &xb, gb.p + d * ax[0].sy,
-                          ax[1].sy, &u, three, lat_d, lat_f, lat_w, d, r0, rows, acc);
+                          ax[1].sy, &u, &scr, three, lat_d, lat_f, lat_w, d, r0, rows, acc);
       };
       if (ax[0].present) {
         with_lattice3(u.f[0], u.f[1], u.f[2], [&](auto lat_d, auto lat_f, auto lat_w) {

@@ -120,12 +120,13 @@ int32_t last_in_row(const T* row, const T* last, int W) {
 // (padding, row length, offset, taps): the channels of a task share a few
 // column offsets, and building them per channel was a tenth of a 16x16
 // plane's forward.
+struct ColumnCache;
 struct Columns {
   static constexpr int kRecord = 4 * kGroup;  // indices, masks, permutation, base
   int P, W, o, lo, hi, chunks;
   const int32_t* edge;
 
-  Columns(int P_, int W_, int o_, int lo_, int hi_);
+  Columns(ColumnCache* cache, int P_, int W_, int o_, int lo_, int hi_);
   int start(int k) const { return std::min(k * kGroup, W - kGroup); }
   bool inside(int w) const { return w + o + lo >= 0 && w + o + hi + kGroup <= W; }
   int record(int k, int t) const { return (k * (hi - lo + 1) + t - lo) * kRecord; }
@@ -179,10 +180,25 @@ __attribute__((noinline)) inline ColumnCache* column_cache() {
   return &cache;
 }
 
-inline Columns::Columns(int P_, int W_, int o_, int lo_, int hi_)
+// What a thread's direct functions use besides the arrays, looked up once a
+// task (each is a thread-local lookup, a call into the dynamic linker's TLS
+// resolver in a shared library; per channel they were a measurable share of
+// an 8x8 plane): the zeros row of W cells, the Columns cache and the fold
+// lists of three axes (fold_scratch).
+template <typename T>
+struct DirectScratch {
+  const T* zeros;
+  ColumnCache* cache;
+  std::vector<std::pair<int, int>>* folds;
+};
+template <typename T>
+DirectScratch<T> direct_scratch(int W) {
+  return DirectScratch<T>{zero_row<T>(W), column_cache(), fold_scratch()};
+}
+
+inline Columns::Columns(ColumnCache* cache, int P_, int W_, int o_, int lo_, int hi_)
     : P(P_), W(W_), o(o_), lo(lo_), hi(hi_), chunks((W_ + kGroup - 1) / kGroup) {
   const size_t n = static_cast<size_t>(chunks) * static_cast<size_t>(hi - lo + 1) * kRecord;
-  ColumnCache* cache = column_cache();
   ColumnCache::Entry& en =
       n > ColumnCache::kMaxCached
           ? cache->large
@@ -231,16 +247,17 @@ __attribute__((always_inline)) inline void for_each_vector(const Columns& cols, 
 // not a multiple of 8.
 template <Isa I, typename T, typename A>
 void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
-                         bool move, int d, T* yc, int64_t rs_y, int r0, int rows) {
+                         const DirectScratch<T>* scr, bool move, int d, T* yc, int64_t rs_y,
+                         int r0, int rows) {
   const Rows<T>& x = *xp;
   const int W = x.W;
   if (nan_shift(ct->f)) {
     for (int r = r0; r < r0 + rows; ++r) fill_nan(yc + r * rs_y, 1, W, ct->f);
     return;
   }
-  const T* zeros = zero_row<T>(W);
+  const T* zeros = scr->zeros;
   if (move) {  // one tap, raw bits
-    const Columns cols(P, W, ct->m[2], 0, 0);
+    const Columns cols(scr->cache, P, W, ct->m[2], 0, 0);
     for (int r = r0; r < r0 + rows; ++r) {
       const T* xr = x.at(P, d + ct->m[0], r + ct->m[1], zeros);
       T* out = yc + r * rs_y;
@@ -255,7 +272,7 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
       const Stencil<A> sd = value_stencil(ct->f[0], lat_d), sf = value_stencil(ct->f[1], lat_f),
                        sw = value_stencil(ct->f[2], lat_w);
       // column taps 0 .. 1, 0 alone at the lattice
-      const Columns cols(P, W, ct->m[2], 0, lat_w ? 0 : 1);
+      const Columns cols(scr->cache, P, W, ct->m[2], 0, lat_w ? 0 : 1);
       for (int r = r0; r < r0 + rows; ++r) {
         const T* xr[2][2];  // [depth tap][row tap]
         for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
@@ -285,8 +302,9 @@ JAXSHIFT_ISA_VERSIONS(forward_direct)
 // add their whole adjoint rows to it, columns folded onto a column their
 // adjoint cells, in a fixed order.
 template <Isa I, typename T, typename A>
-void adjoint_direct_impl(int P, const Rows<T>* gp, const ChannelTables<A>* ct, int d,
-                         T* dxc, int64_t rs_x, int r0, int rows) {
+void adjoint_direct_impl(int P, const Rows<T>* gp, const ChannelTables<A>* ct,
+                         const DirectScratch<T>* scr, int d, T* dxc, int64_t rs_x, int r0,
+                         int rows) {
   const Rows<T>& g = *gp;
   using V = Vec8<A>;
   const int Q = adjoint_padding(P);
@@ -295,8 +313,8 @@ void adjoint_direct_impl(int P, const Rows<T>* gp, const ChannelTables<A>* ct, i
     for (int r = r0; r < r0 + rows; ++r) fill_nan(dxc + r * rs_x, 1, W, ct->f);
     return;
   }
-  const T* zeros = zero_row<T>(W);
-  std::vector<std::pair<int, int>>* folds = fold_scratch();  // (one TLS lookup)
+  const T* zeros = scr->zeros;
+  std::vector<std::pair<int, int>>* folds = scr->folds;
   with_lattice3(ct->f[0], ct->f[1], ct->f[2], [&](auto lat_d, auto lat_f, auto lat_w) {
     const Stencil<A> sd = value_stencil(ct->f[0], lat_d), sf = value_stencil(ct->f[1], lat_f),
                      sw = value_stencil(ct->f[2], lat_w);
@@ -304,7 +322,7 @@ void adjoint_direct_impl(int P, const Rows<T>* gp, const ChannelTables<A>* ct, i
     folds_of(P, g.H, m1, m1, lat_f ? 0 : 1, &folds[1]);
     folds_of(P, W, m2, m2, lat_w ? 0 : 1, &folds[2]);
     // column taps -1 .. 0, 0 alone at the lattice
-    const Columns cols(Q, W, -m2, lat_w ? 0 : -1, 0);
+    const Columns cols(scr->cache, Q, W, -m2, lat_w ? 0 : -1, 0);
     // The adjoint at position (j0, j1, every column) stored to `out`, or
     // added to it, then its folded columns added.
     auto adjoint_row = [&](int j0, int j1, T* out, auto add) {  // (add: a bool_constant)
@@ -374,8 +392,9 @@ constexpr bool deriv_tap(bool three, bool ld, bool lf, bool lw, int p, int q, in
 template <Isa I, typename T, typename A, typename Three, typename LatD, typename LatF,
           typename LatW>
 void shift_grad_direct_impl(int P, const Rows<T>* xp, const T* gc, int64_t rs_g,
-                            const ChannelTables<A>* ct, Three, LatD lat_d, LatF lat_f,
-                            LatW lat_w, int d, int r0, int rows, A* acc) {
+                            const ChannelTables<A>* ct, const DirectScratch<T>* scr, Three,
+                            LatD lat_d, LatF lat_f, LatW lat_w, int d, int r0, int rows,
+                            A* acc) {
   using V = Vec8<A>;
   const Rows<T>& x = *xp;
   const int W = x.W, m0 = ct->m[0], m1 = ct->m[1], m2 = ct->m[2];
@@ -387,12 +406,12 @@ void shift_grad_direct_impl(int P, const Rows<T>* xp, const T* gc, int64_t rs_g,
   deriv_stencils<3>(value, slope, 0, s0);
   deriv_stencils<3>(value, slope, 1, s1);
   deriv_stencils<3>(value, slope, 2, s2);
-  const T* zeros = zero_row<T>(W);
+  const T* zeros = scr->zeros;
   // Taps -1 .. 1 at the lattice (the slope's), else 0 .. 1; depth 0 in 2-D.
   constexpr bool three = Three::value, ld = LatD::value, lf = LatF::value, lw = LatW::value;
   constexpr int plo = three && ld ? -1 : 0, phi = three ? 1 : 0, qlo = lf ? -1 : 0,
                 clo = lw ? -1 : 0;
-  const Columns cols(P, W, m2, clo, 1);
+  const Columns cols(scr->cache, P, W, m2, clo, 1);
   // d out / d shift at a column from its taps X(p, q, c): stencils sa
   // (depth outermost, then columns, then rows)
   auto deriv = [](const Stencil<A>* sa, const auto& X) {

@@ -96,12 +96,13 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
     plan.planes = ax[0].Lo;
     const T* last = x + (geo.N * geo.sx_n - 1);
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+      const DirectScratch<T> scr = direct_scratch<T>(ax[2].L);
       for (int64_t c = c0; c < c0 + nb; ++c) {
         const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
         const Rows<T> xc{x + n * geo.sx_n + c * geo.sx_c, ax[0].sx, ax[1].sx, ax[0].L,
                          ax[1].L, ax[2].L, last};
-        forward_direct(isa, P, &xc, &ct, move, d, y + n * geo.sy_n + c * geo.sy_c + d * ax[0].sy,
-                       ax[1].sy, r0, rows);
+        forward_direct(isa, P, &xc, &ct, &scr, move, d,
+                       y + n * geo.sy_n + c * geo.sy_c + d * ax[0].sy, ax[1].sy, r0, rows);
       }
     });
     return;
