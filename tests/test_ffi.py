@@ -198,21 +198,26 @@ def test_grouped_tables_match_jnp_path(mode, padding, dtype, data):
 ALL_PAIRS = tuple((m, p) for m in jaxshift.MODES for p in jaxshift.PADDINGS)
 
 
-@pytest.mark.parametrize("channels_last,lengths,strides", [
-    (True, (7, 13), 1), (False, (7, 13), 1),
-    (True, (3, 5, 6), 1), (False, (4, 5, 11), 1), (False, (4, 5, 7), (2, 1, 2))])
+@pytest.mark.parametrize("channels_last,lengths,strides,dtype", [
+    (True, (7, 13), 1, "float32"), (False, (7, 13), 1, "float32"),
+    (True, (3, 5, 6), 1, "float32"), (False, (4, 5, 11), 1, "float32"),
+    (False, (4, 5, 7), (2, 1, 2), "float32"),
+    (True, (7, 13), 1, "bfloat16"), (True, (7, 13), 1, "float16")])
 def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
-                                                       strides):
+                                                       strides, dtype):
   """20 channels: in channels-last two groups of 8 lanes (gathers) and a
   partial group of 4; in 2-D and 3-D channels-first rows read straight from
   the array (edge vectors permuted or gathered through the padding, a last
   vector overlapping the one before; a shift beyond the row), in 3-D
-  strided channels-first lanes again; every mode and padding. The same
+  strided channels-first lanes again; every mode and padding. 16-bit
+  channels-last active calls stage their planes instead: two groups of 8
+  channels transposed 8 pixels at a time (a row of 13: one block and 5
+  cells alone) in and out, bfloat16's by its own unpacks. The same
   compiled kernel runs once per instruction set the CPU has."""
   rng = np.random.default_rng(1)
   c, nd = 20, len(lengths)
   shape = (2, *lengths, c) if channels_last else (2, c, *lengths)
-  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  x = jnp.asarray(rng.normal(size=shape), dtype)
   s = rng.uniform(-2.5, 2.5, (c, nd)).astype(np.float32)
   s[3, -2:] = [0.0, 1.0]
   s[17, -2:] = [-19.5, 3.25]
@@ -228,8 +233,7 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
         continue
       kernel = kernel_sweep.evaluate(x, jnp.asarray(s), impl="ffi", **kw)
       for pair in ALL_PAIRS:
-        assert_matches(kernel[pair], reference[pair], jnp.float32,
-                       f"{isa} {pair}")
+        assert_matches(kernel[pair], reference[pair], x.dtype, f"{isa} {pair}")
       ran.append(isa)
   assert ran[-1] in ("baseline", None)  # the baseline versions always run
 
