@@ -5,7 +5,7 @@
 # (xz: the CUDA library is ~50 MB, over half the 64 MiB a device call may
 # carry). benchmarks/gpu_session.sh unpacks and loads them instead of
 # building on the lent machine: there, `pip install -e .` ran past 330 s on
-# 2026-12-04 (two calls of a 15-minute lease), while this build takes ~9
+# 2026-12-04 (two calls of a 15-minute lease), while this build takes ~6.5
 # minutes on 2 cores and no device time.
 #
 #   bash benchmarks/gpu_prebuild.sh            # -> .gpu_build/libs.tar.xz

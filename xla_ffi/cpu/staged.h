@@ -266,17 +266,11 @@ inline void widen_transpose8(const BFloat16* p, int64_t ws, bool bits, V* out) {
   const u16x16 zero = {};
   for (int q = 0; q < 4; ++q) {
     const u16x16 h = bitcast<u16x16>(e[q]);
-    if (bits) {
-      out[2 * q] = bitcast<V>(__builtin_shufflevector(h, zero, 0, 16, 1, 17, 2, 18, 3, 19, 8,
-                                                      24, 9, 25, 10, 26, 11, 27));
-      out[2 * q + 1] = bitcast<V>(__builtin_shufflevector(h, zero, 4, 20, 5, 21, 6, 22, 7, 23,
-                                                          12, 28, 13, 29, 14, 30, 15, 31));
-    } else {
-      out[2 * q] = bitcast<V>(__builtin_shufflevector(zero, h, 0, 16, 1, 17, 2, 18, 3, 19, 8,
-                                                      24, 9, 25, 10, 26, 11, 27));
-      out[2 * q + 1] = bitcast<V>(__builtin_shufflevector(zero, h, 4, 20, 5, 21, 6, 22, 7, 23,
-                                                          12, 28, 13, 29, 14, 30, 15, 31));
-    }
+    const u16x16 below = bits ? h : zero, above = bits ? zero : h;  // a word's two halves
+    out[2 * q] = bitcast<V>(__builtin_shufflevector(below, above, 0, 16, 1, 17, 2, 18, 3, 19, 8,
+                                                    24, 9, 25, 10, 26, 11, 27));
+    out[2 * q + 1] = bitcast<V>(__builtin_shufflevector(below, above, 4, 20, 5, 21, 6, 22, 7,
+                                                        23, 12, 28, 13, 29, 14, 30, 15, 31));
   }
 }
 
