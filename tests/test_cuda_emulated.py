@@ -224,15 +224,27 @@ def test_kernel_choice_switches_the_target_inside_one_process():
   from jaxshift._src import ffi  # pylint: disable=import-outside-toplevel
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 7, 9, 5)), jnp.float32)
   s = jnp.asarray([[0.5, -1.25], [2.0, 0.0], [-3.5, 1.0], [0.25, 0.75], [1e3, -2.0]])
+  g = jnp.asarray(np.random.default_rng(1).normal(size=x.shape), jnp.float32)
+
+  def fb(x, s, g):  # the forward and its VJP, as the benchmarks time them
+    y, vjp = jax.vjp(lambda x, s: jaxshift.shift(x, s, impl="ffi"), x, s)
+    return y, vjp(g)
+
   native = ffi.target("cpu", "forward")
-  reference = jax.jit(lambda x, s: jaxshift.shift(x, s, impl="ffi"))(x, s)
-  for family in FAMILIES:
-    f = lambda x, s: jaxshift.shift(x, s, impl="ffi")  # a new trace per family
+  reference = jax.jit(fb)(x, s, g)
+  # Each family after the other on the same shapes, and the first again: a
+  # trace cached from an earlier choice must not leak into a later one.
+  for family in FAMILIES + FAMILIES[:1]:
     with ffi.kernel_choice("cpu", "cuda-emulated"), ffi.kernel_choice("cuda", family):
-      lowered = jax.jit(f).lower(x, s)
+      lowered = jax.jit(lambda *a: fb(*a)).lower(x, s, g)  # a new trace per family
       emulated = lowered.compile()
-    assert f"jaxshift_forward_cuda_emulated_{family}" in lowered.as_text()
-    np.testing.assert_allclose(emulated(x, s), reference, rtol=1e-6, atol=1e-6)
+    text = lowered.as_text()
+    for which in ("forward", "backward"):
+      assert f"jaxshift_{which}_cuda_emulated_{family}" in text
+      others = [f for f in FAMILIES if f != family]
+      assert not any(f"jaxshift_{which}_cuda_emulated_{f}" in text for f in others)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+                 emulated(x, s, g), reference)
   assert ffi.target("cpu", "forward") == native
   with pytest.raises(ValueError, match="`value` must be one of 'native', 'cuda-emulated'"):
     with ffi.kernel_choice("cpu", "tiled"):

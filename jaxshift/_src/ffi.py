@@ -74,7 +74,12 @@ def target(platform: str, which: str) -> str:
   """The FFI target `impl="ffi"` calls for `which` (``"forward"`` or
   ``"backward"``) on `platform`, e.g. ``jaxshift_forward_cpu`` or, with
   ``JAXSHIFT_CPU_KERNEL=cuda-emulated``, ``jaxshift_forward_cuda_emulated_walk``."""
-  return f"jaxshift_{which}_{_family(platform)}"
+  return target_of(_family(platform), which)
+
+
+def target_of(family: str, which: str) -> str:
+  """The FFI target of kernel family `family` (`_family`) for `which`."""
+  return f"jaxshift_{which}_{family}"
 
 
 @contextlib.contextmanager
@@ -273,29 +278,34 @@ def _require(platform: str):
     raise RuntimeError(f"jaxshift's {platform} kernels are not built or not loaded.")
 
 
+# The call wrappers are cached per target family as well as per call: jax
+# caches what it traces of a wrapper (custom_vmap's jaxpr) by the wrapper's
+# identity, so a wrapper shared by two families would run the family traced
+# first under a later `kernel_choice` (seen on the GPU, jax 0.11.2: the tiled
+# columns of bench.py ran the walk kernels).
 @functools.lru_cache(maxsize=None)
-def _forward_call(platform: str, call: layout.ShiftCall):
-  """``(x5, m, f) -> (y5,)`` on the canonical layout."""
+def _forward_call(platform: str, family: str, call: layout.ShiftCall):
+  """``(x5, m, f) -> (y5,)`` on the canonical layout, `family`'s target."""
   _require(platform)
 
   def kernel(x, m, f):
     # Result types from jax.typeof(x) keep x's manual axes inside shard_map.
     out = partition.result_type(call, x, shape=call.out_shape5(x.shape))
-    return (jax.ffi.ffi_call(target(platform, "forward"), out)(
+    return (jax.ffi.ffi_call(target_of(family, "forward"), out)(
         x, m, f, move=call.rounds, **_attrs(call)),)
 
   return _one_launch(partition.partitioned(kernel, call, backward=False), 1)
 
 
 @functools.lru_cache(maxsize=None)
-def _backward_call(platform: str, call: layout.ShiftCall):
+def _backward_call(platform: str, family: str, call: layout.ShiftCall):
   """``(x5, g5, m_r, f_r, m_u, f_u) -> (dx5, per-sample dshifts (N, C, 3))``."""
   _require(platform)
 
   def kernel(x, g, m_r, f_r, m_u, f_u):
     outs = (partition.result_type(call, x),
             partition.result_type(call, x, dtype=f_u.dtype, per_sample=True))
-    return tuple(jax.ffi.ffi_call(target(platform, "backward"), outs)(
+    return tuple(jax.ffi.ffi_call(target_of(family, "backward"), outs)(
         x, g, m_r, f_r, m_u, f_u, shift_grad=call.shift_grad, **_attrs(call)))
 
   return _one_launch(partition.partitioned(kernel, call, backward=True), 2)
@@ -330,7 +340,7 @@ def forward(call: layout.ShiftCall, platform: str, x, shifts):
     return jnp.zeros(call.out_shape, x.dtype)
   m, f = _tables(call, shifts, rounded=call.rounds)
   data = _as_bits(x) if call.moves_bits else x
-  (y5,) = _forward_call(platform, call)(data.reshape(call.shape5()), m, f)
+  (y5,) = _forward_call(platform, _family(platform), call)(data.reshape(call.shape5()), m, f)
   if not call.moves_bits:
     return y5.reshape(call.out_shape)
   shape = [1] * 5
@@ -347,7 +357,7 @@ def backward(call: layout.ShiftCall, platform: str, x, shifts, g):
                                                   call.grad_dtype)
   m_r, f_r = _tables(call, shifts, rounded=call.rounds)
   m_u, f_u = _tables(call, shifts, rounded=False)
-  dx5, per_sample = _backward_call(platform, call)(
+  dx5, per_sample = _backward_call(platform, _family(platform), call)(
       x.reshape(call.shape5()), g.reshape(call.out_shape5()), m_r, f_r, m_u,
       f_u)
   present = [a for a in range(3) if call.present[a]]
