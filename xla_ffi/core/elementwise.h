@@ -106,11 +106,9 @@ JS_HD void visit_progression(int base, int step, int lo, int hi, const Axis& ax,
   }
 }
 
-// Not inlined on the GPU: three nested levels of it would otherwise grow the
-// kernel (and ptxas time) exponentially.
+// Every (output, weight) of one axis whose read lands on input i, in order.
 template <int P, typename A, typename Fn>
-JS_HD_NOINLINE void for_each_adjoint_tap(int i, const Axis& ax, int m, const Stencil<A>& s,
-                                         Fn& fn) {
+JS_HD void visit_adjoint_taps(int i, const Axis& ax, int m, const Stencil<A>& s, Fn& fn) {
   const int lo = m;                           // first extended position read
   const int hi = (ax.Lo - 1) * ax.t + m + 1;  // last
   const int L = ax.L;
@@ -139,15 +137,81 @@ JS_HD_NOINLINE void for_each_adjoint_tap(int i, const Axis& ax, int m, const Ste
   }
 }
 
+// The same, out of line on the GPU: the nested path below calls it three
+// levels deep, which inlined would grow the kernel (and ptxas time)
+// exponentially.
+template <int P, typename A, typename Fn>
+JS_HD_NOINLINE void for_each_adjoint_tap(int i, const Axis& ax, int m, const Stencil<A>& s,
+                                         Fn& fn) {
+  visit_adjoint_taps<P>(i, ax, m, s, fn);
+}
+
+// One axis' taps of an input, collected: n counts them all, the first kMax
+// are kept (with zeros padding an axis has at most 2; the folds of the
+// other paddings a few, unless a shift reaches far past a short axis).
+template <typename A>
+struct AxisTaps {
+  static constexpr int kMax = 4;
+  int n;
+  int o[kMax];
+  A w[kMax];
+};
+
+template <int P, typename A>
+JS_HD AxisTaps<A> collect_adjoint_taps(int i, const Axis& ax, int m, const Stencil<A>& s) {
+  AxisTaps<A> t;
+  t.n = 0;
+  auto keep = [&](int o, A w) {
+JS_UNROLL
+    for (int k = 0; k < AxisTaps<A>::kMax; ++k) {  // constant indices: registers
+      if (k == t.n) {
+        t.o[k] = o;
+        t.w[k] = w;
+      }
+    }
+    ++t.n;
+  };
+  visit_adjoint_taps<P>(i, ax, m, s, keep);
+  return t;
+}
+
 // Input gradient at input (i0, i1, i2) of one (sample, channel); `g` points at
-// the channel's origin in the output cotangent (strides ax[].sy).
+// the channel's origin in the output cotangent (strides ax[].sy). Each axis'
+// taps are collected first and their products summed in registers (fully
+// unrolled: no local memory, no calls on the GPU); an axis with more taps
+// than AxisTaps keeps takes the nested path. Both visit the taps in the same
+// order with the same arithmetic, so they give the same bits.
 template <int P, typename A, typename T>
 JS_HD A adjoint_value(const T* g, const Axis* ax, const int* i, const int* m, const A* f) {
   if (nan_shift(f)) return nan_value(f);
   const Stencil<A> s0 = value_stencil(f[0], at_lattice(f[0]));
   const Stencil<A> s1 = value_stencil(f[1], at_lattice(f[1]));
   const Stencil<A> s2 = value_stencil(f[2], at_lattice(f[2]));
+  constexpr int kMax = AxisTaps<A>::kMax;
+  const AxisTaps<A> t0 = collect_adjoint_taps<P>(i[0], ax[0], m[0], s0);
+  const AxisTaps<A> t1 = collect_adjoint_taps<P>(i[1], ax[1], m[1], s1);
+  const AxisTaps<A> t2 = collect_adjoint_taps<P>(i[2], ax[2], m[2], s2);
   A acc = A(0);
+  if (t0.n <= kMax && t1.n <= kMax && t2.n <= kMax) {
+JS_UNROLL
+    for (int a = 0; a < kMax; ++a) {
+      if (a < t0.n) {
+        const T* g0 = g + t0.o[a] * ax[0].sy;
+JS_UNROLL
+        for (int b = 0; b < kMax; ++b) {
+          if (b < t1.n) {
+            const T* g1 = g0 + t1.o[b] * ax[1].sy;
+            const A w01 = t0.w[a] * t1.w[b];
+JS_UNROLL
+            for (int c = 0; c < kMax; ++c) {
+              if (c < t2.n) acc += w01 * t2.w[c] * load<A>(g1 + t2.o[c] * ax[2].sy);
+            }
+          }
+        }
+      }
+    }
+    return acc;
+  }
   auto v0 = [&](int o0, A w0) {
     const T* g0 = g + o0 * ax[0].sy;
     auto v1 = [&](int o1, A w1) {
