@@ -53,7 +53,7 @@ void staged_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, boo
 // nb), output rows [r0, r0 + rows).
 template <typename T, int P>
 void lanes_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, bool move, int64_t n,
-                int d, int64_t c0, int nb, int r0, int rows) {
+                int d, int64_t c0, int nb, int r0, int rows, int planes) {
   using A = typename Acc<T>::type;
   const Axis* ax = geo.ax;
   ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
@@ -66,7 +66,7 @@ void lanes_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, bool
                              -1, geo.sy_c},
                 Depth{ax[0].L, ax[0].sx, d * ax[0].t}, ax[1].L, ax[2].L,
                 ax[1].t, ax[2].t, ax[2].Lo, static_cast<const ChannelTables<A>*>(ct), nb, r0,
-                rows, move);
+                rows, move, planes, ax[0].sy);
 }
 
 // Channels [c0, c0 + nb) of sample n, output rows [r0, r0 + rows), walked in
@@ -109,9 +109,14 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
   }
   if (use_lanes<T>(geo, false, move)) {
     const Isa isa = current_isa();
-    const StagedPlan plan = lanes_plan<T>(geo);
+    // 3-D with unit strides on axes 0 and 1, not a move: a task takes every
+    // plane of its strip (lanes_forward_impl reuses a plane's depth tap 1 as
+    // the next plane's tap 0), in strips enough for every thread.
+    const bool span = ax[0].Lo > 1 && ax[0].t == 1 && ax[1].t == 1 && !move;
+    const StagedPlan plan = span ? lanes_span_plan<T>(geo, pool.num_threads()) : lanes_plan<T>(geo);
+    const int planes = span ? ax[0].Lo : 1;
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
-      lanes_task<T, P>(isa, geo, x, tab, y, move, n, d, c0, nb, r0, rows);
+      lanes_task<T, P>(isa, geo, x, tab, y, move, n, d, c0, nb, r0, rows, planes);
     });
     return;
   }

@@ -493,6 +493,21 @@ StagedPlan lanes_plan(const Geometry& geo) {
                     geo.ax[0].Lo};
 }
 
+// lanes_plan for forward tasks that take every plane of axis 0 (3-D, unit
+// strides on axes 0 and 1): one task per sample, block and strip, in strips
+// of at most lanes_plan's rows and enough of them for 4 tasks a thread.
+template <typename T>
+StagedPlan lanes_span_plan(const Geometry& geo, int threads) {
+  StagedPlan plan = lanes_plan<T>(geo);
+  const int Ho = geo.ax[1].Lo;
+  const int64_t others = geo.N * plan.blocks;
+  const int64_t want = (4 * int64_t{std::max(threads, 1)} + others - 1) / others;  // strips
+  plan.R = static_cast<int>(std::min<int64_t>(plan.R, std::max<int64_t>(1, Ho / want)));
+  plan.strips = (Ho + plan.R - 1) / plan.R;
+  plan.planes = 1;
+  return plan;
+}
+
 // The index of a buffer's last element relative to element `at`, if it is
 // within 32-bit reach of the gathers, else -1.
 inline int32_t last_from(int64_t elements, int64_t at) {
@@ -514,14 +529,22 @@ inline int32_t last_from(int64_t elements, int64_t at) {
 // lattice in depth has a second ring at depth tap 1, and its outputs are
 // the depth stencil of the two planes' bilinear values (core/stencils.h's
 // tensor product, the depth axis outermost).
+// `planes` > 1 (3-D, unit strides on axes 0 and 1, not a move): the task's
+// `planes` consecutive output planes from dp.pos, y's planes `ys0` apart.
+// Plane d's depth tap 1 is plane d + 1's tap 0, so the moved rows of the
+// strip's tap 1 are kept (two strip buffers instead of the rings, their roles
+// swapped at each plane) and a group off the depth lattice gathers one plane
+// a plane instead of two.
 template <Isa I, int P, typename A, typename T>
 void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, LaneArray<T> y,
                         Depth dp, int H, int W, int t1, int t2, int Wo,
-                        const ChannelTables<A>* ct, int nb, int r0, int rows, bool move) {
+                        const ChannelTables<A>* ct, int nb, int r0, int rows, bool move,
+                        int planes, int64_t ys0) {
   using V = Vec8<A>;
   const int next = t2 == 1 ? 1 : Wo;
   const int64_t cols = t2 == 1 ? int64_t{Wo} + 1 : 2 * int64_t{Wo};
-  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 4);
+  const bool span = planes > 1;  // the caller checked the strides and the mode
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, span ? 2 * (rows + 1) : 4);
   const int groups = sc.groups;
   Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
@@ -543,13 +566,14 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     }
   }
   // slot(k, g, dd)[w * groups] = x(depth tap dd, row position + m1, w * t2 +
-  // m2) for group g's lanes (the groups of a pixel side by side, as in y).
+  // m2) for group g's lanes (the groups of a pixel side by side, as in y):
+  // rings of two rows, or (span) strip buffers of rows r0 .. r0 + rows, tap
+  // dd's at buffer dd ^ flip.
+  int flip = 0;
   auto slot = [&](int k, int g, int dd) {
+    if (span) return ring + ((dd ^ flip) * int64_t{rows + 1} + (k - r0)) * groups * cols + g;
     return ring + ((k & 1) + 2 * dd) * groups * cols + g;
   };
-  for (int g = 0; g < groups; ++g) {
-    for (int dd = 0; dd < 2; ++dd) lanes[g].depth[dd] = depth_term<P>(lanes[g].m0, dp, dd);
-  }
   auto row_at = [&](int pos, int g, int dd) {
     const Lanes<A>& ln = lanes[g];
     return row_term<P>(ln.m1, pos, H, x.rs, ln.n, ln.depth[dd]);
@@ -558,52 +582,65 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     gather_row<I>(x, row_at(pos, g, dd), col + g * cols, static_cast<int>(cols),
                   lanes[g].uniform, false, out, groups);
   };
-  const LaneArray<const T> plane = in_plane(x, dp);
   const int ahead = rows_below(lanes, groups, 1, move ? 0 : 1) + 1;
-  if (move) {
-    i32x8* rowt = reinterpret_cast<i32x8*>(ring);  // each group's row term
-    for (int h = r0; h < r0 + rows; ++h) {
-      prefetch_row(plane, h * t1 + ahead, H, W, nb);
-      for (int g = 0; g < groups; ++g) rowt[g] = row_at(h * t1, g, 0);
-      store_row<I>(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, true, [&](int w, int g) {
-        const Lanes<A>& ln = lanes[g];
-        return nan_lanes(ln, read8<I>(x, rowt[g], col[g * cols + w], ln.uniform, true));
-      });
-    }
-    return;
-  }
-  if (t1 == 1) {
+  for (int pl = 0; pl < planes; ++pl, ++dp.pos, y.p += ys0, flip ^= 1) {
     for (int g = 0; g < groups; ++g) {
-      for (int dd = 0; dd <= !lanes[g].all_lat_d; ++dd) gather(r0, g, dd, slot(r0, g, dd));
+      for (int dd = 0; dd < 2; ++dd) lanes[g].depth[dd] = depth_term<P>(lanes[g].m0, dp, dd);
     }
-  }
-  for (int h = r0; h < r0 + rows; ++h) {
-    prefetch_row(plane, h * t1 + ahead, H, W, nb);
-    // a: the moved row of position h * t1, b: of h * t1 + 1.
-    const int ka = t1 == 1 ? h : 0, kb = t1 == 1 ? h + 1 : 1;
-    for (int g = 0; g < groups; ++g) {
-      for (int dd = 0; dd <= !lanes[g].all_lat_d; ++dd) {
-        if (t1 != 1) {
-          gather(h * t1, g, dd, slot(ka, g, dd));
-          if (!lanes[g].all_lat_f) gather(h * t1 + 1, g, dd, slot(kb, g, dd));
-        } else if (!lanes[g].all_lat_f) {
-          gather(h + 1, g, dd, slot(kb, g, dd));
-        } else if (h > r0) {  // row h alone: it was not gathered as the row below h - 1
-          gather(h, g, dd, slot(ka, g, dd));
+    // Whether group g gathers depth tap dd on this plane (tap 0 of a group off
+    // the depth lattice is the last plane's tap 1, after the first plane).
+    auto gathers = [&](int g, int dd) {
+      return dd == 0 ? (pl == 0 || lanes[g].all_lat_d) : !lanes[g].all_lat_d;
+    };
+    const LaneArray<const T> plane = in_plane(x, dp);
+    if (move) {
+      i32x8* rowt = reinterpret_cast<i32x8*>(ring);  // each group's row term
+      for (int h = r0; h < r0 + rows; ++h) {
+        prefetch_row(plane, h * t1 + ahead, H, W, nb);
+        for (int g = 0; g < groups; ++g) rowt[g] = row_at(h * t1, g, 0);
+        store_row<I>(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, true, [&](int w, int g) {
+          const Lanes<A>& ln = lanes[g];
+          return nan_lanes(ln, read8<I>(x, rowt[g], col[g * cols + w], ln.uniform, true));
+        });
+      }
+      continue;
+    }
+    if (t1 == 1) {
+      for (int g = 0; g < groups; ++g) {
+        for (int dd = 0; dd < 2; ++dd) {
+          if (gathers(g, dd)) gather(r0, g, dd, slot(r0, g, dd));
         }
       }
     }
-    const V* a = slot(ka, 0, 0);
-    const V* b = slot(kb, 0, 0);
-    const V* a1 = slot(ka, 0, 1);  // depth tap 1 (groups off the depth lattice)
-    const V* b1 = slot(kb, 0, 1);
-    const int e = next * groups;
-    store_row<I>(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, false, [&](int w, int g) {
-      const Lanes<A>& ln = lanes[g];
-      const int i = w * groups + g;
-      return depth_stencil(ln, bilinear(ln, a[i], b[i], a[i + e], b[i + e]),
-                           [&] { return bilinear(ln, a1[i], b1[i], a1[i + e], b1[i + e]); });
-    });
+    for (int h = r0; h < r0 + rows; ++h) {
+      prefetch_row(plane, h * t1 + ahead, H, W, nb);
+      // a: the moved row of position h * t1, b: of h * t1 + 1.
+      const int ka = t1 == 1 ? h : 0, kb = t1 == 1 ? h + 1 : 1;
+      for (int g = 0; g < groups; ++g) {
+        for (int dd = 0; dd < 2; ++dd) {
+          if (!gathers(g, dd)) continue;
+          if (t1 != 1) {
+            gather(h * t1, g, dd, slot(ka, g, dd));
+            if (!lanes[g].all_lat_f) gather(h * t1 + 1, g, dd, slot(kb, g, dd));
+          } else if (!lanes[g].all_lat_f) {
+            gather(h + 1, g, dd, slot(kb, g, dd));
+          } else if (h > r0) {  // row h alone: it was not gathered as the row below h - 1
+            gather(h, g, dd, slot(ka, g, dd));
+          }
+        }
+      }
+      const V* a = slot(ka, 0, 0);
+      const V* b = slot(kb, 0, 0);
+      const V* a1 = slot(ka, 0, 1);  // depth tap 1 (groups off the depth lattice)
+      const V* b1 = slot(kb, 0, 1);
+      const int e = next * groups;
+      store_row<I>(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, false, [&](int w, int g) {
+        const Lanes<A>& ln = lanes[g];
+        const int i = w * groups + g;
+        return depth_stencil(ln, bilinear(ln, a[i], b[i], a[i + e], b[i + e]),
+                             [&] { return bilinear(ln, a1[i], b1[i], a1[i + e], b1[i + e]); });
+      });
+    }
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_forward)
