@@ -242,6 +242,25 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
   assert ran[-1] in ("baseline", None)  # the baseline versions always run
 
 
+@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+@pytest.mark.parametrize("batch", [1, 16])
+def test_3d_channels_last_task_spans(batch, padding):
+  """3-D channels-last with unit strides: the CPU forward's tasks take every
+  depth plane of a strip of rows and gather each plane once for two output
+  planes; the backward's shift-gradient sums take all planes of a task when
+  there are at least as many such tasks as threads (here batch 16; batch 1
+  keeps a task per plane) and gather one depth tap a plane instead of three.
+  Shifts off the depth lattice, on it (a group of 8), and far."""
+  rng = np.random.default_rng(batch)
+  c = 24
+  x = jnp.asarray(rng.normal(size=(batch, 6, 7, 5, c)), jnp.float32)
+  s = rng.uniform(-2.5, 2.5, (c, 3)).astype(np.float32)
+  s[8:16, 0] = np.round(s[8:16, 0])
+  s[20] = [7.5, -0.25, 1.0]
+  for mode in jaxshift.MODES:
+    assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding)
+
+
 def _float16_extremes(shape, rng):
   """float16 values across the range, with the conversions' edge cases:
   subnormals, the largest finite, ties of neighbouring halves, infinities

@@ -241,7 +241,10 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
                             static_cast<const int*>(edge.simple), &edge, nb, r0, rows);
     }
   };
-  auto shift_sums = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+  // The shift-gradient sums of `planes` output planes from d (a span: 3-D,
+  // unit strides on axes 0 and 1; lanes_shift_grad_impl reuses two of a
+  // plane's three depth taps for the next), each into its own partials.
+  auto shift_sums_of = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows, int planes) {
     ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
     group_tables<A>(geo, exact, n, c0, nb, ct);
     const int64_t xat = n * geo.sx_n + c0 * geo.sx_c;
@@ -254,9 +257,25 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
                      ax[1].t, ax[2].t, ax[2].Lo, static_cast<const ChannelTables<A>*>(ct), nb,
                      r0, rows,
                      partial.data() +
-                         partial_index(geo, n, d * plan.strips + r0 / plan.R, parts, c0));
+                         partial_index(geo, n, d * plan.strips + r0 / plan.R, parts, c0),
+                     planes, ax[0].sy, plan.strips * geo.C * 3);
   };
-  if (unit) {
+  auto shift_sums = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+    shift_sums_of(n, d, c0, nb, r0, rows, 1);
+  };
+  // Spans where the tasks without planes still give every thread one: the
+  // partials are per plane and strip either way, so the sums are the same
+  // bits whichever the threads.
+  StagedPlan span_plan = plan;
+  span_plan.planes = 1;
+  const bool span = unit && shift_grad && ax[0].present && ax[0].Lo > 1 &&
+                    span_plan.tasks(geo) >= pool.num_threads();
+  if (span) {
+    for_each_task(pool, span_plan, geo, [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
+      for (int d = 0; d < ax[0].Lo; ++d) input_gradient(n, d, c0, nb, r0, rows);
+      shift_sums_of(n, 0, c0, nb, r0, rows, ax[0].Lo);
+    });
+  } else if (unit) {
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
       input_gradient(n, d, c0, nb, r0, rows);
       if (shift_grad) shift_sums(n, d, c0, nb, r0, rows);

@@ -942,20 +942,22 @@ template <Isa I, int P, typename A, typename T>
 void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
                            LaneArray<const T> g, Depth dp, bool depth, int H, int W, int t1,
                            int t2, int Wo, const ChannelTables<A>* ct, int nb, int r0, int rows,
-                           A* acc) {
+                           A* acc, int planes, int64_t gs0, int64_t acc_plane) {
   using V = Vec8<A>;
   const int next = t2 == 1 ? 1 : Wo;
   const int64_t cols = t2 == 1 ? int64_t{W} + 2 : 3 * int64_t{Wo};
-  // 3 rows at each depth tap, then the sums (3 a group: cols >= 3)
+  // 3 rows at each depth tap (span: rows r0 - 1 .. r0 + rows), then the sums
+  // (3 a group: cols >= 3)
   const int taps = depth ? 3 : 1;
-  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 3 * taps + 1);
+  const bool span = planes > 1;  // the caller checked: 3-D, unit strides on axes 0 and 1
+  const int slots = span ? rows + 2 : 3;
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, slots * taps + 1);
   const int groups = sc.groups;
   Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
   V* ring = sc.ring;
   const int d0 = depth ? -1 : 0;  // the first depth tap
   for (int gr = 0; gr < groups; ++gr) {
-    for (int t = 0; t < taps; ++t) lanes[gr].depth[t] = depth_term<P>(lanes[gr].m0, dp, d0 + t);
     if (t2 == 1) {
       column_terms<P>(lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, -1, static_cast<int>(cols),
                       col + gr * cols);
@@ -972,113 +974,126 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   // 2, where 3 consecutive rows take distinct slots (t1 = 2 keeps row
   // h t1 + 1 for the next output row), else 0 .. 2 for rows h t1 - 1 ..
   // h t1 + 1.
+  // With a span of planes, the taps' buffers hold whole strips and belong to
+  // absolute planes (plane pl + dd in buffer (pl + dd - d0) % 3): the next
+  // plane's taps -1 and 0 are this one's 0 and 1, so after the first plane
+  // only tap 1 is gathered.
+  int pl = 0;
   auto moved = [&](int h, int gr, int dd) {
+    if (span) {
+      return ring + ((h - r0 + 1) + slots * ((pl + dd - d0) % 3)) * groups * cols + gr;
+    }
     return ring + (((h + 3) % 3) + 3 * (dd - d0)) * groups * cols + gr;
   };
   auto gather = [&](int pos, int key, int gr) {
     const Lanes<A>& ln = lanes[gr];
-    for (int dd = d0; dd < d0 + taps; ++dd) {
+    for (int dd = span && pl > 0 ? d0 + taps - 1 : d0; dd < d0 + taps; ++dd) {
       gather_row<I>(x, row_term<P>(ln.m1, pos, H, x.rs, ln.n, ln.depth[dd - d0]),
                     col + gr * cols, static_cast<int>(cols), ln.uniform, false,
                     moved(key, gr, dd), groups);
     }
   };
-  if (t1 <= 2) {  // the rows the loop below does not gather for its first output row
-    for (int gr = 0; gr < groups; ++gr) {
-      gather(r0 * t1 - 1, r0 * t1 - 1, gr);
-      if (t1 == 1) gather(r0, r0, gr);
-    }
-  }
-  V* sums = ring + 3 * taps * groups * cols;  // sum_d, sum_f, sum_w of each group
-  for (int k = 0; k < 3 * groups; ++k) sums[k] = V{};
-  const LaneArray<const T> plane = in_plane(x, dp);
+  V* sums = ring + slots * taps * groups * cols;  // sum_d, sum_f, sum_w of each group
   const int ahead = rows_below(lanes, groups, 1, 1) + 1;
   const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
-  for (int h = r0; h < r0 + rows; ++h) {
-    prefetch_row(plane, h * t1 + ahead, H, W, nb);
+  for (; pl < planes; ++pl, ++dp.pos, g.p += gs0, acc += acc_plane) {
     for (int gr = 0; gr < groups; ++gr) {
-      if (t1 == 1) {
-        gather(h + 1, h + 1, gr);
-      } else if (t1 == 2) {  // row 2 h - 1 was the last output row's 2 h + 1
-        gather(2 * h, 2 * h, gr);
-        gather(2 * h + 1, 2 * h + 1, gr);
-      } else {
-        for (int r = 0; r < 3; ++r) gather(h * t1 - 1 + r, r, gr);
-      }
+      for (int t = 0; t < taps; ++t) lanes[gr].depth[t] = depth_term<P>(lanes[gr].m0, dp, d0 + t);
     }
-    const T* gp = g.p + h * g.rs;
-    // rows3[dd - d0][r][k] = x(plane + m0 + dd, h t1 - 1 + r + m1, ..)
-    const V* rows3[3][3];
-    for (int t = 0; t < taps; ++t) {
-      for (int r = 0; r < 3; ++r) rows3[t][r] = moved(t1 <= 2 ? h * t1 - 1 + r : r, 0, d0 + t);
-    }
-    const int k0 = (t2 == 1 ? 1 : Wo) * groups, e = next * groups;  // e: the next column
-    for (int w = 0; w < Wo; ++w) {
+    if (t1 <= 2) {  // the rows the loop below does not gather for its first output row
       for (int gr = 0; gr < groups; ++gr) {
-        const Lanes<A>& ln = lanes[gr];
-        const int k = k0 + w * groups + gr;
-        V gv;
-        if (ln.n == kGroup && g.cs == 1) {
-          gv = widen8<I>(gp + w * g.ws + gr * kGroup, false);
-        } else {
-          gv = V{};
-          for (int l = 0; l < ln.n; ++l) {
-            gv[l] = widen1(gp + w * g.ws + (gr * kGroup + l) * g.cs, false);
-          }
-        }
-        // At depth tap dd: tf = d out / d shift_1 (the rows' slope inside the
-        // columns' value), tw = d out / d shift_2 (the rows' value inside the
-        // columns' slope), and with `value` the value (for the depth slope).
-        auto terms = [&](int dd, V* tf, V* tw, V* vv, bool value) {
-          const V* up = rows3[dd - d0][0];
-          const V* mid = rows3[dd - d0][1];
-          const V* down = rows3[dd - d0][2];
-          if (ln.plain) {
-            auto sf = [&](int i) { return mid[i] - down[i]; };
-            auto vf = [&](int i) { return ln.w0f * mid[i] + ln.w1f * down[i]; };
-            *tf = ln.w0w * sf(k) + ln.w1w * sf(k + e);
-            *tw = vf(k) - vf(k + e);
-            if (value) *vv = ln.w0w * vf(k) + ln.w1w * vf(k + e);
-            return;
-          }
-          auto sf = [&](int i) {
-            return ln.lat_f ? half * up[i] + mhalf * down[i] : mid[i] - down[i];
-          };
-          auto vf = [&](int i) {
-            const V v = ln.w0f * mid[i];
-            return ln.lat_f ? v : v + ln.w1f * down[i];
-          };
-          *tf = ln.w0w * sf(k);
-          *tf = ln.lat_w ? *tf : *tf + ln.w1w * sf(k + e);
-          *tw = ln.lat_w ? half * vf(k - e) + mhalf * vf(k + e) : vf(k) - vf(k + e);
-          if (value) {
-            *vv = ln.w0w * vf(k);
-            *vv = ln.lat_w ? *vv : *vv + ln.w1w * vf(k + e);
-          }
-        };
-        V tf, tw, vv;
-        terms(0, &tf, &tw, &vv, depth);
-        if (depth) {
-          // The depth stencils: value (1 - f) T(0) + f T(1), slope T(0) - T(1)
-          // off the depth lattice, T(0) and (T(-1) - T(1)) / 2 on it.
-          V tf1, tw1, vv1, tfm, twm, vvm;
-          terms(1, &tf1, &tw1, &vv1, true);
-          terms(-1, &tfm, &twm, &vvm, true);
-          const V td = ln.lat_d ? half * vvm + mhalf * vv1 : vv - vv1;
-          tf = ln.lat_d ? tf : ln.w0d * tf + ln.w1d * tf1;
-          tw = ln.lat_d ? tw : ln.w0d * tw + ln.w1d * tw1;
-          sums[3 * gr] += gv * td;
-        }
-        sums[3 * gr + 1] += gv * tf;
-        sums[3 * gr + 2] += gv * tw;
+        gather(r0 * t1 - 1, r0 * t1 - 1, gr);
+        if (t1 == 1) gather(r0, r0, gr);
       }
     }
-  }
-  for (int gr = 0; gr < groups; ++gr) {
-    const Lanes<A>& ln = lanes[gr];
-    for (int l = 0; l < ln.n; ++l) {
-      if (ln.nan[l]) continue;
-      for (int a = depth ? 0 : 1; a < 3; ++a) acc[3 * (gr * kGroup + l) + a] += sums[3 * gr + a][l];
+    for (int k = 0; k < 3 * groups; ++k) sums[k] = V{};
+    const LaneArray<const T> plane = in_plane(x, dp);
+    for (int h = r0; h < r0 + rows; ++h) {
+      prefetch_row(plane, h * t1 + ahead, H, W, nb);
+      for (int gr = 0; gr < groups; ++gr) {
+        if (t1 == 1) {
+          gather(h + 1, h + 1, gr);
+        } else if (t1 == 2) {  // row 2 h - 1 was the last output row's 2 h + 1
+          gather(2 * h, 2 * h, gr);
+          gather(2 * h + 1, 2 * h + 1, gr);
+        } else {
+          for (int r = 0; r < 3; ++r) gather(h * t1 - 1 + r, r, gr);
+        }
+      }
+      const T* gp = g.p + h * g.rs;
+      // rows3[dd - d0][r][k] = x(plane + m0 + dd, h t1 - 1 + r + m1, ..)
+      const V* rows3[3][3];
+      for (int t = 0; t < taps; ++t) {
+        for (int r = 0; r < 3; ++r) rows3[t][r] = moved(t1 <= 2 ? h * t1 - 1 + r : r, 0, d0 + t);
+      }
+      const int k0 = (t2 == 1 ? 1 : Wo) * groups, e = next * groups;  // e: the next column
+      for (int w = 0; w < Wo; ++w) {
+        for (int gr = 0; gr < groups; ++gr) {
+          const Lanes<A>& ln = lanes[gr];
+          const int k = k0 + w * groups + gr;
+          V gv;
+          if (ln.n == kGroup && g.cs == 1) {
+            gv = widen8<I>(gp + w * g.ws + gr * kGroup, false);
+          } else {
+            gv = V{};
+            for (int l = 0; l < ln.n; ++l) {
+              gv[l] = widen1(gp + w * g.ws + (gr * kGroup + l) * g.cs, false);
+            }
+          }
+          // At depth tap dd: tf = d out / d shift_1 (the rows' slope inside the
+          // columns' value), tw = d out / d shift_2 (the rows' value inside the
+          // columns' slope), and with `value` the value (for the depth slope).
+          auto terms = [&](int dd, V* tf, V* tw, V* vv, bool value) {
+            const V* up = rows3[dd - d0][0];
+            const V* mid = rows3[dd - d0][1];
+            const V* down = rows3[dd - d0][2];
+            if (ln.plain) {
+              auto sf = [&](int i) { return mid[i] - down[i]; };
+              auto vf = [&](int i) { return ln.w0f * mid[i] + ln.w1f * down[i]; };
+              *tf = ln.w0w * sf(k) + ln.w1w * sf(k + e);
+              *tw = vf(k) - vf(k + e);
+              if (value) *vv = ln.w0w * vf(k) + ln.w1w * vf(k + e);
+              return;
+            }
+            auto sf = [&](int i) {
+              return ln.lat_f ? half * up[i] + mhalf * down[i] : mid[i] - down[i];
+            };
+            auto vf = [&](int i) {
+              const V v = ln.w0f * mid[i];
+              return ln.lat_f ? v : v + ln.w1f * down[i];
+            };
+            *tf = ln.w0w * sf(k);
+            *tf = ln.lat_w ? *tf : *tf + ln.w1w * sf(k + e);
+            *tw = ln.lat_w ? half * vf(k - e) + mhalf * vf(k + e) : vf(k) - vf(k + e);
+            if (value) {
+              *vv = ln.w0w * vf(k);
+              *vv = ln.lat_w ? *vv : *vv + ln.w1w * vf(k + e);
+            }
+          };
+          V tf, tw, vv;
+          terms(0, &tf, &tw, &vv, depth);
+          if (depth) {
+            // The depth stencils: value (1 - f) T(0) + f T(1), slope T(0) - T(1)
+            // off the depth lattice, T(0) and (T(-1) - T(1)) / 2 on it.
+            V tf1, tw1, vv1, tfm, twm, vvm;
+            terms(1, &tf1, &tw1, &vv1, true);
+            terms(-1, &tfm, &twm, &vvm, true);
+            const V td = ln.lat_d ? half * vvm + mhalf * vv1 : vv - vv1;
+            tf = ln.lat_d ? tf : ln.w0d * tf + ln.w1d * tf1;
+            tw = ln.lat_d ? tw : ln.w0d * tw + ln.w1d * tw1;
+            sums[3 * gr] += gv * td;
+          }
+          sums[3 * gr + 1] += gv * tf;
+          sums[3 * gr + 2] += gv * tw;
+        }
+      }
+    }
+    for (int gr = 0; gr < groups; ++gr) {
+      const Lanes<A>& ln = lanes[gr];
+      for (int l = 0; l < ln.n; ++l) {
+        if (ln.nan[l]) continue;
+        for (int a = depth ? 0 : 1; a < 3; ++a) acc[3 * (gr * kGroup + l) + a] += sums[3 * gr + a][l];
+      }
     }
   }
 }
