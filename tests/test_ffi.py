@@ -242,15 +242,16 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
   assert ran[-1] in ("baseline", None)  # the baseline versions always run
 
 
-@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+@pytest.mark.parametrize("padding", ["zeros", "periodic", "reflect"])
 @pytest.mark.parametrize("batch", [1, 16])
 def test_3d_channels_last_task_spans(batch, padding):
   """3-D channels-last with unit strides: the CPU forward's tasks take every
   depth plane of a strip of rows and gather each plane once for two output
   planes; the backward's shift-gradient sums take all planes of a task when
   there are at least as many such tasks as threads (here batch 16; batch 1
-  keeps a task per plane) and gather one depth tap a plane instead of three.
-  Shifts off the depth lattice, on it (a group of 8), and far."""
+  keeps a task per plane) and gather one depth tap a plane instead of three,
+  and so does the input gradient (one instead of two) where no padding
+  folds. Shifts off the depth lattice, on it (a group of 8), and far."""
   rng = np.random.default_rng(batch)
   c = 24
   x = jnp.asarray(rng.normal(size=(batch, 6, 7, 5, c)), jnp.float32)

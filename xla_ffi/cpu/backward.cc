@@ -221,7 +221,11 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   const StagedPlan plan = lanes_plan<T>(geo), in_plan = lanes_plan<T>(in);
   const int64_t parts = plan.planes * plan.strips;
   std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
-  auto input_gradient = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+  // The input gradient of `planes` input planes from d (more than one: a
+  // span, 3-D with unit strides, zeros or periodic padding; lanes_adjoint_impl
+  // reuses a plane's depth tap 0 as the next plane's tap -1).
+  auto input_gradient_of = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows,
+                               int planes) {
     ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
     group_tables<A>(geo, rounded, n, c0, nb, ct);
     const int64_t gat = n * geo.sy_n + c0 * geo.sy_c;
@@ -234,7 +238,7 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
     if (unit) {
       lanes_adjoint(isa, std::integral_constant<int, P>{}, ga, dxa, Depth{ax[0].Lo, ax[0].sy, d},
                     ax[1].L, ax[2].L, static_cast<const ChannelTables<A>*>(ct),
-                    static_cast<const int*>(edge.simple), &edge, nb, r0, rows);
+                    static_cast<const int*>(edge.simple), &edge, nb, r0, rows, planes, ax[0].sx);
     } else {
       lanes_adjoint_strided(isa, std::integral_constant<int, P>{}, ga, dxa, ax, d,
                             static_cast<const ChannelTables<A>*>(ct),
@@ -244,6 +248,9 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   // The shift-gradient sums of `planes` output planes from d (a span: 3-D,
   // unit strides on axes 0 and 1; lanes_shift_grad_impl reuses two of a
   // plane's three depth taps for the next), each into its own partials.
+  auto input_gradient = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+    input_gradient_of(n, d, c0, nb, r0, rows, 1);
+  };
   auto shift_sums_of = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows, int planes) {
     ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
     group_tables<A>(geo, exact, n, c0, nb, ct);
@@ -263,17 +270,23 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   auto shift_sums = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
     shift_sums_of(n, d, c0, nb, r0, rows, 1);
   };
-  // Spans where the tasks without planes still give every thread one: the
-  // partials are per plane and strip either way, so the sums are the same
-  // bits whichever the threads.
+  // Tasks span the planes where the tasks without planes still give every
+  // thread one: the shift gradient's partials are per plane and strip either
+  // way, so the sums are the same bits whichever the threads. The input
+  // gradient spans too where no padding folds (zeros, periodic).
   StagedPlan span_plan = plan;
   span_plan.planes = 1;
-  const bool span = unit && shift_grad && ax[0].present && ax[0].Lo > 1 &&
+  const bool span = unit && ax[0].present && ax[0].Lo > 1 &&
                     span_plan.tasks(geo) >= pool.num_threads();
   if (span) {
+    const int planes = static_cast<int>(ax[0].Lo);
     for_each_task(pool, span_plan, geo, [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
-      for (int d = 0; d < ax[0].Lo; ++d) input_gradient(n, d, c0, nb, r0, rows);
-      shift_sums_of(n, 0, c0, nb, r0, rows, ax[0].Lo);
+      if constexpr (P == kZeros || P == kPeriodic) {
+        input_gradient_of(n, 0, c0, nb, r0, rows, planes);
+      } else {
+        for (int d = 0; d < planes; ++d) input_gradient(n, d, c0, nb, r0, rows);
+      }
+      if (shift_grad) shift_sums_of(n, 0, c0, nb, r0, rows, planes);
     });
   } else if (unit) {
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {

@@ -723,7 +723,7 @@ constexpr int kFoldColumns = 32;
 template <Isa I, int P, typename A, typename T, typename Edge>
 void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, LaneArray<T> dx,
                         Depth dp, int H, int W, const ChannelTables<A>* ct, const int* simple,
-                        const Edge* edge, int nb, int r0, int rows) {
+                        const Edge* edge, int nb, int r0, int rows, int planes, int64_t xs0) {
   using V = Vec8<A>;
   constexpr int AP = adjoint_padding(P);
   std::vector<std::pair<int, int>>* folds = nullptr;  // (where P folds)
@@ -752,22 +752,32 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
     if (!fold) jlo = 0, jhi = W - 1;
   }
   const int64_t cols = int64_t{jhi - jlo} + 2;  // moved columns jlo - 1 .. jhi
-  // a ring of 4 moved rows; where P folds, 4 for folded rows and a row of sums
-  const LaneScratch<A> sc = lane_groups(ct, nb, cols, fold ? 9 : 4);
+  // `planes` > 1 (3-D, unit strides, zeros or periodic padding: no folds):
+  // the task's input planes from dp.pos, dx's `xs0` apart; input plane d's
+  // depth tap 0 is plane d + 1's tap -1, so the strip's moved rows are kept
+  // (strip buffers per plane read, tap dd of plane pl in buffer (pl + dd) %
+  // 2) and a group off the depth lattice gathers one plane a plane.
+  const bool span = planes > 1;
+  // a ring of 4 moved rows (span: two strips of rows r0 - 1 .. r0 + rows -
+  // 1); where P folds, 4 for folded rows and a row of sums
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, span ? 2 * (rows + 1) : fold ? 9 : 4);
   const int groups = sc.groups;
   Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
   V* ring = sc.ring;
   for (int gr = 0; gr < groups; ++gr) {
-    for (int dd = 0; dd < 2; ++dd) lanes[gr].depth[dd] = depth_term<AP>(-lanes[gr].m0, dp, -dd);
     column_terms<AP>(-lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, jlo - 1, static_cast<int>(cols),
                      col + gr * cols);
   }
   // A moved row: row(k)[(j + 1 - jlo) * groups + gr] = g(plane - m0 - dd,
   // i - m1, j - m2) per lane of group gr; rows 0 .. 3 a ring (moved(i, dd)),
   // 4 .. 7 the rows of a folded position.
+  int pl = 0;
   auto row = [&](int k) { return ring + k * groups * cols; };
-  auto moved = [&](int i, int dd) { return row((i & 1) + 2 * dd); };
+  auto moved = [&](int i, int dd) {
+    if (span) return row(((pl + dd) & 1) * (rows + 1) + (i - r0 + 1));
+    return row((i & 1) + 2 * dd);
+  };
   auto gather = [&](int i, int gr, const i32x8& depth, V* out) {
     const Lanes<A>& ln = lanes[gr];
     gather_row<I>(g, row_term<AP>(-ln.m1, i, H, g.rs, ln.n, depth), col + gr * cols,
@@ -782,63 +792,73 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
                          [&] { return bilinear(ln, a1[k], b1[k], a1[l], b1[l]); });
   };
   const int64_t origin = (1 - jlo) * groups;  // where column 0 is in a moved row
-  const LaneArray<const T> plane = in_plane(g, dp);
   const int ahead = rows_below(lanes, groups, -1, 0) + 1;
-  for (int gr = 0; gr < groups; ++gr) {
-    if (lanes[gr].all_lat_f) continue;
-    for (int dd = 0; dd <= !lanes[gr].all_lat_d; ++dd) {
-      gather(r0 - 1, gr, lanes[gr].depth[dd], moved(r0 - 1, dd));
-    }
-  }
-  for (int i = r0; i < r0 + rows; ++i) {
-    prefetch_row(plane, i + ahead, H, W, nb);
+  for (; pl < planes; ++pl, ++dp.pos, dx.p += xs0) {
     for (int gr = 0; gr < groups; ++gr) {
-      for (int dd = 0; dd <= !lanes[gr].all_lat_d; ++dd) {
-        gather(i, gr, lanes[gr].depth[dd], moved(i, dd));
+      for (int dd = 0; dd < 2; ++dd) lanes[gr].depth[dd] = depth_term<AP>(-lanes[gr].m0, dp, -dd);
+    }
+    // Whether group gr gathers depth tap dd on this plane (tap -1 of a group
+    // off the depth lattice is the last plane's tap 0, after the first plane).
+    auto gathers = [&](int gr, int dd) {
+      return dd == 0 || (!lanes[gr].all_lat_d && (pl == 0 || !span));
+    };
+    const LaneArray<const T> plane = in_plane(g, dp);
+    for (int gr = 0; gr < groups; ++gr) {
+      if (lanes[gr].all_lat_f) continue;
+      for (int dd = 0; dd < 2; ++dd) {
+        if (gathers(gr, dd)) gather(r0 - 1, gr, lanes[gr].depth[dd], moved(r0 - 1, dd));
       }
     }
-    const V* a = moved(i, 0) + origin;  // a[j * groups + gr] = G(i - m1, j - m2)
-    const V* b = moved(i - 1, 0) + origin;  // b[...] = G(i - 1 - m1, j - m2)
-    const V* a1 = moved(i, 1) + origin;     // the same at depth tap -1
-    const V* b1 = moved(i - 1, 1) + origin;
-    T* out = dx.p + i * dx.rs;
-    if (!fold) {
-      store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false,
-                   [&](int j, int gr) { return adjoint(a, b, a1, b1, j, gr); });
-      if constexpr (P != kZeros && P != kPeriodic) {
-        fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
+    for (int i = r0; i < r0 + rows; ++i) {
+      prefetch_row(plane, i + ahead, H, W, nb);
+      for (int gr = 0; gr < groups; ++gr) {
+        for (int dd = 0; dd < 2; ++dd) {
+          if (gathers(gr, dd)) gather(i, gr, lanes[gr].depth[dd], moved(i, dd));
+        }
       }
-    } else {
-      V* sum = row(8);  // sum[j * groups + gr]: the row's gradient so far
-      // adds the adjoint row (a, b, a1, b1) and its folded columns to sum
-      auto add_row = [&](const V* ra, const V* rb, const V* ra1, const V* rb1, bool first) {
-        for (int j = 0; j < W; ++j) {
+      const V* a = moved(i, 0) + origin;  // a[j * groups + gr] = G(i - m1, j - m2)
+      const V* b = moved(i - 1, 0) + origin;  // b[...] = G(i - 1 - m1, j - m2)
+      const V* a1 = moved(i, 1) + origin;     // the same at depth tap -1
+      const V* b1 = moved(i - 1, 1) + origin;
+      T* out = dx.p + i * dx.rs;
+      if (!fold) {
+        store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false,
+                     [&](int j, int gr) { return adjoint(a, b, a1, b1, j, gr); });
+        if constexpr (P != kZeros && P != kPeriodic) {
+          fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
+        }
+      } else {
+        V* sum = row(8);  // sum[j * groups + gr]: the row's gradient so far
+        // adds the adjoint row (a, b, a1, b1) and its folded columns to sum
+        auto add_row = [&](const V* ra, const V* rb, const V* ra1, const V* rb1, bool first) {
+          for (int j = 0; j < W; ++j) {
+            for (int gr = 0; gr < groups; ++gr) {
+              const V v = adjoint(ra, rb, ra1, rb1, j, gr);
+              sum[j * groups + gr] = first ? v : sum[j * groups + gr] + v;
+            }
+          }
+          for (const auto& [j, k] : folds[2]) {
+            for (int gr = 0; gr < groups; ++gr) {
+              sum[k * groups + gr] += adjoint(ra, rb, ra1, rb1, j, gr);
+            }
+          }
+        };
+        add_row(a, b, a1, b1, true);
+        for_each_row_folded_onto(folds, dp.pos, i, [&](int d2, int i2) {
+          const Depth dp2{dp.L, dp.s, d2};
           for (int gr = 0; gr < groups; ++gr) {
-            const V v = adjoint(ra, rb, ra1, rb1, j, gr);
-            sum[j * groups + gr] = first ? v : sum[j * groups + gr] + v;
+            const Lanes<A>& ln = lanes[gr];
+            for (int dd = 0; dd <= !ln.all_lat_d; ++dd) {
+              const i32x8 depth = depth_term<AP>(-ln.m0, dp2, -dd);
+              gather(i2, gr, depth, row(4 + 2 * dd));
+              if (!ln.all_lat_f) gather(i2 - 1, gr, depth, row(5 + 2 * dd));
+            }
           }
-        }
-        for (const auto& [j, k] : folds[2]) {
-          for (int gr = 0; gr < groups; ++gr) {
-            sum[k * groups + gr] += adjoint(ra, rb, ra1, rb1, j, gr);
-          }
-        }
-      };
-      add_row(a, b, a1, b1, true);
-      for_each_row_folded_onto(folds, dp.pos, i, [&](int d2, int i2) {
-        const Depth dp2{dp.L, dp.s, d2};
-        for (int gr = 0; gr < groups; ++gr) {
-          const Lanes<A>& ln = lanes[gr];
-          for (int dd = 0; dd <= !ln.all_lat_d; ++dd) {
-            const i32x8 depth = depth_term<AP>(-ln.m0, dp2, -dd);
-            gather(i2, gr, depth, row(4 + 2 * dd));
-            if (!ln.all_lat_f) gather(i2 - 1, gr, depth, row(5 + 2 * dd));
-          }
-        }
-        add_row(row(4) + origin, row(5) + origin, row(6) + origin, row(7) + origin, false);
-      });
-      store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false,
-                   [&](int j, int gr) { return nan_lanes(lanes[gr], sum[j * groups + gr]); });
+          add_row(row(4) + origin, row(5) + origin, row(6) + origin, row(7) + origin, false);
+        });
+        store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false,
+                     [&](int j, int gr) { return nan_lanes(lanes[gr], sum[j * groups + gr]); });
+      }
     }
   }
 }
