@@ -245,12 +245,12 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
                             static_cast<const int*>(edge.simple), &edge, nb, r0, rows);
     }
   };
-  // The shift-gradient sums of `planes` output planes from d (a span: 3-D,
-  // unit strides on axes 0 and 1; lanes_shift_grad_impl reuses two of a
-  // plane's three depth taps for the next), each into its own partials.
   auto input_gradient = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
     input_gradient_of(n, d, c0, nb, r0, rows, 1);
   };
+  // The shift-gradient sums of `planes` output planes from d (a span: 3-D,
+  // unit strides on axes 0 and 1; lanes_shift_grad_impl reuses two of a
+  // plane's three depth taps for the next), each into its own partials.
   auto shift_sums_of = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows, int planes) {
     ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
     group_tables<A>(geo, exact, n, c0, nb, ct);
