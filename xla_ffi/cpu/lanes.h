@@ -800,7 +800,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
     // Whether group gr gathers depth tap dd on this plane (tap -1 of a group
     // off the depth lattice is the last plane's tap 0, after the first plane).
     auto gathers = [&](int gr, int dd) {
-      return dd == 0 || (!lanes[gr].all_lat_d && (pl == 0 || !span));
+      return dd == 0 || (!lanes[gr].all_lat_d && pl == 0);
     };
     const LaneArray<const T> plane = in_plane(g, dp);
     for (int gr = 0; gr < groups; ++gr) {
@@ -1007,7 +1007,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   };
   auto gather = [&](int pos, int key, int gr) {
     const Lanes<A>& ln = lanes[gr];
-    for (int dd = span && pl > 0 ? d0 + taps - 1 : d0; dd < d0 + taps; ++dd) {
+    for (int dd = pl > 0 ? d0 + taps - 1 : d0; dd < d0 + taps; ++dd) {
       gather_row<I>(x, row_term<P>(ln.m1, pos, H, x.rs, ln.n, ln.depth[dd - d0]),
                     col + gr * cols, static_cast<int>(cols), ln.uniform, false,
                     moved(key, gr, dd), groups);
