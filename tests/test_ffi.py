@@ -262,6 +262,36 @@ def test_3d_channels_last_task_spans(batch, padding):
     assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding)
 
 
+@pytest.mark.parametrize("padding", ["zeros", "periodic"])
+@pytest.mark.parametrize("hw", [(2, 3), (9, 11)])
+def test_2d_channels_last_one_pass_backward(hw, padding):
+  """2-D channels-last, unit strides, zeros or periodic padding, tables the
+  same for both gradients (active mode; integer shifts in sparse mode): the
+  CPU backward takes the shift gradient in its adjoint form, from the moved
+  rows of g that the input gradient gathers, with x read in place (sparse
+  mode too: its input gradient is then one of those rows' elements). Per lane:
+  off both lattices, on the row lattice, on the column lattice, on both; a
+  group of 8 equal shifts (one vector load); a NaN shift; shifts beyond the
+  axes; a partial group of 4. A 2 x 3 image wraps every tap."""
+  rng = np.random.default_rng(sum(hw))
+  c = 28
+  x = jnp.asarray(rng.normal(size=(3, *hw, c)), jnp.float32)
+  s = rng.uniform(-2.5, 2.5, (c, 2)).astype(np.float32)
+  s[1, 0], s[2, 1], s[3] = 1.0, -2.0, [0.0, 0.0]
+  s[8:16] = [0.75, -1.25]
+  s[5] = [np.nan, 0.5]
+  s[6], s[20] = [13.5, -0.25], [-1.0, 12.0]
+  for mode in jaxshift.MODES:
+    assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding)
+  # Sparse mode takes the one pass where no shift is NaN: its input gradient
+  # is then a move to a moved row's element at row and column tap 0 or 1
+  # per lane (rounding up or down; ties to even).
+  s[5], s[7] = [0.5, -1.5], [2.5, 1.5]
+  assert_kernel_matches(x, jnp.asarray(s), mode="sparse", padding=padding)
+  s = np.round(s[:, ::-1])  # integers: sparse mode's tables are the same
+  assert_kernel_matches(x, jnp.asarray(s), mode="sparse", padding=padding)
+
+
 def _float16_extremes(shape, rng):
   """float16 values across the range, with the conversions' edge cases:
   subnormals, the largest finite, ties of neighbouring halves, infinities

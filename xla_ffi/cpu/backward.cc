@@ -9,6 +9,8 @@
 // samples beyond 32-bit offsets).
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/kernels.h"
@@ -22,6 +24,32 @@
 
 namespace jaxshift {
 namespace {
+
+// Whether channels [c0, c0 + nb) of sample n can take their input gradient
+// from the moved rows of their shift gradient's tables (lanes_backward_impl):
+// the same tables, bit for bit (active mode; integer shifts), or, with
+// *moves set, rounded tables that are integer moves by m or m + 1 of the
+// exact tables' on axes 1 and 2 (sparse mode), and no NaN shift.
+template <typename A>
+bool one_pass_tables(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
+                     int64_t c0, int nb, bool* moves) {
+  *moves = false;
+  for (int64_t c = c0; c < c0 + nb && !*moves; ++c) {
+    const ChannelTables<A> r = channel_tables<A>(geo, rounded, n, c);
+    const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c);
+    *moves = std::memcmp(r.m, u.m, sizeof r.m) != 0 || std::memcmp(r.f, u.f, sizeof r.f) != 0;
+  }
+  for (int64_t c = c0; c < c0 + nb && *moves; ++c) {
+    const ChannelTables<A> r = channel_tables<A>(geo, rounded, n, c);
+    const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c);
+    const int d1 = r.m[1] - u.m[1], d2 = r.m[2] - u.m[2];
+    if (nan_shift(u.f) || r.f[0] != A(0) || r.f[1] != A(0) || r.f[2] != A(0) ||
+        r.m[0] != u.m[0] || d1 < 0 || d1 > 1 || d2 < 0 || d2 > 1) {
+      return false;
+    }
+  }
+  return true;
+}
 
 // ds from the per-sample partial sums (core/partials.h).
 template <typename A>
@@ -270,6 +298,28 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   auto shift_sums = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
     shift_sums_of(n, d, c0, nb, r0, rows, 1);
   };
+  // A 2-D task's input gradient and shift-gradient sums in one pass
+  // (lanes_backward_impl: the tables of both the same, P folding nothing).
+  // float only: 16-bit storage takes the staged planes here, and double's
+  // one pass measured 1.12x the two (its vectors of 8 are two registers
+  // each: the pass spills).
+  constexpr bool fuses = (P == kZeros || P == kPeriodic) && std::is_same_v<T, float>;
+  auto fused = [&](int64_t n, int64_t c0, int nb, int r0, int rows, bool moves) {
+    if constexpr (fuses) {
+      ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(2 * nb));
+      group_tables<A>(geo, exact, n, c0, nb, ct);
+      if (moves) group_tables<A>(geo, rounded, n, c0, nb, ct + nb);
+      const int64_t xat = n * geo.sx_n + c0 * geo.sx_c, gat = n * geo.sy_n + c0 * geo.sy_c;
+      lanes_backward(isa, std::integral_constant<int, P>{},
+                     LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
+                     LaneArray<const T>{g + gat, ax[1].sy, ax[2].sy,
+                                        last_from(geo.N * geo.sy_n, gat), geo.sy_c},
+                     LaneArray<T>{dx + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c}, ax[1].L, ax[2].L,
+                     static_cast<const ChannelTables<A>*>(ct),
+                     static_cast<const ChannelTables<A>*>(moves ? ct + nb : nullptr), nb, r0,
+                     rows, partial.data() + partial_index(geo, n, r0 / plan.R, parts, c0));
+    }
+  };
   // Tasks span the planes where the tasks without planes still give every
   // thread one: the shift gradient's partials are per plane and strip either
   // way, so the sums are the same bits whichever the threads. The input
@@ -290,6 +340,13 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
     });
   } else if (unit) {
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+      if constexpr (fuses) {
+        bool moves = false;
+        if (shift_grad && !ax[0].present &&
+            one_pass_tables<A>(geo, rounded, exact, n, c0, nb, &moves)) {
+          return fused(n, c0, nb, r0, rows, moves);
+        }
+      }
       input_gradient(n, d, c0, nb, r0, rows);
       if (shift_grad) shift_sums(n, d, c0, nb, r0, rows);
     });

@@ -171,6 +171,7 @@ struct Lanes {
   V w0f, w1f, w0w, w1w;  // value stencil weights along rows (f) and columns (w)
   V w0d, w1d;            // and along depth (axis 0; 3-D forwards)
   M lat_d, lat_f, lat_w, nan;  // at the lattice on each axis; NaN shift
+  M up_f, up_w;          // a move one cell beyond m (lanes_backward_impl's rounded tables)
   V nan_fill;            // a NaN lane's value (nan_value)
   i32x8 depth[3];        // the task's depth terms of its plane's taps
   int n;                 // lanes in use (the rest read nothing, store nothing)
@@ -1118,5 +1119,119 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_shift_grad)
+
+// The input gradient and the shift-gradient sums of a 2-D call of unit
+// strides in one pass, where the rounded tables are the exact ones (active
+// mode, or shifts already integers) and P folds nothing (zeros, periodic:
+// the adjoint's padding is P). The sums are taken in their adjoint form:
+// the sum over outputs q of g[q] times d out / d shift at q (a stencil D on
+// x around q + m) equals the sum over inputs p of x[p] times the
+// transposed stencil on g around p - m, and that reads the moved rows of g
+// the input gradient gathers anyway: G_i[j] = g(i - m1, j - m2) through
+// the padding, D's row taps -1 .. 1 at G_i+1 .. G_i-1 and its column taps
+// -1 .. 1 at columns j + 1 .. j - 1. So x is read where it lies (one vector
+// load a pixel and group) and no moved row of x is gathered. Rows [r0,
+// r0 + rows) of dx (bit for bit lanes_adjoint's); the sums (a different
+// order from lanes_shift_grad's: not its bits) add to acc[3 b + 1 ..] of
+// channel b, taken per lane in pixel order (NaN channels: nothing, the
+// finish fills them). With `rt` (sparse mode: the input gradient's tables
+// are integer moves at m or m + 1 per axis, no shift NaN), dx is a moved
+// row's element as it is, at row tap 0 or 1 and column tap 0 or 1 per lane.
+template <Isa I, int P, typename A, typename T>
+void lanes_backward_impl(std::integral_constant<int, P>, LaneArray<const T> x,
+                         LaneArray<const T> g, LaneArray<T> dx, int H, int W,
+                         const ChannelTables<A>* ct, const ChannelTables<A>* rt, int nb, int r0,
+                         int rows, A* acc) {
+  static_assert(P == kZeros || P == kPeriodic, "the adjoint form needs a padding that folds nothing");
+  using V = Vec8<A>;
+  const int64_t cols = int64_t{W} + 2;  // moved columns -1 .. W
+  // a ring of 3 moved rows (i - 1 .. i + 1), then the sums (2 a group)
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 4);
+  const int groups = sc.groups;
+  Lanes<A>* lanes = sc.lanes;
+  i32x8* col = sc.col;
+  V* ring = sc.ring;
+  for (int gr = 0; gr < groups; ++gr) {
+    column_terms<P>(-lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, -1, static_cast<int>(cols),
+                    col + gr * cols);
+    for (int q = 0; rt != nullptr && q < kGroup; ++q) {
+      const int b = gr * kGroup + std::min(q, lanes[gr].n - 1);
+      lanes[gr].up_f[q] = rt[b].m[1] > ct[b].m[1] ? -1 : 0;
+      lanes[gr].up_w[q] = rt[b].m[2] > ct[b].m[2] ? -1 : 0;
+    }
+  }
+  // moved(i)[(j + 1) * groups + gr] = g(i - m1, j - m2) per lane of group gr
+  auto moved = [&](int i) { return ring + ((i + 3) % 3) * groups * cols; };
+  auto gather = [&](int i) {
+    for (int gr = 0; gr < groups; ++gr) {
+      const Lanes<A>& ln = lanes[gr];
+      gather_row<I>(g, row_term<P>(-ln.m1, i, H, g.rs, ln.n), col + gr * cols,
+                    static_cast<int>(cols), ln.uniform, false, moved(i) + gr, groups);
+    }
+  };
+  V* sums = ring + 3 * groups * cols;  // sum_f, sum_w of each group
+  for (int k = 0; k < 2 * groups; ++k) sums[k] = V{};
+  gather(r0 - 1);
+  gather(r0);
+  const int ahead = rows_below(lanes, groups, -1, 1) + 1;
+  const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
+  for (int i = r0; i < r0 + rows; ++i) {
+    prefetch_row(g, i + ahead, H, W, nb);
+    gather(i + 1);
+    const V* a = moved(i) + groups;      // a[j * groups + gr]: G_i at column j (row tap 0)
+    const V* b = moved(i - 1) + groups;  // row tap 1
+    const V* c = moved(i + 1) + groups;  // row tap -1 (the lattice's)
+    const T* xr = x.p + i * x.rs;
+    T* out = dx.p + i * dx.rs;
+    for (int j = 0; j < W; ++j) {
+      for (int gr = 0; gr < groups; ++gr) {
+        const Lanes<A>& ln = lanes[gr];
+        const int k = j * groups + gr, l = k - groups, u = k + groups;  // columns j, j - 1, j + 1
+        const V d = rt == nullptr ? nan_lanes(ln, bilinear(ln, a[k], b[k], a[l], b[l]))
+                                  : ln.up_w ? (ln.up_f ? b[l] : a[l]) : (ln.up_f ? b[k] : a[k]);
+        store_lanes<I>(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, d, ln.n, false);
+        V xv;
+        if (ln.n == kGroup && x.cs == 1) {
+          xv = widen8<I>(xr + j * x.ws + gr * kGroup, false);
+        } else {
+          xv = V{};
+          for (int q = 0; q < ln.n; ++q) xv[q] = widen1(xr + j * x.ws + (gr * kGroup + q) * x.cs, false);
+        }
+        // tf: the transposed d out / d shift_1 (the rows' slope inside the
+        // columns' value), tw: d out / d shift_2 (the rows' value inside the
+        // columns' slope), as lanes_shift_grad_impl's terms.
+        V tf, tw;
+        if (ln.plain) {
+          auto cw = [&](const V* r) { return ln.w0w * r[k] + ln.w1w * r[l]; };
+          auto rw = [&](int q) { return ln.w0f * a[q] + ln.w1f * b[q]; };
+          tf = cw(a) - cw(b);
+          tw = rw(k) - rw(l);
+        } else {
+          auto cw = [&](const V* r) {
+            const V v = ln.w0w * r[k];
+            return ln.lat_w ? v : v + ln.w1w * r[l];
+          };
+          auto rw = [&](int q) {
+            const V v = ln.w0f * a[q];
+            return ln.lat_f ? v : v + ln.w1f * b[q];
+          };
+          tf = ln.lat_f ? half * cw(c) + mhalf * cw(b) : cw(a) - cw(b);
+          tw = ln.lat_w ? half * rw(u) + mhalf * rw(l) : rw(k) - rw(l);
+        }
+        sums[2 * gr] += xv * tf;
+        sums[2 * gr + 1] += xv * tw;
+      }
+    }
+  }
+  for (int gr = 0; gr < groups; ++gr) {
+    const Lanes<A>& ln = lanes[gr];
+    for (int q = 0; q < ln.n; ++q) {
+      if (ln.nan[q]) continue;
+      acc[3 * (gr * kGroup + q) + 1] += sums[2 * gr][q];
+      acc[3 * (gr * kGroup + q) + 2] += sums[2 * gr + 1][q];
+    }
+  }
+}
+JAXSHIFT_ISA_VERSIONS(lanes_backward)
 
 }  // namespace jaxshift
