@@ -87,6 +87,7 @@ def main(argv=None):
                                                         "reflect", "symmetric"])
   p.add_argument("--dtype", default="float32",
                  choices=["float32", "bfloat16", "float16", "float64"])
+  p.add_argument("--strides", type=int, default=1, help="on every spatial axis")
   p.add_argument("--samples", type=int, default=31)
   p.add_argument("--inner", type=int, default=5)
   p.add_argument("--out", default=None)
@@ -98,7 +99,8 @@ def main(argv=None):
   if a.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
   dtype = jnp.dtype(a.dtype)
-  lines = [f"A = {a.a}, B = {a.b}; {a.shape} {a.dtype}, {a.padding} padding; "
+  lines = [f"A = {a.a}, B = {a.b}; {a.shape} {a.dtype}, {a.padding} padding"
+           f"{f', strides {a.strides}' if a.strides > 1 else ''}; "
            f"{jax.devices()[0].device_kind}, jax "
            f"{jax.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
            f"median of {a.samples} rounds x {a.inner} calls, all functions of a row in turns "
@@ -113,7 +115,7 @@ def main(argv=None):
     for mode in ("active", "sparse"):
       call = layout.make_call(x, s, mode=mode, padding=a.padding,
                               channel_axis=-1 if layout_name == "NHWC" else 1,
-                              strides=1, impl="ffi")
+                              strides=a.strides, impl="ffi")
       m, f = spec.shift_tables(call, s, rounded=call.rounds)
       m, f = m[None], f[None]
       # The shift gradient's tables are the exact ones (sparse mode's

@@ -201,7 +201,8 @@ ALL_PAIRS = tuple((m, p) for m in jaxshift.MODES for p in jaxshift.PADDINGS)
 @pytest.mark.parametrize("channels_last,lengths,strides,dtype", [
     (True, (7, 13), 1, "float32"), (False, (7, 13), 1, "float32"),
     (True, (3, 5, 6), 1, "float32"), (False, (4, 5, 11), 1, "float32"),
-    (False, (4, 5, 7), (2, 1, 2), "float32"),
+    (False, (4, 5, 7), (2, 1, 2), "float32"), (True, (7, 13), 2, "float32"),
+    (True, (5, 6, 7), (2, 3, 2), "float32"), (False, (6, 13), (2, 3), "float32"),
     (True, (7, 13), 1, "bfloat16"), (True, (7, 13), 1, "float16")])
 def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
                                                        strides, dtype):
@@ -209,7 +210,9 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
   partial group of 4; in 2-D and 3-D channels-first rows read straight from
   the array (edge vectors permuted or gathered through the padding, a last
   vector overlapping the one before; a shift beyond the row), in 3-D
-  strided channels-first lanes again; every mode and padding. In 3-D
+  strided channels-first lanes again; with a stride of 2 or more on every
+  axis, an input gradient of one gather a vector (one tap of each axis
+  collects an output); every mode and padding. In 3-D
   channels-last a task's planes share their depth taps, except in the group
   whose shifts are whole in depth. 16-bit
   channels-last active calls stage their planes instead: two groups of 8

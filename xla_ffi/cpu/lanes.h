@@ -897,14 +897,76 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
                                 int nb, int r0, int rows) {
   using V = Vec8<A>;
   const int W = ax[2].L;
-  // column terms 2 a column (taps 0, 1), and the row terms of 4 a group
-  const int64_t cols = std::max<int64_t>(2 * int64_t{W}, 4);
-  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 1);
+  // column terms 2 a column (taps 0, 1); in the ring the row terms of 4 a
+  // group (with one tap: 1 a group, then 2 weights a group), then the
+  // columns' weights
+  const int64_t cols = std::max<int64_t>(2 * int64_t{W}, 8);
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 2);
   const int groups = sc.groups;
   Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
   // terms[4 gr + 2 dd + tap]: row tap `tap` at depth tap dd, depth term added
   i32x8* terms = reinterpret_cast<i32x8*>(sc.ring);
+  // With a stride of 2 or more on every axis, at most one of an axis' taps 0
+  // and 1 collects an output (of two consecutive integers, at most one
+  // divides), and a lane at the lattice reads tap 0 alone: each lane reads
+  // at most one element of g for an input, so one gather serves a vector,
+  // at per-lane terms and weights of the tap that divides. The value is the
+  // stencils' (their other taps read zeros): wd (wc (wr v)), no weight on a
+  // lattice axis' tap (its weight is 1), as bilinear and depth_stencil
+  // round it.
+  if (ax[1].t > 1 && ax[2].t > 1 && (!ax[0].present || ax[0].t > 1)) {
+    // tap 0's term where it reads, else tap 1's (not at the lattice), and
+    // whether tap 1 was taken, per lane
+    auto pick = [](const i32x8& t0, const i32x8& t1, const auto& lat, bool* one) {
+      i32x8 r;
+      for (int l = 0; l < 8; ++l) {
+        one[l] = t0[l] < 0 && !lat[l];
+        r[l] = one[l] ? t1[l] : t0[l];
+      }
+      return r;
+    };
+    V* wcol = sc.ring + groups * cols;  // wcol[gr * cols + j]: column j's weight per lane
+    V* wd = reinterpret_cast<V*>(terms + 4 * groups);  // after the terms: 2 a group
+    V* wr = wd + groups;
+    bool one[8];
+    for (int gr = 0; gr < groups; ++gr) {
+      Lanes<A>& ln = lanes[gr];
+      i32x8 lane;
+      for (int l = 0; l < 8; ++l) lane[l] = static_cast<int32_t>((gr * kGroup + l) * g.cs);
+      for (int j = 0; j < W; ++j) {
+        col[gr * cols + j] = add_terms(
+            pick(strided_term(ln.m2, j, 0, ax[2].t, ax[2].Lo, g.ws, 8),
+                 strided_term(ln.m2, j, 1, ax[2].t, ax[2].Lo, g.ws, 8), ln.lat_w, one),
+            lane);
+        for (int l = 0; l < 8; ++l) wcol[gr * cols + j][l] = one[l] ? ln.w1w[l] : ln.w0w[l];
+      }
+      ln.depth[0] = pick(strided_term(ln.m0, plane, 0, ax[0].t, ax[0].Lo, ax[0].sy, 8),
+                         strided_term(ln.m0, plane, 1, ax[0].t, ax[0].Lo, ax[0].sy, 8), ln.lat_d,
+                         one);
+      for (int l = 0; l < 8; ++l) wd[gr][l] = one[l] ? ln.w1d[l] : ln.w0d[l];
+    }
+    for (int i = r0; i < r0 + rows; ++i) {
+      for (int gr = 0; gr < groups; ++gr) {
+        const Lanes<A>& ln = lanes[gr];
+        terms[gr] = add_terms(pick(strided_term(ln.m1, i, 0, ax[1].t, ax[1].Lo, g.rs, ln.n),
+                                   strided_term(ln.m1, i, 1, ax[1].t, ax[1].Lo, g.rs, ln.n),
+                                   ln.lat_f, one),
+                              ln.depth[0]);
+        for (int l = 0; l < 8; ++l) wr[gr][l] = one[l] ? ln.w1f[l] : ln.w0f[l];
+      }
+      T* out = dx.p + i * dx.rs;
+      store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false, [&](int j, int gr) {
+        const Lanes<A>& ln = lanes[gr];
+        V v = wcol[gr * cols + j] * (wr[gr] * read8<I>(g, terms[gr], col[gr * cols + j],
+                                                        ln.uniform, false));
+        if (!ln.all_lat_d) v = ln.lat_d ? v : wd[gr] * v;
+        return nan_lanes(ln, v);
+      });
+      if constexpr (P != kZeros) fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
+    }
+    return;
+  }
   for (int gr = 0; gr < groups; ++gr) {
     Lanes<A>& ln = lanes[gr];
     i32x8 lane;
