@@ -1016,8 +1016,8 @@ JAXSHIFT_ISA_VERSIONS(lanes_adjoint_strided)
 // the padding; with `depth`, a present axis 0, on the planes at depth taps
 // -1 .. 1), times g, summed per lane in order. Moved rows hold, per output
 // column w, the lanes at column w t2 + m2 and (`next` entries away) at
-// w t2 + m2 -+ 1: with unit strides the neighbours in one row of W + 2,
-// else three sets of Wo. With t1 = 1 the rows are a ring of 3;
+// w t2 + m2 -+ 1: with t2 <= 2 in one run of columns, else three sets of
+// Wo. With t1 = 1 the rows are a ring of 3;
 // with t1 = 2 too, row h t1 + 1 kept as the next output row's h t1 - 1.
 // Adds the sum for axis a to acc[3 b + a] of channel b (axis 0 only with
 // `depth`; NaN channels: nothing, the finish fills them).
@@ -1027,8 +1027,12 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
                            int t2, int Wo, const ChannelTables<A>* ct, int nb, int r0, int rows,
                            A* acc, int planes, int64_t gs0, int64_t acc_plane) {
   using V = Vec8<A>;
-  const int next = t2 == 1 ? 1 : Wo;
-  const int64_t cols = t2 == 1 ? int64_t{W} + 2 : 3 * int64_t{Wo};
+  // One run of columns -1 .. (Wo - 1) t2 + 1 with t2 <= 2 (with t2 = 2 the
+  // three sets overlap: 2 Wo + 1 gathers where they take 3 Wo), else three
+  // sets of Wo.
+  const bool run = t2 <= 2;
+  const int next = run ? 1 : Wo;
+  const int64_t cols = run ? int64_t{Wo - 1} * t2 + 3 : 3 * int64_t{Wo};
   // 3 rows at each depth tap (span: rows r0 - 1 .. r0 + rows), then the sums
   // (3 a group: cols >= 3)
   const int taps = depth ? 3 : 1;
@@ -1041,7 +1045,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   V* ring = sc.ring;
   const int d0 = depth ? -1 : 0;  // the first depth tap
   for (int gr = 0; gr < groups; ++gr) {
-    if (t2 == 1) {
+    if (run) {
       column_terms<P>(lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, -1, static_cast<int>(cols),
                       col + gr * cols);
     } else {
@@ -1051,7 +1055,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
       }
     }
   }
-  // moved(key, gr, dd)[(w + 1) * groups] (unit t2; else [(Wo + w) *
+  // moved(key, gr, dd)[(w t2 + 1) * groups] (t2 <= 2; else [(Wo + w) *
   // groups]) = x(plane + m0 + dd, row + m1, w t2 + m2) per lane, dd in
   // [-1, 1] with `depth`, else 0; key: the row position (>= -1) with t1 <=
   // 2, where 3 consecutive rows take distinct slots (t1 = 2 keeps row
@@ -1109,11 +1113,12 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
       for (int t = 0; t < taps; ++t) {
         for (int r = 0; r < 3; ++r) rows3[t][r] = moved(t1 <= 2 ? h * t1 - 1 + r : r, 0, d0 + t);
       }
-      const int k0 = (t2 == 1 ? 1 : Wo) * groups, e = next * groups;  // e: the next column
+      // k0: output column 0's entry, e: the next column's, step: the next output's
+      const int k0 = (run ? 1 : Wo) * groups, e = next * groups, step = (run ? t2 : 1) * groups;
       for (int w = 0; w < Wo; ++w) {
         for (int gr = 0; gr < groups; ++gr) {
           const Lanes<A>& ln = lanes[gr];
-          const int k = k0 + w * groups + gr;
+          const int k = k0 + w * step + gr;
           V gv;
           if (ln.n == kGroup && g.cs == 1) {
             gv = widen8<I>(gp + w * g.ws + gr * kGroup, false);
