@@ -386,6 +386,16 @@ int rows_below(const Lanes<A>* lanes, int groups, int sign, int extra) {
   return d;
 }
 
+// Loads 8 lanes (n of them, the rest 0) from p, cs elements apart, in the
+// accumulation type: store_lanes' mirror.
+template <Isa I, typename T>
+Vec8<typename Acc<T>::type> load_lanes(const T* p, int64_t cs, int n) {
+  if (n == kGroup && cs == 1) return widen8<I>(p, false);
+  Vec8<typename Acc<T>::type> v{};
+  for (int l = 0; l < n; ++l) v[l] = widen1(p + l * cs, false);
+  return v;
+}
+
 // Stores 8 lanes (n of them) to p, cs elements apart.
 template <Isa I, typename T, typename V>
 void store_lanes(T* p, int64_t cs, V v, int n, bool bits) {
@@ -898,8 +908,8 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
   using V = Vec8<A>;
   const int W = ax[2].L;
   // column terms 2 a column (taps 0, 1); in the ring the row terms of 4 a
-  // group (with one tap: 1 a group, then 2 weights a group), then the
-  // columns' weights
+  // group (with one tap, the first of each group's 4 used), then 2 weights
+  // a group, and in its second row the columns' weights
   const int64_t cols = std::max<int64_t>(2 * int64_t{W}, 8);
   const LaneScratch<A> sc = lane_groups(ct, nb, cols, 2);
   const int groups = sc.groups;
@@ -1119,15 +1129,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
         for (int gr = 0; gr < groups; ++gr) {
           const Lanes<A>& ln = lanes[gr];
           const int k = k0 + w * step + gr;
-          V gv;
-          if (ln.n == kGroup && g.cs == 1) {
-            gv = widen8<I>(gp + w * g.ws + gr * kGroup, false);
-          } else {
-            gv = V{};
-            for (int l = 0; l < ln.n; ++l) {
-              gv[l] = widen1(gp + w * g.ws + (gr * kGroup + l) * g.cs, false);
-            }
-          }
+          const V gv = load_lanes<I>(gp + w * g.ws + gr * kGroup * g.cs, g.cs, ln.n);
           // At depth tap dd: tf = d out / d shift_1 (the rows' slope inside the
           // columns' value), tw = d out / d shift_2 (the rows' value inside the
           // columns' slope), and with `value` the value (for the depth slope).
@@ -1257,13 +1259,7 @@ void lanes_backward_impl(std::integral_constant<int, P>, LaneArray<const T> x,
         const V d = rt == nullptr ? nan_lanes(ln, bilinear(ln, a[k], b[k], a[l], b[l]))
                                   : ln.up_w ? (ln.up_f ? b[l] : a[l]) : (ln.up_f ? b[k] : a[k]);
         store_lanes<I>(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, d, ln.n, false);
-        V xv;
-        if (ln.n == kGroup && x.cs == 1) {
-          xv = widen8<I>(xr + j * x.ws + gr * kGroup, false);
-        } else {
-          xv = V{};
-          for (int q = 0; q < ln.n; ++q) xv[q] = widen1(xr + j * x.ws + (gr * kGroup + q) * x.cs, false);
-        }
+        const V xv = load_lanes<I>(xr + j * x.ws + gr * kGroup * x.cs, x.cs, ln.n);
         // tf: the transposed d out / d shift_1 (the rows' slope inside the
         // columns' value), tw: d out / d shift_2 (the rows' value inside the
         // columns' slope), as lanes_shift_grad_impl's terms.
