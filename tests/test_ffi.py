@@ -295,6 +295,37 @@ def test_2d_channels_last_one_pass_backward(hw, padding):
   assert_kernel_matches(x, jnp.asarray(s), mode="sparse", padding=padding)
 
 
+@pytest.mark.parametrize("hw,strides", [((9, 11), 2), ((12, 13), (2, 3)),
+                                        ((10, 9), (4, 3)), ((3, 2), 2)])
+def test_2d_channels_last_strided_one_pass_backward(hw, strides):
+  """2-D channels-last, strides of 2 or more on both axes, zeros padding: of
+  an axis' taps 0 and 1 at most one collects an output for an input, so the
+  CPU backward reads one element of g a lane and input, and takes both the
+  input gradient and the shift gradient (in its adjoint form, x read in
+  place) from it; lanes at an axis' lattice also read its slope taps -1 and
+  +1 (with a stride of 2 both may collect an output). Per lane: off both
+  lattices, on the row lattice, on the column lattice, on both; a group of 8
+  equal shifts (one vector load); a NaN shift; shifts beyond the axes; a
+  partial group of 4; sparse mode rounding up or down on each axis."""
+  rng = np.random.default_rng(sum(hw))
+  c = 28
+  x = jnp.asarray(rng.normal(size=(3, *hw, c)), jnp.float32)
+  s = rng.uniform(-3.5, 3.5, (c, 2)).astype(np.float32)
+  s[1, 0], s[2, 1], s[3], s[4] = 1.0, -2.0, [0.0, 0.0], [-3.0, 1.0]
+  s[8:16] = [0.75, -1.25]
+  s[5] = [np.nan, 0.5]
+  s[6], s[20] = [13.5, -0.25], [-1.0, 12.0]
+  for mode in jaxshift.MODES:
+    assert_kernel_matches(x, jnp.asarray(s), mode=mode, strides=strides)
+  # Sparse mode takes the one pass where no shift is NaN: its input gradient
+  # is G where the picked taps are the move's (m or m + 1) on both axes.
+  s[5], s[7], s[9] = [0.5, -1.5], [2.5, 1.5], [-0.5, 0.25]
+  assert_kernel_matches(x, jnp.asarray(s), mode="sparse", strides=strides)
+  s = np.round(s[:, ::-1])  # integers: every lane on both lattices
+  for mode in ("active", "sparse"):
+    assert_kernel_matches(x, jnp.asarray(s), mode=mode, strides=strides)
+
+
 def _float16_extremes(shape, rng):
   """float16 values across the range, with the conversions' edge cases:
   subnormals, the largest finite, ties of neighbouring halves, infinities

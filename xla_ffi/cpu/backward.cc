@@ -258,7 +258,21 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   Geometry in = geo;  // the input grid
   for (Axis& a : in.ax) a.Lo = a.L;
   const StagedPlan plan = lanes_plan<T>(geo), in_plan = lanes_plan<T>(in);
-  const int64_t parts = plan.planes * plan.strips;
+  // A 2-D channels-last float call with strides of 2 or more on both axes,
+  // zeros padding: the input gradient and the sums in one pass over the
+  // input grid (lanes_backward_strided_impl) where every sample's tables
+  // allow it (one_pass_tables: decided for the whole call, whose partials
+  // are then per strip of the input grid; `moves`: sparse mode's).
+  constexpr bool strided_fuses = P == kZeros && std::is_same_v<T, float>;
+  bool strided_one = strided_fuses && shift_grad && !unit && !ax[0].present && ax[1].t > 1 &&
+                     ax[2].t > 1 && geo.sx_c == 1 && geo.sy_c == 1;
+  bool moves_all = false;
+  for (int64_t n = 0; strided_one && n < geo.N; n += geo.per_group) {
+    bool moves = false;
+    strided_one = one_pass_tables<A>(geo, rounded, exact, n, 0, static_cast<int>(geo.C), &moves);
+    moves_all = moves_all || moves;
+  }
+  const int64_t parts = strided_one ? in_plan.strips : plan.planes * plan.strips;
   std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
   // The input gradient of `planes` input planes from d (more than one: a
   // span, 3-D with unit strides, zeros or periodic padding; lanes_adjoint_impl
@@ -331,6 +345,23 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
                      rows, partial.data() + partial_index(geo, n, r0 / plan.R, parts, c0));
     }
   };
+  auto fused_strided = [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
+    if constexpr (strided_fuses) {
+      ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(2 * nb));
+      group_tables<A>(geo, exact, n, c0, nb, ct);
+      if (moves_all) group_tables<A>(geo, rounded, n, c0, nb, ct + nb);
+      const int64_t xat = n * geo.sx_n + c0 * geo.sx_c, gat = n * geo.sy_n + c0 * geo.sy_c;
+      lanes_backward_strided(
+          isa, std::integral_constant<int, P>{},
+          LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
+          LaneArray<const T>{g + gat, ax[1].sy, ax[2].sy, last_from(geo.N * geo.sy_n, gat),
+                             geo.sy_c},
+          LaneArray<T>{dx + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c}, ax,
+          static_cast<const ChannelTables<A>*>(ct),
+          static_cast<const ChannelTables<A>*>(moves_all ? ct + nb : nullptr), nb, r0, rows,
+          partial.data() + partial_index(geo, n, r0 / in_plan.R, parts, c0));
+    }
+  };
   // Tasks span the planes where the tasks without planes still give every
   // thread one: the shift gradient's partials are per plane and strip either
   // way, so the sums are the same bits whichever the threads. The input
@@ -361,6 +392,8 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
       input_gradient(n, d, c0, nb, r0, rows);
       if (shift_grad) shift_sums(n, d, c0, nb, r0, rows);
     });
+  } else if (strided_one) {
+    for_each_task(pool, in_plan, in, fused_strided);
   } else {
     for_each_task(pool, in_plan, in, input_gradient);
     if (shift_grad) for_each_task(pool, plan, geo, shift_sums);

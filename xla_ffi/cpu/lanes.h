@@ -176,6 +176,7 @@ struct Lanes {
   i32x8 depth[3];        // the task's depth terms of its plane's taps
   int n;                 // lanes in use (the rest read nothing, store nothing)
   bool all_lat_d, all_lat_f, all_lat_w, any_lat, any_nan;
+  bool any_lat_f, any_lat_w;  // some lane at the lattice of rows, of columns
   bool plain;            // no lane at the lattice or NaN: no selection
   bool uniform;          // 8 lanes, every one at the same offsets (read8)
 };
@@ -185,7 +186,7 @@ Lanes<A> make_lanes(const ChannelTables<A>* ct, int n) {
   Lanes<A> ln{};
   ln.n = n;
   ln.all_lat_d = ln.all_lat_f = ln.all_lat_w = true;
-  ln.any_lat = ln.any_nan = false;
+  ln.any_lat = ln.any_nan = ln.any_lat_f = ln.any_lat_w = false;
   for (int l = 0; l < 8; ++l) {
     const ChannelTables<A> c = ct[l < n ? l : 0];
     const bool nan = nan_shift(c.f);
@@ -213,6 +214,8 @@ Lanes<A> make_lanes(const ChannelTables<A>* ct, int n) {
       ln.all_lat_f &= lf;
       ln.all_lat_w &= lw;
       ln.any_lat |= lf || lw;
+      ln.any_lat_f |= lf;
+      ln.any_lat_w |= lw;
       ln.any_nan |= nan;
     }
   }
@@ -1296,5 +1299,140 @@ void lanes_backward_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_backward)
+
+// lanes_backward_impl for a 2-D call with strides of 2 or more on both axes,
+// zeros padding: rows [r0, r0 + rows) of the input grid. As in
+// lanes_adjoint_strided_impl, of an axis' taps 0 and 1 at most one collects
+// an output for input i (the tap whose i - m - tap divides by the stride),
+// so each lane reads one element G of g at the picked taps (a*, b*), and
+// dx = wc (wr G) as there (same bits). The shift-gradient sums in adjoint
+// form take the same G: x[p] times G times the rows' slope at a* (+1 at tap
+// 0, -1 at tap 1) and the columns' weight at b* (sum_f), or the rows'
+// weight and the columns' slope (sum_w). Lanes at the lattice of an axis
+// have the slope taps -1 and +1 there (+1/2, -1/2), both of which may
+// divide: a group with such lanes gathers those two elements too. With
+// `rt` (sparse mode: integer moves at m or m + 1 per axis, no shift NaN),
+// dx is G where the picked taps are the move's on both axes, else 0.
+template <Isa I, int P, typename A, typename T>
+void lanes_backward_strided_impl(std::integral_constant<int, P>, LaneArray<const T> x,
+                                 LaneArray<const T> g, LaneArray<T> dx, const Axis* ax,
+                                 const ChannelTables<A>* ct, const ChannelTables<A>* rt, int nb,
+                                 int r0, int rows, A* acc) {
+  static_assert(P == kZeros, "the strided adjoint form reads through zeros");
+  using V = Vec8<A>;
+  using M = typename Lanes<A>::M;
+  const int W = ax[2].L;
+  const int t1 = ax[1].t, t2 = ax[2].t, Ho = ax[1].Lo, Wo = ax[2].Lo;
+  // column terms 3 a column: the picked tap's (j < W), tap -1's, tap +1's
+  const int64_t cols = std::max<int64_t>(3 * int64_t{W}, 8);
+  // ring slot 0: per group the columns' weights (j) and slopes (W + j);
+  // slot 1: the columns' sparse masks (pick == the move's); slot 2: per
+  // group 3 row terms, the row's weight and slope, its sparse mask, 2 sums
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 3);
+  const int groups = sc.groups;
+  Lanes<A>* lanes = sc.lanes;
+  i32x8* col = sc.col;
+  V* wcol = sc.ring;
+  M* cmatch = reinterpret_cast<M*>(sc.ring + groups * cols);
+  V* per_row = sc.ring + 2 * groups * cols;
+  i32x8* rterm = reinterpret_cast<i32x8*>(per_row);  // 3 a group: picked, -1, +1
+  V* wr = per_row + 3 * groups;
+  V* dr = wr + groups;
+  M* rmatch = reinterpret_cast<M*>(dr + groups);
+  V* sums = reinterpret_cast<V*>(rmatch + groups);  // sum_f, sum_w of each group
+  // tap 0's term where it reads, else tap 1's (not at the lattice), and
+  // whether tap 1 was taken, per lane
+  auto pick = [](const i32x8& t0, const i32x8& t1_, const M& lat, bool* one) {
+    i32x8 r;
+    for (int l = 0; l < 8; ++l) {
+      one[l] = t0[l] < 0 && !lat[l];
+      r[l] = one[l] ? t1_[l] : t0[l];
+    }
+    return r;
+  };
+  bool one[8];
+  const V none{};
+  for (int gr = 0; gr < groups; ++gr) {
+    Lanes<A>& ln = lanes[gr];
+    for (int q = 0; rt != nullptr && q < kGroup; ++q) {
+      const int b = gr * kGroup + std::min(q, ln.n - 1);
+      ln.up_f[q] = rt[b].m[1] > ct[b].m[1] ? -1 : 0;
+      ln.up_w[q] = rt[b].m[2] > ct[b].m[2] ? -1 : 0;
+    }
+    i32x8 lane;
+    for (int l = 0; l < 8; ++l) lane[l] = static_cast<int32_t>((gr * kGroup + l) * g.cs);
+    for (int j = 0; j < W; ++j) {
+      const int64_t k = gr * cols + j;
+      col[k] = add_terms(pick(strided_term(ln.m2, j, 0, t2, Wo, g.ws, 8),
+                              strided_term(ln.m2, j, 1, t2, Wo, g.ws, 8), ln.lat_w, one),
+                         lane);
+      for (int l = 0; l < 8; ++l) {
+        wcol[k][l] = one[l] ? ln.w1w[l] : ln.w0w[l];
+        wcol[k + W][l] = one[l] ? A(-1) : A(1);
+        cmatch[k][l] = (one[l] ? -1 : 0) == ln.up_w[l] ? -1 : 0;
+      }
+      if (ln.any_lat_w) {
+        col[k + W] = add_terms(strided_term(ln.m2, j, -1, t2, Wo, g.ws, 8), lane);
+        col[k + 2 * W] = add_terms(strided_term(ln.m2, j, 1, t2, Wo, g.ws, 8), lane);
+      }
+    }
+  }
+  for (int k = 0; k < 2 * groups; ++k) sums[k] = V{};
+  const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
+  for (int i = r0; i < r0 + rows; ++i) {
+    for (int gr = 0; gr < groups; ++gr) {
+      const Lanes<A>& ln = lanes[gr];
+      rterm[3 * gr] = pick(strided_term(ln.m1, i, 0, t1, Ho, g.rs, ln.n),
+                           strided_term(ln.m1, i, 1, t1, Ho, g.rs, ln.n), ln.lat_f, one);
+      for (int l = 0; l < 8; ++l) {
+        wr[gr][l] = one[l] ? ln.w1f[l] : ln.w0f[l];
+        dr[gr][l] = one[l] ? A(-1) : A(1);
+        rmatch[gr][l] = (one[l] ? -1 : 0) == ln.up_f[l] ? -1 : 0;
+      }
+      if (ln.any_lat_f) {
+        rterm[3 * gr + 1] = strided_term(ln.m1, i, -1, t1, Ho, g.rs, ln.n);
+        rterm[3 * gr + 2] = strided_term(ln.m1, i, 1, t1, Ho, g.rs, ln.n);
+      }
+    }
+    const T* xr = x.p + i * x.rs;
+    T* out = dx.p + i * dx.rs;
+    for (int j = 0; j < W; ++j) {
+      for (int gr = 0; gr < groups; ++gr) {
+        const Lanes<A>& ln = lanes[gr];
+        const int64_t k = gr * cols + j;
+        const i32x8 row = rterm[3 * gr];
+        const V G = read8<I>(g, row, col[k], ln.uniform, false);
+        const V wc = wcol[k];
+        const V d = rt == nullptr ? nan_lanes(ln, wc * (wr[gr] * G))
+                                  : ((rmatch[gr] & cmatch[k]) ? G : none);
+        store_lanes<I>(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, d, ln.n, false);
+        const V xv = load_lanes<I>(xr + j * x.ws + gr * kGroup * x.cs, x.cs, ln.n);
+        V tf = dr[gr] * (wc * G);
+        V tw = wr[gr] * (wcol[k + W] * G);
+        if (ln.any_lat_f) {
+          const V up = read8<I>(g, rterm[3 * gr + 1], col[k], ln.uniform, false);
+          const V down = read8<I>(g, rterm[3 * gr + 2], col[k], ln.uniform, false);
+          tf = ln.lat_f ? wc * (half * up + mhalf * down) : tf;
+        }
+        if (ln.any_lat_w) {
+          const V left = read8<I>(g, row, col[k + W], ln.uniform, false);
+          const V right = read8<I>(g, row, col[k + 2 * W], ln.uniform, false);
+          tw = ln.lat_w ? wr[gr] * (half * left + mhalf * right) : tw;
+        }
+        sums[2 * gr] += xv * tf;
+        sums[2 * gr + 1] += xv * tw;
+      }
+    }
+  }
+  for (int gr = 0; gr < groups; ++gr) {
+    const Lanes<A>& ln = lanes[gr];
+    for (int q = 0; q < ln.n; ++q) {
+      if (ln.nan[q]) continue;
+      acc[3 * (gr * kGroup + q) + 1] += sums[2 * gr][q];
+      acc[3 * (gr * kGroup + q) + 2] += sums[2 * gr + 1][q];
+    }
+  }
+}
+JAXSHIFT_ISA_VERSIONS(lanes_backward_strided)
 
 }  // namespace jaxshift
