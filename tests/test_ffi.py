@@ -246,23 +246,54 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
 
 
 @pytest.mark.parametrize("padding", ["zeros", "periodic", "reflect"])
-@pytest.mark.parametrize("batch", [1, 16])
-def test_3d_channels_last_task_spans(batch, padding):
+@pytest.mark.parametrize("batch,dtype", [(1, "float32"), (16, "float32"),
+                                         (16, "bfloat16")])
+def test_3d_channels_last_task_spans(batch, dtype, padding):
   """3-D channels-last with unit strides: the CPU forward's tasks take every
   depth plane of a strip of rows and gather each plane once for two output
   planes; the backward's shift-gradient sums take all planes of a task when
   there are at least as many such tasks as threads (here batch 16; batch 1
   keeps a task per plane) and gather one depth tap a plane instead of three,
   and so does the input gradient (one instead of two) where no padding
-  folds. Shifts off the depth lattice, on it (a group of 8), and far."""
+  folds (float32 there takes one pass: the test below; bfloat16 these two).
+  Shifts off the depth lattice, on it (a group of 8), and far."""
   rng = np.random.default_rng(batch)
   c = 24
-  x = jnp.asarray(rng.normal(size=(batch, 6, 7, 5, c)), jnp.float32)
+  x = jnp.asarray(rng.normal(size=(batch, 6, 7, 5, c)), dtype)
   s = rng.uniform(-2.5, 2.5, (c, 3)).astype(np.float32)
   s[8:16, 0] = np.round(s[8:16, 0])
   s[20] = [7.5, -0.25, 1.0]
   for mode in jaxshift.MODES:
     assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding)
+
+
+@pytest.mark.parametrize("padding", ["zeros", "periodic"])
+@pytest.mark.parametrize("dhw", [(2, 3, 2), (6, 7, 5)])
+def test_3d_channels_last_one_pass_backward(dhw, padding):
+  """3-D channels-last float32, unit strides, zeros or periodic padding,
+  tasks spanning their planes (batch 16): the CPU backward takes the input
+  gradient and the shift gradient (adjoint form) in one pass from three
+  moved strips of g at depth taps -1, 0, 1 that rotate from plane to plane.
+  Per lane: off every lattice, on the depth, row, column lattice, on all; a
+  group of 8 equal shifts (one vector load); a NaN shift; shifts beyond the
+  axes; a partial group of 4; sparse mode rounding up or down on each axis.
+  A 2 x 3 x 2 volume wraps every tap."""
+  rng = np.random.default_rng(sum(dhw))
+  c = 28
+  x = jnp.asarray(rng.normal(size=(16, *dhw, c)), jnp.float32)
+  s = rng.uniform(-2.5, 2.5, (c, 3)).astype(np.float32)
+  s[1, 0], s[2, 1], s[3, 2], s[4] = 1.0, -2.0, 0.0, [0.0, 1.0, -1.0]
+  s[8:16] = [-0.5, 0.75, -1.25]
+  s[5] = [0.25, np.nan, 0.5]
+  s[6], s[20], s[21] = [0.5, 13.5, -0.25], [-1.0, 0.5, 12.0], [9.25, 0.0, 0.5]
+  for mode in jaxshift.MODES:
+    assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding)
+  # Sparse mode takes the one pass where no shift is NaN: its input gradient
+  # is then a strip's element at depth, row and column tap 0 or 1 per lane.
+  s[5], s[7], s[9] = [0.5, -1.5, 2.5], [2.5, 1.5, -0.5], [-1.5, 0.25, 0.75]
+  assert_kernel_matches(x, jnp.asarray(s), mode="sparse", padding=padding)
+  s = np.round(s[:, ::-1])  # integers: sparse mode's tables are the same
+  assert_kernel_matches(x, jnp.asarray(s), mode="sparse", padding=padding)
 
 
 @pytest.mark.parametrize("padding", ["zeros", "periodic"])

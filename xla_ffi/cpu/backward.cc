@@ -29,7 +29,7 @@ namespace {
 // from the moved rows of their shift gradient's tables (lanes_backward_impl):
 // the same tables, bit for bit (active mode; integer shifts), or, with
 // *moves set, rounded tables that are integer moves by m or m + 1 of the
-// exact tables' on axes 1 and 2 (sparse mode), and no NaN shift.
+// exact tables' on every axis (sparse mode), and no NaN shift.
 template <typename A>
 bool one_pass_tables(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
                      int64_t c0, int nb, bool* moves) {
@@ -38,9 +38,9 @@ bool one_pass_tables(const Geometry& geo, const Tables& rounded, const Tables& e
     const ChannelTables<A> r = channel_tables<A>(geo, rounded, n, c);
     const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c);
     same = same && std::memcmp(r.m, u.m, sizeof r.m) == 0 && std::memcmp(r.f, u.f, sizeof r.f) == 0;
-    const int d1 = r.m[1] - u.m[1], d2 = r.m[2] - u.m[2];
+    const int d0 = r.m[0] - u.m[0], d1 = r.m[1] - u.m[1], d2 = r.m[2] - u.m[2];
     near = near && !nan_shift(u.f) && r.f[0] == A(0) && r.f[1] == A(0) && r.f[2] == A(0) &&
-           r.m[0] == u.m[0] && d1 >= 0 && d1 <= 1 && d2 >= 0 && d2 <= 1;
+           d0 >= 0 && d0 <= 1 && d1 >= 0 && d1 <= 1 && d2 >= 0 && d2 <= 1;
   }
   *moves = !same;
   return same || near;
@@ -362,6 +362,27 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
           partial.data() + partial_index(geo, n, r0 / in_plan.R, parts, c0));
     }
   };
+  // A 3-D channels-last float task spanning its planes, zeros or periodic
+  // padding: its input gradient and sums in one pass (lanes_backward3_impl),
+  // each plane's sums into the plane's partials as the two passes'.
+  auto fused3 = [&](int64_t n, int64_t c0, int nb, int r0, int rows, bool moves, int planes) {
+    if constexpr (fuses) {
+      ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(2 * nb));
+      group_tables<A>(geo, exact, n, c0, nb, ct);
+      if (moves) group_tables<A>(geo, rounded, n, c0, nb, ct + nb);
+      const int64_t xat = n * geo.sx_n + c0 * geo.sx_c, gat = n * geo.sy_n + c0 * geo.sy_c;
+      lanes_backward3(isa, std::integral_constant<int, P>{},
+                      LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
+                      LaneArray<const T>{g + gat, ax[1].sy, ax[2].sy,
+                                         last_from(geo.N * geo.sy_n, gat), geo.sy_c},
+                      LaneArray<T>{dx + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
+                      Depth{ax[0].Lo, ax[0].sy, 0}, ax[1].L, ax[2].L,
+                      static_cast<const ChannelTables<A>*>(ct),
+                      static_cast<const ChannelTables<A>*>(moves ? ct + nb : nullptr), nb, r0,
+                      rows, partial.data() + partial_index(geo, n, r0 / plan.R, parts, c0),
+                      planes, ax[0].sx, plan.strips * geo.C * 3);
+    }
+  };
   // Tasks span the planes where the tasks without planes still give every
   // thread one: the shift gradient's partials are per plane and strip either
   // way, so the sums are the same bits whichever the threads. The input
@@ -373,6 +394,13 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   if (span) {
     const int planes = static_cast<int>(ax[0].Lo);
     for_each_task(pool, span_plan, geo, [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
+      if constexpr (fuses) {
+        bool moves = false;
+        if (shift_grad && geo.sx_c == 1 &&
+            one_pass_tables<A>(geo, rounded, exact, n, c0, nb, &moves)) {
+          return fused3(n, c0, nb, r0, rows, moves, planes);
+        }
+      }
       if constexpr (P == kZeros || P == kPeriodic) {
         input_gradient_of(n, 0, c0, nb, r0, rows, planes);
       } else {

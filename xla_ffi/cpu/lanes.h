@@ -171,7 +171,7 @@ struct Lanes {
   V w0f, w1f, w0w, w1w;  // value stencil weights along rows (f) and columns (w)
   V w0d, w1d;            // and along depth (axis 0; 3-D forwards)
   M lat_d, lat_f, lat_w, nan;  // at the lattice on each axis; NaN shift
-  M up_f, up_w;          // a move one cell beyond m (lanes_backward_impl's rounded tables)
+  M up_d, up_f, up_w;    // a move one cell beyond m (the one-pass backwards' rounded tables)
   V nan_fill;            // a NaN lane's value (nan_value)
   i32x8 depth[3];        // the task's depth terms of its plane's taps
   int n;                 // lanes in use (the rest read nothing, store nothing)
@@ -1299,6 +1299,152 @@ void lanes_backward_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_backward)
+
+// lanes_backward_impl for a 3-D call of unit strides (P folding nothing),
+// a task taking every plane of its strip: input plane d's gradient and
+// shift-gradient sums from the moved strips of g at g-planes e = d - m0 +
+// {1, 0, -1} (the stencils' depth taps -1, 0, 1), S_e[i][j] = g(e - m0,
+// i - m1, j - m2) per lane, rows r0 - 1 .. r0 + rows, columns -1 .. W. Plane
+// d + 1 reads S_d and S_d+1 again, so the three strips rotate and a plane
+// after the first gathers one (S_d+2). dx is the depth stencil of the 2-D
+// adjoints at S_d and S_d-1, as lanes_adjoint_impl's. The sums
+// (adjoint form, x read in place) are lanes_shift_grad_impl's terms
+// transposed: at each g-plane the 2-D transposed slopes (tf2, tw2) and
+// value (v2); sum_f over the depth value stencil of tf2 (taps 0, 1: S_d,
+// S_d-1), sum_w of tw2, and sum_d of the depth slope of v2 (S_d - S_d-1,
+// or (S_d+1 - S_d-1) / 2 on the depth lattice). Each plane's sums add to
+// acc + pl * acc_plane. With `rt` (sparse), dx is the strips' element at
+// depth, row and column tap 0 or 1 per lane. dx is the same arithmetic as
+// lanes_adjoint_impl's, but GCC contracts it to FMAs differently here:
+// it differs in the last bits (deterministic all the same).
+template <Isa I, int P, typename A, typename T>
+void lanes_backward3_impl(std::integral_constant<int, P>, LaneArray<const T> x,
+                          LaneArray<const T> g, LaneArray<T> dx, Depth dp, int H, int W,
+                          const ChannelTables<A>* ct, const ChannelTables<A>* rt, int nb, int r0,
+                          int rows, A* acc, int planes, int64_t xs0, int64_t acc_plane) {
+  static_assert(P == kZeros || P == kPeriodic, "the adjoint form needs a padding that folds nothing");
+  using V = Vec8<A>;
+  const int64_t cols = int64_t{W} + 2;  // moved columns -1 .. W
+  const int strip = rows + 2;           // moved rows r0 - 1 .. r0 + rows
+  // three strips, then the sums (3 a group)
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, 3 * strip + 1);
+  const int groups = sc.groups;
+  Lanes<A>* lanes = sc.lanes;
+  i32x8* col = sc.col;
+  V* ring = sc.ring;
+  for (int gr = 0; gr < groups; ++gr) {
+    column_terms<P>(-lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, -1, static_cast<int>(cols),
+                    col + gr * cols);
+    for (int q = 0; rt != nullptr && q < kGroup; ++q) {
+      const int b = gr * kGroup + std::min(q, lanes[gr].n - 1);
+      lanes[gr].up_d[q] = rt[b].m[0] > ct[b].m[0] ? -1 : 0;
+      lanes[gr].up_f[q] = rt[b].m[1] > ct[b].m[1] ? -1 : 0;
+      lanes[gr].up_w[q] = rt[b].m[2] > ct[b].m[2] ? -1 : 0;
+    }
+  }
+  // moved(e, i)[(j + 1) * groups + gr] = S_e[i][j] of group gr (e >= -1)
+  auto moved = [&](int e, int i) {
+    return ring + (((e + 3) % 3) * int64_t{strip} + (i - r0 + 1)) * groups * cols;
+  };
+  auto gather = [&](int e) {  // strip S_e
+    for (int gr = 0; gr < groups; ++gr) {
+      const Lanes<A>& ln = lanes[gr];
+      const i32x8 depth = depth_term<P>(-ln.m0, Depth{dp.L, dp.s, 0}, e);
+      for (int i = r0 - 1; i <= r0 + rows; ++i) {
+        gather_row<I>(g, row_term<P>(-ln.m1, i, H, g.rs, ln.n, depth), col + gr * cols,
+                      static_cast<int>(cols), ln.uniform, false, moved(e, i) + gr, groups);
+      }
+    }
+  };
+  V* sums = ring + 3 * int64_t{strip} * groups * cols;  // sum_d, sum_f, sum_w of each group
+  const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
+  for (int pl = 0; pl < planes; ++pl, x.p += xs0, dx.p += xs0, acc += acc_plane) {
+    const int d = dp.pos + pl;
+    if (pl == 0) {
+      gather(d - 1);
+      gather(d);
+    }
+    gather(d + 1);
+    for (int k = 0; k < 3 * groups; ++k) sums[k] = V{};
+    for (int i = r0; i < r0 + rows; ++i) {
+      // rows i (row tap 0), i - 1 (tap 1), i + 1 (tap -1) of S_d (t0), S_d-1
+      // (t1), S_d+1 (tm), at column 0
+      const V* a0 = moved(d, i) + groups;
+      const V* b0 = moved(d, i - 1) + groups;
+      const V* c0 = moved(d, i + 1) + groups;
+      const V* a1 = moved(d - 1, i) + groups;
+      const V* b1 = moved(d - 1, i - 1) + groups;
+      const V* c1 = moved(d - 1, i + 1) + groups;
+      const V* am = moved(d + 1, i) + groups;
+      const V* bm = moved(d + 1, i - 1) + groups;
+      const T* xr = x.p + i * x.rs;
+      T* out = dx.p + i * dx.rs;
+      for (int j = 0; j < W; ++j) {
+        for (int gr = 0; gr < groups; ++gr) {
+          const Lanes<A>& ln = lanes[gr];
+          const int k = j * groups + gr, l = k - groups, u = k + groups;  // columns j, j - 1, j + 1
+          // the 2-D transposed value, row slope and column slope at a g-plane
+          auto v2 = [&](const V* a, const V* b) { return bilinear(ln, a[k], b[k], a[l], b[l]); };
+          auto slopes = [&](const V* a, const V* b, const V* c, V* tf, V* tw) {
+            if (ln.plain) {
+              auto cw = [&](const V* r) { return ln.w0w * r[k] + ln.w1w * r[l]; };
+              auto rw = [&](int q) { return ln.w0f * a[q] + ln.w1f * b[q]; };
+              *tf = cw(a) - cw(b);
+              *tw = rw(k) - rw(l);
+              return;
+            }
+            auto cw = [&](const V* r) {
+              const V v = ln.w0w * r[k];
+              return ln.lat_w ? v : v + ln.w1w * r[l];
+            };
+            auto rw = [&](int q) {
+              const V v = ln.w0f * a[q];
+              return ln.lat_f ? v : v + ln.w1f * b[q];
+            };
+            *tf = ln.lat_f ? half * cw(c) + mhalf * cw(b) : cw(a) - cw(b);
+            *tw = ln.lat_w ? half * rw(u) + mhalf * rw(l) : rw(k) - rw(l);
+          };
+          const V va = v2(a0, b0);
+          V d_;
+          if (rt == nullptr) {
+            d_ = depth_stencil(ln, va, [&] { return v2(a1, b1); });
+          } else {
+            auto pick = [&](const V* a, const V* b) {
+              return ln.up_w ? (ln.up_f ? b[l] : a[l]) : (ln.up_f ? b[k] : a[k]);
+            };
+            d_ = ln.up_d ? pick(a1, b1) : pick(a0, b0);
+          }
+          store_lanes<I>(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, d_, ln.n, false);
+          const V xv = load_lanes<I>(xr + j * x.ws + gr * kGroup * x.cs, x.cs, ln.n);
+          V tf, tw, td;
+          slopes(a0, b0, c0, &tf, &tw);
+          if (ln.all_lat_d) {
+            td = half * v2(am, bm) + mhalf * v2(a1, b1);
+          } else {
+            V tf1, tw1;
+            slopes(a1, b1, c1, &tf1, &tw1);
+            const V vb = v2(a1, b1);
+            const V lat = half * v2(am, bm) + mhalf * vb;
+            td = ln.lat_d ? lat : va - vb;
+            tf = ln.lat_d ? tf : ln.w0d * tf + ln.w1d * tf1;
+            tw = ln.lat_d ? tw : ln.w0d * tw + ln.w1d * tw1;
+          }
+          sums[3 * gr] += xv * td;
+          sums[3 * gr + 1] += xv * tf;
+          sums[3 * gr + 2] += xv * tw;
+        }
+      }
+    }
+    for (int gr = 0; gr < groups; ++gr) {
+      const Lanes<A>& ln = lanes[gr];
+      for (int q = 0; q < ln.n; ++q) {
+        if (ln.nan[q]) continue;
+        for (int a = 0; a < 3; ++a) acc[3 * (gr * kGroup + q) + a] += sums[3 * gr + a][q];
+      }
+    }
+  }
+}
+JAXSHIFT_ISA_VERSIONS(lanes_backward3)
 
 // lanes_backward_impl for a 2-D call with strides of 2 or more on both axes,
 // zeros padding: rows [r0, r0 + rows) of the input grid. As in
