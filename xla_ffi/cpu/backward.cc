@@ -248,7 +248,10 @@ void run_direct(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
 // plane of axis 0, block of channels, strip of rows) dx from g, then the
 // shift-gradient sums from x and g into partial[n, plane x strip, c, :];
 // with strides the input and output grids differ, so dx (tasks over the
-// input grid) and the sums (over the output grid) are two passes.
+// input grid) and the sums (over the output grid) are two passes. float32
+// channels-last calls whose paddings fold nothing take both in one pass
+// where their tables allow (2-D and 3-D unit strides, 2-D strides >= 2 with
+// zeros padding: `fused`, `fused3`, `fused_strided`).
 template <typename T, int P, typename A>
 void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {

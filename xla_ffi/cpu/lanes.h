@@ -26,7 +26,12 @@
 //    adjoint_value one by one, as in cpu/staged.h;
 //  - shift gradient: d out / d shift on moved rows h - 1 .. h + 1 of x,
 //    times g, summed per lane over the task's pixels in order (repeatable
-//    bit for bit; the per-task partials are added in order as before).
+//    bit for bit; the per-task partials are added in order as before);
+//  - float32 channels-last backwards in one pass (2-D unit strides, 2-D
+//    strides >= 2, 3-D unit strides spanning planes; paddings that fold
+//    nothing): the shift gradient in its adjoint form, x read in place
+//    times the transposed stencils on the moved rows of g that the input
+//    gradient reads anyway (lanes_backward*_impl).
 //
 // In 3-D a gather's row index also carries a per-lane depth term (through
 // the padding), so a moved row can come from any plane: the forward and
