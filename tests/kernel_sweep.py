@@ -65,6 +65,13 @@ GROUPS = [
     ((4, 5, 3), (2, 1, 2), 9, "bfloat16", NEAR + FAR, False),  # strided 3-D lanes
     ((3, 4, 10), 1, 5, "float32", NEAR + FAR, True),  # 3-D direct rows, folds
     ((3, 5, 6), 1, 9, "bfloat16", NEAR, False),  # 3-D lanes, folds by rows
+    # float32 channels-last one-pass backwards (the modes turn with the
+    # group's index): 3-D spanning its planes (active with periodic; sparse
+    # with zeros, where these shifts' rounded tables refuse it), 2-D (a NaN
+    # shift), strided (active with zeros)
+    ((3, 4, 9), 1, 10, "float32", NEAR + FAR, False),
+    ((5, 7), 1, 9, "float32", NEAR + FAR, True),
+    ((6, 11), 2, 12, "float32", NEAR + FAR, False),
 ]
 X64_GROUPS = [
     ((4, 6), 1, 3, "float64", NEAR + FAR, True),
