@@ -901,6 +901,19 @@ inline i32x8 add_terms(const i32x8& a, const i32x8& b) {
   return (a | b) < 0 ? i32x8{} - 1 : a + b;
 }
 
+// Of an axis' taps 0 and 1 (their terms t0, t1 per lane, -1 where a tap
+// collects no output): tap 0's term where it reads, else tap 1's (not at
+// the lattice, where tap 1 has no weight); one[l]: lane l took tap 1.
+template <typename M>
+i32x8 pick_tap(const i32x8& t0, const i32x8& t1, const M& lat, bool* one) {
+  i32x8 r;
+  for (int l = 0; l < 8; ++l) {
+    one[l] = t0[l] < 0 && !lat[l];
+    r[l] = one[l] ? t1[l] : t0[l];
+  }
+  return r;
+}
+
 // lanes_adjoint for a call with strides: input row i's tap j on an axis
 // collects output (i - m - j) / t where that divides, per lane, so each
 // output vector gathers its (up to 8) taps from g directly, through zeros;
@@ -934,16 +947,6 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
   // lattice axis' tap (its weight is 1), as bilinear and depth_stencil
   // round it.
   if (ax[1].t > 1 && ax[2].t > 1 && (!ax[0].present || ax[0].t > 1)) {
-    // tap 0's term where it reads, else tap 1's (not at the lattice), and
-    // whether tap 1 was taken, per lane
-    auto pick = [](const i32x8& t0, const i32x8& t1, const auto& lat, bool* one) {
-      i32x8 r;
-      for (int l = 0; l < 8; ++l) {
-        one[l] = t0[l] < 0 && !lat[l];
-        r[l] = one[l] ? t1[l] : t0[l];
-      }
-      return r;
-    };
     V* wcol = sc.ring + groups * cols;  // wcol[gr * cols + j]: column j's weight per lane
     V* wd = reinterpret_cast<V*>(terms + 4 * groups);  // after the terms: 2 a group
     V* wr = wd + groups;
@@ -954,22 +957,22 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
       for (int l = 0; l < 8; ++l) lane[l] = static_cast<int32_t>((gr * kGroup + l) * g.cs);
       for (int j = 0; j < W; ++j) {
         col[gr * cols + j] = add_terms(
-            pick(strided_term(ln.m2, j, 0, ax[2].t, ax[2].Lo, g.ws, 8),
-                 strided_term(ln.m2, j, 1, ax[2].t, ax[2].Lo, g.ws, 8), ln.lat_w, one),
+            pick_tap(strided_term(ln.m2, j, 0, ax[2].t, ax[2].Lo, g.ws, 8),
+                     strided_term(ln.m2, j, 1, ax[2].t, ax[2].Lo, g.ws, 8), ln.lat_w, one),
             lane);
         for (int l = 0; l < 8; ++l) wcol[gr * cols + j][l] = one[l] ? ln.w1w[l] : ln.w0w[l];
       }
-      ln.depth[0] = pick(strided_term(ln.m0, plane, 0, ax[0].t, ax[0].Lo, ax[0].sy, 8),
-                         strided_term(ln.m0, plane, 1, ax[0].t, ax[0].Lo, ax[0].sy, 8), ln.lat_d,
-                         one);
+      ln.depth[0] = pick_tap(strided_term(ln.m0, plane, 0, ax[0].t, ax[0].Lo, ax[0].sy, 8),
+                             strided_term(ln.m0, plane, 1, ax[0].t, ax[0].Lo, ax[0].sy, 8),
+                             ln.lat_d, one);
       for (int l = 0; l < 8; ++l) wd[gr][l] = one[l] ? ln.w1d[l] : ln.w0d[l];
     }
     for (int i = r0; i < r0 + rows; ++i) {
       for (int gr = 0; gr < groups; ++gr) {
         const Lanes<A>& ln = lanes[gr];
-        terms[gr] = add_terms(pick(strided_term(ln.m1, i, 0, ax[1].t, ax[1].Lo, g.rs, ln.n),
-                                   strided_term(ln.m1, i, 1, ax[1].t, ax[1].Lo, g.rs, ln.n),
-                                   ln.lat_f, one),
+        terms[gr] = add_terms(pick_tap(strided_term(ln.m1, i, 0, ax[1].t, ax[1].Lo, g.rs, ln.n),
+                                       strided_term(ln.m1, i, 1, ax[1].t, ax[1].Lo, g.rs, ln.n),
+                                       ln.lat_f, one),
                               ln.depth[0]);
         for (int l = 0; l < 8; ++l) wr[gr][l] = one[l] ? ln.w1f[l] : ln.w0f[l];
       }
@@ -1491,16 +1494,6 @@ void lanes_backward_strided_impl(std::integral_constant<int, P>, LaneArray<const
   V* dr = wr + groups;
   M* rmatch = reinterpret_cast<M*>(dr + groups);
   V* sums = reinterpret_cast<V*>(rmatch + groups);  // sum_f, sum_w of each group
-  // tap 0's term where it reads, else tap 1's (not at the lattice), and
-  // whether tap 1 was taken, per lane
-  auto pick = [](const i32x8& t0, const i32x8& t1_, const M& lat, bool* one) {
-    i32x8 r;
-    for (int l = 0; l < 8; ++l) {
-      one[l] = t0[l] < 0 && !lat[l];
-      r[l] = one[l] ? t1_[l] : t0[l];
-    }
-    return r;
-  };
   bool one[8];
   const V none{};
   for (int gr = 0; gr < groups; ++gr) {
@@ -1514,8 +1507,8 @@ void lanes_backward_strided_impl(std::integral_constant<int, P>, LaneArray<const
     for (int l = 0; l < 8; ++l) lane[l] = static_cast<int32_t>((gr * kGroup + l) * g.cs);
     for (int j = 0; j < W; ++j) {
       const int64_t k = gr * cols + j;
-      col[k] = add_terms(pick(strided_term(ln.m2, j, 0, t2, Wo, g.ws, 8),
-                              strided_term(ln.m2, j, 1, t2, Wo, g.ws, 8), ln.lat_w, one),
+      col[k] = add_terms(pick_tap(strided_term(ln.m2, j, 0, t2, Wo, g.ws, 8),
+                                  strided_term(ln.m2, j, 1, t2, Wo, g.ws, 8), ln.lat_w, one),
                          lane);
       for (int l = 0; l < 8; ++l) {
         wcol[k][l] = one[l] ? ln.w1w[l] : ln.w0w[l];
@@ -1533,8 +1526,8 @@ void lanes_backward_strided_impl(std::integral_constant<int, P>, LaneArray<const
   for (int i = r0; i < r0 + rows; ++i) {
     for (int gr = 0; gr < groups; ++gr) {
       const Lanes<A>& ln = lanes[gr];
-      rterm[3 * gr] = pick(strided_term(ln.m1, i, 0, t1, Ho, g.rs, ln.n),
-                           strided_term(ln.m1, i, 1, t1, Ho, g.rs, ln.n), ln.lat_f, one);
+      rterm[3 * gr] = pick_tap(strided_term(ln.m1, i, 0, t1, Ho, g.rs, ln.n),
+                               strided_term(ln.m1, i, 1, t1, Ho, g.rs, ln.n), ln.lat_f, one);
       for (int l = 0; l < 8; ++l) {
         wr[gr][l] = one[l] ? ln.w1f[l] : ln.w0f[l];
         dr[gr][l] = one[l] ? A(-1) : A(1);
