@@ -332,37 +332,37 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   // one pass measured 1.12x the two (its vectors of 8 are two registers
   // each: the pass spills).
   constexpr bool fuses = (P == kZeros || P == kPeriodic) && std::is_same_v<T, float>;
+  // A one-pass task's arguments: its exact tables (and, with `moves`, sparse
+  // mode's rounded ones after them) and x, g, dx at its first channel, given
+  // to run(x, g, dx, exact tables, rounded tables or null).
+  auto one_pass = [&](int64_t n, int64_t c0, int nb, bool moves, const auto& run) {
+    ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(2 * nb));
+    group_tables<A>(geo, exact, n, c0, nb, ct);
+    if (moves) group_tables<A>(geo, rounded, n, c0, nb, ct + nb);
+    const int64_t xat = n * geo.sx_n + c0 * geo.sx_c, gat = n * geo.sy_n + c0 * geo.sy_c;
+    run(LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
+        LaneArray<const T>{g + gat, ax[1].sy, ax[2].sy, last_from(geo.N * geo.sy_n, gat),
+                           geo.sy_c},
+        LaneArray<T>{dx + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
+        static_cast<const ChannelTables<A>*>(ct),
+        static_cast<const ChannelTables<A>*>(moves ? ct + nb : nullptr));
+  };
   auto fused = [&](int64_t n, int64_t c0, int nb, int r0, int rows, bool moves) {
     if constexpr (fuses) {
-      ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(2 * nb));
-      group_tables<A>(geo, exact, n, c0, nb, ct);
-      if (moves) group_tables<A>(geo, rounded, n, c0, nb, ct + nb);
-      const int64_t xat = n * geo.sx_n + c0 * geo.sx_c, gat = n * geo.sy_n + c0 * geo.sy_c;
-      lanes_backward(isa, std::integral_constant<int, P>{},
-                     LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
-                     LaneArray<const T>{g + gat, ax[1].sy, ax[2].sy,
-                                        last_from(geo.N * geo.sy_n, gat), geo.sy_c},
-                     LaneArray<T>{dx + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c}, ax[1].L, ax[2].L,
-                     static_cast<const ChannelTables<A>*>(ct),
-                     static_cast<const ChannelTables<A>*>(moves ? ct + nb : nullptr), nb, r0,
-                     rows, partial.data() + partial_index(geo, n, r0 / plan.R, parts, c0));
+      one_pass(n, c0, nb, moves, [&](auto xa, auto ga, auto dxa, auto ct, auto rt) {
+        lanes_backward(isa, std::integral_constant<int, P>{}, xa, ga, dxa, ax[1].L, ax[2].L, ct,
+                       rt, nb, r0, rows,
+                       partial.data() + partial_index(geo, n, r0 / plan.R, parts, c0));
+      });
     }
   };
   auto fused_strided = [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
     if constexpr (strided_fuses) {
-      ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(2 * nb));
-      group_tables<A>(geo, exact, n, c0, nb, ct);
-      if (moves_all) group_tables<A>(geo, rounded, n, c0, nb, ct + nb);
-      const int64_t xat = n * geo.sx_n + c0 * geo.sx_c, gat = n * geo.sy_n + c0 * geo.sy_c;
-      lanes_backward_strided(
-          isa, std::integral_constant<int, P>{},
-          LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
-          LaneArray<const T>{g + gat, ax[1].sy, ax[2].sy, last_from(geo.N * geo.sy_n, gat),
-                             geo.sy_c},
-          LaneArray<T>{dx + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c}, ax,
-          static_cast<const ChannelTables<A>*>(ct),
-          static_cast<const ChannelTables<A>*>(moves_all ? ct + nb : nullptr), nb, r0, rows,
-          partial.data() + partial_index(geo, n, r0 / in_plan.R, parts, c0));
+      one_pass(n, c0, nb, moves_all, [&](auto xa, auto ga, auto dxa, auto ct, auto rt) {
+        lanes_backward_strided(isa, std::integral_constant<int, P>{}, xa, ga, dxa, ax, ct, rt,
+                               nb, r0, rows,
+                               partial.data() + partial_index(geo, n, r0 / in_plan.R, parts, c0));
+      });
     }
   };
   // A 3-D channels-last float task spanning its planes, zeros or periodic
@@ -370,20 +370,12 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   // each plane's sums into the plane's partials as the two passes'.
   auto fused3 = [&](int64_t n, int64_t c0, int nb, int r0, int rows, bool moves, int planes) {
     if constexpr (fuses) {
-      ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(2 * nb));
-      group_tables<A>(geo, exact, n, c0, nb, ct);
-      if (moves) group_tables<A>(geo, rounded, n, c0, nb, ct + nb);
-      const int64_t xat = n * geo.sx_n + c0 * geo.sx_c, gat = n * geo.sy_n + c0 * geo.sy_c;
-      lanes_backward3(isa, std::integral_constant<int, P>{},
-                      LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
-                      LaneArray<const T>{g + gat, ax[1].sy, ax[2].sy,
-                                         last_from(geo.N * geo.sy_n, gat), geo.sy_c},
-                      LaneArray<T>{dx + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
-                      Depth{ax[0].Lo, ax[0].sy, 0}, ax[1].L, ax[2].L,
-                      static_cast<const ChannelTables<A>*>(ct),
-                      static_cast<const ChannelTables<A>*>(moves ? ct + nb : nullptr), nb, r0,
-                      rows, partial.data() + partial_index(geo, n, r0 / plan.R, parts, c0),
-                      planes, ax[0].sx, plan.strips * geo.C * 3);
+      one_pass(n, c0, nb, moves, [&](auto xa, auto ga, auto dxa, auto ct, auto rt) {
+        lanes_backward3(isa, std::integral_constant<int, P>{}, xa, ga, dxa,
+                        Depth{ax[0].Lo, ax[0].sy, 0}, ax[1].L, ax[2].L, ct, rt, nb, r0, rows,
+                        partial.data() + partial_index(geo, n, r0 / plan.R, parts, c0), planes,
+                        ax[0].sx, plan.strips * geo.C * 3);
+      });
     }
   };
   // Tasks span the planes where the tasks without planes still give every

@@ -1030,6 +1030,53 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
 }
 JAXSHIFT_ISA_VERSIONS(lanes_adjoint_strided)
 
+// Adds each group's shift-gradient sums of axes [first, 3) to acc[3 b + a]
+// of its lanes' channels b, skipping NaN channels (the finish fills them):
+// a group's `per` sums are those of axes 3 - per .. 2, at sums[per gr].
+template <typename A>
+void add_group_sums(const Lanes<A>* lanes, int groups, const Vec8<A>* sums, int per, int first,
+                    A* acc) {
+  for (int gr = 0; gr < groups; ++gr) {
+    const Lanes<A>& ln = lanes[gr];
+    for (int q = 0; q < ln.n; ++q) {
+      if (ln.nan[q]) continue;
+      for (int a = first; a < 3; ++a) {
+        acc[3 * (gr * kGroup + q) + a] += sums[per * gr + a - (3 - per)][q];
+      }
+    }
+  }
+}
+
+// The one-pass backwards' transposed slopes of a group at entry k of moved
+// rows of g a (row tap 0), b (tap 1) and c (tap -1, the row lattice's), l
+// = k - groups and u = k + groups the columns to its left and right: tf,
+// the transposed d out / d shift_1 (the rows' slope inside the columns'
+// value), tw, d out / d shift_2 (the rows' value inside the columns'
+// slope), as lanes_shift_grad_impl's terms (half, mhalf: 0.5 and -0.5).
+template <typename A, typename V>
+__attribute__((always_inline)) inline void transposed_slopes(const Lanes<A>& ln, const V* a,
+                                                             const V* b, const V* c, int k,
+                                                             int l, int u, V half, V mhalf,
+                                                             V* tf, V* tw) {
+  if (ln.plain) {
+    auto cw = [&](const V* r) { return ln.w0w * r[k] + ln.w1w * r[l]; };
+    auto rw = [&](int q) { return ln.w0f * a[q] + ln.w1f * b[q]; };
+    *tf = cw(a) - cw(b);
+    *tw = rw(k) - rw(l);
+  } else {
+    auto cw = [&](const V* r) {
+      const V v = ln.w0w * r[k];
+      return ln.lat_w ? v : v + ln.w1w * r[l];
+    };
+    auto rw = [&](int q) {
+      const V v = ln.w0f * a[q];
+      return ln.lat_f ? v : v + ln.w1f * b[q];
+    };
+    *tf = ln.lat_f ? half * cw(c) + mhalf * cw(b) : cw(a) - cw(b);
+    *tw = ln.lat_w ? half * rw(u) + mhalf * rw(l) : rw(k) - rw(l);
+  }
+}
+
 // The shift-gradient sums of the task's nb channels (exact tables ct) over
 // output rows [r0, r0 + rows) (Wo columns) of the output plane at dp.pos
 // (its tap origin) of axis 0 (x at the sample's first plane, g at the
@@ -1189,13 +1236,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
         }
       }
     }
-    for (int gr = 0; gr < groups; ++gr) {
-      const Lanes<A>& ln = lanes[gr];
-      for (int l = 0; l < ln.n; ++l) {
-        if (ln.nan[l]) continue;
-        for (int a = depth ? 0 : 1; a < 3; ++a) acc[3 * (gr * kGroup + l) + a] += sums[3 * gr + a][l];
-      }
-    }
+    add_group_sums(lanes, groups, sums, 3, depth ? 0 : 1, acc);
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_shift_grad)
@@ -1271,40 +1312,14 @@ void lanes_backward_impl(std::integral_constant<int, P>, LaneArray<const T> x,
                                   : ln.up_w ? (ln.up_f ? b[l] : a[l]) : (ln.up_f ? b[k] : a[k]);
         store_lanes<I>(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, d, ln.n, false);
         const V xv = load_lanes<I>(xr + j * x.ws + gr * kGroup * x.cs, x.cs, ln.n);
-        // tf: the transposed d out / d shift_1 (the rows' slope inside the
-        // columns' value), tw: d out / d shift_2 (the rows' value inside the
-        // columns' slope), as lanes_shift_grad_impl's terms.
         V tf, tw;
-        if (ln.plain) {
-          auto cw = [&](const V* r) { return ln.w0w * r[k] + ln.w1w * r[l]; };
-          auto rw = [&](int q) { return ln.w0f * a[q] + ln.w1f * b[q]; };
-          tf = cw(a) - cw(b);
-          tw = rw(k) - rw(l);
-        } else {
-          auto cw = [&](const V* r) {
-            const V v = ln.w0w * r[k];
-            return ln.lat_w ? v : v + ln.w1w * r[l];
-          };
-          auto rw = [&](int q) {
-            const V v = ln.w0f * a[q];
-            return ln.lat_f ? v : v + ln.w1f * b[q];
-          };
-          tf = ln.lat_f ? half * cw(c) + mhalf * cw(b) : cw(a) - cw(b);
-          tw = ln.lat_w ? half * rw(u) + mhalf * rw(l) : rw(k) - rw(l);
-        }
+        transposed_slopes(ln, a, b, c, k, l, u, half, mhalf, &tf, &tw);
         sums[2 * gr] += xv * tf;
         sums[2 * gr + 1] += xv * tw;
       }
     }
   }
-  for (int gr = 0; gr < groups; ++gr) {
-    const Lanes<A>& ln = lanes[gr];
-    for (int q = 0; q < ln.n; ++q) {
-      if (ln.nan[q]) continue;
-      acc[3 * (gr * kGroup + q) + 1] += sums[2 * gr][q];
-      acc[3 * (gr * kGroup + q) + 2] += sums[2 * gr + 1][q];
-    }
-  }
+  add_group_sums(lanes, groups, sums, 2, 1, acc);
 }
 JAXSHIFT_ISA_VERSIONS(lanes_backward)
 
@@ -1394,23 +1409,7 @@ void lanes_backward3_impl(std::integral_constant<int, P>, LaneArray<const T> x,
           // the 2-D transposed value, row slope and column slope at a g-plane
           auto v2 = [&](const V* a, const V* b) { return bilinear(ln, a[k], b[k], a[l], b[l]); };
           auto slopes = [&](const V* a, const V* b, const V* c, V* tf, V* tw) {
-            if (ln.plain) {
-              auto cw = [&](const V* r) { return ln.w0w * r[k] + ln.w1w * r[l]; };
-              auto rw = [&](int q) { return ln.w0f * a[q] + ln.w1f * b[q]; };
-              *tf = cw(a) - cw(b);
-              *tw = rw(k) - rw(l);
-              return;
-            }
-            auto cw = [&](const V* r) {
-              const V v = ln.w0w * r[k];
-              return ln.lat_w ? v : v + ln.w1w * r[l];
-            };
-            auto rw = [&](int q) {
-              const V v = ln.w0f * a[q];
-              return ln.lat_f ? v : v + ln.w1f * b[q];
-            };
-            *tf = ln.lat_f ? half * cw(c) + mhalf * cw(b) : cw(a) - cw(b);
-            *tw = ln.lat_w ? half * rw(u) + mhalf * rw(l) : rw(k) - rw(l);
+            transposed_slopes(ln, a, b, c, k, l, u, half, mhalf, tf, tw);
           };
           const V va = v2(a0, b0);
           V d_;
@@ -1443,13 +1442,7 @@ void lanes_backward3_impl(std::integral_constant<int, P>, LaneArray<const T> x,
         }
       }
     }
-    for (int gr = 0; gr < groups; ++gr) {
-      const Lanes<A>& ln = lanes[gr];
-      for (int q = 0; q < ln.n; ++q) {
-        if (ln.nan[q]) continue;
-        for (int a = 0; a < 3; ++a) acc[3 * (gr * kGroup + q) + a] += sums[3 * gr + a][q];
-      }
-    }
+    add_group_sums(lanes, groups, sums, 3, 0, acc);
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_backward3)
@@ -1568,14 +1561,7 @@ void lanes_backward_strided_impl(std::integral_constant<int, P>, LaneArray<const
       }
     }
   }
-  for (int gr = 0; gr < groups; ++gr) {
-    const Lanes<A>& ln = lanes[gr];
-    for (int q = 0; q < ln.n; ++q) {
-      if (ln.nan[q]) continue;
-      acc[3 * (gr * kGroup + q) + 1] += sums[2 * gr][q];
-      acc[3 * (gr * kGroup + q) + 2] += sums[2 * gr + 1][q];
-    }
-  }
+  add_group_sums(lanes, groups, sums, 2, 1, acc);
 }
 JAXSHIFT_ISA_VERSIONS(lanes_backward_strided)
 
