@@ -72,6 +72,11 @@ GROUPS = [
     ((3, 4, 9), 1, 10, "float32", NEAR + FAR, False),
     ((5, 7), 1, 9, "float32", NEAR + FAR, True),
     ((6, 11), 2, 12, "float32", NEAR + FAR, False),
+    # channels-last lanes in column tiles (far shifts: tiles of 16 columns),
+    # unit strides and strided (two groups: the x64 groups keep their layout
+    # in test_ffi's ODD_CASES)
+    ((3, 40), 1, 9, "float32", NEAR + FAR, False),
+    ((4, 70), 2, 9, "float32", NEAR + FAR, True),
 ]
 X64_GROUPS = [
     ((4, 6), 1, 3, "float64", NEAR + FAR, True),

@@ -326,6 +326,67 @@ def test_2d_channels_last_one_pass_backward(hw, padding):
   assert_kernel_matches(x, jnp.asarray(s), mode="sparse", padding=padding)
 
 
+@contextlib.contextmanager
+def cpu_tile_budget(nbytes: int):
+  """Runs the CPU lanes with column tiles of an L1 budget of `nbytes` (0:
+  no tiles)."""
+  lib = ctypes.CDLL(str(ffi_module.library_path("cpu")))  # the loaded one
+  budget = lib.jaxshift_cpu_tile_budget
+  budget.restype, budget.argtypes = ctypes.c_int64, [ctypes.c_int64]
+  before = budget(-1)
+  budget(nbytes)
+  try:
+    yield
+  finally:
+    budget(before)
+
+
+@pytest.mark.parametrize("case", [
+    dict(shape=(2, 6, 45, 40)),  # forward 3 tiles of 15, backward 3 of 15
+    dict(shape=(2, 7, 90, 40), strides=(2, 3)),  # 30 columns: 2 tiles of 15
+    dict(shape=(2, 3, 4, 37, 24)),  # 3-D, tasks spanning their planes
+    dict(shape=(2, 24, 9, 70), channel_axis=1, strides=2),  # channels-first
+])
+def test_lanes_column_tiles(case):
+  """Rows wide enough that the CPU lanes split a task's columns into tiles
+  (so that the rows a line of x or g is read from stay in L1): 40 channels
+  (a partial group), shifts within +-2.5 with a lane on each lattice, a NaN
+  shift, a shift beyond the rows (which narrows the tiles to 16 columns);
+  every mode and padding, and sparse mode without the NaN (its one-pass
+  backward). The kernel matches the jnp path, and on the CPU the tiles'
+  forward and input gradient are the untiled kernel's bit for bit (the
+  one-pass shift gradient is summed tile by tile: the same to rounding)."""
+  shape = case["shape"]
+  kw = dict(channel_axis=case.get("channel_axis", -1),
+            strides=case.get("strides", 1))
+  c, nd = shape[kw["channel_axis"]], len(shape) - 2
+  rng = np.random.default_rng(sum(shape))
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  s = rng.uniform(-2.5, 2.5, (c, nd)).astype(np.float32)
+  s[1, -2:], s[2, -1], s[3] = [1.0, 0.5], -2.0, 0.0
+  s[5, -1] = np.nan
+  s[6, -2] = 13.5
+  sparse = s.copy()
+  sparse[5, -1] = 0.5
+  one_pass = (("sparse", "zeros"), ("sparse", "periodic"))
+  for shifts, pairs in ((s, ALL_PAIRS), (sparse, one_pass)):
+    run = functools.partial(kernel_sweep.evaluate, x, jnp.asarray(shifts),
+                            pairs=pairs, **kw)
+    reference = run(impl="xla")
+    tiled = jax.block_until_ready(run(impl="ffi"))
+    for pair in pairs:
+      assert_matches(tiled[pair], reference[pair], x.dtype, str(pair))
+    if PLATFORM != "cpu" or EMULATED:
+      continue
+    with cpu_tile_budget(0):
+      untiled = jax.block_until_ready(run(impl="ffi"))
+    for pair in pairs:
+      for i, name in enumerate(("forward", "dx")):
+        np.testing.assert_array_equal(tiled[pair][i], untiled[pair][i],
+                                      f"{pair} {name}")
+      assert_close(tiled[pair][2], untiled[pair][2], 1e-5, f"{pair} dshifts")
+
+
 @pytest.mark.parametrize("hw,strides", [((9, 11), 2), ((12, 13), (2, 3)),
                                         ((10, 9), (4, 3)), ((3, 2), 2)])
 def test_2d_channels_last_strided_one_pass_backward(hw, strides):

@@ -94,3 +94,11 @@ JAXSHIFT_EXPORT_CONTRACT(cpu)
 extern "C" __attribute__((visibility("default"))) int jaxshift_cpu_select_isa(int request) {
   return jaxshift::select_isa(request);
 }
+
+// For the tests and benchmarks/column_tiles.py: sets the channel lanes'
+// column tiles' L1 budget in bytes (0: no tiles; < 0 only asks) and returns
+// the one in use.
+extern "C" __attribute__((visibility("default"))) int64_t jaxshift_cpu_tile_budget(
+    int64_t request) {
+  return jaxshift::tile_budget(request);
+}

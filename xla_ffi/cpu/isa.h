@@ -56,6 +56,20 @@ inline int select_isa(int request) {
   return isa_in_use().load();
 }
 
+// The L1 budget, in bytes, of the channel lanes' column tiles
+// (cpu/lanes.h, tile_columns); 0: no tiles. Set through
+// tile_budget(), exported for the tests and benchmarks/column_tiles.py.
+inline std::atomic<int64_t>& tile_budget_in_use() {
+  static std::atomic<int64_t> budget{int64_t{32} << 10};
+  return budget;
+}
+
+// Sets the column tiles' budget (`request` >= 0) and returns the one in use.
+inline int64_t tile_budget(int64_t request) {
+  if (request >= 0) tile_budget_in_use().store(request);
+  return tile_budget_in_use().load();
+}
+
 // Defines name(isa, args...), which runs name_impl(args...) compiled for
 // `isa`: the baseline as written or, on x86-64, a copy compiled for AVX2 +
 // FMA + F16C (float16 conversions: staged.h widen8, narrow8) with everything

@@ -351,26 +351,30 @@ __attribute__((always_inline)) inline V depth_stencil(const Lanes<A>& ln, V v0, 
   return nan_lanes(ln, v0);
 }
 
-// Prefetches row `row` (if it exists) of the task's nb channels for reading:
-// the gathers of a row touch lines of several rows in turn, which the
-// hardware prefetchers do not follow.
+// Prefetches columns [w0, w1) (clamped to the row; by default all) of row
+// `row` (if it exists) of the task's nb channels for reading: the gathers
+// of a row touch lines of several rows in turn, which the hardware
+// prefetchers do not follow.
 template <typename T>
-void prefetch_row(const LaneArray<const T>& arr, int row, int H, int W, int nb) {
+void prefetch_row(const LaneArray<const T>& arr, int row, int H, int W, int nb, int w0 = 0,
+                  int w1 = INT32_MAX) {
   if (row < 0 || row >= H) return;
+  w0 = std::max(w0, 0);
+  w1 = std::min(w1, W);
   constexpr int kLine = 64 / sizeof(T);
   const T* p = arr.p + row * arr.rs;
   if (arr.cs != 1) {  // channels-first: each channel's row, if contiguous
     if (arr.ws != 1) return;
     for (int c = 0; c < nb; ++c) {
-      for (int i = 0; i < W; i += kLine) __builtin_prefetch(p + c * arr.cs + i);
+      for (int i = w0; i < w1; i += kLine) __builtin_prefetch(p + c * arr.cs + i);
     }
     return;
   }
   if (arr.ws == nb) {  // the block is every channel: one contiguous run
-    for (int64_t i = 0; i < int64_t{W} * nb; i += kLine) __builtin_prefetch(p + i);
+    for (int64_t i = int64_t{w0} * nb; i < int64_t{w1} * nb; i += kLine) __builtin_prefetch(p + i);
     return;
   }
-  for (int w = 0; w < W; ++w) {
+  for (int w = w0; w < w1; ++w) {
     for (int c = 0; c < nb; c += kLine) __builtin_prefetch(p + w * arr.ws + c);
   }
 }
@@ -383,15 +387,45 @@ LaneArray<const T> in_plane(LaneArray<const T> arr, const Depth& dp) {
   return arr;
 }
 
-// The farthest row below its own that any lane of the groups reads at
-// offset sign * m1 + extra (extra: the stencils' taps), at least 0.
+// The farthest any lane of the groups reads from its own position along
+// an axis: the largest sign * (offset member) + extra, at least 0.
 template <typename A>
-int rows_below(const Lanes<A>* lanes, int groups, int sign, int extra) {
+int reach(const Lanes<A>* lanes, int groups, i32x8 Lanes<A>::*member, int sign, int extra) {
   int d = 0;
   for (int g = 0; g < groups; ++g) {
-    for (int l = 0; l < lanes[g].n; ++l) d = std::max(d, sign * lanes[g].m1[l] + extra);
+    for (int l = 0; l < lanes[g].n; ++l) d = std::max(d, sign * (lanes[g].*member)[l] + extra);
   }
   return d;
+}
+
+// The output columns of a task's column tiles. A 64-byte line of a pixel's
+// channels serves 16 float32 lanes, each of which reads it at its own row
+// offset m1, i.e. in output rows as far apart as the groups' m1 spread
+// (plus the stencils' rows, `extra`, and the stride's). A task that loops
+// over every column of its rows reads a window of that many rows of x (or
+// g) between a line's first and last reads, and 7 rows of a 32-pixel row
+// of 64 float32 channels (56 KB) overflow L1 (48 KB): its lines went back
+// to L2 up to once a lane. A tile keeps the window within the budget
+// (tile_budget_in_use, cpu/isa.h: 32 KB; 0: no tiles) and is at least 16
+// columns wide (tiles of 8 measured slower: each tile gathers its first
+// moved rows and one column more). Tiles of equal width; Wo (no tiles)
+// where the window fits. benchmarks/NOTES.md, v16.
+template <typename T, typename A>
+int tile_columns(const Lanes<A>* lanes, int groups, int nb, int64_t cs, int t1, int t2, int extra,
+                 int Wo) {
+  constexpr int64_t kLeast = 16;
+  const int64_t budget = tile_budget_in_use().load(std::memory_order_relaxed);
+  if (budget <= 0) return Wo;
+  const int64_t rows = reach(lanes, groups, &Lanes<A>::m1, 1, extra) +
+                       reach(lanes, groups, &Lanes<A>::m1, -1, 0) + t1;
+  const int64_t spread = reach(lanes, groups, &Lanes<A>::m2, 1, extra) +
+                         reach(lanes, groups, &Lanes<A>::m2, -1, 0);
+  const int64_t bytes = int64_t{nb} * int64_t{sizeof(T)};
+  const int64_t pixel = cs == 1 ? (bytes + 63) / 64 * 64 : bytes;  // lines of a pixel's channels
+  const int64_t fit = std::max(kLeast, (budget / (rows * pixel) - spread) / t2);
+  if (fit >= Wo) return Wo;
+  const int64_t tiles = (Wo + fit - 1) / fit;
+  return static_cast<int>((Wo + tiles - 1) / tiles);
 }
 
 // Loads 8 lanes (n of them, the rest 0) from p, cs elements apart, in the
@@ -560,7 +594,6 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
                         const ChannelTables<A>* ct, int nb, int r0, int rows, bool move,
                         int planes, int64_t ys0) {
   using V = Vec8<A>;
-  const int next = t2 == 1 ? 1 : Wo;
   const int64_t cols = t2 == 1 ? int64_t{Wo} + 1 : 2 * int64_t{Wo};
   const bool span = planes > 1;  // the caller checked the strides and the mode
   const LaneScratch<A> sc = lane_groups(ct, nb, cols, span ? 2 * (rows + 1) : 4);
@@ -568,97 +601,116 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
   Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
   V* ring = sc.ring;
-  for (int g = 0; g < groups; ++g) {
-    Lanes<A>& ln = lanes[g];
-    if (move && sizeof(T) == 2) {  // a move carries bits: those of the stored NaN
+  if (move && sizeof(T) == 2) {  // a move carries bits: those of the stored NaN
+    for (int g = 0; g < groups; ++g) {
       for (int l = 0; l < kGroup; ++l) {
         T t;
-        store(&t, ln.nan_fill[l]);
-        ln.nan_fill[l] = widen1(&t, true);
+        store(&t, lanes[g].nan_fill[l]);
+        lanes[g].nan_fill[l] = widen1(&t, true);
       }
-    }
-    if (t2 == 1) {
-      column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, 0, static_cast<int>(cols), col + g * cols);
-    } else {
-      column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, 0, Wo, col + g * cols, t2, 0);
-      column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, 0, Wo, col + g * cols + Wo, t2, 1);
     }
   }
-  // slot(k, g, dd)[w * groups] = x(depth tap dd, row position + m1, w * t2 +
-  // m2) for group g's lanes (the groups of a pixel side by side, as in y):
-  // rings of two rows, or (span) strip buffers of rows r0 .. r0 + rows, tap
-  // dd's at buffer dd ^ flip.
-  int flip = 0;
-  auto slot = [&](int k, int g, int dd) {
-    if (span) return ring + ((dd ^ flip) * int64_t{rows + 1} + (k - r0)) * groups * cols + g;
-    return ring + ((k & 1) + 2 * dd) * groups * cols + g;
-  };
-  auto row_at = [&](int pos, int g, int dd) {
-    const Lanes<A>& ln = lanes[g];
-    return row_term<P>(ln.m1, pos, H, x.rs, ln.n, ln.depth[dd]);
-  };
-  auto gather = [&](int pos, int g, int dd, V* out) {
-    gather_row<I>(x, row_at(pos, g, dd), col + g * cols, static_cast<int>(cols),
-                  lanes[g].uniform, false, out, groups);
-  };
-  const int ahead = rows_below(lanes, groups, 1, move ? 0 : 1) + 1;
-  for (int pl = 0; pl < planes; ++pl, ++dp.pos, y.p += ys0, flip ^= 1) {
+  const int extra = move ? 0 : 1;  // the stencils' second tap
+  const int Wt = tile_columns<T>(lanes, groups, nb, x.cs, t1, t2, extra, Wo);
+  const int ahead = reach(lanes, groups, &Lanes<A>::m1, 1, extra) + 1;
+  const int left = reach(lanes, groups, &Lanes<A>::m2, -1, 0);
+  const int right = reach(lanes, groups, &Lanes<A>::m2, 1, extra);
+  for (int w0 = 0; w0 < Wo; w0 += Wt) {  // column tiles
+    const int wn = std::min(Wt, Wo - w0);
+    const int next = t2 == 1 ? 1 : wn;  // col, a moved row: tap 1 `next` entries on
+    const int used = t2 == 1 ? wn + 1 : 2 * wn;
     for (int g = 0; g < groups; ++g) {
-      for (int dd = 0; dd < 2; ++dd) lanes[g].depth[dd] = depth_term<P>(lanes[g].m0, dp, dd);
+      const Lanes<A>& ln = lanes[g];
+      if (t2 == 1) {
+        column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, w0, used, col + g * cols);
+      } else {
+        column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, w0, wn, col + g * cols, t2, 0);
+        column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, w0, wn, col + g * cols + wn, t2, 1);
+      }
     }
-    // Whether group g gathers depth tap dd on this plane (tap 0 of a group off
-    // the depth lattice is the last plane's tap 1, after the first plane).
-    auto gathers = [&](int g, int dd) {
-      return dd == 0 ? (pl == 0 || lanes[g].all_lat_d) : !lanes[g].all_lat_d;
+    // The columns of x the tile reads (where the prefetches go).
+    const int c0 = w0 * t2 - left, c1 = (w0 + wn - 1) * t2 + right + 1;
+    // slot(k, g, dd)[w * groups] = x(depth tap dd, row position + m1, w * t2 +
+    // m2) for group g's lanes (the groups of a pixel side by side, as in y):
+    // rings of two rows, or (span) strip buffers of rows r0 .. r0 + rows, tap
+    // dd's at buffer dd ^ flip.
+    int flip = 0;
+    auto slot = [&](int k, int g, int dd) {
+      if (span) return ring + ((dd ^ flip) * int64_t{rows + 1} + (k - r0)) * groups * cols + g;
+      return ring + ((k & 1) + 2 * dd) * groups * cols + g;
     };
-    const LaneArray<const T> plane = in_plane(x, dp);
-    if (move) {
-      i32x8* rowt = reinterpret_cast<i32x8*>(ring);  // each group's row term
-      for (int h = r0; h < r0 + rows; ++h) {
-        prefetch_row(plane, h * t1 + ahead, H, W, nb);
-        for (int g = 0; g < groups; ++g) rowt[g] = row_at(h * t1, g, 0);
-        store_row<I>(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, true, [&](int w, int g) {
-          const Lanes<A>& ln = lanes[g];
-          return nan_lanes(ln, read8<I>(x, rowt[g], col[g * cols + w], ln.uniform, true));
-        });
-      }
-      continue;
+    auto row_at = [&](int pos, int g, int dd) {
+      const Lanes<A>& ln = lanes[g];
+      return row_term<P>(ln.m1, pos, H, x.rs, ln.n, ln.depth[dd]);
+    };
+    auto gather = [&](int pos, int g, int dd, V* out) {
+      gather_row<I>(x, row_at(pos, g, dd), col + g * cols, used, lanes[g].uniform, false, out,
+                    groups);
+    };
+    Depth dq = dp;
+    T* yp = y.p + w0 * y.ws;
+    const int up = reach(lanes, groups, &Lanes<A>::m1, -1, 0);
+    for (int r = r0 * t1 - up; r < r0 * t1 + ahead; ++r) {  // the tile's first rows
+      prefetch_row(in_plane(x, dq), r, H, W, nb, c0, c1);
     }
-    if (t1 == 1) {
+    for (int pl = 0; pl < planes; ++pl, ++dq.pos, yp += ys0, flip ^= 1) {
       for (int g = 0; g < groups; ++g) {
-        for (int dd = 0; dd < 2; ++dd) {
-          if (gathers(g, dd)) gather(r0, g, dd, slot(r0, g, dd));
+        for (int dd = 0; dd < 2; ++dd) lanes[g].depth[dd] = depth_term<P>(lanes[g].m0, dq, dd);
+      }
+      // Whether group g gathers depth tap dd on this plane (tap 0 of a group off
+      // the depth lattice is the last plane's tap 1, after the first plane).
+      auto gathers = [&](int g, int dd) {
+        return dd == 0 ? (pl == 0 || lanes[g].all_lat_d) : !lanes[g].all_lat_d;
+      };
+      const LaneArray<const T> plane = in_plane(x, dq);
+      if (move) {
+        i32x8* rowt = reinterpret_cast<i32x8*>(ring);  // each group's row term
+        for (int h = r0; h < r0 + rows; ++h) {
+          prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
+          for (int g = 0; g < groups; ++g) rowt[g] = row_at(h * t1, g, 0);
+          store_row<I>(yp + h * y.rs, y.ws, y.cs, wn, lanes, groups, true, [&](int w, int g) {
+            const Lanes<A>& ln = lanes[g];
+            return nan_lanes(ln, read8<I>(x, rowt[g], col[g * cols + w], ln.uniform, true));
+          });
         }
+        continue;
       }
-    }
-    for (int h = r0; h < r0 + rows; ++h) {
-      prefetch_row(plane, h * t1 + ahead, H, W, nb);
-      // a: the moved row of position h * t1, b: of h * t1 + 1.
-      const int ka = t1 == 1 ? h : 0, kb = t1 == 1 ? h + 1 : 1;
-      for (int g = 0; g < groups; ++g) {
-        for (int dd = 0; dd < 2; ++dd) {
-          if (!gathers(g, dd)) continue;
-          if (t1 != 1) {
-            gather(h * t1, g, dd, slot(ka, g, dd));
-            if (!lanes[g].all_lat_f) gather(h * t1 + 1, g, dd, slot(kb, g, dd));
-          } else if (!lanes[g].all_lat_f) {
-            gather(h + 1, g, dd, slot(kb, g, dd));
-          } else if (h > r0) {  // row h alone: it was not gathered as the row below h - 1
-            gather(h, g, dd, slot(ka, g, dd));
+      if (t1 == 1) {
+        for (int g = 0; g < groups; ++g) {
+          for (int dd = 0; dd < 2; ++dd) {
+            if (gathers(g, dd)) gather(r0, g, dd, slot(r0, g, dd));
           }
         }
       }
-      const V* a = slot(ka, 0, 0);
-      const V* b = slot(kb, 0, 0);
-      const V* a1 = slot(ka, 0, 1);  // depth tap 1 (groups off the depth lattice)
-      const V* b1 = slot(kb, 0, 1);
-      const int e = next * groups;
-      store_row<I>(y.p + h * y.rs, y.ws, y.cs, Wo, lanes, groups, false, [&](int w, int g) {
-        const Lanes<A>& ln = lanes[g];
-        const int i = w * groups + g;
-        return depth_stencil(ln, bilinear(ln, a[i], b[i], a[i + e], b[i + e]),
-                             [&] { return bilinear(ln, a1[i], b1[i], a1[i + e], b1[i + e]); });
-      });
+      for (int h = r0; h < r0 + rows; ++h) {
+        prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
+        // a: the moved row of position h * t1, b: of h * t1 + 1.
+        const int ka = t1 == 1 ? h : 0, kb = t1 == 1 ? h + 1 : 1;
+        for (int g = 0; g < groups; ++g) {
+          for (int dd = 0; dd < 2; ++dd) {
+            if (!gathers(g, dd)) continue;
+            if (t1 != 1) {
+              gather(h * t1, g, dd, slot(ka, g, dd));
+              if (!lanes[g].all_lat_f) gather(h * t1 + 1, g, dd, slot(kb, g, dd));
+            } else if (!lanes[g].all_lat_f) {
+              gather(h + 1, g, dd, slot(kb, g, dd));
+            } else if (h > r0) {  // row h alone: it was not gathered as the row below h - 1
+              gather(h, g, dd, slot(ka, g, dd));
+            }
+          }
+        }
+        const V* a = slot(ka, 0, 0);
+        const V* b = slot(kb, 0, 0);
+        const V* a1 = slot(ka, 0, 1);  // depth tap 1 (groups off the depth lattice)
+        const V* b1 = slot(kb, 0, 1);
+        const int e = next * groups;
+        store_row<I>(yp + h * y.rs, y.ws, y.cs, wn, lanes, groups, false, [&](int w, int g) {
+          const Lanes<A>& ln = lanes[g];
+          const int i = w * groups + g;
+          return depth_stencil(ln, bilinear(ln, a[i], b[i], a[i + e], b[i + e]),
+                               [&] { return bilinear(ln, a1[i], b1[i], a1[i + e], b1[i + e]); });
+        });
+      }
     }
   }
 }
@@ -811,7 +863,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
                          [&] { return bilinear(ln, a1[k], b1[k], a1[l], b1[l]); });
   };
   const int64_t origin = (1 - jlo) * groups;  // where column 0 is in a moved row
-  const int ahead = rows_below(lanes, groups, -1, 0) + 1;
+  const int ahead = reach(lanes, groups, &Lanes<A>::m1, -1, 0) + 1;
   for (; pl < planes; ++pl, ++dp.pos, dx.p += xs0) {
     for (int gr = 0; gr < groups; ++gr) {
       for (int dd = 0; dd < 2; ++dd) lanes[gr].depth[dd] = depth_term<AP>(-lanes[gr].m0, dp, -dd);
@@ -1149,7 +1201,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
     }
   };
   V* sums = ring + slots * taps * groups * cols;  // sum_d, sum_f, sum_w of each group
-  const int ahead = rows_below(lanes, groups, 1, 1) + 1;
+  const int ahead = reach(lanes, groups, &Lanes<A>::m1, 1, 1) + 1;
   const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
   for (; pl < planes; ++pl, ++dp.pos, g.p += gs0, acc += acc_plane) {
     for (int gr = 0; gr < groups; ++gr) {
@@ -1273,49 +1325,62 @@ void lanes_backward_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   i32x8* col = sc.col;
   V* ring = sc.ring;
   for (int gr = 0; gr < groups; ++gr) {
-    column_terms<P>(-lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, -1, static_cast<int>(cols),
-                    col + gr * cols);
     for (int q = 0; rt != nullptr && q < kGroup; ++q) {
       const int b = gr * kGroup + std::min(q, lanes[gr].n - 1);
       lanes[gr].up_f[q] = rt[b].m[1] > ct[b].m[1] ? -1 : 0;
       lanes[gr].up_w[q] = rt[b].m[2] > ct[b].m[2] ? -1 : 0;
     }
   }
-  // moved(i)[(j + 1) * groups + gr] = g(i - m1, j - m2) per lane of group gr
-  auto moved = [&](int i) { return ring + ((i + 3) % 3) * groups * cols; };
-  auto gather = [&](int i) {
-    for (int gr = 0; gr < groups; ++gr) {
-      const Lanes<A>& ln = lanes[gr];
-      gather_row<I>(g, row_term<P>(-ln.m1, i, H, g.rs, ln.n), col + gr * cols,
-                    static_cast<int>(cols), ln.uniform, false, moved(i) + gr, groups);
-    }
-  };
   V* sums = ring + 3 * groups * cols;  // sum_f, sum_w of each group
   for (int k = 0; k < 2 * groups; ++k) sums[k] = V{};
-  gather(r0 - 1);
-  gather(r0);
-  const int ahead = rows_below(lanes, groups, -1, 1) + 1;
+  // Column tiles (tile_columns; the moved rows' taps -1 .. 1 are the
+  // forward's 0 .. 1 with one more row and column).
+  const int Wt = tile_columns<T>(lanes, groups, nb, g.cs, 1, 1, 2, W);
+  const int ahead = reach(lanes, groups, &Lanes<A>::m1, -1, 1) + 1;
+  const int up = reach(lanes, groups, &Lanes<A>::m1, 1, 1);
+  const int left = reach(lanes, groups, &Lanes<A>::m2, 1, 1);
+  const int right = reach(lanes, groups, &Lanes<A>::m2, -1, 1);
   const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
-  for (int i = r0; i < r0 + rows; ++i) {
-    prefetch_row(g, i + ahead, H, W, nb);
-    gather(i + 1);
-    const V* a = moved(i) + groups;      // a[j * groups + gr]: G_i at column j (row tap 0)
-    const V* b = moved(i - 1) + groups;  // row tap 1
-    const V* c = moved(i + 1) + groups;  // row tap -1 (the lattice's)
-    const T* xr = x.p + i * x.rs;
-    T* out = dx.p + i * dx.rs;
-    for (int j = 0; j < W; ++j) {
+  for (int w0 = 0; w0 < W; w0 += Wt) {
+    const int wn = std::min(Wt, W - w0);
+    const int used = wn + 2;  // moved columns w0 - 1 .. w0 + wn
+    for (int gr = 0; gr < groups; ++gr) {
+      column_terms<P>(-lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, w0 - 1, used, col + gr * cols);
+    }
+    const int c0 = w0 - left, c1 = w0 + wn + right;  // the columns of g the tile reads
+    // moved(i)[(j + 1) * groups + gr] = g(i - m1, w0 + j - m2) per lane of group gr
+    auto moved = [&](int i) { return ring + ((i + 3) % 3) * groups * cols; };
+    auto gather = [&](int i) {
       for (int gr = 0; gr < groups; ++gr) {
         const Lanes<A>& ln = lanes[gr];
-        const int k = j * groups + gr, l = k - groups, u = k + groups;  // columns j, j - 1, j + 1
-        const V d = rt == nullptr ? nan_lanes(ln, bilinear(ln, a[k], b[k], a[l], b[l]))
-                                  : ln.up_w ? (ln.up_f ? b[l] : a[l]) : (ln.up_f ? b[k] : a[k]);
-        store_lanes<I>(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, d, ln.n, false);
-        const V xv = load_lanes<I>(xr + j * x.ws + gr * kGroup * x.cs, x.cs, ln.n);
-        V tf, tw;
-        transposed_slopes(ln, a, b, c, k, l, u, half, mhalf, &tf, &tw);
-        sums[2 * gr] += xv * tf;
-        sums[2 * gr + 1] += xv * tw;
+        gather_row<I>(g, row_term<P>(-ln.m1, i, H, g.rs, ln.n), col + gr * cols, used, ln.uniform,
+                      false, moved(i) + gr, groups);
+      }
+    };
+    for (int r = r0 - up; r < r0 + ahead; ++r) prefetch_row(g, r, H, W, nb, c0, c1);
+    gather(r0 - 1);
+    gather(r0);
+    for (int i = r0; i < r0 + rows; ++i) {
+      prefetch_row(g, i + ahead, H, W, nb, c0, c1);
+      gather(i + 1);
+      const V* a = moved(i) + groups;      // a[j * groups + gr]: G_i at column w0 + j (row tap 0)
+      const V* b = moved(i - 1) + groups;  // row tap 1
+      const V* c = moved(i + 1) + groups;  // row tap -1 (the lattice's)
+      const T* xr = x.p + i * x.rs + w0 * x.ws;
+      T* out = dx.p + i * dx.rs + w0 * dx.ws;
+      for (int j = 0; j < wn; ++j) {
+        for (int gr = 0; gr < groups; ++gr) {
+          const Lanes<A>& ln = lanes[gr];
+          const int k = j * groups + gr, l = k - groups, u = k + groups;  // columns j, j - 1, j + 1
+          const V d = rt == nullptr ? nan_lanes(ln, bilinear(ln, a[k], b[k], a[l], b[l]))
+                                    : ln.up_w ? (ln.up_f ? b[l] : a[l]) : (ln.up_f ? b[k] : a[k]);
+          store_lanes<I>(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, d, ln.n, false);
+          const V xv = load_lanes<I>(xr + j * x.ws + gr * kGroup * x.cs, x.cs, ln.n);
+          V tf, tw;
+          transposed_slopes(ln, a, b, c, k, l, u, half, mhalf, &tf, &tw);
+          sums[2 * gr] += xv * tf;
+          sums[2 * gr + 1] += xv * tw;
+        }
       }
     }
   }

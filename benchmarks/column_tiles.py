@@ -1,0 +1,111 @@
+"""Benchmark: the CPU lanes' column tiles on and off, in one process.
+
+The channels-last CPU kernel splits a task's columns into tiles where the
+rows that a line of x (or g) is read from would overflow L1 (`tile_columns`
+in xla_ffi/cpu/lanes.h). The library exports its tiles' L1 budget
+(`jaxshift_cpu_tile_budget`: bytes, 0 = no tiles), so this script times the
+same library, the same calls and inputs, with tiles and without, in turns
+(order reversed every other round): the only difference between the columns
+is the tiling. A plain copy (`np.copyto`) and XLA's `x + 1` of the same
+bytes are timed in the same turns; the faster is the floor.
+
+  python benchmarks/column_tiles.py
+  python benchmarks/column_tiles.py --shapes 1x56x56x64,32x32x32x64 --out t.md
+
+Columns: ms per call (median over rounds); `tiles / none`: the median over
+rounds of the ratio within a round; `% floor`: the floor over the tiled
+time (forward: one copy; backward: 1.5 copies, reading x and g and writing
+dx).
+"""
+
+import argparse
+import ctypes
+import datetime
+import os
+import statistics
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (benchmarks/bench.py: the timer)
+
+import jaxshift  # noqa: E402
+from jaxshift._src import ffi as ffi_module  # noqa: E402
+
+SHAPES = ("1x32x32x64,1x56x56x64,1x112x112x32,8x32x32x64,32x32x32x64,"
+          "32x32x32x48,32x16x16x96,2x512x512x16")
+
+
+def tile_budget(nbytes: int) -> int:
+  """Sets the CPU lanes' column tiles' L1 budget (bytes; 0: no tiles; < 0
+  only asks) and returns the one in use. The kernel reads it when a call
+  runs: every call of a sample (bench.time_in_turns) runs before the next
+  function's first."""
+  lib = ctypes.CDLL(str(ffi_module.library_path("cpu")))
+  fn = lib.jaxshift_cpu_tile_budget
+  fn.restype, fn.argtypes = ctypes.c_int64, [ctypes.c_int64]
+  return fn(nbytes)
+
+
+def with_budget(fn, nbytes):
+  def run(*args):
+    tile_budget(nbytes)
+    return fn(*args)
+  return run
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--shapes", default=SHAPES, help="NHWC float32 shapes, x-separated")
+  p.add_argument("--modes", default="active,sparse")
+  p.add_argument("--samples", type=int, default=21)
+  p.add_argument("--out", default=None)
+  args = p.parse_args(argv)
+  jax.config.update("jax_platforms", "cpu")
+  default = tile_budget(-1)
+  rng = np.random.default_rng(0)
+  lines = [
+      f"Column tiles ({default} bytes of L1) against none, same library; cpu, "
+      f"jax {jax.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+      f"median of {args.samples} rounds, in turns (order reversed every other round); ms",
+      "",
+      "| shape | mode | pass | np.copyto | x + 1 | none | tiles | tiles / none | % floor |",
+      "|---|---|---|---|---|---|---|---|---|"]
+  print("\n".join(lines), flush=True)
+  for text in args.shapes.split(","):
+    shape = tuple(int(v) for v in text.split("x"))
+    c = shape[-1]
+    x = jnp.asarray(rng.standard_normal(shape, np.float32))
+    g = jnp.asarray(rng.standard_normal(shape, np.float32))
+    s = jnp.asarray(rng.uniform(-3, 3, (c, 2)).astype(np.float32))
+    host, dst = np.asarray(x), np.empty(shape, np.float32)
+    inner = max(2, int(4e6 // x.size))
+    for mode in args.modes.split(","):
+      f = lambda x, s, mode=mode: jaxshift.shift(x, s, mode=mode, impl="ffi")  # noqa: E731
+      passes = {"forward": (jax.jit(f), 1.0),
+                "backward": (jax.jit(lambda x, s, f=f: jax.vjp(f, x, s)[1](g)), 1.5)}
+      for name, (fn, copies) in passes.items():
+        cases = {"copyto": (lambda: np.copyto(dst, host) or x, ()),
+                 "x + 1": (jax.jit(lambda x: x + 1), (x,)),
+                 "none": (with_budget(fn, 0), (x, s)),
+                 "tiles": (with_budget(fn, default), (x, s))}
+        t = bench.time_in_turns(cases, args.samples, inner)
+        tile_budget(default)
+        med = {k: statistics.median(v) for k, v in t.items()}
+        ratio = statistics.median(a / b for a, b in zip(t["tiles"], t["none"]))
+        floor = copies * min(med["copyto"], med["x + 1"])
+        row = (f"| {text} | {mode} | {name} | {med['copyto']:.3f} | {med['x + 1']:.3f} | "
+               f"{med['none']:.3f} | {med['tiles']:.3f} | {ratio:.2f} | "
+               f"{100 * floor / med['tiles']:.0f} |")
+        print(row, flush=True)
+        lines.append(row)
+  if args.out:
+    with open(args.out, "w") as fh:
+      fh.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+  main()
