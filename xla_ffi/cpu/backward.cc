@@ -33,14 +33,19 @@ namespace {
 template <typename A>
 bool one_pass_tables(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
                      int64_t c0, int nb, bool* moves) {
-  bool same = true, near = true;  // every channel's tables: the same; moves by m or m + 1
-  for (int64_t c = c0; c < c0 + nb; ++c) {
-    const ChannelTables<A> r = channel_tables<A>(geo, rounded, n, c);
-    const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c);
-    same = same && std::memcmp(r.m, u.m, sizeof r.m) == 0 && std::memcmp(r.f, u.f, sizeof r.f) == 0;
-    const int d0 = r.m[0] - u.m[0], d1 = r.m[1] - u.m[1], d2 = r.m[2] - u.m[2];
-    near = near && !nan_shift(u.f) && r.f[0] == A(0) && r.f[1] == A(0) && r.f[2] == A(0) &&
-           d0 >= 0 && d0 <= 1 && d1 >= 0 && d1 <= 1 && d2 >= 0 && d2 <= 1;
+  // (The tables' rows of the task's channels are contiguous; read in place.)
+  const int64_t at = table_row(geo, n, c0) * 3, count = 3 * int64_t{nb};
+  const int32_t *rm = rounded.m + at, *um = exact.m + at;
+  const A *rf = static_cast<const A*>(rounded.f) + at, *uf = static_cast<const A*>(exact.f) + at;
+  const bool same = std::memcmp(rm, um, count * sizeof(int32_t)) == 0 &&
+                    std::memcmp(rf, uf, count * sizeof(A)) == 0;
+  bool near = true;  // moves by m or m + 1 on every axis, no NaN shift
+  for (int64_t k = 0; k < count && near; k += 3) {
+    near = !nan_shift(uf + k);
+    for (int a = 0; a < 3; ++a) {
+      const int d = rm[k + a] - um[k + a];
+      near = near && rf[k + a] == A(0) && d >= 0 && d <= 1;
+    }
   }
   *moves = !same;
   return same || near;

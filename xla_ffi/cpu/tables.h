@@ -20,16 +20,21 @@ struct ChannelTables {
   A f[3];
 };
 
+// Row `row` of the tables (table_row's index).
 template <typename A>
-ChannelTables<A> channel_tables(const Geometry& geo, const Tables& tab, int64_t n, int64_t c) {
-  const int64_t base = table_row(geo, n, c) * 3;
+ChannelTables<A> tables_row(const Tables& tab, int64_t row) {
   const A* f = static_cast<const A*>(tab.f);
   ChannelTables<A> r;
   for (int a = 0; a < 3; ++a) {
-    r.m[a] = tab.m[base + a];
-    r.f[a] = f[base + a];
+    r.m[a] = tab.m[row * 3 + a];
+    r.f[a] = f[row * 3 + a];
   }
   return r;
+}
+
+template <typename A>
+ChannelTables<A> channel_tables(const Geometry& geo, const Tables& tab, int64_t n, int64_t c) {
+  return tables_row<A>(tab, table_row(geo, n, c));
 }
 
 }  // namespace jaxshift
