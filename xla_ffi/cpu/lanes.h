@@ -186,9 +186,14 @@ struct Lanes {
   bool uniform;          // 8 lanes, every one at the same offsets (read8)
 };
 
+// Built in place (every field written): a Lanes returned by value was
+// zeroed and then copied whole (rep stos, rep movs: 4 % of a 32x8x8x192
+// forward, 24 groups a task).
 template <typename A>
-Lanes<A> make_lanes(const ChannelTables<A>* ct, int n) {
-  Lanes<A> ln{};
+void make_lanes(const ChannelTables<A>* ct, int n, Lanes<A>* out) {
+  Lanes<A>& ln = *out;
+  ln.up_d = ln.up_f = ln.up_w = typename Lanes<A>::M{};
+  for (i32x8& d : ln.depth) d = i32x8{};
   ln.n = n;
   ln.all_lat_d = ln.all_lat_f = ln.all_lat_w = true;
   ln.any_lat = ln.any_nan = ln.any_lat_f = ln.any_lat_w = false;
@@ -229,7 +234,6 @@ Lanes<A> make_lanes(const ChannelTables<A>* ct, int n) {
   for (int l = 1; l < kGroup; ++l) {
     ln.uniform &= ln.m0[l] == ln.m0[0] && ln.m1[l] == ln.m1[0] && ln.m2[l] == ln.m2[0];
   }
-  return ln;
 }
 
 // Where a task's lanes live: `p` is channel c0 of the task's first pixel
@@ -501,7 +505,7 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
   const LaneScratch<A> sc{groups, reinterpret_cast<Lanes<A>*>(p), reinterpret_cast<i32x8*>(p + a),
                           reinterpret_cast<Vec8<A>*>(p + a + b)};
   for (int k = 0; k < groups; ++k) {
-    sc.lanes[k] = make_lanes(ct + k * kGroup, std::min(kGroup, nb - k * kGroup));
+    make_lanes(ct + k * kGroup, std::min(kGroup, nb - k * kGroup), sc.lanes + k);
   }
   return sc;
 }
