@@ -11,11 +11,12 @@ bytes are timed in the same turns; the faster is the floor.
 
   python benchmarks/column_tiles.py
   python benchmarks/column_tiles.py --shapes 1x56x56x64,32x32x32x64 --out t.md
+  python benchmarks/column_tiles.py --strides 2 --modes active
 
 Columns: ms per call (median over rounds); `tiles / none`: the median over
 rounds of the ratio within a round; `% floor`: the floor over the tiled
-time (forward: one copy; backward: 1.5 copies, reading x and g and writing
-dx).
+time (forward: one copy of x's bytes; backward: 1.5 copies, reading x and g
+and writing dx; with strides the output's bytes count as they are).
 """
 
 import argparse
@@ -61,6 +62,7 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--shapes", default=SHAPES, help="NHWC float32 shapes, x-separated")
   p.add_argument("--modes", default="active,sparse")
+  p.add_argument("--strides", type=int, default=1, help="on both axes")
   p.add_argument("--samples", type=int, default=21)
   p.add_argument("--out", default=None)
   args = p.parse_args(argv)
@@ -79,25 +81,30 @@ def main(argv=None):
     shape = tuple(int(v) for v in text.split("x"))
     c = shape[-1]
     x = jnp.asarray(rng.standard_normal(shape, np.float32))
-    g = jnp.asarray(rng.standard_normal(shape, np.float32))
+    t = args.strides
+    out_shape = (shape[0], -(-shape[1] // t), -(-shape[2] // t), c)
+    g = jnp.asarray(rng.standard_normal(out_shape, np.float32))
+    out = np.prod(out_shape) / np.prod(shape)  # the output's bytes over x's
     s = jnp.asarray(rng.uniform(-3, 3, (c, 2)).astype(np.float32))
     host, dst = np.asarray(x), np.empty(shape, np.float32)
     inner = max(2, int(4e6 // x.size))
     for mode in args.modes.split(","):
-      f = lambda x, s, mode=mode: jaxshift.shift(x, s, mode=mode, impl="ffi")  # noqa: E731
-      passes = {"forward": (jax.jit(f), 1.0),
-                "backward": (jax.jit(lambda x, s, f=f: jax.vjp(f, x, s)[1](g)), 1.5)}
+      f = lambda x, s, mode=mode: jaxshift.shift(  # noqa: E731
+          x, s, mode=mode, strides=t, impl="ffi")
+      passes = {"forward": (jax.jit(f), (1 + out) / 2),
+                "backward": (jax.jit(lambda x, s, f=f: jax.vjp(f, x, s)[1](g)),
+                             (2 + out) / 2)}
       for name, (fn, copies) in passes.items():
         cases = {"copyto": (lambda: np.copyto(dst, host) or x, ()),
                  "x + 1": (jax.jit(lambda x: x + 1), (x,)),
                  "none": (with_budget(fn, 0), (x, s)),
                  "tiles": (with_budget(fn, default), (x, s))}
-        t = bench.time_in_turns(cases, args.samples, inner)
+        times = bench.time_in_turns(cases, args.samples, inner)
         tile_budget(default)
-        med = {k: statistics.median(v) for k, v in t.items()}
-        ratio = statistics.median(a / b for a, b in zip(t["tiles"], t["none"]))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        ratio = statistics.median(a / b for a, b in zip(times["tiles"], times["none"]))
         floor = copies * min(med["copyto"], med["x + 1"])
-        row = (f"| {text} | {mode} | {name} | {med['copyto']:.3f} | {med['x + 1']:.3f} | "
+        row = (f"| {text}{f' stride {t}' if t > 1 else ''} | {mode} | {name} | {med['copyto']:.3f} | {med['x + 1']:.3f} | "
                f"{med['none']:.3f} | {med['tiles']:.3f} | {ratio:.2f} | "
                f"{100 * floor / med['tiles']:.0f} |")
         print(row, flush=True)
