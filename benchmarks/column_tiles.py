@@ -22,6 +22,7 @@ and writing dx; with strides the output's bytes count as they are).
 import argparse
 import ctypes
 import datetime
+import functools
 import os
 import statistics
 import sys
@@ -40,15 +41,19 @@ SHAPES = ("1x32x32x64,1x56x56x64,1x112x112x32,8x32x32x64,32x32x32x64,"
           "32x32x32x48,32x16x16x96,2x512x512x16")
 
 
+@functools.cache
+def _budget_setter():
+  fn = ctypes.CDLL(str(ffi_module.library_path("cpu"))).jaxshift_cpu_tile_budget
+  fn.restype, fn.argtypes = ctypes.c_int64, [ctypes.c_int64]
+  return fn
+
+
 def tile_budget(nbytes: int) -> int:
   """Sets the CPU lanes' column tiles' L1 budget (bytes; 0: no tiles; < 0
   only asks) and returns the one in use. The kernel reads it when a call
   runs: every call of a sample (bench.time_in_turns) runs before the next
   function's first."""
-  lib = ctypes.CDLL(str(ffi_module.library_path("cpu")))
-  fn = lib.jaxshift_cpu_tile_budget
-  fn.restype, fn.argtypes = ctypes.c_int64, [ctypes.c_int64]
-  return fn(nbytes)
+  return _budget_setter()(nbytes)
 
 
 def with_budget(fn, nbytes):
@@ -104,9 +109,10 @@ def main(argv=None):
         med = {k: statistics.median(v) for k, v in times.items()}
         ratio = statistics.median(a / b for a, b in zip(times["tiles"], times["none"]))
         floor = copies * min(med["copyto"], med["x + 1"])
-        row = (f"| {text}{f' stride {t}' if t > 1 else ''} | {mode} | {name} | {med['copyto']:.3f} | {med['x + 1']:.3f} | "
-               f"{med['none']:.3f} | {med['tiles']:.3f} | {ratio:.2f} | "
-               f"{100 * floor / med['tiles']:.0f} |")
+        label = f"{text} stride {t}" if t > 1 else text
+        row = (f"| {label} | {mode} | {name} | {med['copyto']:.3f} | "
+               f"{med['x + 1']:.3f} | {med['none']:.3f} | {med['tiles']:.3f} | "
+               f"{ratio:.2f} | {100 * floor / med['tiles']:.0f} |")
         print(row, flush=True)
         lines.append(row)
   if args.out:

@@ -76,13 +76,19 @@ def assert_kernel_matches(x, s, **kw):
   assert_matches(kernel, reference, x.dtype, str(kw))
 
 
+def cpu_setting(symbol: str, ctype):
+  """The loaded CPU library's exported setting `symbol`: called with a
+  request (< 0 only asks), it returns the value in use."""
+  fn = getattr(ctypes.CDLL(str(ffi_module.library_path("cpu"))), symbol)
+  fn.restype, fn.argtypes = ctype, [ctype]
+  return fn
+
+
 @contextlib.contextmanager
 def cpu_isa(name: str):
   """Runs the CPU kernel's SIMD loops in instruction set `name` (``"avx2"``
   or ``"baseline"``); yields whether this CPU has it."""
-  lib = ctypes.CDLL(str(ffi_module.library_path("cpu")))  # the loaded one
-  select = lib.jaxshift_cpu_select_isa
-  select.restype, select.argtypes = ctypes.c_int, [ctypes.c_int]
+  select = cpu_setting("jaxshift_cpu_select_isa", ctypes.c_int)
   want = {"baseline": 0, "avx2": 1}[name]
   before = select(-1)
   try:
@@ -330,9 +336,7 @@ def test_2d_channels_last_one_pass_backward(hw, padding):
 def cpu_tile_budget(nbytes: int):
   """Runs the CPU lanes with column tiles of an L1 budget of `nbytes` (0:
   no tiles)."""
-  lib = ctypes.CDLL(str(ffi_module.library_path("cpu")))  # the loaded one
-  budget = lib.jaxshift_cpu_tile_budget
-  budget.restype, budget.argtypes = ctypes.c_int64, [ctypes.c_int64]
+  budget = cpu_setting("jaxshift_cpu_tile_budget", ctypes.c_int64)
   before = budget(-1)
   budget(nbytes)
   try:

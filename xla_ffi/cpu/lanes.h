@@ -617,6 +617,7 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
   const int extra = move ? 0 : 1;  // the stencils' second tap
   const int Wt = tile_columns<T>(lanes, groups, nb, x.cs, t1, t2, extra, Wo);
   const int ahead = reach(lanes, groups, &Lanes<A>::m1, 1, extra) + 1;
+  const int up = reach(lanes, groups, &Lanes<A>::m1, -1, 0);
   const int left = reach(lanes, groups, &Lanes<A>::m2, -1, 0);
   const int right = reach(lanes, groups, &Lanes<A>::m2, 1, extra);
   for (int w0 = 0; w0 < Wo; w0 += Wt) {  // column tiles
@@ -653,7 +654,6 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     };
     Depth dq = dp;
     T* yp = y.p + w0 * y.ws;
-    const int up = reach(lanes, groups, &Lanes<A>::m1, -1, 0);
     for (int r = r0 * t1 - up; r < r0 * t1 + ahead; ++r) {  // the tile's first rows
       prefetch_row(in_plane(x, dq), r, H, W, nb, c0, c1);
     }
