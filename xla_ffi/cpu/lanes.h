@@ -321,6 +321,14 @@ __attribute__((always_inline)) inline Vec8<typename Acc<T>::type> read8(
   return gather8<I>(arr.p, row + c, (row | c) < 0 ? i32x8{} : i32x8{} - 1, bits, arr.last);
 }
 
+// Whether any lane of mask m is set.
+template <typename M>
+bool any_lane(const M& m) {
+  bool any = false;
+  for (int l = 0; l < kGroup; ++l) any |= m[l] != 0;
+  return any;
+}
+
 // fn(std::true_type{}) where a group's lanes are `uniform` (read8's one
 // load), else fn(std::false_type{}): a row's loop compiled for each, the
 // branch out of it.
@@ -634,6 +642,68 @@ __attribute__((always_inline)) inline void fused_row(const LaneArray<const T>& x
   }
 }
 
+// One output row of group `ln`'s lanes, no lane at a lattice or NaN, 2-D
+// stencils, channels-last y, from rows `ra` (the stencils' row tap 0) and
+// `rb` (tap 1) of x: the four taps of output w at column terms col[w] and
+// col[w + next] gathered straight into the stencil (strided calls: no tap
+// is another output's).
+template <Isa I, typename A, typename T, bool Uniform>
+__attribute__((always_inline)) inline void strided_row(const LaneArray<const T>& x, i32x8 ra,
+                                                       i32x8 rb, const i32x8* col, int next,
+                                                       int count, const Lanes<A>& ln, T* out,
+                                                       int64_t ws) {
+  using V = Vec8<A>;
+  const V w0f = ln.w0f, w1f = ln.w1f, w0w = ln.w0w, w1w = ln.w1w;
+  const int n = ln.n;
+  for (int w = 0; w < count; ++w) {
+    const V a0 = read8<I>(x, ra, col[w], Uniform, false);
+    const V b0 = read8<I>(x, rb, col[w], Uniform, false);
+    const V a1 = read8<I>(x, ra, col[w + next], Uniform, false);
+    const V b1 = read8<I>(x, rb, col[w + next], Uniform, false);
+    store_lanes<I>(out + w * ws, 1, w0w * (w0f * a0 + w1f * b0) + w1w * (w0f * a1 + w1f * b1), n,
+                   false);
+  }
+}
+
+// One output row of group `ln`'s lanes of a 3-D forward that takes every
+// plane of its strip (span), no lane at a lattice (depth included) or NaN,
+// channels-last y: rows h (a0, a1) and h + 1 (b0, b1) of the planes at
+// depth taps 0 and 1, columns 0 .. count. Row h + 1 of tap 1 (and, on the
+// strip's first plane, `first`, of tap 0) is gathered here (row terms rb1,
+// rb0) into its buffer, column by column as it is used; each column's rows'
+// values serve outputs w - 1 and w from registers.
+template <Isa I, typename A, typename T, bool Uniform>
+__attribute__((always_inline)) inline void span_row(const LaneArray<const T>& x, i32x8 rb0,
+                                                    i32x8 rb1, bool first, const i32x8* col,
+                                                    const Vec8<A>* a0, Vec8<A>* b0,
+                                                    const Vec8<A>* a1, Vec8<A>* b1, int count,
+                                                    const Lanes<A>& ln, T* out, int64_t ws) {
+  using V = Vec8<A>;
+  const V w0f = ln.w0f, w1f = ln.w1f, w0w = ln.w0w, w1w = ln.w1w, w0d = ln.w0d, w1d = ln.w1d;
+  const int n = ln.n;
+  auto rows_at = [&](int i, V* r0, V* r1) {  // the rows' values of column i on both planes
+    V c0 = b0[i];
+    if (first) {
+      c0 = read8<I>(x, rb0, col[i], Uniform, false);
+      b0[i] = c0;
+    }
+    const V c1 = read8<I>(x, rb1, col[i], Uniform, false);
+    b1[i] = c1;
+    *r0 = w0f * a0[i] + w1f * c0;
+    *r1 = w0f * a1[i] + w1f * c1;
+  };
+  V p0, p1;
+  rows_at(0, &p0, &p1);
+  for (int w = 0; w < count; ++w) {
+    V q0, q1;
+    rows_at(w + 1, &q0, &q1);
+    const V v0 = w0w * p0 + w1w * q0, v1 = w0w * p1 + w1w * q1;
+    store_lanes<I>(out + w * ws, 1, w0d * v0 + w1d * v1, n, false);
+    p0 = q0;
+    p1 = q1;
+  }
+}
+
 // One output row of group `ln`'s lanes of an integer move: the lanes at
 // row term `row` and column terms col[w], raw bits straight to out + w ws
 // (channels-last y), the group's lanes and terms in registers along the row.
@@ -718,22 +788,22 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     }
     // The columns of x the tile reads (where the prefetches go).
     const int c0 = w0 * t2 - left, c1 = (w0 + wn - 1) * t2 + right + 1;
-    // slot(k, g, dd)[w * groups] = x(depth tap dd, row position + m1, w * t2 +
-    // m2) for group g's lanes (the groups of a pixel side by side, as in y):
-    // rings of two rows, or (span) strip buffers of rows r0 .. r0 + rows, tap
-    // dd's at buffer dd ^ flip.
+    // slot(k, g, dd)[w] = x(depth tap dd, row position + m1, w * t2 + m2)
+    // for group g's lanes (a group's moved row contiguous): rings of two
+    // rows, or (span) strip buffers of rows r0 .. r0 + rows, tap dd's at
+    // buffer dd ^ flip.
     int flip = 0;
     auto slot = [&](int k, int g, int dd) {
-      if (span) return ring + ((dd ^ flip) * int64_t{rows + 1} + (k - r0)) * groups * cols + g;
-      return ring + ((k & 1) + 2 * dd) * groups * cols + g;
+      const int64_t at = g * cols;
+      if (span) return ring + ((dd ^ flip) * int64_t{rows + 1} + (k - r0)) * groups * cols + at;
+      return ring + ((k & 1) + 2 * dd) * groups * cols + at;
     };
     auto row_at = [&](int pos, int g, int dd) {
       const Lanes<A>& ln = lanes[g];
       return row_term<P>(ln.m1, pos, H, x.rs, ln.n, ln.depth[dd]);
     };
     auto gather = [&](int pos, int g, int dd, V* out) {
-      gather_row<I>(x, row_at(pos, g, dd), col + g * cols, used, lanes[g].uniform, false, out,
-                    groups);
+      gather_row<I>(x, row_at(pos, g, dd), col + g * cols, used, lanes[g].uniform, false, out, 1);
     };
     Depth dq = dp;
     T* yp = y.p + w0 * y.ws;
@@ -802,7 +872,25 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
         prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
         // a: the moved row of position h * t1, b: of h * t1 + 1.
         const int ka = t1 == 1 ? h : 0, kb = t1 == 1 ? h + 1 : 1;
-        for (int g = 0; g < groups; ++g) {
+        for (int g = 0; g < groups; ++g) {  // a group's row at a time
+          if (t1 != 1 && !span && y.cs == 1 && lanes[g].plain && lanes[g].all_lat_d) {
+            with_uniform(lanes[g].uniform, [&](auto uniform) {
+              strided_row<I, A, T, uniform()>(x, row_at(h * t1, g, 0), row_at(h * t1 + 1, g, 0),
+                                              col + g * cols, next, wn, lanes[g],
+                                              yp + h * y.rs + g * kGroup, y.ws);
+            });
+            continue;
+          }
+          if (span && t1 == 1 && y.cs == 1 && lanes[g].plain && !lanes[g].all_lat_d &&
+              !any_lane(lanes[g].lat_d)) {
+            with_uniform(lanes[g].uniform, [&](auto uniform) {
+              span_row<I, A, T, uniform()>(x, row_at(h + 1, g, 0), row_at(h + 1, g, 1), pl == 0,
+                                           col + g * cols, slot(h, g, 0), slot(h + 1, g, 0),
+                                           slot(h, g, 1), slot(h + 1, g, 1), wn, lanes[g],
+                                           yp + h * y.rs + g * kGroup, y.ws);
+            });
+            continue;
+          }
           for (int dd = 0; dd < 2; ++dd) {
             if (!gathers(g, dd)) continue;
             if (t1 != 1) {
@@ -814,18 +902,20 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
               gather(h, g, dd, slot(ka, g, dd));
             }
           }
+          const V* a = slot(ka, g, 0);
+          const V* b = slot(kb, g, 0);
+          const V* a1 = slot(ka, g, 1);  // depth tap 1 (groups off the depth lattice)
+          const V* b1 = slot(kb, g, 1);
+          const Lanes<A> ln = lanes[g];  // a copy: no store to y reaches it
+          store_row<I>(yp + h * y.rs + g * kGroup * y.cs, y.ws, y.cs, wn, &ln, 1, false,
+                       [&](int w, int) {
+                         return depth_stencil(ln, bilinear(ln, a[w], b[w], a[w + next], b[w + next]),
+                                              [&] {
+                                                return bilinear(ln, a1[w], b1[w], a1[w + next],
+                                                                b1[w + next]);
+                                              });
+                       });
         }
-        const V* a = slot(ka, 0, 0);
-        const V* b = slot(kb, 0, 0);
-        const V* a1 = slot(ka, 0, 1);  // depth tap 1 (groups off the depth lattice)
-        const V* b1 = slot(kb, 0, 1);
-        const int e = next * groups;
-        store_row<I>(yp + h * y.rs, y.ws, y.cs, wn, lanes, groups, false, [&](int w, int g) {
-          const Lanes<A>& ln = lanes[g];
-          const int i = w * groups + g;
-          return depth_stencil(ln, bilinear(ln, a[i], b[i], a[i + e], b[i + e]),
-                               [&] { return bilinear(ln, a1[i], b1[i], a1[i + e], b1[i + e]); });
-        });
       }
     }
   }
