@@ -33,14 +33,17 @@
 //    times the transposed stencils on the moved rows of g that the input
 //    gradient reads anyway (lanes_backward*_impl).
 //
-// Where it can, a row is taken one group at a time, so that the group's
-// weights, row and column terms stay in registers along the row and a
-// column's rows' value serves both outputs that read it: the 2-D forward
-// of unit strides (fused_row: each column of the next moved row gathered,
-// used and kept in one step), integer moves in channels-last (move_row),
-// and the 2-D one-pass backward (backward_row, for groups with no lane at
-// a lattice or NaN). A hot 1x32x32x64 float32 forward took 4.5 ns a vector
-// with the groups side by side in each column, 2.8 ns so (NOTES.md, v17).
+// A row is taken one group at a time (a group's moved rows contiguous), so
+// that the group's weights, row and column terms stay in registers along
+// the row and a column's rows' value serves both outputs that read it. For
+// groups with no lane at a lattice or NaN the stencils are fused with the
+// reads: the 2-D forward of unit strides (fused_row: each column of the
+// next moved row gathered, used and kept in one step), strided forwards
+// (strided_row: the four taps gathered into the stencil), 3-D spans
+// (span_row), the one-pass backwards (backward_row, backward3_row); and
+// integer moves in channels-last (move_row). A hot 1x32x32x64 float32
+// forward took 4.5 ns a vector with the groups side by side in each
+// column, 2.8 ns so (benchmarks/NOTES.md, v17).
 //
 // In 3-D a gather's row index also carries a per-lane depth term (through
 // the padding), so a moved row can come from any plane: the forward and
@@ -1371,6 +1374,56 @@ __attribute__((always_inline)) inline void backward_row(const Lanes<A>& ln, cons
   sums[1] = sw;
 }
 
+// One row of the 3-D one-pass backward (lanes_backward3_impl) for a group
+// with no lane at a lattice (depth included) or NaN: moved rows of g a0, b0
+// (S_d, row taps 0 and 1) and a1, b1 (S_d-1) at columns -1 .. count, x and
+// dx as backward_row's. dx: the depth stencil of the 2-D values (or,
+// `moves`, the rounded tables' element), the sums (sums[0 .. 2]: depth,
+// rows, columns) as lanes_backward3_impl's plain terms, in pixel order.
+// Each column's rows' values are taken once and serve columns j and j + 1.
+template <Isa I, typename A, typename T>
+__attribute__((always_inline)) inline void backward3_row(
+    const Lanes<A>& ln, const Vec8<A>* a0, const Vec8<A>* b0, const Vec8<A>* a1,
+    const Vec8<A>* b1, bool moves, const T* xr, int64_t xws, int64_t xcs, T* out, int64_t ws,
+    int64_t cs, int count, Vec8<A>* sums) {
+  using V = Vec8<A>;
+  const V w0f = ln.w0f, w1f = ln.w1f, w0w = ln.w0w, w1w = ln.w1w, w0d = ln.w0d, w1d = ln.w1d;
+  const auto up_d = ln.up_d, up_f = ln.up_f, up_w = ln.up_w;
+  const int n = ln.n;
+  V sd = sums[0], sf = sums[1], sw = sums[2];
+  V a0l = a0[-1], b0l = b0[-1], a1l = a1[-1], b1l = b1[-1];
+  V r0l = w0f * a0l + w1f * b0l, r1l = w0f * a1l + w1f * b1l;
+  for (int j = 0; j < count; ++j) {
+    const V a0k = a0[j], b0k = b0[j], a1k = a1[j], b1k = b1[j];
+    const V r0k = w0f * a0k + w1f * b0k, r1k = w0f * a1k + w1f * b1k;
+    const V v0 = w0w * r0k + w1w * r0l, v1 = w0w * r1k + w1w * r1l;
+    V d;
+    if (moves) {
+      const V p0 = up_w ? (up_f ? b0l : a0l) : (up_f ? b0k : a0k);
+      const V p1 = up_w ? (up_f ? b1l : a1l) : (up_f ? b1k : a1k);
+      d = up_d ? p1 : p0;
+    } else {
+      d = w0d * v0 + w1d * v1;
+    }
+    store_lanes<I>(out + j * ws, cs, d, n, false);
+    const V xv = load_lanes<I>(xr + j * xws, xcs, n);
+    const V tf0 = (w0w * a0k + w1w * a0l) - (w0w * b0k + w1w * b0l);
+    const V tf1 = (w0w * a1k + w1w * a1l) - (w0w * b1k + w1w * b1l);
+    sd += xv * (v0 - v1);
+    sf += xv * (w0d * tf0 + w1d * tf1);
+    sw += xv * (w0d * (r0k - r0l) + w1d * (r1k - r1l));
+    a0l = a0k;
+    b0l = b0k;
+    a1l = a1k;
+    b1l = b1k;
+    r0l = r0k;
+    r1l = r1k;
+  }
+  sums[0] = sd;
+  sums[1] = sf;
+  sums[2] = sw;
+}
+
 // The shift-gradient sums of the task's nb channels (exact tables ct) over
 // output rows [r0, r0 + rows) (Wo columns) of the output plane at dp.pos
 // (its tap origin) of axis 0 (x at the sample's first plane, g at the
@@ -1682,9 +1735,12 @@ void lanes_backward3_impl(std::integral_constant<int, P>, LaneArray<const T> x,
       lanes[gr].up_w[q] = rt[b].m[2] > ct[b].m[2] ? -1 : 0;
     }
   }
-  // moved(e, i)[(j + 1) * groups + gr] = S_e[i][j] of group gr (e >= -1)
-  auto moved = [&](int e, int i) {
-    return ring + (((e + 3) % 3) * int64_t{strip} + (i - r0 + 1)) * groups * cols;
+  // moved(e, i, gr)[j] = S_e[i][j] of group gr (e >= -1), j in [-1, W]: a
+  // group's moved rows contiguous, and a row taken group by group (the
+  // group's lanes copied out: no store to dx reaches them, so its weights
+  // and sums stay in registers along the row).
+  auto moved = [&](int e, int i, int gr) {
+    return ring + (((e + 3) % 3) * int64_t{strip} + (i - r0 + 1)) * groups * cols + gr * cols + 1;
   };
   auto gather = [&](int e) {  // strip S_e
     for (int gr = 0; gr < groups; ++gr) {
@@ -1692,7 +1748,7 @@ void lanes_backward3_impl(std::integral_constant<int, P>, LaneArray<const T> x,
       const i32x8 depth = depth_term<P>(-ln.m0, Depth{dp.L, dp.s, 0}, e);
       for (int i = r0 - 1; i <= r0 + rows; ++i) {
         gather_row<I>(g, row_term<P>(-ln.m1, i, H, g.rs, ln.n, depth), col + gr * cols,
-                      static_cast<int>(cols), ln.uniform, false, moved(e, i) + gr, groups);
+                      static_cast<int>(cols), ln.uniform, false, moved(e, i, gr) - 1, 1);
       }
     }
   };
@@ -1707,22 +1763,28 @@ void lanes_backward3_impl(std::integral_constant<int, P>, LaneArray<const T> x,
     gather(d + 1);
     for (int k = 0; k < 3 * groups; ++k) sums[k] = V{};
     for (int i = r0; i < r0 + rows; ++i) {
-      // rows i (row tap 0), i - 1 (tap 1), i + 1 (tap -1) of S_d (t0), S_d-1
-      // (t1), S_d+1 (tm), at column 0
-      const V* a0 = moved(d, i) + groups;
-      const V* b0 = moved(d, i - 1) + groups;
-      const V* c0 = moved(d, i + 1) + groups;
-      const V* a1 = moved(d - 1, i) + groups;
-      const V* b1 = moved(d - 1, i - 1) + groups;
-      const V* c1 = moved(d - 1, i + 1) + groups;
-      const V* am = moved(d + 1, i) + groups;
-      const V* bm = moved(d + 1, i - 1) + groups;
-      const T* xr = x.p + i * x.rs;
-      T* out = dx.p + i * dx.rs;
-      for (int j = 0; j < W; ++j) {
-        for (int gr = 0; gr < groups; ++gr) {
-          const Lanes<A>& ln = lanes[gr];
-          const int k = j * groups + gr, l = k - groups, u = k + groups;  // columns j, j - 1, j + 1
+      for (int gr = 0; gr < groups; ++gr) {
+        const Lanes<A> ln = lanes[gr];
+        // rows i (row tap 0), i - 1 (tap 1), i + 1 (tap -1) of S_d (t0), S_d-1
+        // (t1), S_d+1 (tm), at column 0
+        const V* a0 = moved(d, i, gr);
+        const V* b0 = moved(d, i - 1, gr);
+        const V* c0 = moved(d, i + 1, gr);
+        const V* a1 = moved(d - 1, i, gr);
+        const V* b1 = moved(d - 1, i - 1, gr);
+        const V* c1 = moved(d - 1, i + 1, gr);
+        const V* am = moved(d + 1, i, gr);
+        const V* bm = moved(d + 1, i - 1, gr);
+        const T* xr = x.p + i * x.rs + gr * kGroup * x.cs;
+        T* out = dx.p + i * dx.rs + gr * kGroup * dx.cs;
+        if (ln.plain && !ln.all_lat_d && !any_lane(ln.lat_d)) {
+          backward3_row<I>(ln, a0, b0, a1, b1, rt != nullptr, xr, x.ws, x.cs, out, dx.ws, dx.cs,
+                           W, sums + 3 * gr);
+          continue;
+        }
+        V sd = sums[3 * gr], sf = sums[3 * gr + 1], sw = sums[3 * gr + 2];
+        for (int j = 0; j < W; ++j) {
+          const int k = j, l = j - 1, u = j + 1;  // columns j, j - 1, j + 1
           // the 2-D transposed value, row slope and column slope at a g-plane
           auto v2 = [&](const V* a, const V* b) { return bilinear(ln, a[k], b[k], a[l], b[l]); };
           auto slopes = [&](const V* a, const V* b, const V* c, V* tf, V* tw) {
@@ -1738,8 +1800,8 @@ void lanes_backward3_impl(std::integral_constant<int, P>, LaneArray<const T> x,
             };
             d_ = ln.up_d ? pick(a1, b1) : pick(a0, b0);
           }
-          store_lanes<I>(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, d_, ln.n, false);
-          const V xv = load_lanes<I>(xr + j * x.ws + gr * kGroup * x.cs, x.cs, ln.n);
+          store_lanes<I>(out + j * dx.ws, dx.cs, d_, ln.n, false);
+          const V xv = load_lanes<I>(xr + j * x.ws, x.cs, ln.n);
           V tf, tw, td;
           slopes(a0, b0, c0, &tf, &tw);
           if (ln.all_lat_d) {
@@ -1753,10 +1815,13 @@ void lanes_backward3_impl(std::integral_constant<int, P>, LaneArray<const T> x,
             tf = ln.lat_d ? tf : ln.w0d * tf + ln.w1d * tf1;
             tw = ln.lat_d ? tw : ln.w0d * tw + ln.w1d * tw1;
           }
-          sums[3 * gr] += xv * td;
-          sums[3 * gr + 1] += xv * tf;
-          sums[3 * gr + 2] += xv * tw;
+          sd += xv * td;
+          sf += xv * tf;
+          sw += xv * tw;
         }
+        sums[3 * gr] = sd;
+        sums[3 * gr + 1] = sf;
+        sums[3 * gr + 2] = sw;
       }
     }
     add_group_sums(lanes, groups, sums, 3, 0, acc);
