@@ -1913,34 +1913,43 @@ void lanes_backward_strided_impl(std::integral_constant<int, P>, LaneArray<const
         rterm[3 * gr + 2] = strided_term(ln.m1, i, 1, t1, Ho, g.rs, ln.n);
       }
     }
-    const T* xr = x.p + i * x.rs;
-    T* out = dx.p + i * dx.rs;
-    for (int j = 0; j < W; ++j) {
-      for (int gr = 0; gr < groups; ++gr) {
-        const Lanes<A>& ln = lanes[gr];
-        const int64_t k = gr * cols + j;
-        const i32x8 row = rterm[3 * gr];
-        const V G = read8<I>(g, row, col[k], ln.uniform, false);
-        const V wc = wcol[k];
-        const V d = rt == nullptr ? nan_lanes(ln, wc * (wr[gr] * G))
-                                  : ((rmatch[gr] & cmatch[k]) ? G : none);
-        store_lanes<I>(out + j * dx.ws + gr * kGroup * dx.cs, dx.cs, d, ln.n, false);
-        const V xv = load_lanes<I>(xr + j * x.ws + gr * kGroup * x.cs, x.cs, ln.n);
-        V tf = dr[gr] * (wc * G);
-        V tw = wr[gr] * (wcol[k + W] * G);
-        if (ln.any_lat_f) {
-          const V up = read8<I>(g, rterm[3 * gr + 1], col[k], ln.uniform, false);
-          const V down = read8<I>(g, rterm[3 * gr + 2], col[k], ln.uniform, false);
-          tf = ln.lat_f ? wc * (half * up + mhalf * down) : tf;
+    // A group's row at a time, its lanes, row terms and sums in registers.
+    for (int gr = 0; gr < groups; ++gr) {
+      const Lanes<A> ln = lanes[gr];
+      const i32x8 row = rterm[3 * gr], rup = rterm[3 * gr + 1], rdown = rterm[3 * gr + 2];
+      const V wrg = wr[gr], drg = dr[gr];
+      const M rm = rmatch[gr];
+      const T* xr = x.p + i * x.rs + gr * kGroup * x.cs;
+      T* out = dx.p + i * dx.rs + gr * kGroup * dx.cs;
+      const i32x8* cg = col + gr * cols;
+      const V* wg = wcol + gr * cols;
+      const M* mg = cmatch + gr * cols;
+      V sf = sums[2 * gr], sw = sums[2 * gr + 1];
+      with_uniform(ln.uniform, [&](auto uniform) {
+        for (int j = 0; j < W; ++j) {
+          const V G = read8<I>(g, row, cg[j], uniform(), false);
+          const V wc = wg[j];
+          const V d = rt == nullptr ? nan_lanes(ln, wc * (wrg * G)) : ((rm & mg[j]) ? G : none);
+          store_lanes<I>(out + j * dx.ws, dx.cs, d, ln.n, false);
+          const V xv = load_lanes<I>(xr + j * x.ws, x.cs, ln.n);
+          V tf = drg * (wc * G);
+          V tw = wrg * (wg[j + W] * G);
+          if (ln.any_lat_f) {
+            const V up = read8<I>(g, rup, cg[j], uniform(), false);
+            const V down = read8<I>(g, rdown, cg[j], uniform(), false);
+            tf = ln.lat_f ? wc * (half * up + mhalf * down) : tf;
+          }
+          if (ln.any_lat_w) {
+            const V left = read8<I>(g, row, cg[j + W], uniform(), false);
+            const V right = read8<I>(g, row, cg[j + 2 * W], uniform(), false);
+            tw = ln.lat_w ? wrg * (half * left + mhalf * right) : tw;
+          }
+          sf += xv * tf;
+          sw += xv * tw;
         }
-        if (ln.any_lat_w) {
-          const V left = read8<I>(g, row, col[k + W], ln.uniform, false);
-          const V right = read8<I>(g, row, col[k + 2 * W], ln.uniform, false);
-          tw = ln.lat_w ? wr[gr] * (half * left + mhalf * right) : tw;
-        }
-        sums[2 * gr] += xv * tf;
-        sums[2 * gr + 1] += xv * tw;
-      }
+      });
+      sums[2 * gr] = sf;
+      sums[2 * gr + 1] = sw;
     }
   }
   add_group_sums(lanes, groups, sums, 2, 1, acc);
