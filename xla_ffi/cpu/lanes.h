@@ -646,26 +646,24 @@ __attribute__((always_inline)) inline void fused_row(const LaneArray<const T>& x
 }
 
 // One output row of group `ln`'s lanes, no lane at a lattice or NaN, 2-D
-// stencils, channels-last y, from rows `ra` (the stencils' row tap 0) and
-// `rb` (tap 1) of x: the four taps of output w at column terms col[w] and
-// col[w + next] gathered straight into the stencil (strided calls: no tap
-// is another output's).
+// stencils, from rows `ra` (the stencils' row tap 0) and `rb` (tap 1) of
+// x: the four taps of output w at column terms col[w] and col[w + next]
+// gathered straight into the stencil (strided calls: no tap is another
+// output's), stored by store_row (y's pixels ws apart, lanes cs apart).
 template <Isa I, typename A, typename T, bool Uniform>
 __attribute__((always_inline)) inline void strided_row(const LaneArray<const T>& x, i32x8 ra,
                                                        i32x8 rb, const i32x8* col, int next,
                                                        int count, const Lanes<A>& ln, T* out,
-                                                       int64_t ws) {
+                                                       int64_t ws, int64_t cs) {
   using V = Vec8<A>;
   const V w0f = ln.w0f, w1f = ln.w1f, w0w = ln.w0w, w1w = ln.w1w;
-  const int n = ln.n;
-  for (int w = 0; w < count; ++w) {
+  store_row<I>(out, ws, cs, count, &ln, 1, false, [&](int w, int) {
     const V a0 = read8<I>(x, ra, col[w], Uniform, false);
     const V b0 = read8<I>(x, rb, col[w], Uniform, false);
     const V a1 = read8<I>(x, ra, col[w + next], Uniform, false);
     const V b1 = read8<I>(x, rb, col[w + next], Uniform, false);
-    store_lanes<I>(out + w * ws, 1, w0w * (w0f * a0 + w1f * b0) + w1w * (w0f * a1 + w1f * b1), n,
-                   false);
-  }
+    return w0w * (w0f * a0 + w1f * b0) + w1w * (w0f * a1 + w1f * b1);
+  });
 }
 
 // One output row of group `ln`'s lanes of a 3-D forward that takes every
@@ -876,11 +874,11 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
         // a: the moved row of position h * t1, b: of h * t1 + 1.
         const int ka = t1 == 1 ? h : 0, kb = t1 == 1 ? h + 1 : 1;
         for (int g = 0; g < groups; ++g) {  // a group's row at a time
-          if (t1 != 1 && !span && y.cs == 1 && lanes[g].plain && lanes[g].all_lat_d) {
+          if (t1 != 1 && !span && lanes[g].plain && lanes[g].all_lat_d) {
             with_uniform(lanes[g].uniform, [&](auto uniform) {
               strided_row<I, A, T, uniform()>(x, row_at(h * t1, g, 0), row_at(h * t1 + 1, g, 0),
                                               col + g * cols, next, wn, lanes[g],
-                                              yp + h * y.rs + g * kGroup, y.ws);
+                                              yp + h * y.rs + g * kGroup * y.cs, y.ws, y.cs);
             });
             continue;
           }
