@@ -334,7 +334,8 @@ bool any_lane(const M& m) {
 
 // fn(std::true_type{}) where a group's lanes are `uniform` (read8's one
 // load), else fn(std::false_type{}): a row's loop compiled for each, the
-// branch out of it.
+// branch out of it (fused_row: 5-10 % of its time; the other rows take
+// `uniform` at run time, half the code to compile, at the same speed).
 template <typename Fn>
 __attribute__((always_inline)) inline void with_uniform(bool uniform, const Fn& fn) {
   if (uniform) {
@@ -650,18 +651,18 @@ __attribute__((always_inline)) inline void fused_row(const LaneArray<const T>& x
 // x: the four taps of output w at column terms col[w] and col[w + next]
 // gathered straight into the stencil (strided calls: no tap is another
 // output's), stored by store_row (y's pixels ws apart, lanes cs apart).
-template <Isa I, typename A, typename T, bool Uniform>
-__attribute__((always_inline)) inline void strided_row(const LaneArray<const T>& x, i32x8 ra,
+template <Isa I, typename A, typename T>
+__attribute__((always_inline)) inline void strided_row(bool uniform, const LaneArray<const T>& x, i32x8 ra,
                                                        i32x8 rb, const i32x8* col, int next,
                                                        int count, const Lanes<A>& ln, T* out,
                                                        int64_t ws, int64_t cs) {
   using V = Vec8<A>;
   const V w0f = ln.w0f, w1f = ln.w1f, w0w = ln.w0w, w1w = ln.w1w;
   store_row<I>(out, ws, cs, count, &ln, 1, false, [&](int w, int) {
-    const V a0 = read8<I>(x, ra, col[w], Uniform, false);
-    const V b0 = read8<I>(x, rb, col[w], Uniform, false);
-    const V a1 = read8<I>(x, ra, col[w + next], Uniform, false);
-    const V b1 = read8<I>(x, rb, col[w + next], Uniform, false);
+    const V a0 = read8<I>(x, ra, col[w], uniform, false);
+    const V b0 = read8<I>(x, rb, col[w], uniform, false);
+    const V a1 = read8<I>(x, ra, col[w + next], uniform, false);
+    const V b1 = read8<I>(x, rb, col[w + next], uniform, false);
     return w0w * (w0f * a0 + w1f * b0) + w1w * (w0f * a1 + w1f * b1);
   });
 }
@@ -673,8 +674,8 @@ __attribute__((always_inline)) inline void strided_row(const LaneArray<const T>&
 // strip's first plane, `first`, of tap 0) is gathered here (row terms rb1,
 // rb0) into its buffer, column by column as it is used; each column's rows'
 // values serve outputs w - 1 and w from registers.
-template <Isa I, typename A, typename T, bool Uniform>
-__attribute__((always_inline)) inline void span_row(const LaneArray<const T>& x, i32x8 rb0,
+template <Isa I, typename A, typename T>
+__attribute__((always_inline)) inline void span_row(bool uniform, const LaneArray<const T>& x, i32x8 rb0,
                                                     i32x8 rb1, bool first, const i32x8* col,
                                                     const Vec8<A>* a0, Vec8<A>* b0,
                                                     const Vec8<A>* a1, Vec8<A>* b1, int count,
@@ -685,10 +686,10 @@ __attribute__((always_inline)) inline void span_row(const LaneArray<const T>& x,
   auto rows_at = [&](int i, V* r0, V* r1) {  // the rows' values of column i on both planes
     V c0 = b0[i];
     if (first) {
-      c0 = read8<I>(x, rb0, col[i], Uniform, false);
+      c0 = read8<I>(x, rb0, col[i], uniform, false);
       b0[i] = c0;
     }
-    const V c1 = read8<I>(x, rb1, col[i], Uniform, false);
+    const V c1 = read8<I>(x, rb1, col[i], uniform, false);
     b1[i] = c1;
     *r0 = w0f * a0[i] + w1f * c0;
     *r1 = w0f * a1[i] + w1f * c1;
@@ -708,20 +709,20 @@ __attribute__((always_inline)) inline void span_row(const LaneArray<const T>& x,
 // One output row of group `ln`'s lanes of an integer move: the lanes at
 // row term `row` and column terms col[w], raw bits straight to out + w ws
 // (channels-last y), the group's lanes and terms in registers along the row.
-template <Isa I, typename A, typename T, bool Uniform>
-__attribute__((always_inline)) inline void move_row(const LaneArray<const T>& x, i32x8 row,
+template <Isa I, typename A, typename T>
+__attribute__((always_inline)) inline void move_row(bool uniform, const LaneArray<const T>& x, i32x8 row,
                                                     const i32x8* col, int count,
                                                     const Lanes<A>& ln, T* out, int64_t ws) {
   const int n = ln.n;
   if (ln.any_nan) {
     for (int w = 0; w < count; ++w) {
-      store_lanes<I>(out + w * ws, 1, nan_lanes(ln, read8<I>(x, row, col[w], Uniform, true)), n,
+      store_lanes<I>(out + w * ws, 1, nan_lanes(ln, read8<I>(x, row, col[w], uniform, true)), n,
                      true);
     }
     return;
   }
   for (int w = 0; w < count; ++w) {
-    store_lanes<I>(out + w * ws, 1, read8<I>(x, row, col[w], Uniform, true), n, true);
+    store_lanes<I>(out + w * ws, 1, read8<I>(x, row, col[w], uniform, true), n, true);
   }
 }
 
@@ -772,7 +773,13 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
   const int left = reach(lanes, groups, &Lanes<A>::m2, -1, 0);
   const int right = reach(lanes, groups, &Lanes<A>::m2, 1, extra);
   // One moved row a group, fused with the stencils (fused_row).
-  bool fused = !move && t1 == 1 && t2 == 1 && !span && y.cs == 1;
+  // The fused rows are compiled where they pay: fused_row for float32 (16-bit
+  // 2-D active forwards take the staged planes, use_lanes), strided_row and
+  // span_row for float32 and 16-bit storage; float64 takes the group's
+  // generic row (a third of the library's compile time is the lanes).
+  constexpr bool kFuse = std::is_same_v<T, float>;
+  constexpr bool kFuseRows = std::is_same_v<A, float>;
+  bool fused = kFuse && !move && t1 == 1 && t2 == 1 && !span && y.cs == 1;
   for (int g = 0; g < groups; ++g) fused &= lanes[g].all_lat_d;
   for (int w0 = 0; w0 < Wo; w0 += Wt) {  // column tiles
     const int wn = std::min(Wt, Wo - w0);
@@ -825,10 +832,8 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
         for (int h = r0; h < r0 + rows; ++h) {
           prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
           for (int g = 0; g < groups; ++g) {
-            with_uniform(lanes[g].uniform, [&](auto uniform) {
-              move_row<I, A, T, uniform()>(x, row_at(h * t1, g, 0), col + g * cols, wn, lanes[g],
-                                           yp + h * y.rs + g * kGroup, y.ws);
-            });
+            move_row<I>(lanes[g].uniform, x, row_at(h * t1, g, 0), col + g * cols, wn, lanes[g],
+                        yp + h * y.rs + g * kGroup, y.ws);
           }
         }
         continue;
@@ -845,22 +850,24 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
         }
         continue;
       }
-      if (fused) {
-        for (int g = 0; g < groups; ++g) {
-          gather_row<I>(x, row_at(r0, g, 0), col + g * cols, used, lanes[g].uniform, false,
-                        ring + g * cols, 1);
-        }
-        for (int h = r0; h < r0 + rows; ++h) {
-          prefetch_row(plane, h + ahead, H, W, nb, c0, c1);
+      if constexpr (kFuse) {
+        if (fused) {
           for (int g = 0; g < groups; ++g) {
-            with_uniform(lanes[g].uniform, [&](auto uniform) {
-              fused_row<I, A, T, uniform()>(x, row_at(h + 1, g, 0), col + g * cols,
-                                            ring + g * cols, wn, lanes[g],
-                                            yp + h * y.rs + g * kGroup, y.ws);
-            });
+            gather_row<I>(x, row_at(r0, g, 0), col + g * cols, used, lanes[g].uniform, false,
+                          ring + g * cols, 1);
           }
+          for (int h = r0; h < r0 + rows; ++h) {
+            prefetch_row(plane, h + ahead, H, W, nb, c0, c1);
+            for (int g = 0; g < groups; ++g) {
+              with_uniform(lanes[g].uniform, [&](auto uniform) {
+                fused_row<I, A, T, uniform()>(x, row_at(h + 1, g, 0), col + g * cols,
+                                              ring + g * cols, wn, lanes[g],
+                                              yp + h * y.rs + g * kGroup, y.ws);
+              });
+            }
+          }
+          continue;
         }
-        continue;
       }
       if (t1 == 1) {
         for (int g = 0; g < groups; ++g) {
@@ -874,23 +881,20 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
         // a: the moved row of position h * t1, b: of h * t1 + 1.
         const int ka = t1 == 1 ? h : 0, kb = t1 == 1 ? h + 1 : 1;
         for (int g = 0; g < groups; ++g) {  // a group's row at a time
-          if (t1 != 1 && !span && lanes[g].plain && lanes[g].all_lat_d) {
-            with_uniform(lanes[g].uniform, [&](auto uniform) {
-              strided_row<I, A, T, uniform()>(x, row_at(h * t1, g, 0), row_at(h * t1 + 1, g, 0),
-                                              col + g * cols, next, wn, lanes[g],
-                                              yp + h * y.rs + g * kGroup * y.cs, y.ws, y.cs);
-            });
-            continue;
-          }
-          if (span && t1 == 1 && y.cs == 1 && lanes[g].plain && !lanes[g].all_lat_d &&
-              !any_lane(lanes[g].lat_d)) {
-            with_uniform(lanes[g].uniform, [&](auto uniform) {
-              span_row<I, A, T, uniform()>(x, row_at(h + 1, g, 0), row_at(h + 1, g, 1), pl == 0,
-                                           col + g * cols, slot(h, g, 0), slot(h + 1, g, 0),
-                                           slot(h, g, 1), slot(h + 1, g, 1), wn, lanes[g],
-                                           yp + h * y.rs + g * kGroup, y.ws);
-            });
-            continue;
+          if constexpr (kFuseRows) {
+            if (t1 != 1 && !span && lanes[g].plain && lanes[g].all_lat_d) {
+              strided_row<I>(lanes[g].uniform, x, row_at(h * t1, g, 0), row_at(h * t1 + 1, g, 0),
+                             col + g * cols, next, wn, lanes[g], yp + h * y.rs + g * kGroup * y.cs,
+                             y.ws, y.cs);
+              continue;
+            }
+            if (span && t1 == 1 && y.cs == 1 && lanes[g].plain && !lanes[g].all_lat_d &&
+                !any_lane(lanes[g].lat_d)) {
+              span_row<I>(lanes[g].uniform, x, row_at(h + 1, g, 0), row_at(h + 1, g, 1), pl == 0,
+                          col + g * cols, slot(h, g, 0), slot(h + 1, g, 0), slot(h, g, 1),
+                          slot(h + 1, g, 1), wn, lanes[g], yp + h * y.rs + g * kGroup, y.ws);
+              continue;
+            }
           }
           for (int dd = 0; dd < 2; ++dd) {
             if (!gathers(g, dd)) continue;
@@ -1923,29 +1927,27 @@ void lanes_backward_strided_impl(std::integral_constant<int, P>, LaneArray<const
       const V* wg = wcol + gr * cols;
       const M* mg = cmatch + gr * cols;
       V sf = sums[2 * gr], sw = sums[2 * gr + 1];
-      with_uniform(ln.uniform, [&](auto uniform) {
-        for (int j = 0; j < W; ++j) {
-          const V G = read8<I>(g, row, cg[j], uniform(), false);
-          const V wc = wg[j];
-          const V d = rt == nullptr ? nan_lanes(ln, wc * (wrg * G)) : ((rm & mg[j]) ? G : none);
-          store_lanes<I>(out + j * dx.ws, dx.cs, d, ln.n, false);
-          const V xv = load_lanes<I>(xr + j * x.ws, x.cs, ln.n);
-          V tf = drg * (wc * G);
-          V tw = wrg * (wg[j + W] * G);
-          if (ln.any_lat_f) {
-            const V up = read8<I>(g, rup, cg[j], uniform(), false);
-            const V down = read8<I>(g, rdown, cg[j], uniform(), false);
-            tf = ln.lat_f ? wc * (half * up + mhalf * down) : tf;
-          }
-          if (ln.any_lat_w) {
-            const V left = read8<I>(g, row, cg[j + W], uniform(), false);
-            const V right = read8<I>(g, row, cg[j + 2 * W], uniform(), false);
-            tw = ln.lat_w ? wrg * (half * left + mhalf * right) : tw;
-          }
-          sf += xv * tf;
-          sw += xv * tw;
+      for (int j = 0; j < W; ++j) {
+        const V G = read8<I>(g, row, cg[j], ln.uniform, false);
+        const V wc = wg[j];
+        const V d = rt == nullptr ? nan_lanes(ln, wc * (wrg * G)) : ((rm & mg[j]) ? G : none);
+        store_lanes<I>(out + j * dx.ws, dx.cs, d, ln.n, false);
+        const V xv = load_lanes<I>(xr + j * x.ws, x.cs, ln.n);
+        V tf = drg * (wc * G);
+        V tw = wrg * (wg[j + W] * G);
+        if (ln.any_lat_f) {
+          const V up = read8<I>(g, rup, cg[j], ln.uniform, false);
+          const V down = read8<I>(g, rdown, cg[j], ln.uniform, false);
+          tf = ln.lat_f ? wc * (half * up + mhalf * down) : tf;
         }
-      });
+        if (ln.any_lat_w) {
+          const V left = read8<I>(g, row, cg[j + W], ln.uniform, false);
+          const V right = read8<I>(g, row, cg[j + 2 * W], ln.uniform, false);
+          tw = ln.lat_w ? wrg * (half * left + mhalf * right) : tw;
+        }
+        sf += xv * tf;
+        sw += xv * tw;
+      }
       sums[2 * gr] = sf;
       sums[2 * gr + 1] = sw;
     }
