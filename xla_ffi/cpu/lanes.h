@@ -652,10 +652,10 @@ __attribute__((always_inline)) inline void fused_row(const LaneArray<const T>& x
 // gathered straight into the stencil (strided calls: no tap is another
 // output's), stored by store_row (y's pixels ws apart, lanes cs apart).
 template <Isa I, typename A, typename T>
-__attribute__((always_inline)) inline void strided_row(bool uniform, const LaneArray<const T>& x, i32x8 ra,
-                                                       i32x8 rb, const i32x8* col, int next,
-                                                       int count, const Lanes<A>& ln, T* out,
-                                                       int64_t ws, int64_t cs) {
+__attribute__((always_inline)) inline void strided_row(bool uniform, const LaneArray<const T>& x,
+                                                       i32x8 ra, i32x8 rb, const i32x8* col,
+                                                       int next, int count, const Lanes<A>& ln,
+                                                       T* out, int64_t ws, int64_t cs) {
   using V = Vec8<A>;
   const V w0f = ln.w0f, w1f = ln.w1f, w0w = ln.w0w, w1w = ln.w1w;
   store_row<I>(out, ws, cs, count, &ln, 1, false, [&](int w, int) {
@@ -675,11 +675,12 @@ __attribute__((always_inline)) inline void strided_row(bool uniform, const LaneA
 // rb0) into its buffer, column by column as it is used; each column's rows'
 // values serve outputs w - 1 and w from registers.
 template <Isa I, typename A, typename T>
-__attribute__((always_inline)) inline void span_row(bool uniform, const LaneArray<const T>& x, i32x8 rb0,
-                                                    i32x8 rb1, bool first, const i32x8* col,
-                                                    const Vec8<A>* a0, Vec8<A>* b0,
-                                                    const Vec8<A>* a1, Vec8<A>* b1, int count,
-                                                    const Lanes<A>& ln, T* out, int64_t ws) {
+__attribute__((always_inline)) inline void span_row(bool uniform, const LaneArray<const T>& x,
+                                                    i32x8 rb0, i32x8 rb1, bool first,
+                                                    const i32x8* col, const Vec8<A>* a0,
+                                                    Vec8<A>* b0, const Vec8<A>* a1, Vec8<A>* b1,
+                                                    int count, const Lanes<A>& ln, T* out,
+                                                    int64_t ws) {
   using V = Vec8<A>;
   const V w0f = ln.w0f, w1f = ln.w1f, w0w = ln.w0w, w1w = ln.w1w, w0d = ln.w0d, w1d = ln.w1d;
   const int n = ln.n;
@@ -710,8 +711,8 @@ __attribute__((always_inline)) inline void span_row(bool uniform, const LaneArra
 // row term `row` and column terms col[w], raw bits straight to out + w ws
 // (channels-last y), the group's lanes and terms in registers along the row.
 template <Isa I, typename A, typename T>
-__attribute__((always_inline)) inline void move_row(bool uniform, const LaneArray<const T>& x, i32x8 row,
-                                                    const i32x8* col, int count,
+__attribute__((always_inline)) inline void move_row(bool uniform, const LaneArray<const T>& x,
+                                                    i32x8 row, const i32x8* col, int count,
                                                     const Lanes<A>& ln, T* out, int64_t ws) {
   const int n = ln.n;
   if (ln.any_nan) {
@@ -772,14 +773,14 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
   const int up = reach(lanes, groups, &Lanes<A>::m1, -1, 0);
   const int left = reach(lanes, groups, &Lanes<A>::m2, -1, 0);
   const int right = reach(lanes, groups, &Lanes<A>::m2, 1, extra);
-  // One moved row a group, fused with the stencils (fused_row).
+  // `fused`: one moved row a group, fused with the stencils (fused_row).
   // The fused rows are compiled where they pay: fused_row for float32 (16-bit
   // 2-D active forwards take the staged planes, use_lanes), strided_row and
   // span_row for float32 and 16-bit storage; float64 takes the group's
   // generic row (a third of the library's compile time is the lanes).
   constexpr bool kFuse = std::is_same_v<T, float>;
   constexpr bool kFuseRows = std::is_same_v<A, float>;
-  bool fused = kFuse && !move && t1 == 1 && t2 == 1 && !span && y.cs == 1;
+  bool fused = !move && t1 == 1 && t2 == 1 && !span && y.cs == 1;
   for (int g = 0; g < groups; ++g) fused &= lanes[g].all_lat_d;
   for (int w0 = 0; w0 < Wo; w0 += Wt) {  // column tiles
     const int wn = std::min(Wt, Wo - w0);
@@ -912,13 +913,12 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
           const V* a1 = slot(ka, g, 1);  // depth tap 1 (groups off the depth lattice)
           const V* b1 = slot(kb, g, 1);
           const Lanes<A> ln = lanes[g];  // a copy: no store to y reaches it
+          auto value = [&](const V* p, const V* q, int w) {
+            return bilinear(ln, p[w], q[w], p[w + next], q[w + next]);
+          };
           store_row<I>(yp + h * y.rs + g * kGroup * y.cs, y.ws, y.cs, wn, &ln, 1, false,
                        [&](int w, int) {
-                         return depth_stencil(ln, bilinear(ln, a[w], b[w], a[w + next], b[w + next]),
-                                              [&] {
-                                                return bilinear(ln, a1[w], b1[w], a1[w + next],
-                                                                b1[w + next]);
-                                              });
+                         return depth_stencil(ln, value(a, b, w), [&] { return value(a1, b1, w); });
                        });
         }
       }
