@@ -64,9 +64,12 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
   dist = tmp_path / "dist"
   env = dict(os.environ, JAXSHIFT_CUDA="OFF", JAXSHIFT_SANITIZE="OFF", JAXSHIFT_EMULATOR="OFF")
   # `python -m build`: the sdist, then the wheel built from the sdist (so a
-  # file the sdist leaves out fails the wheel build too).
+  # file the sdist leaves out fails the wheel build too). Unoptimised and
+  # without debug information (-g is a third of an -O0 compile): a packaging
+  # check, not the kernels users get.
   _run([sys.executable, "-m", "build", "--outdir", str(dist),
-        f"-Cbuild-dir={tmp_path / 'build'}", "-Ccmake.build-type=Debug", ROOT],
+        f"-Cbuild-dir={tmp_path / 'build'}", "-Ccmake.build-type=Debug",
+        "-Ccmake.define.CMAKE_CXX_FLAGS_DEBUG=-O0", ROOT],
        env=env, timeout=900)
   (wheel,) = dist.glob("jaxshift-*-py3-none-*.whl")
   (sdist,) = dist.glob("jaxshift-*.tar.gz")

@@ -48,6 +48,7 @@ needs ``C L^2`` memory. A TPU one-hot variant would need a TPU measurement
 first; there is one path.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -177,6 +178,7 @@ def on_lattice(v: Array) -> Array:
   return (v == jnp.floor(v)) & ~subnormal
 
 
+@functools.partial(jax.jit, static_argnames=("length", "padding", "rounded", "dtype"))
 def axis_tables(s: Array, length: int, padding: str, *, rounded: bool,
                 dtype) -> tuple[Array, Array]:
   """Integer offset and fraction of one axis' shifts.

@@ -14,7 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#if defined(__x86_64__) && defined(__GNUC__)
+// JAXSHIFT_BASELINE_ONLY (the sanitized library, CMakeLists.txt): the
+// baseline alone, no AVX2 copies.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(JAXSHIFT_BASELINE_ONLY)
 #define JAXSHIFT_X86_AVX2 1
 #endif
 
