@@ -85,9 +85,12 @@ def test_equivalence_suite_on_the_emulated_cuda_kernels(family, tmp_path):
   both layouts, strides, dtypes, vmap, bitwise-repeatable gradients, far,
   tiny and NaN shifts. Not here: the 2**31-element test (6 minutes on the
   emulator), the odd cases and worked examples, which the next test runs
-  with 64-bit offsets, and the checks of Python's lowering and of the CPU
+  with 64-bit offsets, the checks of Python's lowering and of the CPU
   instruction sets (target-independent; the many-channel near/far class runs
-  in test_matches_jnp_path_in_channel_blocks). The default family runs half
+  in test_matches_jnp_path_in_channel_blocks), and the CPU's task spans and
+  column tiles (its plans; their shapes are common 3-D and channels-last
+  cases here, and the one-pass backward tests keep their lanes' lattice,
+  NaN and far shifts). The default family runs half
   the hypothesis examples, the second a quarter (every case class still
   runs, and the CPU kernel's run of the same suite has them all)."""
   _require_library()
@@ -96,7 +99,8 @@ def test_equivalence_suite_on_the_emulated_cuda_kernels(family, tmp_path):
   # CPU kernel's instruction sets: the same for every target.
   outcomes = _pytest(tmp_path, "tests/test_ffi.py", "-k",
                      "not past_2_31 and not odd_cases and not worked_cases and "
-                     "not lowers_to_one_custom_call and not every_instruction_set",
+                     "not lowers_to_one_custom_call and not every_instruction_set and "
+                     "not task_spans and not column_tiles",
                      JAXSHIFT_CUDA_KERNEL=family, JAXSHIFT_TEST_EXAMPLE_SCALE=scale)
   _ran(outcomes, "test_matches_jnp_path", "test_matches_jnp_path_on_wide_rows",
        "test_matches_jnp_path_in_channel_blocks", "test_tiny_shifts_are_off_the_lattice",
