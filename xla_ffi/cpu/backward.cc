@@ -296,14 +296,14 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
                                 geo.sy_c};
     const LaneArray<T> dxa{dx + n * geo.sx_n + c0 * geo.sx_c + d * ax[0].sx, ax[1].sx, ax[2].sx,
                            -1, geo.sx_c};
+    const EdgeRef<A> eref = edge_ref<A>(edge);
     if (unit) {
-      lanes_adjoint(isa, std::integral_constant<int, P>{}, ga, dxa, Depth{ax[0].Lo, ax[0].sy, d},
-                    ax[1].L, ax[2].L, static_cast<const ChannelTables<A>*>(ct),
-                    static_cast<const int*>(edge.simple), &edge, nb, r0, rows, planes, ax[0].sx);
+      lanes_adjoint(isa, P, ga, dxa, Depth{ax[0].Lo, ax[0].sy, d}, ax[1].L, ax[2].L,
+                    static_cast<const ChannelTables<A>*>(ct),
+                    static_cast<const int*>(edge.simple), &eref, nb, r0, rows, planes, ax[0].sx);
     } else {
-      lanes_adjoint_strided(isa, std::integral_constant<int, P>{}, ga, dxa, ax, d,
-                            static_cast<const ChannelTables<A>*>(ct),
-                            static_cast<const int*>(edge.simple), &edge, nb, r0, rows);
+      lanes_adjoint_strided(isa, P, ga, dxa, ax, d, static_cast<const ChannelTables<A>*>(ct),
+                            static_cast<const int*>(edge.simple), &eref, nb, r0, rows);
     }
   };
   auto input_gradient = [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
@@ -316,7 +316,7 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
     ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
     group_tables<A>(geo, exact, n, c0, nb, ct);
     const int64_t xat = n * geo.sx_n + c0 * geo.sx_c;
-    lanes_shift_grad(isa, std::integral_constant<int, P>{},
+    lanes_shift_grad(isa, P,
                      LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx,
                                         last_from(geo.N * geo.sx_n, xat), geo.sx_c},
                      LaneArray<const T>{g + n * geo.sy_n + c0 * geo.sy_c + d * ax[0].sy, ax[1].sy,

@@ -309,6 +309,50 @@ i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs, int n, const i32x8& de
   return r;
 }
 
+// f(std::integral_constant<int, p>{}) for the run-time padding code p: the
+// lanes take their padding at run time (their per-element loops do not
+// depend on it; only these terms, computed once a tile or a row, do), which
+// compiles one copy of each instead of one per padding.
+template <typename F>
+decltype(auto) with_padding(int p, F&& f) {
+  switch (p) {
+    case kBorder: return f(std::integral_constant<int, kBorder>{});
+    case kPeriodic: return f(std::integral_constant<int, kPeriodic>{});
+    case kReflect: return f(std::integral_constant<int, kReflect>{});
+    case kSymmetric: return f(std::integral_constant<int, kSymmetric>{});
+    default: return f(std::integral_constant<int, kZeros>{});
+  }
+}
+inline void column_terms(int p, const i32x8& dm, int W, int64_t ws, int64_t cs, int lane0, int w0,
+                         int count, i32x8* col, int t = 1, int tap = 0) {
+  with_padding(p, [&](auto P) {
+    column_terms<decltype(P)::value>(dm, W, ws, cs, lane0, w0, count, col, t, tap);
+  });
+}
+inline i32x8 depth_term(int p, const i32x8& dm, const Depth& dp, int dd) {
+  return with_padding(p, [&](auto P) { return depth_term<decltype(P)::value>(dm, dp, dd); });
+}
+inline i32x8 row_term(int p, const i32x8& dm, int h, int H, int64_t rs, int n,
+                      const i32x8& depth = i32x8{}) {
+  return with_padding(p, [&](auto P) { return row_term<decltype(P)::value>(dm, h, H, rs, n, depth); });
+}
+
+// A call's folded elements (backward.cc, AdjointEdges) through a pointer:
+// they are few, and the lanes' input gradients compile once for every
+// padding.
+template <typename A>
+struct EdgeRef {
+  const void* self;
+  A (*call)(const void*, int, int, int);
+  A operator()(int b, int row, int col) const { return call(self, b, row, col); }
+};
+template <typename A, typename E>
+EdgeRef<A> edge_ref(const E& e) {
+  return {&e, [](const void* p, int b, int row, int col) -> A {
+            return (*static_cast<const E*>(p))(b, row, col);
+          }};
+}
+
 // A moved row: out[i] = the lanes at (row term, col[i]) for i in [0, count).
 // The 8 lanes at (row term, column term), 0 where either is -1. `uniform`:
 // the lanes' offsets are equal (a channel group of a grouped or fixed
@@ -745,8 +789,8 @@ __attribute__((always_inline)) inline void move_row(bool uniform, const LaneArra
 // strip's tap 1 are kept (two strip buffers instead of the rings, their roles
 // swapped at each plane) and a group off the depth lattice gathers one plane
 // a plane instead of two.
-template <Isa I, int P, typename A, typename T>
-void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, LaneArray<T> y,
+template <Isa I, typename A, typename T>
+void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y,
                         Depth dp, int H, int W, int t1, int t2, int Wo,
                         const ChannelTables<A>* ct, int nb, int r0, int rows, bool move,
                         int planes, int64_t ys0) {
@@ -789,10 +833,10 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     for (int g = 0; g < groups; ++g) {
       const Lanes<A>& ln = lanes[g];
       if (t2 == 1) {
-        column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, w0, used, col + g * cols);
+        column_terms(P, ln.m2, W, x.ws, x.cs, g * kGroup, w0, used, col + g * cols);
       } else {
-        column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, w0, wn, col + g * cols, t2, 0);
-        column_terms<P>(ln.m2, W, x.ws, x.cs, g * kGroup, w0, wn, col + g * cols + wn, t2, 1);
+        column_terms(P, ln.m2, W, x.ws, x.cs, g * kGroup, w0, wn, col + g * cols, t2, 0);
+        column_terms(P, ln.m2, W, x.ws, x.cs, g * kGroup, w0, wn, col + g * cols + wn, t2, 1);
       }
     }
     // The columns of x the tile reads (where the prefetches go).
@@ -809,7 +853,7 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     };
     auto row_at = [&](int pos, int g, int dd) {
       const Lanes<A>& ln = lanes[g];
-      return row_term<P>(ln.m1, pos, H, x.rs, ln.n, ln.depth[dd]);
+      return row_term(P, ln.m1, pos, H, x.rs, ln.n, ln.depth[dd]);
     };
     auto gather = [&](int pos, int g, int dd, V* out) {
       gather_row<I>(x, row_at(pos, g, dd), col + g * cols, used, lanes[g].uniform, false, out, 1);
@@ -821,7 +865,7 @@ void lanes_forward_impl(std::integral_constant<int, P>, LaneArray<const T> x, La
     }
     for (int pl = 0; pl < planes; ++pl, ++dq.pos, yp += ys0, flip ^= 1) {
       for (int g = 0; g < groups; ++g) {
-        for (int dd = 0; dd < 2; ++dd) lanes[g].depth[dd] = depth_term<P>(lanes[g].m0, dq, dd);
+        for (int dd = 0; dd < 2; ++dd) lanes[g].depth[dd] = depth_term(P, lanes[g].m0, dq, dd);
       }
       // Whether group g gathers depth tap dd on this plane (tap 0 of a group off
       // the depth lattice is the last plane's tap 1, after the first plane).
@@ -1002,16 +1046,16 @@ void fold_edges(T* out, int64_t ws, int64_t cs, int W, int i, const ChannelTable
 // column lo, column hi]), as the strided calls do: the moved rows stay
 // within a few times the plan's budget.
 constexpr int kFoldColumns = 32;
-template <Isa I, int P, typename A, typename T, typename Edge>
-void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, LaneArray<T> dx,
+template <Isa I, typename A, typename T>
+void lanes_adjoint_impl(int P, LaneArray<const T> g, LaneArray<T> dx,
                         Depth dp, int H, int W, const ChannelTables<A>* ct, const int* simple,
-                        const Edge* edge, int nb, int r0, int rows, int planes, int64_t xs0) {
+                        const EdgeRef<A>* edge, int nb, int r0, int rows, int planes, int64_t xs0) {
   using V = Vec8<A>;
-  constexpr int AP = adjoint_padding(P);
+  const int AP = adjoint_padding(P);
   std::vector<std::pair<int, int>>* folds = nullptr;  // (where P folds)
   int jlo = 0, jhi = W - 1;  // the columns whose adjoint a row needs
   bool fold = false;         // folds by rows (else none, or edge's)
-  if constexpr (P != kZeros && P != kPeriodic) {
+  if (P != kZeros && P != kPeriodic) {
     folds = fold_scratch();
     int lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0};  // the task's offsets' range per axis
     bool off[3] = {false, false, false};       // some channel off the lattice
@@ -1048,7 +1092,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
   i32x8* col = sc.col;
   V* ring = sc.ring;
   for (int gr = 0; gr < groups; ++gr) {
-    column_terms<AP>(-lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, jlo - 1, static_cast<int>(cols),
+    column_terms(AP, -lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, jlo - 1, static_cast<int>(cols),
                      col + gr * cols);
   }
   // A moved row: row(k)[(j + 1 - jlo) * groups + gr] = g(plane - m0 - dd,
@@ -1062,7 +1106,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
   };
   auto gather = [&](int i, int gr, const i32x8& depth, V* out) {
     const Lanes<A>& ln = lanes[gr];
-    gather_row<I>(g, row_term<AP>(-ln.m1, i, H, g.rs, ln.n, depth), col + gr * cols,
+    gather_row<I>(g, row_term(AP, -ln.m1, i, H, g.rs, ln.n, depth), col + gr * cols,
                   static_cast<int>(cols), ln.uniform, false, out + gr, groups);
   };
   // The adjoint at column j from the moved rows at row taps 0 (a) and -1
@@ -1077,7 +1121,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
   const int ahead = reach(lanes, groups, &Lanes<A>::m1, -1, 0) + 1;
   for (; pl < planes; ++pl, ++dp.pos, dx.p += xs0) {
     for (int gr = 0; gr < groups; ++gr) {
-      for (int dd = 0; dd < 2; ++dd) lanes[gr].depth[dd] = depth_term<AP>(-lanes[gr].m0, dp, -dd);
+      for (int dd = 0; dd < 2; ++dd) lanes[gr].depth[dd] = depth_term(AP, -lanes[gr].m0, dp, -dd);
     }
     // Whether group gr gathers depth tap dd on this plane (tap -1 of a group
     // off the depth lattice is the last plane's tap 0, after the first plane).
@@ -1106,7 +1150,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
       if (!fold) {
         store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false,
                      [&](int j, int gr) { return adjoint(a, b, a1, b1, j, gr); });
-        if constexpr (P != kZeros && P != kPeriodic) {
+        if (P != kZeros && P != kPeriodic) {
           fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
         }
       } else {
@@ -1131,7 +1175,7 @@ void lanes_adjoint_impl(std::integral_constant<int, P>, LaneArray<const T> g, La
           for (int gr = 0; gr < groups; ++gr) {
             const Lanes<A>& ln = lanes[gr];
             for (int dd = 0; dd <= !ln.all_lat_d; ++dd) {
-              const i32x8 depth = depth_term<AP>(-ln.m0, dp2, -dd);
+              const i32x8 depth = depth_term(AP, -ln.m0, dp2, -dd);
               gather(i2, gr, depth, row(4 + 2 * dd));
               if (!ln.all_lat_f) gather(i2 - 1, gr, depth, row(5 + 2 * dd));
             }
@@ -1184,10 +1228,10 @@ i32x8 pick_tap(const i32x8& t0, const i32x8& t1, const M& lat, bool* one) {
 // from simple_interval with wrapped = false) takes edge. Rows [r0, r0 +
 // rows) of input plane `plane` of axis 0 (dx at the plane, g at the
 // sample's first plane).
-template <Isa I, int P, typename A, typename T, typename Edge>
-void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const T> g,
+template <Isa I, typename A, typename T>
+void lanes_adjoint_strided_impl(int P, LaneArray<const T> g,
                                 LaneArray<T> dx, const Axis* ax, int plane,
-                                const ChannelTables<A>* ct, const int* simple, const Edge* edge,
+                                const ChannelTables<A>* ct, const int* simple, const EdgeRef<A>* edge,
                                 int nb, int r0, int rows) {
   using V = Vec8<A>;
   const int W = ax[2].L;
@@ -1247,7 +1291,7 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
         if (!ln.all_lat_d) v = ln.lat_d ? v : wd[gr] * v;
         return nan_lanes(ln, v);
       });
-      if constexpr (P != kZeros) fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
+      if (P != kZeros) fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
     }
     return;
   }
@@ -1288,7 +1332,7 @@ void lanes_adjoint_strided_impl(std::integral_constant<int, P>, LaneArray<const 
       };
       return depth_stencil(ln, at(0), [&] { return at(1); });
     });
-    if constexpr (P != kZeros) fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
+    if (P != kZeros) fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
   }
 }
 JAXSHIFT_ISA_VERSIONS(lanes_adjoint_strided)
@@ -1438,8 +1482,8 @@ __attribute__((always_inline)) inline void backward3_row(
 // with t1 = 2 too, row h t1 + 1 kept as the next output row's h t1 - 1.
 // Adds the sum for axis a to acc[3 b + a] of channel b (axis 0 only with
 // `depth`; NaN channels: nothing, the finish fills them).
-template <Isa I, int P, typename A, typename T>
-void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
+template <Isa I, typename A, typename T>
+void lanes_shift_grad_impl(int P, LaneArray<const T> x,
                            LaneArray<const T> g, Depth dp, bool depth, int H, int W, int t1,
                            int t2, int Wo, const ChannelTables<A>* ct, int nb, int r0, int rows,
                            A* acc, int planes, int64_t gs0, int64_t acc_plane) {
@@ -1463,11 +1507,11 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   const int d0 = depth ? -1 : 0;  // the first depth tap
   for (int gr = 0; gr < groups; ++gr) {
     if (run) {
-      column_terms<P>(lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, -1, static_cast<int>(cols),
+      column_terms(P, lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, -1, static_cast<int>(cols),
                       col + gr * cols);
     } else {
       for (int k = 0; k < 3; ++k) {
-        column_terms<P>(lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, 0, Wo,
+        column_terms(P, lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, 0, Wo,
                         col + gr * cols + k * Wo, t2, k - 1);
       }
     }
@@ -1492,7 +1536,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   auto gather = [&](int pos, int key, int gr) {
     const Lanes<A>& ln = lanes[gr];
     for (int dd = pl > 0 ? d0 + taps - 1 : d0; dd < d0 + taps; ++dd) {
-      gather_row<I>(x, row_term<P>(ln.m1, pos, H, x.rs, ln.n, ln.depth[dd - d0]),
+      gather_row<I>(x, row_term(P, ln.m1, pos, H, x.rs, ln.n, ln.depth[dd - d0]),
                     col + gr * cols, static_cast<int>(cols), ln.uniform, false,
                     moved(key, gr, dd), groups);
     }
@@ -1502,7 +1546,7 @@ void lanes_shift_grad_impl(std::integral_constant<int, P>, LaneArray<const T> x,
   const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
   for (; pl < planes; ++pl, ++dp.pos, g.p += gs0, acc += acc_plane) {
     for (int gr = 0; gr < groups; ++gr) {
-      for (int t = 0; t < taps; ++t) lanes[gr].depth[t] = depth_term<P>(lanes[gr].m0, dp, d0 + t);
+      for (int t = 0; t < taps; ++t) lanes[gr].depth[t] = depth_term(P, lanes[gr].m0, dp, d0 + t);
     }
     if (t1 <= 2) {  // the rows the loop below does not gather for its first output row
       for (int gr = 0; gr < groups; ++gr) {
