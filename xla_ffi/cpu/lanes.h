@@ -334,7 +334,9 @@ inline i32x8 depth_term(int p, const i32x8& dm, const Depth& dp, int dd) {
 }
 inline i32x8 row_term(int p, const i32x8& dm, int h, int H, int64_t rs, int n,
                       const i32x8& depth = i32x8{}) {
-  return with_padding(p, [&](auto P) { return row_term<decltype(P)::value>(dm, h, H, rs, n, depth); });
+  return with_padding(p, [&](auto P) {
+    return row_term<decltype(P)::value>(dm, h, H, rs, n, depth);
+  });
 }
 
 // A call's folded elements (backward.cc, AdjointEdges) through a pointer:
@@ -790,10 +792,9 @@ __attribute__((always_inline)) inline void move_row(bool uniform, const LaneArra
 // swapped at each plane) and a group off the depth lattice gathers one plane
 // a plane instead of two.
 template <Isa I, typename A, typename T>
-void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y,
-                        Depth dp, int H, int W, int t1, int t2, int Wo,
-                        const ChannelTables<A>* ct, int nb, int r0, int rows, bool move,
-                        int planes, int64_t ys0) {
+void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, int H, int W,
+                        int t1, int t2, int Wo, const ChannelTables<A>* ct, int nb, int r0,
+                        int rows, bool move, int planes, int64_t ys0) {
   using V = Vec8<A>;
   const int64_t cols = t2 == 1 ? int64_t{Wo} + 1 : 2 * int64_t{Wo};
   const bool span = planes > 1;  // the caller checked the strides and the mode
@@ -1047,9 +1048,9 @@ void fold_edges(T* out, int64_t ws, int64_t cs, int W, int i, const ChannelTable
 // within a few times the plan's budget.
 constexpr int kFoldColumns = 32;
 template <Isa I, typename A, typename T>
-void lanes_adjoint_impl(int P, LaneArray<const T> g, LaneArray<T> dx,
-                        Depth dp, int H, int W, const ChannelTables<A>* ct, const int* simple,
-                        const EdgeRef<A>* edge, int nb, int r0, int rows, int planes, int64_t xs0) {
+void lanes_adjoint_impl(int P, LaneArray<const T> g, LaneArray<T> dx, Depth dp, int H, int W,
+                        const ChannelTables<A>* ct, const int* simple, const EdgeRef<A>* edge,
+                        int nb, int r0, int rows, int planes, int64_t xs0) {
   using V = Vec8<A>;
   const int AP = adjoint_padding(P);
   std::vector<std::pair<int, int>>* folds = nullptr;  // (where P folds)
@@ -1229,10 +1230,9 @@ i32x8 pick_tap(const i32x8& t0, const i32x8& t1, const M& lat, bool* one) {
 // rows) of input plane `plane` of axis 0 (dx at the plane, g at the
 // sample's first plane).
 template <Isa I, typename A, typename T>
-void lanes_adjoint_strided_impl(int P, LaneArray<const T> g,
-                                LaneArray<T> dx, const Axis* ax, int plane,
-                                const ChannelTables<A>* ct, const int* simple, const EdgeRef<A>* edge,
-                                int nb, int r0, int rows) {
+void lanes_adjoint_strided_impl(int P, LaneArray<const T> g, LaneArray<T> dx, const Axis* ax,
+                                int plane, const ChannelTables<A>* ct, const int* simple,
+                                const EdgeRef<A>* edge, int nb, int r0, int rows) {
   using V = Vec8<A>;
   const int W = ax[2].L;
   // column terms 2 a column (taps 0, 1); in the ring the row terms of 4 a
@@ -1483,10 +1483,10 @@ __attribute__((always_inline)) inline void backward3_row(
 // Adds the sum for axis a to acc[3 b + a] of channel b (axis 0 only with
 // `depth`; NaN channels: nothing, the finish fills them).
 template <Isa I, typename A, typename T>
-void lanes_shift_grad_impl(int P, LaneArray<const T> x,
-                           LaneArray<const T> g, Depth dp, bool depth, int H, int W, int t1,
-                           int t2, int Wo, const ChannelTables<A>* ct, int nb, int r0, int rows,
-                           A* acc, int planes, int64_t gs0, int64_t acc_plane) {
+void lanes_shift_grad_impl(int P, LaneArray<const T> x, LaneArray<const T> g, Depth dp,
+                           bool depth, int H, int W, int t1, int t2, int Wo,
+                           const ChannelTables<A>* ct, int nb, int r0, int rows, A* acc,
+                           int planes, int64_t gs0, int64_t acc_plane) {
   using V = Vec8<A>;
   // One run of columns -1 .. (Wo - 1) t2 + 1 with t2 <= 2 (with t2 = 2 the
   // three sets overlap: 2 Wo + 1 gathers where they take 3 Wo), else three
