@@ -207,39 +207,51 @@ void make_lanes(const ChannelTables<A>* ct, int n, Lanes<A>* out) {
   ln.up_d = ln.up_f = ln.up_w = typename Lanes<A>::M{};
   for (i32x8& d : ln.depth) d = i32x8{};
   ln.n = n;
+  // The 8 channels' tables as vectors (lanes past n repeat channel 0), then
+  // every field a vector at a time: element by element, 192 channels took
+  // 1.15 us, a sixth of a 1x8x8x192 sample's forward.
+  using V = Vec8<A>;
+  using M = typename Lanes<A>::M;
+  V f0, f1, f2;
+  i32x8 m0, m1, m2;
+  for (int l = 0; l < 8; ++l) {
+    const ChannelTables<A>& c = ct[l < n ? l : 0];
+    m0[l] = c.m[0];
+    m1[l] = c.m[1];
+    m2[l] = c.m[2];
+    f0[l] = c.f[0];
+    f1[l] = c.f[1];
+    f2[l] = c.f[2];
+  }
+  const M nan = (f0 != f0) | (f1 != f1) | (f2 != f2);  // nan_shift
+  const M z0 = f0 == V{}, z1 = f1 == V{}, z2 = f2 == V{};  // at_lattice
+  const V one = V{} + A(1);
+  ln.w0d = z0 ? one : one - f0;  // value_stencil: {1, 0} at the lattice, else {1 - f, f}
+  ln.w1d = z0 ? V{} : f0;
+  ln.w0f = z1 ? one : one - f1;
+  ln.w1f = z1 ? V{} : f1;
+  ln.w0w = z2 ? one : one - f2;
+  ln.w1w = z2 ? V{} : f2;
+  const i32x8 nan32 = __builtin_convertvector(nan, i32x8);
+  ln.m0 = nan32 ? i32x8{} : m0;
+  ln.m1 = nan32 ? i32x8{} : m1;
+  ln.m2 = nan32 ? i32x8{} : m2;
+  ln.lat_d = nan | z0;
+  ln.lat_f = nan | z1;
+  ln.lat_w = nan | z2;
+  ln.nan = nan;
+  ln.nan_fill = nan ? f0 + f1 + f2 : V{};  // nan_value
   ln.all_lat_d = ln.all_lat_f = ln.all_lat_w = true;
   ln.any_lat = ln.any_nan = ln.any_lat_f = ln.any_lat_w = false;
-  for (int l = 0; l < 8; ++l) {
-    const ChannelTables<A> c = ct[l < n ? l : 0];
-    const bool nan = nan_shift(c.f);
-    const Stencil<A> sd = value_stencil(c.f[0], at_lattice(c.f[0]));
-    const Stencil<A> sf = value_stencil(c.f[1], at_lattice(c.f[1]));
-    const Stencil<A> sw = value_stencil(c.f[2], at_lattice(c.f[2]));
-    ln.m0[l] = nan ? 0 : c.m[0];
-    ln.m1[l] = nan ? 0 : c.m[1];
-    ln.m2[l] = nan ? 0 : c.m[2];
-    ln.w0d[l] = sd.w[0];
-    ln.w1d[l] = sd.w[1];
-    ln.w0f[l] = sf.w[0];
-    ln.w1f[l] = sf.w[1];
-    ln.w0w[l] = sw.w[0];
-    ln.w1w[l] = sw.w[1];
-    const bool ld = nan || at_lattice(c.f[0]);
-    const bool lf = nan || at_lattice(c.f[1]), lw = nan || at_lattice(c.f[2]);
-    ln.lat_d[l] = ld ? -1 : 0;
-    ln.lat_f[l] = lf ? -1 : 0;
-    ln.lat_w[l] = lw ? -1 : 0;
-    ln.nan[l] = nan ? -1 : 0;
-    ln.nan_fill[l] = nan ? nan_value(c.f) : A(0);
-    if (l < n) {
-      ln.all_lat_d &= ld;
-      ln.all_lat_f &= lf;
-      ln.all_lat_w &= lw;
-      ln.any_lat |= lf || lw;
-      ln.any_lat_f |= lf;
-      ln.any_lat_w |= lw;
-      ln.any_nan |= nan;
-    }
+  for (int l = 0; l < n; ++l) {
+    const bool ld = ln.lat_d[l], lf = ln.lat_f[l], lw = ln.lat_w[l];
+    ln.all_lat_d &= ld;
+    ln.all_lat_f &= lf;
+    ln.all_lat_w &= lw;
+    ln.any_lat |= lf || lw;
+    ln.any_lat_f |= lf;
+    ln.any_lat_w |= lw;
+    ln.any_nan |= ln.nan[l] != 0;
   }
   ln.plain = !ln.any_lat && !ln.any_nan;
   ln.uniform = n == kGroup;
