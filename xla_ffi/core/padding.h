@@ -3,6 +3,8 @@
 // rule in Python).
 #pragma once
 
+#include <type_traits>
+
 #include "core/device.h"
 
 namespace jaxshift {
@@ -71,6 +73,21 @@ JS_HD int pad_index_of(int P, int j, int L) {
 template <int P>
 JS_HD int pad_fast(int j, int L) {
   return (j >= 0 && j < L) ? j : pad_index<P>(j, L);
+}
+
+// Calls f(std::integral_constant<int, P>{}) for padding code p, one of the
+// codes above (a caller that takes codes from outside checks them first:
+// ffi/common.h, with_padding): the one padding switch, for host code that
+// compiles a loop per padding or dispatches to one.
+template <typename F>
+decltype(auto) for_padding(int p, F&& f) {
+  switch (p) {
+    case kBorder: return f(std::integral_constant<int, kBorder>{});
+    case kPeriodic: return f(std::integral_constant<int, kPeriodic>{});
+    case kReflect: return f(std::integral_constant<int, kReflect>{});
+    case kSymmetric: return f(std::integral_constant<int, kSymmetric>{});
+    default: return f(std::integral_constant<int, kZeros>{});
+  }
 }
 
 // The padding the adjoint reads the output cotangent g through: an output

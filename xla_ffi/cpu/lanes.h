@@ -321,32 +321,21 @@ i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs, int n, const i32x8& de
   return r;
 }
 
-// f(std::integral_constant<int, p>{}) for the run-time padding code p: the
-// lanes take their padding at run time (their per-element loops do not
-// depend on it; only these terms, computed once a tile or a row, do), which
-// compiles one copy of each instead of one per padding.
-template <typename F>
-decltype(auto) with_padding(int p, F&& f) {
-  switch (p) {
-    case kBorder: return f(std::integral_constant<int, kBorder>{});
-    case kPeriodic: return f(std::integral_constant<int, kPeriodic>{});
-    case kReflect: return f(std::integral_constant<int, kReflect>{});
-    case kSymmetric: return f(std::integral_constant<int, kSymmetric>{});
-    default: return f(std::integral_constant<int, kZeros>{});
-  }
-}
+// The terms with the padding a run-time value (for_padding): the lanes'
+// per-element loops do not depend on it, only these terms, computed once a
+// tile or a row, do, so the lanes compile once for every padding.
 inline void column_terms(int p, const i32x8& dm, int W, int64_t ws, int64_t cs, int lane0, int w0,
                          int count, i32x8* col, int t = 1, int tap = 0) {
-  with_padding(p, [&](auto P) {
+  for_padding(p, [&](auto P) {
     column_terms<decltype(P)::value>(dm, W, ws, cs, lane0, w0, count, col, t, tap);
   });
 }
 inline i32x8 depth_term(int p, const i32x8& dm, const Depth& dp, int dd) {
-  return with_padding(p, [&](auto P) { return depth_term<decltype(P)::value>(dm, dp, dd); });
+  return for_padding(p, [&](auto P) { return depth_term<decltype(P)::value>(dm, dp, dd); });
 }
 inline i32x8 row_term(int p, const i32x8& dm, int h, int H, int64_t rs, int n,
                       const i32x8& depth = i32x8{}) {
-  return with_padding(p, [&](auto P) {
+  return for_padding(p, [&](auto P) {
     return row_term<decltype(P)::value>(dm, h, H, rs, n, depth);
   });
 }

@@ -201,17 +201,12 @@ ffi::Error with_dtype(ffi::DataType dtype, const Fn& fn) {
 template <int P>
 using PaddingT = std::integral_constant<int, P>;
 
-// Calls fn(PaddingT<P>{}) for the padding code: the one padding switch.
+// Calls fn(PaddingT<P>{}) for the padding code (core/padding.h,
+// for_padding), or says that the code is unknown.
 template <typename Fn>
 ffi::Error with_padding(int padding, const Fn& fn) {
-  switch (padding) {
-    case kZeros: return fn(PaddingT<kZeros>{});
-    case kBorder: return fn(PaddingT<kBorder>{});
-    case kPeriodic: return fn(PaddingT<kPeriodic>{});
-    case kReflect: return fn(PaddingT<kReflect>{});
-    case kSymmetric: return fn(PaddingT<kSymmetric>{});
-  }
-  return invalid("unknown padding code");
+  if (padding < 0 || padding >= kNumPaddings) return invalid("unknown padding code");
+  return for_padding(padding, fn);
 }
 
 // Calls fn(T{}, PaddingT<P>{}) for the call's dtype and padding: every
