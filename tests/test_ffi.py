@@ -347,6 +347,10 @@ def cpu_tile_budget(nbytes: int):
 
 @pytest.mark.parametrize("case", [
     dict(shape=(2, 6, 45, 40)),  # forward 3 tiles of 15, backward 3 of 15
+    # Rows too long for a block of 40 channels' rings in 96 KB: the forward
+    # and the one-pass backward take every channel in a task, in strips of
+    # 8, 8 and 4 rows (lanes_plan's `tiled`); the rest blocks of 32 and 8.
+    dict(shape=(2, 20, 90, 40)),
     dict(shape=(2, 7, 90, 40), strides=(2, 3)),  # 30 columns: 2 tiles of 15
     dict(shape=(2, 3, 4, 37, 24)),  # 3-D, tasks spanning their planes
     dict(shape=(2, 24, 9, 70), channel_axis=1, strides=2),  # channels-first

@@ -265,7 +265,13 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   const bool unit = ax[0].t == 1 && ax[1].t == 1 && ax[2].t == 1;
   Geometry in = geo;  // the input grid
   for (Axis& a : in.ax) a.Lo = a.L;
-  const StagedPlan plan = lanes_plan<T>(geo), in_plan = lanes_plan<T>(in);
+  // 2-D unit-stride float32 channels-last calls with the shift gradient
+  // take the one-pass lanes (below: `fused`), which tile their columns, so
+  // their tasks take every channel (lanes_plan's `tiled`), in strips for 16
+  // tasks whatever the threads (the strips are the partials).
+  constexpr bool fuses = (P == kZeros || P == kPeriodic) && std::is_same_v<T, float>;
+  const bool tiled = fuses && unit && shift_grad && !ax[0].present;
+  const StagedPlan plan = lanes_plan<T>(geo, tiled, 16), in_plan = lanes_plan<T>(in);
   // A 2-D channels-last float call with strides of 2 or more on both axes,
   // zeros padding: the input gradient and the sums in one pass over the
   // input grid (lanes_backward_strided_impl) where every sample's tables
@@ -332,11 +338,10 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
     shift_sums_of(n, d, c0, nb, r0, rows, 1);
   };
   // A 2-D task's input gradient and shift-gradient sums in one pass
-  // (lanes_backward_impl: the tables of both the same, P folding nothing).
-  // float only: 16-bit storage takes the staged planes here, and double's
-  // one pass measured 1.12x the two (its vectors of 8 are two registers
-  // each: the pass spills).
-  constexpr bool fuses = (P == kZeros || P == kPeriodic) && std::is_same_v<T, float>;
+  // (lanes_backward_impl: the tables of both the same, P folding nothing;
+  // `fuses`, above). float only: 16-bit storage takes the staged planes
+  // here, and double's one pass measured 1.12x the two (its vectors of 8
+  // are two registers each: the pass spills).
   // A one-pass task's arguments: its exact tables (and, with `moves`, sparse
   // mode's rounded ones after them) and x, g, dx at its first channel, given
   // to run(x, g, dx, exact tables, rounded tables or null).

@@ -113,7 +113,8 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
     // plane of its strip (lanes_forward_impl reuses a plane's depth tap 1 as
     // the next plane's tap 0), in strips enough for every thread.
     const bool span = ax[0].Lo > 1 && ax[0].t == 1 && ax[1].t == 1 && !move;
-    const StagedPlan plan = span ? lanes_span_plan<T>(geo, pool.num_threads()) : lanes_plan<T>(geo);
+    const StagedPlan plan = span ? lanes_span_plan<T>(geo, pool.num_threads())
+                                 : lanes_plan<T>(geo, true, 4 * int64_t{pool.num_threads()});
     const int planes = span ? ax[0].Lo : 1;
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
       lanes_task<T, P>(isa, geo, x, tab, y, move, n, d, c0, nb, r0, rows, planes);

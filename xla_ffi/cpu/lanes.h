@@ -617,15 +617,34 @@ bool use_lanes(const Geometry& geo, bool backward, bool move) {
 // 64-byte lines of them, as many as keep the groups' rings of moved rows (at
 // most 3 rows of 2 Wo + 2 pixels) within 96 KB; a strip about 256 KB of
 // output.
+//
+// `tiled` (channels-last calls whose lanes tile their columns, tile_columns,
+// which bounds the rings instead: the 2-D forward, the one-pass 2-D
+// backward), on `threads` threads: every channel in one block, so a task
+// reads and writes whole rows of pixels, contiguous. A block of some of
+// many channels reads and writes a sliver of each pixel (256 B of 4 KB at
+// 1024 float32 channels): a new page at every pixel, no stream the hardware
+// prefetchers follow, and lines a multiple of 4 KB apart crowding a few of
+// L1's sets (2x56x56x1024 float32 forward 2.3x slower; benchmarks/NOTES.md,
+// v19). Strips of at least 8 rows (each strip gathers one row more than it
+// outputs), enough of them for `tasks` tasks: the forward's 4 a thread; the
+// backward's a constant, since its strips are the shift gradient's
+// partials, whose sums must not depend on the number of threads.
 template <typename T>
-StagedPlan lanes_plan(const Geometry& geo) {
+StagedPlan lanes_plan(const Geometry& geo, bool tiled = false, int64_t tasks = 1) {
   using A = typename Acc<T>::type;
   const int Ho = geo.ax[1].Lo, Wo = geo.ax[2].Lo;
   const int64_t line = std::max<int64_t>(kGroup, 64 / static_cast<int64_t>(sizeof(T)));
   const int64_t ring = 3 * (2 * int64_t{Wo} + 2) * int64_t{sizeof(A)};
-  const int64_t B = std::min<int64_t>(geo.C, std::max(line, (96 << 10) / ring / line * line));
+  int64_t B = std::min<int64_t>(geo.C, std::max(line, (96 << 10) / ring / line * line));
   const int64_t row = B * Wo * int64_t{sizeof(T)};
-  const int R = static_cast<int>(std::clamp<int64_t>((256 << 10) / row, 1, Ho));
+  int R = static_cast<int>(std::clamp<int64_t>((256 << 10) / row, 1, Ho));
+  if (tiled && B < geo.C && geo.sx_c == 1 && geo.sy_c == 1) {
+    B = geo.C;
+    const int64_t others = geo.N * geo.ax[0].Lo;  // samples x planes
+    const int64_t strips = (std::max<int64_t>(tasks, 1) + others - 1) / others;
+    R = static_cast<int>(std::clamp<int64_t>((Ho + strips - 1) / strips, std::min(Ho, 8), Ho));
+  }
   return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, (Ho + R - 1) / R,
                     geo.ax[0].Lo};
 }
