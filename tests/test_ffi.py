@@ -223,8 +223,10 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
   whose shifts are whole in depth. 16-bit
   channels-last active calls stage their planes instead: two groups of 8
   channels transposed 8 pixels at a time (a row of 13: one block and 5
-  cells alone) in and out, bfloat16's by its own unpacks. The same
-  compiled kernel runs once per instruction set the CPU has."""
+  cells alone) in and out, bfloat16's by its own unpacks; their backward
+  with zeros or periodic padding takes the lanes' one pass (input and shift
+  gradients from the same moved rows of g). The same compiled kernel runs
+  once per instruction set the CPU has."""
   rng = np.random.default_rng(1)
   c, nd = 20, len(lengths)
   shape = (2, *lengths, c) if channels_last else (2, c, *lengths)

@@ -265,11 +265,13 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   const bool unit = ax[0].t == 1 && ax[1].t == 1 && ax[2].t == 1;
   Geometry in = geo;  // the input grid
   for (Axis& a : in.ax) a.Lo = a.L;
-  // 2-D unit-stride float32 channels-last calls with the shift gradient
-  // take the one-pass lanes (below: `fused`), which tile their columns, so
-  // their tasks take every channel (lanes_plan's `tiled`), in strips for 16
-  // tasks whatever the threads (the strips are the partials).
-  constexpr bool fuses = (P == kZeros || P == kPeriodic) && std::is_same_v<T, float>;
+  // 2-D unit-stride float32 and 16-bit channels-last calls with the shift
+  // gradient take the one-pass lanes (below: `fused`), which tile their
+  // columns, so their tasks take every channel (lanes_plan's `tiled`), in
+  // strips for 16 tasks whatever the threads (the strips are the partials).
+  // 3-D: float32 (`fused3`).
+  constexpr bool fuses = (P == kZeros || P == kPeriodic) && !std::is_same_v<T, double>;
+  constexpr bool fuses3 = fuses && std::is_same_v<T, float>;
   const bool tiled = fuses && unit && shift_grad && !ax[0].present;
   const StagedPlan plan = lanes_plan<T>(geo, tiled, 16), in_plan = lanes_plan<T>(in);
   // A 2-D channels-last float call with strides of 2 or more on both axes,
@@ -339,9 +341,8 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   };
   // A 2-D task's input gradient and shift-gradient sums in one pass
   // (lanes_backward_impl: the tables of both the same, P folding nothing;
-  // `fuses`, above). float only: 16-bit storage takes the staged planes
-  // here, and double's one pass measured 1.12x the two (its vectors of 8
-  // are two registers each: the pass spills).
+  // `fuses`, above). Not double: its one pass measured 1.12x the two (its
+  // vectors of 8 are two registers each: the pass spills).
   // A one-pass task's arguments: its exact tables (and, with `moves`, sparse
   // mode's rounded ones after them) and x, g, dx at its first channel, given
   // to run(x, g, dx, exact tables, rounded tables or null).
@@ -379,7 +380,7 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   // padding: its input gradient and sums in one pass (lanes_backward3_impl),
   // each plane's sums into the plane's partials as the two passes'.
   auto fused3 = [&](int64_t n, int64_t c0, int nb, int r0, int rows, bool moves, int planes) {
-    if constexpr (fuses) {
+    if constexpr (fuses3) {
       one_pass(n, c0, nb, moves, [&](auto xa, auto ga, auto dxa, auto ct, auto rt) {
         lanes_backward3(isa, std::integral_constant<int, P>{}, xa, ga, dxa,
                         Depth{ax[0].Lo, ax[0].sy, 0}, ax[1].L, ax[2].L, ct, rt, nb, r0, rows,
@@ -399,7 +400,7 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   if (span) {
     const int planes = static_cast<int>(ax[0].Lo);
     for_each_task(pool, span_plan, geo, [&](int64_t n, int, int64_t c0, int nb, int r0, int rows) {
-      if constexpr (fuses) {
+      if constexpr (fuses3) {
         bool moves = false;
         if (shift_grad && geo.sx_c == 1 &&
             one_pass_tables<A>(geo, rounded, exact, n, c0, nb, &moves)) {
@@ -524,7 +525,8 @@ void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, c
     if constexpr (sizeof(T) > 2) {  // (never 16-bit storage: not compiled for it)
       run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
     }
-  } else if (use_lanes<T>(geo, true, false)) {
+  } else if (use_lanes<T>(geo, true, false,
+                          (P == kZeros || P == kPeriodic) && shift_grad)) {  // one_pass
     run_lanes<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (use_staging<T>(geo)) {
     run_staged<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);

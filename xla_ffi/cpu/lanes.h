@@ -597,15 +597,20 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 // samples' element offsets fit the gathers' 32-bit indices. 16-bit storage
 // not where the staged planes measured faster (benchmarks/NOTES.md, v6):
 // the active forward and the backward of walkable calls (2-D, unit
-// strides).
+// strides), except a channels-last backward that takes the lanes' one pass
+// (`one_pass`: zeros or periodic padding, with the shift gradient; v19:
+// 0.66-0.87x the staged planes' forward + backward time).
 template <typename T>
-bool use_lanes(const Geometry& geo, bool backward, bool move) {
+bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = false) {
   const Axis* ax = geo.ax;
   auto fits = [&](int64_t ds, int64_t rs, int64_t ws, int64_t cs, int d, int h, int w) {
     return (d - 1) * ds + (h - 1) * rs + (w - 1) * ws + (geo.C - 1) * cs < int64_t{INT32_MAX};
   };
-  if (sizeof(T) == 2 && walkable(geo) && (backward || !move)) return false;
   const bool channels_last = geo.sx_c == 1 && geo.sy_c == 1;
+  if (sizeof(T) == 2 && walkable(geo) && (backward || !move) &&
+      !(backward && one_pass && channels_last)) {
+    return false;
+  }
   return (channels_last || !walkable(geo)) && geo.C >= kGroup &&
          fits(ax[0].sx, ax[1].sx, ax[2].sx, geo.sx_c, ax[0].L, ax[1].L, ax[2].L) &&
          fits(ax[0].sy, ax[1].sy, ax[2].sy, geo.sy_c, ax[0].Lo, ax[1].Lo, ax[2].Lo);
