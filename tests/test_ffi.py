@@ -355,6 +355,7 @@ def cpu_tile_budget(nbytes: int):
     dict(shape=(2, 20, 90, 40)),
     dict(shape=(2, 7, 90, 40), strides=(2, 3)),  # 30 columns: 2 tiles of 15
     dict(shape=(2, 3, 4, 37, 24)),  # 3-D, tasks spanning their planes
+    dict(shape=(2, 3, 4, 90, 40)),  # 3-D spans of every channel (as above)
     dict(shape=(2, 24, 9, 70), channel_axis=1, strides=2),  # channels-first
 ])
 def test_lanes_column_tiles(case):
