@@ -25,6 +25,14 @@
 namespace jaxshift {
 namespace {
 
+// Whether a call's 2-D lanes backward takes the one pass where its tables
+// allow (lanes_backward_impl): the shift gradient in its adjoint form needs
+// a padding that folds nothing. Not double: its one pass measured 1.12x the
+// two (its vectors of 8 are two registers each: the pass spills). 16-bit
+// storage takes the lanes (use_lanes' one_pass) only for it.
+template <typename T, int P>
+constexpr bool kOnePass = (P == kZeros || P == kPeriodic) && !std::is_same_v<T, double>;
+
 // Whether channels [c0, c0 + nb) of sample n can take their input gradient
 // from the moved rows of their shift gradient's tables (lanes_backward_impl):
 // the same tables, bit for bit (active mode; integer shifts), or, with
@@ -270,7 +278,7 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   // columns, so their tasks take every channel (lanes_plan's `tiled`), in
   // strips for 16 tasks whatever the threads (the strips are the partials).
   // 3-D: float32 (`fused3`).
-  constexpr bool fuses = (P == kZeros || P == kPeriodic) && !std::is_same_v<T, double>;
+  constexpr bool fuses = kOnePass<T, P>;
   constexpr bool fuses3 = fuses && std::is_same_v<T, float>;
   const bool tiled = fuses && unit && shift_grad && !ax[0].present;
   const StagedPlan plan = lanes_plan<T>(geo, tiled, 16), in_plan = lanes_plan<T>(in);
@@ -340,9 +348,7 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
     shift_sums_of(n, d, c0, nb, r0, rows, 1);
   };
   // A 2-D task's input gradient and shift-gradient sums in one pass
-  // (lanes_backward_impl: the tables of both the same, P folding nothing;
-  // `fuses`, above). Not double: its one pass measured 1.12x the two (its
-  // vectors of 8 are two registers each: the pass spills).
+  // (lanes_backward_impl: the tables of both the same; `fuses`, above).
   // A one-pass task's arguments: its exact tables (and, with `moves`, sparse
   // mode's rounded ones after them) and x, g, dx at its first channel, given
   // to run(x, g, dx, exact tables, rounded tables or null).
@@ -525,8 +531,7 @@ void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, c
     if constexpr (sizeof(T) > 2) {  // (never 16-bit storage: not compiled for it)
       run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
     }
-  } else if (use_lanes<T>(geo, true, false,
-                          (P == kZeros || P == kPeriodic) && shift_grad)) {  // one_pass
+  } else if (use_lanes<T>(geo, true, false, kOnePass<T, P> && shift_grad)) {
     run_lanes<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (use_staging<T>(geo)) {
     run_staged<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);

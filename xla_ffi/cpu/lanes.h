@@ -661,10 +661,11 @@ StagedPlan lanes_plan(const Geometry& geo, bool tiled = false, int64_t tasks = 1
 // enough of them for 4 tasks a thread.
 template <typename T>
 StagedPlan lanes_span_plan(const Geometry& geo, int threads) {
-  StagedPlan plan = lanes_plan<T>(geo, true, 4 * int64_t{std::max(threads, 1)});
+  const int64_t tasks = 4 * int64_t{std::max(threads, 1)};
+  StagedPlan plan = lanes_plan<T>(geo, true, tasks);
   const int Ho = geo.ax[1].Lo;
   const int64_t others = geo.N * plan.blocks;
-  const int64_t want = (4 * int64_t{std::max(threads, 1)} + others - 1) / others;  // strips
+  const int64_t want = (tasks + others - 1) / others;  // strips
   plan.R = static_cast<int>(std::min<int64_t>(plan.R, std::max<int64_t>(1, Ho / want)));
   plan.strips = (Ho + plan.R - 1) / plan.R;
   plan.planes = 1;
