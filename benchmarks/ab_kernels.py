@@ -88,6 +88,10 @@ def main(argv=None):
   p.add_argument("--dtype", default="float32",
                  choices=["float32", "bfloat16", "float16", "float64"])
   p.add_argument("--strides", type=int, default=1, help="on every spatial axis")
+  p.add_argument("--modes", nargs="*", default=["active", "sparse"],
+                 choices=["active", "sparse", "integer"],
+                 help="integer: sparse's move with no shift gradient")
+  p.add_argument("--layouts", nargs="*", default=["NHWC", "NCHW"], choices=["NHWC", "NCHW"])
   p.add_argument("--samples", type=int, default=31)
   p.add_argument("--inner", type=int, default=5)
   p.add_argument("--out", default=None)
@@ -108,11 +112,11 @@ def main(argv=None):
            "", "| layout | mode | np.copyto | x + 1 | A fwd | B fwd | B/A fwd | A f+b | B f+b "
            "| B/A f+b | B fwd / copy | B f+b / 2.5 copies | same bits |", "|" + "---|" * 13]
   rng = np.random.default_rng(0)
-  for layout_name in ("NHWC", "NCHW"):
+  for layout_name in a.layouts:
     shape = (n, *spatial, c) if layout_name == "NHWC" else (n, c, *spatial)
     x = jnp.asarray(rng.normal(size=shape), dtype)
     s = jnp.asarray(rng.uniform(-2, 2, (c, len(spatial))), jnp.float32)
-    for mode in ("active", "sparse"):
+    for mode in a.modes:
       call = layout.make_call(x, s, mode=mode, padding=a.padding,
                               channel_axis=-1 if layout_name == "NHWC" else 1,
                               strides=a.strides, impl="ffi")

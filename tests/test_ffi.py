@@ -201,6 +201,41 @@ def test_grouped_tables_match_jnp_path(mode, padding, dtype, data):
                         strides=strides)
 
 
+@hypothesis.settings(max_examples=examples(10))
+@hypothesis.given(
+    padding=st.sampled_from(["zeros", "periodic"]), channels_last=st.booleans(),
+    dtype=st.sampled_from(["float32", "bfloat16", "float16"]),
+    ndim=st.sampled_from([1, 2, 2, 3]), data=st.data())
+def test_integer_input_gradient_is_the_jnp_paths_bit_for_bit(
+    padding, channels_last, dtype, ndim, data):
+  """Integer mode's input gradient with zeros or periodic padding (unit
+  strides) is a move of g by the negated offsets, which the CPU kernel runs
+  as its forward's move: no arithmetic, so the jnp path's dx bit for bit,
+  NaN channels and shifts beyond the array included, at any channel count
+  (channels-last lanes from 8 channels, partial groups) and in both
+  layouts."""
+  lengths = data.draw(st.lists(st.integers(1, 12), min_size=ndim,
+                               max_size=ndim))
+  c = data.draw(st.integers(1, 40))
+  near = st.integers(-3, 3).map(float)
+  far = st.integers(-30, 30).map(lambda i: i + 0.25)
+  s = np.array(data.draw(st.lists(st.one_of(near, near, far),
+                                  min_size=ndim * c, max_size=ndim * c)),
+               np.float32).reshape(c, ndim)
+  if data.draw(st.booleans()):
+    s[data.draw(st.integers(0, c - 1)), -1] = np.nan
+  rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+  shape = (2, *lengths, c) if channels_last else (2, c, *lengths)
+  x = jnp.asarray(rng.normal(size=shape), dtype)
+  kernel, reference = _both(x, jnp.asarray(s), tuple(sorted(dict(
+      mode="integer", padding=padding,
+      channel_axis=-1 if channels_last else 1).items())))
+  for i, name in enumerate(("forward", "dx")):
+    np.testing.assert_array_equal(
+        np.asarray(kernel[i]).view(np.uint8), np.asarray(reference[i]).view(np.uint8),
+        err_msg=f"{name}: {padding}, {shape}, {s.tolist()}")
+
+
 ALL_PAIRS = tuple((m, p) for m in jaxshift.MODES for p in jaxshift.PADDINGS)
 
 
@@ -349,9 +384,13 @@ def cpu_tile_budget(nbytes: int):
 
 @pytest.mark.parametrize("case", [
     dict(shape=(2, 6, 45, 40)),  # forward 3 tiles of 15, backward 3 of 15
+    # A column shift of 20.5 (channel 7): in the folding paddings the input
+    # gradient's columns -21 .. -1 fold onto 0 .. 20 (a middle tile's too),
+    # which a tile gathers with its own.
+    dict(shape=(2, 6, 45, 40), column=20.5),
     # Rows too long for a block of 40 channels' rings in 96 KB: the forward
-    # and the one-pass backward take every channel in a task, in strips of
-    # 8, 8 and 4 rows (lanes_plan's `tiled`); the rest blocks of 32 and 8.
+    # and the 2-D backward take every channel in a task, in strips of 8, 8
+    # and 4 rows (lanes_plan's `tiled`); the rest blocks of 32 and 8.
     dict(shape=(2, 20, 90, 40)),
     dict(shape=(2, 7, 90, 40), strides=(2, 3)),  # 30 columns: 2 tiles of 15
     dict(shape=(2, 3, 4, 37, 24)),  # 3-D, tasks spanning their planes
@@ -365,9 +404,10 @@ def test_lanes_column_tiles(case):
   shift, a shift beyond the rows (which narrows the tiles to 16 columns);
   every mode and padding, and sparse mode without the NaN (its one-pass
   backward). On the CPU the tiles' forward and input gradient are the
-  untiled kernel's bit for bit (the one-pass shift gradient is summed tile
-  by tile: the same to rounding); a pair of each mode matches the jnp path
-  (the untiled kernel is checked against it by the other tests)."""
+  untiled kernel's bit for bit (the shift gradient, in one pass or two, is
+  summed tile by tile: the same to rounding); a pair of each mode matches
+  the jnp path (the untiled kernel is checked against it by the other
+  tests)."""
   shape = case["shape"]
   kw = dict(channel_axis=case.get("channel_axis", -1),
             strides=case.get("strides", 1))
@@ -378,6 +418,8 @@ def test_lanes_column_tiles(case):
   s[1, -2:], s[2, -1], s[3] = [1.0, 0.5], -2.0, 0.0
   s[5, -1] = np.nan
   s[6, -2] = 13.5
+  if "column" in case:
+    s[7, -1] = case["column"]
   sparse = s.copy()
   sparse[5, -1] = 0.5
   one_pass = (("sparse", "zeros"), ("sparse", "periodic"))

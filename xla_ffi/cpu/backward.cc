@@ -274,13 +274,14 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   Geometry in = geo;  // the input grid
   for (Axis& a : in.ax) a.Lo = a.L;
   // 2-D unit-stride float32 and 16-bit channels-last calls with the shift
-  // gradient take the one-pass lanes (below: `fused`), which tile their
-  // columns, so their tasks take every channel (lanes_plan's `tiled`), in
-  // strips for 16 tasks whatever the threads (the strips are the partials).
-  // 3-D: float32 (`fused3`).
+  // gradient take the one-pass lanes (below: `fused`), and the two passes
+  // (lanes_adjoint, lanes_shift_grad) the others; all tile their columns,
+  // so their tasks take every channel (lanes_plan's `tiled`), in strips for
+  // 16 tasks whatever the threads (the strips are the partials). 3-D:
+  // float32 (`fused3`).
   constexpr bool fuses = kOnePass<T, P>;
   constexpr bool fuses3 = fuses && std::is_same_v<T, float>;
-  const bool tiled = fuses && unit && shift_grad && !ax[0].present;
+  const bool tiled = unit && !ax[0].present;
   const StagedPlan plan = lanes_plan<T>(geo, tiled, 16), in_plan = lanes_plan<T>(in);
   // A 2-D channels-last float call with strides of 2 or more on both axes,
   // zeros padding: the input gradient and the sums in one pass over the
@@ -521,12 +522,55 @@ void run_elementwise(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x
   finish(geo, exact, partial, chunks, ds);
 }
 
+// The input gradient of an integer move (integer mode: no shift gradient)
+// of unit strides in a padding that folds nothing (zeros, periodic) is
+// itself a move: dx = g moved by -m through the same padding (an element of
+// x is read by at most one output, at its own offset). It runs as the
+// forward's move (run_forward, move): one read of g and one write of dx, the
+// raw bits, where the adjoint's paths gathered moved rows and took their
+// one-tap stencils (integer mode's forward + backward 0.53-0.60 the time at
+// 2x56x56x1024 float32 NHWC, 0.61-0.92 at smaller shapes and in NCHW;
+// benchmarks/NOTES.md, v20). Returns false (nothing done) where it does not
+// apply: strides, a folding padding, or a table off the integer lattice.
+template <typename T, int P>
+bool run_move_adjoint(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* g,
+                      const Tables& rounded, T* dx) {
+  using A = typename Acc<T>::type;
+  if constexpr (P != kZeros && P != kPeriodic) {
+    return false;
+  } else {
+    for (const Axis& a : geo.ax) {
+      if (a.t != 1 || a.L != a.Lo) return false;
+    }
+    const int64_t entries = (geo.N / geo.per_group) * geo.C * 3;
+    const A* f = static_cast<const A*>(rounded.f);
+    for (int64_t k = 0; k < entries; k += 3) {
+      // a NaN shift's channel is NaN in the move as in the adjoint
+      if (!nan_shift(f + k) && (f[k] != A(0) || f[k + 1] != A(0) || f[k + 2] != A(0))) {
+        return false;
+      }
+    }
+    std::vector<int32_t> m(static_cast<size_t>(entries));
+    for (int64_t k = 0; k < entries; ++k) m[k] = -rounded.m[k];
+    Geometry moved = geo;  // g (the output grid) in, dx (the input grid) out
+    std::swap(moved.sx_n, moved.sy_n);
+    std::swap(moved.sx_c, moved.sy_c);
+    for (Axis& a : moved.ax) std::swap(a.sx, a.sy);
+    run_forward<T, P>(pool, moved, g, Tables{m.data(), rounded.f}, dx, true);
+    return true;
+  }
+}
+
 }  // namespace
 
 template <typename T, int P>
 void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                   Tables rounded, Tables exact, bool shift_grad, T* dx,
                   typename Acc<T>::type* ds) {
+  if (!shift_grad && run_move_adjoint<T, P>(pool, geo, g, rounded, dx)) {
+    std::fill(ds, ds + geo.N * geo.C * 3, typename Acc<T>::type(0));
+    return;
+  }
   if (use_direct_rows<T>(geo, false)) {
     if constexpr (sizeof(T) > 2) {  // (never 16-bit storage: not compiled for it)
       run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);

@@ -40,10 +40,12 @@
 // reads: the 2-D forward of unit strides (fused_row: each column of the
 // next moved row gathered, used and kept in one step), strided forwards
 // (strided_row: the four taps gathered into the stencil), 3-D spans
-// (span_row), the one-pass backwards (backward_row, backward3_row); and
-// integer moves in channels-last (move_row). A hot 1x32x32x64 float32
-// forward took 4.5 ns a vector with the groups side by side in each
-// column, 2.8 ns so (benchmarks/NOTES.md, v17).
+// (span_row), the one-pass backwards (backward_row, backward3_row), the
+// two-pass shift gradient's 2-D rows (shift_grad_row); and integer moves in
+// channels-last (move_row). A hot 1x32x32x64 float32 forward took 4.5 ns a
+// vector with the groups side by side in each column, 2.8 ns so
+// (benchmarks/NOTES.md, v17); the two-pass backward (folding paddings,
+// float64, 3-D) followed in v20.
 //
 // In 3-D a gather's row index also carries a per-lane depth term (through
 // the padding), so a moved row can come from any plane: the forward and
@@ -624,8 +626,8 @@ bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = fa
 // output.
 //
 // `tiled` (channels-last calls whose lanes tile their columns, tile_columns,
-// which bounds the rings instead: the 2-D forward, the one-pass 2-D
-// backward), on `threads` threads: every channel in one block, so a task
+// which bounds the rings instead: the 2-D forward, the 2-D backward's one
+// pass or two), on `threads` threads: every channel in one block, so a task
 // reads and writes whole rows of pixels, contiguous. A block of some of
 // many channels reads and writes a sliver of each pixel (256 B of 4 KB at
 // 1024 float32 channels): a new page at every pixel, no stream the hardware
@@ -1115,38 +1117,44 @@ void lanes_adjoint_impl(int P, LaneArray<const T> g, LaneArray<T> dx, Depth dp, 
   const bool span = planes > 1;
   // a ring of 4 moved rows (span: two strips of rows r0 - 1 .. r0 + rows -
   // 1); where P folds, 4 for folded rows and a row of sums
-  const LaneScratch<A> sc = lane_groups(ct, nb, cols, span ? 2 * (rows + 1) : fold ? 9 : 4);
+  const int nrows = span ? 2 * (rows + 1) : fold ? 9 : 4;  // moved rows a group
+  const LaneScratch<A> sc = lane_groups(ct, nb, cols, nrows);
   const int groups = sc.groups;
   Lanes<A>* lanes = sc.lanes;
   i32x8* col = sc.col;
   V* ring = sc.ring;
-  for (int gr = 0; gr < groups; ++gr) {
-    column_terms(AP, -lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, jlo - 1, static_cast<int>(cols),
-                     col + gr * cols);
-  }
-  // A moved row: row(k)[(j + 1 - jlo) * groups + gr] = g(plane - m0 - dd,
-  // i - m1, j - m2) per lane of group gr; rows 0 .. 3 a ring (moved(i, dd)),
-  // 4 .. 7 the rows of a folded position.
+  // Column tiles (tile_columns) where no edge is folded after the row
+  // (fold_edges) and the task takes one plane: tile [w0, w0 + wn) gathers
+  // moved columns clo - 1 .. chi, its own and, where P folds by rows, the
+  // columns folded onto it (folds[2]'s (j, k) with k in the tile), and
+  // re-gathers its first rows.
+  const bool edges = !fold && P != kZeros && P != kPeriodic;  // fold_edges after each row
+  const int Wt = span || edges ? W : tile_columns<T>(lanes, groups, nb, g.cs, 1, 1, 1, W);
+  int w0 = 0, wn = W, clo = jlo, used = static_cast<int>(cols);  // the tile
+  // A moved row of group gr: row(k, gr)[j + 1 - clo] = g(plane - m0 - dd,
+  // i - m1, j - m2) per lane; rows 0 .. 3 a ring (moved(i, dd, gr)), 4 .. 7
+  // the rows of a folded position, 8 the sums (sum[j - w0]). A group's rows
+  // are contiguous and a row is taken group by group (as the forward's,
+  // v17), so a group's weights stay in registers along it.
   int pl = 0;
-  auto row = [&](int k) { return ring + k * groups * cols; };
-  auto moved = [&](int i, int dd) {
-    if (span) return row(((pl + dd) & 1) * (rows + 1) + (i - r0 + 1));
-    return row((i & 1) + 2 * dd);
+  auto row = [&](int k, int gr) { return ring + (int64_t{gr} * nrows + k) * cols; };
+  auto moved = [&](int i, int dd, int gr) {
+    if (span) return row(((pl + dd) & 1) * (rows + 1) + (i - r0 + 1), gr);
+    return row((i & 1) + 2 * dd, gr);
   };
   auto gather = [&](int i, int gr, const i32x8& depth, V* out) {
     const Lanes<A>& ln = lanes[gr];
-    gather_row<I>(g, row_term(AP, -ln.m1, i, H, g.rs, ln.n, depth), col + gr * cols,
-                  static_cast<int>(cols), ln.uniform, false, out + gr, groups);
+    gather_row<I>(g, row_term(AP, -ln.m1, i, H, g.rs, ln.n, depth), col + gr * cols, used,
+                  ln.uniform, false, out, 1);
   };
   // The adjoint at column j from the moved rows at row taps 0 (a) and -1
-  // (b), depth taps 0 and -1 (a1, b1): X[j * groups + gr] = X's row at j.
-  auto adjoint = [&](const V* a, const V* b, const V* a1, const V* b1, int j, int gr) {
-    const Lanes<A>& ln = lanes[gr];
-    const int k = j * groups + gr, l = k - groups;
-    return depth_stencil(ln, bilinear(ln, a[k], b[k], a[l], b[l]),
-                         [&] { return bilinear(ln, a1[k], b1[k], a1[l], b1[l]); });
+  // (b), depth taps 0 and -1 (a1, b1) of group ln: X[j] = X's row at j.
+  auto adjoint = [&](const Lanes<A>& ln, const V* a, const V* b, const V* a1, const V* b1,
+                     int j) {
+    const int l = j - 1;
+    return depth_stencil(ln, bilinear(ln, a[j], b[j], a[l], b[l]),
+                         [&] { return bilinear(ln, a1[j], b1[j], a1[l], b1[l]); });
   };
-  const int64_t origin = (1 - jlo) * groups;  // where column 0 is in a moved row
   const int ahead = reach(lanes, groups, &Lanes<A>::m1, -1, 0) + 1;
   for (; pl < planes; ++pl, ++dp.pos, dx.p += xs0) {
     for (int gr = 0; gr < groups; ++gr) {
@@ -1158,61 +1166,76 @@ void lanes_adjoint_impl(int P, LaneArray<const T> g, LaneArray<T> dx, Depth dp, 
       return dd == 0 || (!lanes[gr].all_lat_d && pl == 0);
     };
     const LaneArray<const T> plane = in_plane(g, dp);
-    for (int gr = 0; gr < groups; ++gr) {
-      if (lanes[gr].all_lat_f) continue;
-      for (int dd = 0; dd < 2; ++dd) {
-        if (gathers(gr, dd)) gather(r0 - 1, gr, lanes[gr].depth[dd], moved(r0 - 1, dd));
+    for (w0 = 0; w0 < W; w0 += Wt) {
+      wn = std::min(Wt, W - w0);
+      int chi = w0 + wn - 1;  // the tile's moved columns clo - 1 .. chi
+      clo = Wt < W ? w0 : jlo;
+      if (Wt < W && fold) {
+        for (const auto& [j, k] : folds[2]) {
+          if (k >= w0 && k < w0 + wn) clo = std::min(clo, j), chi = std::max(chi, j);
+        }
       }
-    }
-    for (int i = r0; i < r0 + rows; ++i) {
-      prefetch_row(plane, i + ahead, H, W, nb);
+      if (Wt == W) chi = jhi;
+      used = chi - clo + 2;
+      if (Wt < W || (pl == 0 && w0 == 0)) {
+        for (int gr = 0; gr < groups; ++gr) {
+          column_terms(AP, -lanes[gr].m2, W, g.ws, g.cs, gr * kGroup, clo - 1, used,
+                       col + gr * cols);
+        }
+      }
+      const int64_t origin = 1 - clo;  // where column 0 is in a moved row
+      const int c0 = clo - 1 - reach(lanes, groups, &Lanes<A>::m2, 1, 0);
+      const int c1 = chi + 1 + reach(lanes, groups, &Lanes<A>::m2, -1, 0);
       for (int gr = 0; gr < groups; ++gr) {
+        if (lanes[gr].all_lat_f) continue;
         for (int dd = 0; dd < 2; ++dd) {
-          if (gathers(gr, dd)) gather(i, gr, lanes[gr].depth[dd], moved(i, dd));
+          if (gathers(gr, dd)) gather(r0 - 1, gr, lanes[gr].depth[dd], moved(r0 - 1, dd, gr));
         }
       }
-      const V* a = moved(i, 0) + origin;  // a[j * groups + gr] = G(i - m1, j - m2)
-      const V* b = moved(i - 1, 0) + origin;  // b[...] = G(i - 1 - m1, j - m2)
-      const V* a1 = moved(i, 1) + origin;     // the same at depth tap -1
-      const V* b1 = moved(i - 1, 1) + origin;
-      T* out = dx.p + i * dx.rs;
-      if (!fold) {
-        store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false,
-                     [&](int j, int gr) { return adjoint(a, b, a1, b1, j, gr); });
-        if (P != kZeros && P != kPeriodic) {
-          fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
-        }
-      } else {
-        V* sum = row(8);  // sum[j * groups + gr]: the row's gradient so far
-        // adds the adjoint row (a, b, a1, b1) and its folded columns to sum
-        auto add_row = [&](const V* ra, const V* rb, const V* ra1, const V* rb1, bool first) {
-          for (int j = 0; j < W; ++j) {
-            for (int gr = 0; gr < groups; ++gr) {
-              const V v = adjoint(ra, rb, ra1, rb1, j, gr);
-              sum[j * groups + gr] = first ? v : sum[j * groups + gr] + v;
-            }
+      for (int i = r0; i < r0 + rows; ++i) {
+        prefetch_row(plane, i + ahead, H, W, nb, c0, c1);
+        T* out = dx.p + i * dx.rs;
+        for (int gr = 0; gr < groups; ++gr) {
+          const Lanes<A>& ln = lanes[gr];
+          for (int dd = 0; dd < 2; ++dd) {
+            if (gathers(gr, dd)) gather(i, gr, ln.depth[dd], moved(i, dd, gr));
           }
-          for (const auto& [j, k] : folds[2]) {
-            for (int gr = 0; gr < groups; ++gr) {
-              sum[k * groups + gr] += adjoint(ra, rb, ra1, rb1, j, gr);
-            }
+          const V* a = moved(i, 0, gr) + origin;      // a[j] = G(i - m1, j - m2)
+          const V* b = moved(i - 1, 0, gr) + origin;  // b[j] = G(i - 1 - m1, j - m2)
+          const V* a1 = moved(i, 1, gr) + origin;     // the same at depth tap -1
+          const V* b1 = moved(i - 1, 1, gr) + origin;
+          T* og = out + w0 * dx.ws + gr * kGroup * dx.cs;
+          if (!fold) {
+            store_row<I>(og, dx.ws, dx.cs, wn, lanes + gr, 1, false,
+                         [&](int j, int) { return adjoint(ln, a, b, a1, b1, w0 + j); });
+            continue;
           }
-        };
-        add_row(a, b, a1, b1, true);
-        for_each_row_folded_onto(folds, dp.pos, i, [&](int d2, int i2) {
-          const Depth dp2{dp.L, dp.s, d2};
-          for (int gr = 0; gr < groups; ++gr) {
-            const Lanes<A>& ln = lanes[gr];
+          V* sum = row(8, gr);  // sum[j - w0]: the row's gradient so far
+          // adds the adjoint row (a, b, a1, b1) and its folded columns to sum
+          auto add_row = [&](const V* ra, const V* rb, const V* ra1, const V* rb1, bool first) {
+            for (int j = 0; j < wn; ++j) {
+              const V v = adjoint(ln, ra, rb, ra1, rb1, w0 + j);
+              sum[j] = first ? v : sum[j] + v;
+            }
+            for (const auto& [j, k] : folds[2]) {
+              if (k >= w0 && k < w0 + wn) sum[k - w0] += adjoint(ln, ra, rb, ra1, rb1, j);
+            }
+          };
+          add_row(a, b, a1, b1, true);
+          for_each_row_folded_onto(folds, dp.pos, i, [&](int d2, int i2) {
+            const Depth dp2{dp.L, dp.s, d2};
             for (int dd = 0; dd <= !ln.all_lat_d; ++dd) {
               const i32x8 depth = depth_term(AP, -ln.m0, dp2, -dd);
-              gather(i2, gr, depth, row(4 + 2 * dd));
-              if (!ln.all_lat_f) gather(i2 - 1, gr, depth, row(5 + 2 * dd));
+              gather(i2, gr, depth, row(4 + 2 * dd, gr));
+              if (!ln.all_lat_f) gather(i2 - 1, gr, depth, row(5 + 2 * dd, gr));
             }
-          }
-          add_row(row(4) + origin, row(5) + origin, row(6) + origin, row(7) + origin, false);
-        });
-        store_row<I>(out, dx.ws, dx.cs, W, lanes, groups, false,
-                     [&](int j, int gr) { return nan_lanes(lanes[gr], sum[j * groups + gr]); });
+            add_row(row(4, gr) + origin, row(5, gr) + origin, row(6, gr) + origin,
+                    row(7, gr) + origin, false);
+          });
+          store_row<I>(og, dx.ws, dx.cs, wn, lanes + gr, 1, false,
+                       [&](int j, int) { return nan_lanes(ln, sum[j]); });
+        }
+        if (edges) fold_edges(out, dx.ws, dx.cs, W, i, ct, simple, edge, nb);
       }
     }
   }
@@ -1498,6 +1521,36 @@ __attribute__((always_inline)) inline void backward3_row(
   sums[2] = sw;
 }
 
+// One output row of lanes_shift_grad_impl's sums for a 2-D group with no
+// lane at a lattice or NaN, unit column stride: the moved rows of x at row
+// taps 0 (mid) and 1 (down), mid[w] at output column w, for w in [0,
+// count], g's row at gp; sums[0], sums[1] (rows, columns) add d out / d
+// shift times g per lane in column order. A column's rows' slope and value
+// serve it as the left tap and the column before as the right one: the
+// terms of lanes_shift_grad_impl's plain groups, each taken once.
+template <Isa I, typename A, typename T>
+__attribute__((always_inline)) inline void shift_grad_row(const Lanes<A>& ln, const Vec8<A>* mid,
+                                                          const Vec8<A>* down, const T* gp,
+                                                          int64_t ws, int64_t cs, int count,
+                                                          Vec8<A>* sums) {
+  using V = Vec8<A>;
+  const V w0f = ln.w0f, w1f = ln.w1f, w0w = ln.w0w, w1w = ln.w1w;
+  const int n = ln.n;
+  V sf = sums[0], sw = sums[1];
+  V s0 = mid[0] - down[0], v0 = w0f * mid[0] + w1f * down[0];
+  for (int w = 0; w < count; ++w) {
+    const V m = mid[w + 1], d = down[w + 1];
+    const V s1 = m - d, v1 = w0f * m + w1f * d;
+    const V gv = load_lanes<I>(gp + w * ws, cs, n);
+    sf += gv * (w0w * s0 + w1w * s1);
+    sw += gv * (v0 - v1);
+    s0 = s1;
+    v0 = v1;
+  }
+  sums[0] = sf;
+  sums[1] = sw;
+}
+
 // The shift-gradient sums of the task's nb channels (exact tables ct) over
 // output rows [r0, r0 + rows) (Wo columns) of the output plane at dp.pos
 // (its tap origin) of axis 0 (x at the sample's first plane, g at the
@@ -1533,17 +1586,27 @@ void lanes_shift_grad_impl(int P, LaneArray<const T> x, LaneArray<const T> g, De
   i32x8* col = sc.col;
   V* ring = sc.ring;
   const int d0 = depth ? -1 : 0;  // the first depth tap
-  for (int gr = 0; gr < groups; ++gr) {
-    if (run) {
-      column_terms(P, lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, -1, static_cast<int>(cols),
-                      col + gr * cols);
-    } else {
-      for (int k = 0; k < 3; ++k) {
-        column_terms(P, lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, 0, Wo,
-                        col + gr * cols + k * Wo, t2, k - 1);
+  // Column tiles (tile_columns, as lanes_backward_impl's: the moved rows'
+  // taps -1 .. 1) for a single plane of unit strides: tile [w0, w0 + wn)
+  // gathers moved columns w0 - 1 .. w0 + wn and re-gathers its first rows.
+  // The sums run on across the tiles (per lane in tile order, then rows).
+  const bool tiles = t1 == 1 && t2 == 1 && !span;
+  const int Wt = tiles ? tile_columns<T>(lanes, groups, nb, x.cs, 1, 1, 2, Wo) : Wo;
+  int w0 = 0, wn = Wo;  // the tile
+  int used = static_cast<int>(cols);  // its moved columns
+  auto terms_of_tile = [&] {
+    for (int gr = 0; gr < groups; ++gr) {
+      if (run) {
+        column_terms(P, lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, w0 * t2 - 1, used,
+                     col + gr * cols);
+      } else {
+        for (int k = 0; k < 3; ++k) {
+          column_terms(P, lanes[gr].m2, W, x.ws, x.cs, gr * kGroup, 0, Wo,
+                       col + gr * cols + k * Wo, t2, k - 1);
+        }
       }
     }
-  }
+  };
   // moved(key, gr, dd)[(w t2 + 1) * groups] (t2 <= 2; else [(Wo + w) *
   // groups]) = x(plane + m0 + dd, row + m1, w t2 + m2) per lane, dd in
   // [-1, 1] with `depth`, else 0; key: the row position (>= -1) with t1 <=
@@ -1556,104 +1619,124 @@ void lanes_shift_grad_impl(int P, LaneArray<const T> x, LaneArray<const T> g, De
   // only tap 1 is gathered.
   int pl = 0;
   auto moved = [&](int h, int gr, int dd) {
-    if (span) {
-      return ring + ((h - r0 + 1) + slots * ((pl + dd - d0) % 3)) * groups * cols + gr;
-    }
-    return ring + (((h + 3) % 3) + 3 * (dd - d0)) * groups * cols + gr;
+    const int k = span ? (h - r0 + 1) + slots * ((pl + dd - d0) % 3)
+                       : ((h + 3) % 3) + 3 * (dd - d0);
+    return ring + (int64_t{gr} * slots * taps + k) * cols;
   };
   auto gather = [&](int pos, int key, int gr) {
     const Lanes<A>& ln = lanes[gr];
     for (int dd = pl > 0 ? d0 + taps - 1 : d0; dd < d0 + taps; ++dd) {
       gather_row<I>(x, row_term(P, ln.m1, pos, H, x.rs, ln.n, ln.depth[dd - d0]),
-                    col + gr * cols, static_cast<int>(cols), ln.uniform, false,
-                    moved(key, gr, dd), groups);
+                    col + gr * cols, used, ln.uniform, false, moved(key, gr, dd), 1);
     }
   };
   V* sums = ring + slots * taps * groups * cols;  // sum_d, sum_f, sum_w of each group
   const int ahead = reach(lanes, groups, &Lanes<A>::m1, 1, 1) + 1;
+  const int left = reach(lanes, groups, &Lanes<A>::m2, -1, 1);
+  const int right = reach(lanes, groups, &Lanes<A>::m2, 1, 1);
   const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
+  if (!tiles) terms_of_tile();
   for (; pl < planes; ++pl, ++dp.pos, g.p += gs0, acc += acc_plane) {
     for (int gr = 0; gr < groups; ++gr) {
       for (int t = 0; t < taps; ++t) lanes[gr].depth[t] = depth_term(P, lanes[gr].m0, dp, d0 + t);
     }
-    if (t1 <= 2) {  // the rows the loop below does not gather for its first output row
-      for (int gr = 0; gr < groups; ++gr) {
-        gather(r0 * t1 - 1, r0 * t1 - 1, gr);
-        if (t1 == 1) gather(r0, r0, gr);
-      }
-    }
     for (int k = 0; k < 3 * groups; ++k) sums[k] = V{};
     const LaneArray<const T> plane = in_plane(x, dp);
-    for (int h = r0; h < r0 + rows; ++h) {
-      prefetch_row(plane, h * t1 + ahead, H, W, nb);
-      for (int gr = 0; gr < groups; ++gr) {
-        if (t1 == 1) {
-          gather(h + 1, h + 1, gr);
-        } else if (t1 == 2) {  // row 2 h - 1 was the last output row's 2 h + 1
-          gather(2 * h, 2 * h, gr);
-          gather(2 * h + 1, 2 * h + 1, gr);
-        } else {
-          for (int r = 0; r < 3; ++r) gather(h * t1 - 1 + r, r, gr);
+    for (w0 = 0; w0 < Wo; w0 += Wt) {
+      if (tiles) {
+        wn = std::min(Wt, Wo - w0);
+        used = wn + 2;
+        terms_of_tile();
+      }
+      // the columns of x the tile reads (without tiles, every column)
+      const int c0 = tiles ? w0 - left : 0, c1 = tiles ? w0 + wn + right : W;
+      if (t1 <= 2) {  // the rows the loop below does not gather for its first output row
+        for (int gr = 0; gr < groups; ++gr) {
+          gather(r0 * t1 - 1, r0 * t1 - 1, gr);
+          if (t1 == 1) gather(r0, r0, gr);
         }
       }
-      const T* gp = g.p + h * g.rs;
-      // rows3[dd - d0][r][k] = x(plane + m0 + dd, h t1 - 1 + r + m1, ..)
-      const V* rows3[3][3];
-      for (int t = 0; t < taps; ++t) {
-        for (int r = 0; r < 3; ++r) rows3[t][r] = moved(t1 <= 2 ? h * t1 - 1 + r : r, 0, d0 + t);
-      }
-      // k0: output column 0's entry, e: the next column's, step: the next output's
-      const int k0 = (run ? 1 : Wo) * groups, e = next * groups, step = (run ? t2 : 1) * groups;
-      for (int w = 0; w < Wo; ++w) {
+      for (int h = r0; h < r0 + rows; ++h) {
+        prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
+        const T* gp = g.p + h * g.rs + w0 * g.ws;
+        // k0: output column 0's entry, e: the next column's, step: the next output's
+        const int k0 = run ? 1 : Wo, e = next, step = run ? t2 : 1;
         for (int gr = 0; gr < groups; ++gr) {
-          const Lanes<A>& ln = lanes[gr];
-          const int k = k0 + w * step + gr;
-          const V gv = load_lanes<I>(gp + w * g.ws + gr * kGroup * g.cs, g.cs, ln.n);
-          // At depth tap dd: tf = d out / d shift_1 (the rows' slope inside the
-          // columns' value), tw = d out / d shift_2 (the rows' value inside the
-          // columns' slope), and with `value` the value (for the depth slope).
-          auto terms = [&](int dd, V* tf, V* tw, V* vv, bool value) {
-            const V* up = rows3[dd - d0][0];
-            const V* mid = rows3[dd - d0][1];
-            const V* down = rows3[dd - d0][2];
-            if (ln.plain) {
-              auto sf = [&](int i) { return mid[i] - down[i]; };
-              auto vf = [&](int i) { return ln.w0f * mid[i] + ln.w1f * down[i]; };
-              *tf = ln.w0w * sf(k) + ln.w1w * sf(k + e);
-              *tw = vf(k) - vf(k + e);
-              if (value) *vv = ln.w0w * vf(k) + ln.w1w * vf(k + e);
-              return;
-            }
-            auto sf = [&](int i) {
-              return ln.lat_f ? half * up[i] + mhalf * down[i] : mid[i] - down[i];
-            };
-            auto vf = [&](int i) {
-              const V v = ln.w0f * mid[i];
-              return ln.lat_f ? v : v + ln.w1f * down[i];
-            };
-            *tf = ln.w0w * sf(k);
-            *tf = ln.lat_w ? *tf : *tf + ln.w1w * sf(k + e);
-            *tw = ln.lat_w ? half * vf(k - e) + mhalf * vf(k + e) : vf(k) - vf(k + e);
-            if (value) {
-              *vv = ln.w0w * vf(k);
-              *vv = ln.lat_w ? *vv : *vv + ln.w1w * vf(k + e);
-            }
-          };
-          V tf, tw, vv;
-          terms(0, &tf, &tw, &vv, depth);
-          if (depth) {
-            // The depth stencils: value (1 - f) T(0) + f T(1), slope T(0) - T(1)
-            // off the depth lattice, T(0) and (T(-1) - T(1)) / 2 on it.
-            V tf1, tw1, vv1, tfm, twm, vvm;
-            terms(1, &tf1, &tw1, &vv1, true);
-            terms(-1, &tfm, &twm, &vvm, true);
-            const V td = ln.lat_d ? half * vvm + mhalf * vv1 : vv - vv1;
-            tf = ln.lat_d ? tf : ln.w0d * tf + ln.w1d * tf1;
-            tw = ln.lat_d ? tw : ln.w0d * tw + ln.w1d * tw1;
-            sums[3 * gr] += gv * td;
+          if (t1 == 1) {
+            gather(h + 1, h + 1, gr);
+          } else if (t1 == 2) {  // row 2 h - 1 was the last output row's 2 h + 1
+            gather(2 * h, 2 * h, gr);
+            gather(2 * h + 1, 2 * h + 1, gr);
+          } else {
+            for (int r = 0; r < 3; ++r) gather(h * t1 - 1 + r, r, gr);
           }
-          sums[3 * gr + 1] += gv * tf;
-          sums[3 * gr + 2] += gv * tw;
+          // rows3[dd - d0][r][k] = x(plane + m0 + dd, h t1 - 1 + r + m1, ..)
+          const V* rows3[3][3];
+          for (int t = 0; t < taps; ++t) {
+            for (int r = 0; r < 3; ++r) {
+              rows3[t][r] = moved(t1 <= 2 ? h * t1 - 1 + r : r, gr, d0 + t);
+            }
+          }
+          const Lanes<A>& ln = lanes[gr];
+          const T* gg = gp + gr * kGroup * g.cs;
+          if (ln.plain && !depth && run && t2 == 1) {
+            shift_grad_row<I>(ln, rows3[0][1] + k0, rows3[0][2] + k0, gg, g.ws, g.cs, wn,
+                              sums + 3 * gr + 1);
+            continue;
+          }
+          V sum_d = sums[3 * gr], sum_f = sums[3 * gr + 1], sum_w = sums[3 * gr + 2];
+          for (int w = 0; w < wn; ++w) {
+            const int k = k0 + w * step;
+            const V gv = load_lanes<I>(gg + w * g.ws, g.cs, ln.n);
+            // At depth tap dd: tf = d out / d shift_1 (the rows' slope inside the
+            // columns' value), tw = d out / d shift_2 (the rows' value inside the
+            // columns' slope), and with `value` the value (for the depth slope).
+            auto terms = [&](int dd, V* tf, V* tw, V* vv, bool value) {
+              const V* up = rows3[dd - d0][0];
+              const V* mid = rows3[dd - d0][1];
+              const V* down = rows3[dd - d0][2];
+              if (ln.plain) {
+                auto sf = [&](int i) { return mid[i] - down[i]; };
+                auto vf = [&](int i) { return ln.w0f * mid[i] + ln.w1f * down[i]; };
+                *tf = ln.w0w * sf(k) + ln.w1w * sf(k + e);
+                *tw = vf(k) - vf(k + e);
+                if (value) *vv = ln.w0w * vf(k) + ln.w1w * vf(k + e);
+                return;
+              }
+              auto sf = [&](int i) {
+                return ln.lat_f ? half * up[i] + mhalf * down[i] : mid[i] - down[i];
+              };
+              auto vf = [&](int i) {
+                const V v = ln.w0f * mid[i];
+                return ln.lat_f ? v : v + ln.w1f * down[i];
+              };
+              *tf = ln.w0w * sf(k);
+              *tf = ln.lat_w ? *tf : *tf + ln.w1w * sf(k + e);
+              *tw = ln.lat_w ? half * vf(k - e) + mhalf * vf(k + e) : vf(k) - vf(k + e);
+              if (value) {
+                *vv = ln.w0w * vf(k);
+                *vv = ln.lat_w ? *vv : *vv + ln.w1w * vf(k + e);
+              }
+            };
+            V tf, tw, vv;
+            terms(0, &tf, &tw, &vv, depth);
+            if (depth) {
+              // The depth stencils: value (1 - f) T(0) + f T(1), slope T(0) - T(1)
+              // off the depth lattice, T(0) and (T(-1) - T(1)) / 2 on it.
+              V tf1, tw1, vv1, tfm, twm, vvm;
+              terms(1, &tf1, &tw1, &vv1, true);
+              terms(-1, &tfm, &twm, &vvm, true);
+              const V td = ln.lat_d ? half * vvm + mhalf * vv1 : vv - vv1;
+              tf = ln.lat_d ? tf : ln.w0d * tf + ln.w1d * tf1;
+              tw = ln.lat_d ? tw : ln.w0d * tw + ln.w1d * tw1;
+              sum_d += gv * td;
+            }
+            sum_f += gv * tf;
+            sum_w += gv * tw;
+          }
+          sums[3 * gr] = sum_d;
+          sums[3 * gr + 1] = sum_f;
+          sums[3 * gr + 2] = sum_w;
         }
       }
     }
