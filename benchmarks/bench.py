@@ -17,8 +17,10 @@ element once): on the GPU y = x + 1 on the same tensor; on the CPU the faster
 of a plain memory copy (`np.copyto` into a preallocated array) and XLA's
 `x + 1`, both timed in turns with the kernel in the same row (on a small CPU
 either can be up to 2x faster than the other, depending on size). The floor
-of forward+backward is 2.5 copies (x -> y, then x and g -> dx: five passes).
+of forward+backward is 2.5 copies (x -> y, then x and g -> dx: five passes;
+integer mode, whose backward has no shift gradient to read x for, 2 copies).
 `%bw` is the floor over the kernel's time: 100 % means at the floor.
+`--paddings` adds rows in other paddings (the mode column names them).
 
   python benchmarks/bench.py --model     # ShiftResNet-20 vs its depthwise twin
 """
@@ -26,6 +28,7 @@ of forward+backward is 2.5 copies (x -> y, then x and g -> dx: five passes).
 import argparse
 import datetime
 import functools
+import itertools
 import os
 import statistics
 import subprocess
@@ -115,7 +118,7 @@ def forward_backward(f):
   return fb
 
 
-def bench_case(shape, dtype, layout, mode, samples, inner, impls):
+def bench_case(shape, dtype, layout, mode, samples, inner, impls, padding="zeros"):
   channels_last = layout == "NHWC"
   c = shape[-1] if channels_last else shape[1]
   key = jax.random.key(0)
@@ -126,8 +129,9 @@ def bench_case(shape, dtype, layout, mode, samples, inner, impls):
   kernel = jax.random.normal(jax.random.key(2), kshape, dtype)
   fns = {
       "kernel": functools.partial(lambda x, s: jaxshift.shift(
-          x, s, mode=mode, channel_axis=cax, impl="ffi")),
-      "jnp": lambda x, s: jaxshift.shift(x, s, mode=mode, channel_axis=cax, impl="xla"),
+          x, s, mode=mode, padding=padding, channel_axis=cax, impl="ffi")),
+      "jnp": lambda x, s: jaxshift.shift(x, s, mode=mode, padding=padding, channel_axis=cax,
+                                         impl="xla"),
       "4-gather": lambda x, s: four_gather_shift(x, s, channels_last),
       "dw3x3": lambda x, k: depthwise3x3(x, k, channels_last),
   }
@@ -302,6 +306,9 @@ def main(argv=None):
   p.add_argument("--dtypes", nargs="*", default=None)
   p.add_argument("--layouts", nargs="*", default=None, choices=["NHWC", "NCHW"])
   p.add_argument("--modes", nargs="*", default=None, choices=["active", "sparse", "integer"])
+  p.add_argument("--paddings", nargs="*", default=["zeros"],
+                 choices=["zeros", "border", "periodic", "reflect", "symmetric"],
+                 help="the kernel's and the jnp path's (the mode column names any but zeros)")
   p.add_argument("--impls", nargs="*", default=["kernel", "jnp", "4-gather", "dw3x3"],
                  help="also 'tiled' (GPU): the tiled CUDA kernels beside the default")
   p.add_argument("--samples", type=int, default=None)
@@ -336,7 +343,8 @@ def main(argv=None):
       f"{git_commit()}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
       f"median of {samples} samples x {inner} calls, a row's functions timed in turns (order reversed every other round); "
       "times in ms; fwd floor = copy, "
-      "fwd+bwd floor = 2.5 x copy; %bw = floor / time",
+      "fwd+bwd floor = 2.5 x copy (integer mode: 2 x copy, its backward reads no x); "
+      "%bw = floor / time",
       "",
       "| shape (NHWC sizes) | dtype | layout | mode | copy | np.copyto | x + 1 | kernel fwd | %bw | jnp fwd | "
       "4-gather fwd | dw3x3 fwd | kernel f+b | %bw | jnp f+b | 4-gather f+b | dw3x3 f+b | "
@@ -351,22 +359,25 @@ def main(argv=None):
     for dtype in dtypes:
       for layout in layouts:
         shape = nhwc if layout == "NHWC" else (nhwc[0], nhwc[3], nhwc[1], nhwc[2])
-        for mode in modes:
-          r = bench_case(shape, jnp.dtype(dtype), layout, mode, samples, inner, a.impls)
+        for mode, padding in itertools.product(modes, a.paddings):
+          r = bench_case(shape, jnp.dtype(dtype), layout, mode, samples, inner, a.impls,
+                         padding)
           g = r.get
+          fb = 200 if mode == "integer" else 250  # the f+b floor, in % of a copy
           ratio = lambda num, den: "-" if g(num) is None or g(den) is None else \
               f"{g(num) / g(den):.2f}x"
           pct = lambda passes, name: "-" if g(name) is None else \
               f"{100 * passes * g('copy') / g(name):.0f}%"
-          line = (f"| {shape_s} | {dtype} | {layout} | {mode} | {fmt(g('copy'))} | "
+          name = mode if padding == "zeros" else f"{mode}, {padding}"
+          line = (f"| {shape_s} | {dtype} | {layout} | {name} | {fmt(g('copy'))} | "
                   f"{fmt(g('copyto'))} | {fmt(g('x+1'))} | "
                   f"{fmt(g('kernel'))} | {100 * g('copy') / g('kernel'):.0f}% | "
                   f"{fmt(g('jnp'))} | {fmt(g('4-gather'))} | {fmt(g('dw3x3'))} | "
-                  f"{fmt(g('kernel+bwd'))} | {250 * g('copy') / g('kernel+bwd'):.0f}% | "
+                  f"{fmt(g('kernel+bwd'))} | {fb * g('copy') / g('kernel+bwd'):.0f}% | "
                   f"{fmt(g('jnp+bwd'))} | {fmt(g('4-gather+bwd'))} | {fmt(g('dw3x3+bwd'))} | "
                   f"{ratio('4-gather+bwd', 'kernel+bwd')} | {ratio('dw3x3+bwd', 'kernel+bwd')} | "
                   f"{fmt(g('tiled'))} | {pct(1, 'tiled')} | {fmt(g('tiled+bwd'))} | "
-                  f"{pct(2.5, 'tiled+bwd')} | {ratio('dw3x3+bwd', 'tiled+bwd')} |")
+                  f"{pct(fb / 100, 'tiled+bwd')} | {ratio('dw3x3+bwd', 'tiled+bwd')} |")
           lines.append(line)
           print(line, flush=True)
   if a.gpu or a.extra:
