@@ -39,9 +39,14 @@ JS_HD int floor_div(int a, int b) {  // b > 0
 }
 
 // Index i in [0, L) that position j reads, or -1 for a read answered by zero.
+// The interior (every rule's identity, where most reads are) is tested
+// first: the periodic and mirrored rules' modulo is an integer division
+// (the lanes' row and column terms took one a lane and row: their reflect
+// forward ran 1.3-2x the time of zeros', benchmarks/NOTES.md, v20).
 template <int P>
 JS_HD int pad_index(int j, int L) {
-  if (P == kZeros) return (j >= 0 && j < L) ? j : -1;
+  if (j >= 0 && j < L) return j;
+  if (P == kZeros) return -1;
   if (P == kBorder || (P == kReflect && L == 1)) return j < 0 ? 0 : (j >= L ? L - 1 : j);
   if (P == kPeriodic) return floor_mod(j, L);
   if (P == kReflect) {
@@ -56,10 +61,8 @@ JS_HD int pad_index(int j, int L) {
 
 // pad_index with the padding a run-time value: for loops whose inner work
 // does not depend on it (cpu/direct.h: an index per row and per channel),
-// compiled once instead of once per padding. The interior (every rule's
-// identity) is tested first: most calls are there.
+// compiled once instead of once per padding.
 JS_HD int pad_index_of(int P, int j, int L) {
-  if (j >= 0 && j < L) return j;
   switch (P) {
     case kZeros: return pad_index<kZeros>(j, L);
     case kBorder: return pad_index<kBorder>(j, L);
@@ -67,12 +70,6 @@ JS_HD int pad_index_of(int P, int j, int L) {
     case kReflect: return pad_index<kReflect>(j, L);
     default: return pad_index<kSymmetric>(j, L);
   }
-}
-
-// pad_index with the interior (every read of a far-from-edge tap) tested first.
-template <int P>
-JS_HD int pad_fast(int j, int L) {
-  return (j >= 0 && j < L) ? j : pad_index<P>(j, L);
 }
 
 // Calls f(std::integral_constant<int, P>{}) for padding code p, one of the

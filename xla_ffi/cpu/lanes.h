@@ -313,12 +313,28 @@ i32x8 depth_term(const i32x8& dm, const Depth& dp, int dd) {
 
 // The per-lane row term of row h read at offsets dm: pad_index(h + dm, H) *
 // rs plus the depth term, or -1 where either is -1; lanes >= n read nothing.
+// Taken a row and group: in vector arithmetic where every lane reads inside
+// the rows (most rows), lane by lane through the padding only at the edges
+// (a term stored lane by lane and loaded whole stalled on the store
+// forwarding: 17 % of a reflect forward's samples, v20).
 template <int P>
 i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs, int n, const i32x8& depth = i32x8{}) {
+  const i32x8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  const i32x8 j = dm + h;
+  const i32x8 live = (lane < n) & (depth >= 0);
+  const i32x8 inside = (j >= 0) & (j < H);
+  const i32x8 edge = live & ~inside;
+  int any = 0;
+  for (int l = 0; l < 8; ++l) any |= edge[l];
+  if (!any) {  // (unsigned: a lane not read may overflow, and is masked)
+    typedef uint32_t u32x8 __attribute__((vector_size(32)));
+    const u32x8 v = (u32x8)j * static_cast<uint32_t>(rs) + (u32x8)depth;
+    return ((i32x8)v & live) | ~live;
+  }
   i32x8 r;
   for (int l = 0; l < 8; ++l) {
-    const int s = pad_index<P>(h + dm[l], H);
-    r[l] = (s < 0 || l >= n || depth[l] < 0) ? -1 : static_cast<int32_t>(s * rs) + depth[l];
+    const int s = pad_index<P>(j[l], H);
+    r[l] = (s < 0 || !live[l]) ? -1 : static_cast<int32_t>(s * rs) + depth[l];
   }
   return r;
 }

@@ -95,7 +95,7 @@ JS_HD void stage(const Geometry& geo, const Plan& p, const Win& w, const Item& i
         I off = 0;
         bool zero = c >= geo.C;
         for (int a = 0; a < 3; ++a) {
-          const int s = geo.ax[a].present ? pad_fast<Q>(w.lo[a] + px.i[a], len[a]) : 0;
+          const int s = geo.ax[a].present ? pad_index<Q>(w.lo[a] + px.i[a], len[a]) : 0;
           zero = zero || s < 0;
           off += static_cast<I>(s) * static_cast<I>(st[a]);
         }
@@ -134,7 +134,7 @@ JS_HD void stage(const Geometry& geo, const Plan& p, const Win& w, const Item& i
       I off = 0;
       bool zero = false;
       for (int a = 0; a < 2; ++a) {
-        const int s = geo.ax[a].present ? pad_fast<Q>(w.lo[a] + u.i[a], len[a]) : 0;
+        const int s = geo.ax[a].present ? pad_index<Q>(w.lo[a] + u.i[a], len[a]) : 0;
         zero = zero || s < 0;
         off += static_cast<I>(s) * static_cast<I>(st[a]);
       }
@@ -142,7 +142,7 @@ JS_HD void stage(const Geometry& geo, const Plan& p, const Win& w, const Item& i
       const int q = w.qa + u.i[2] * p.V;
       T* d = out + (u.i[0] * w.size[1] + u.i[1]) * w.pitch + u.i[2] * p.V;
       if (p.V == 1) {
-        const int s = zero ? -1 : pad_fast<Q>(q, len[2]);
+        const int s = zero ? -1 : pad_index<Q>(q, len[2]);
         sst(d, s < 0 ? zero_of<T>() : gld(row + static_cast<I>(s) * static_cast<I>(st[2])));
         continue;
       }
@@ -153,7 +153,7 @@ JS_HD void stage(const Geometry& geo, const Plan& p, const Win& w, const Item& i
       } else {  // a vector across the row's end: gathered, stored whole
         T e[16 / sizeof(T)];
         for (int j = 0; j < p.V; ++j) {
-          const int s = pad_fast<Q>(q + j, len[2]);
+          const int s = pad_index<Q>(q + j, len[2]);
           e[j] = s < 0 ? zero_of<T>() : gld(row + static_cast<I>(s) * static_cast<I>(st[2]));
         }
         memcpy(&v[n], e, sizeof(T) * p.V);
