@@ -7,6 +7,7 @@ canonical inputs and shift tables. Use it to show that a change of the
 kernels' code is no slower (or how much faster it is):
 
   python benchmarks/ab_kernels.py --a OLD.so --b NEW.so [--a-abi 0]
+      [--modes active sparse integer] [--layouts NHWC] [--padding reflect]
 
 `--a-abi 0` is the calling convention before the `present` attribute
 (commit e08977c and earlier); the default, 1, is today's.
