@@ -314,28 +314,42 @@ i32x8 depth_term(const i32x8& dm, const Depth& dp, int dd) {
 // The per-lane row term of row h read at offsets dm: pad_index(h + dm, H) *
 // rs plus the depth term, or -1 where either is -1; lanes >= n read nothing.
 // Taken a row and group: in vector arithmetic where every lane reads inside
-// the rows (most rows), lane by lane through the padding only at the edges
-// (a term stored lane by lane and loaded whole stalled on the store
-// forwarding: 17 % of a reflect forward's samples, v20).
-template <int P>
-i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs, int n, const i32x8& depth = i32x8{}) {
+// the rows (most rows: row_term_inside, the same for every padding), lane
+// by lane through the padding only at the edges (a term stored lane by lane
+// and loaded whole stalled on the store forwarding: 17 % of a reflect
+// forward's samples, v20).
+__attribute__((always_inline)) inline bool row_term_inside(const i32x8& dm, int h, int H,
+                                                          int64_t rs, int n, const i32x8& depth,
+                                                          i32x8* r) {
   const i32x8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
   const i32x8 j = dm + h;
   const i32x8 live = (lane < n) & (depth >= 0);
-  const i32x8 inside = (j >= 0) & (j < H);
-  const i32x8 edge = live & ~inside;
+  const i32x8 edge = live & ~((j >= 0) & (j < H));
   int any = 0;
   for (int l = 0; l < 8; ++l) any |= edge[l];
-  if (!any) {  // (unsigned: a lane not read may overflow, and is masked)
-    typedef uint32_t u32x8 __attribute__((vector_size(32)));
-    const u32x8 v = (u32x8)j * static_cast<uint32_t>(rs) + (u32x8)depth;
-    return ((i32x8)v & live) | ~live;
-  }
-  i32x8 r;
+  if (any) return false;
+  typedef uint32_t u32x8 __attribute__((vector_size(32)));  // a lane not read may overflow
+  const u32x8 v = (u32x8)j * static_cast<uint32_t>(rs) + (u32x8)depth;
+  *r = ((i32x8)v & live) | ~live;
+  return true;
+}
+// (Out of line, and through pointers: a vector returned by value from a
+// function compiled for the baseline instruction set is not where an AVX2
+// caller looks for it.)
+template <int P>
+__attribute__((noinline)) void row_term_edge(const i32x8* dm, int h, int H, int64_t rs, int n,
+                                             const i32x8* depth, i32x8* r) {
   for (int l = 0; l < 8; ++l) {
-    const int s = pad_index<P>(j[l], H);
-    r[l] = (s < 0 || !live[l]) ? -1 : static_cast<int32_t>(s * rs) + depth[l];
+    const int s = pad_index<P>(h + (*dm)[l], H);
+    const int32_t d = (*depth)[l];
+    (*r)[l] = (s < 0 || l >= n || d < 0) ? -1 : static_cast<int32_t>(s * rs) + d;
   }
+}
+template <int P>
+__attribute__((always_inline)) inline i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs,
+                                                     int n, const i32x8& depth = i32x8{}) {
+  i32x8 r;
+  if (!row_term_inside(dm, h, H, rs, n, depth, &r)) row_term_edge<P>(&dm, h, H, rs, n, &depth, &r);
   return r;
 }
 
@@ -351,11 +365,16 @@ inline void column_terms(int p, const i32x8& dm, int W, int64_t ws, int64_t cs, 
 inline i32x8 depth_term(int p, const i32x8& dm, const Depth& dp, int dd) {
   return for_padding(p, [&](auto P) { return depth_term<decltype(P)::value>(dm, dp, dd); });
 }
-inline i32x8 row_term(int p, const i32x8& dm, int h, int H, int64_t rs, int n,
-                      const i32x8& depth = i32x8{}) {
-  return for_padding(p, [&](auto P) {
-    return row_term<decltype(P)::value>(dm, h, H, rs, n, depth);
-  });
+__attribute__((always_inline)) inline i32x8 row_term(int p, const i32x8& dm, int h, int H,
+                                                     int64_t rs, int n,
+                                                     const i32x8& depth = i32x8{}) {
+  i32x8 r;
+  if (!row_term_inside(dm, h, H, rs, n, depth, &r)) {
+    for_padding(p, [&](auto P) {
+      row_term_edge<decltype(P)::value>(&dm, h, H, rs, n, &depth, &r);
+    });
+  }
+  return r;
 }
 
 // A call's folded elements (backward.cc, AdjointEdges) through a pointer:
