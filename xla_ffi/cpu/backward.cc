@@ -528,8 +528,8 @@ void run_elementwise(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x
 // x is read by at most one output, at its own offset). It runs as the
 // forward's move (run_forward, move): one read of g and one write of dx, the
 // raw bits, where the adjoint's paths gathered moved rows and took their
-// one-tap stencils (integer mode's forward + backward 0.53-0.60 the time at
-// 2x56x56x1024 float32 NHWC, 0.61-0.92 at smaller shapes and in NCHW;
+// one-tap stencils (integer mode's forward + backward 0.53-0.77 the time at
+// 2x56x56x1024 float32 NHWC, 0.59-0.96 at smaller shapes and in NCHW;
 // benchmarks/NOTES.md, v20). Returns false (nothing done) where it does not
 // apply: strides, a folding padding, or a table off the integer lattice.
 template <typename T, int P>

@@ -1191,6 +1191,8 @@ void lanes_adjoint_impl(int P, LaneArray<const T> g, LaneArray<T> dx, Depth dp, 
                          [&] { return bilinear(ln, a1[j], b1[j], a1[l], b1[l]); });
   };
   const int ahead = reach(lanes, groups, &Lanes<A>::m1, -1, 0) + 1;
+  const int left = reach(lanes, groups, &Lanes<A>::m2, 1, 0);
+  const int right = reach(lanes, groups, &Lanes<A>::m2, -1, 0);
   for (; pl < planes; ++pl, ++dp.pos, dx.p += xs0) {
     for (int gr = 0; gr < groups; ++gr) {
       for (int dd = 0; dd < 2; ++dd) lanes[gr].depth[dd] = depth_term(AP, -lanes[gr].m0, dp, -dd);
@@ -1219,8 +1221,7 @@ void lanes_adjoint_impl(int P, LaneArray<const T> g, LaneArray<T> dx, Depth dp, 
         }
       }
       const int64_t origin = 1 - clo;  // where column 0 is in a moved row
-      const int c0 = clo - 1 - reach(lanes, groups, &Lanes<A>::m2, 1, 0);
-      const int c1 = chi + 1 + reach(lanes, groups, &Lanes<A>::m2, -1, 0);
+      const int c0 = clo - 1 - left, c1 = chi + 1 + right;  // the columns of g read
       for (int gr = 0; gr < groups; ++gr) {
         if (lanes[gr].all_lat_f) continue;
         for (int dd = 0; dd < 2; ++dd) {
@@ -1642,9 +1643,9 @@ void lanes_shift_grad_impl(int P, LaneArray<const T> x, LaneArray<const T> g, De
       }
     }
   };
-  // moved(key, gr, dd)[(w t2 + 1) * groups] (t2 <= 2; else [(Wo + w) *
-  // groups]) = x(plane + m0 + dd, row + m1, w t2 + m2) per lane, dd in
-  // [-1, 1] with `depth`, else 0; key: the row position (>= -1) with t1 <=
+  // moved(key, gr, dd)[w t2 + 1] (t2 <= 2; else [Wo + w]) = x(plane + m0 +
+  // dd, row + m1, (w0 + w) t2 + m2) per lane of group gr (a group's moved
+  // rows contiguous), dd in [-1, 1] with `depth`, else 0; key: the row position (>= -1) with t1 <=
   // 2, where 3 consecutive rows take distinct slots (t1 = 2 keeps row
   // h t1 + 1 for the next output row), else 0 .. 2 for rows h t1 - 1 ..
   // h t1 + 1.
@@ -1670,6 +1671,8 @@ void lanes_shift_grad_impl(int P, LaneArray<const T> x, LaneArray<const T> g, De
   const int left = reach(lanes, groups, &Lanes<A>::m2, -1, 1);
   const int right = reach(lanes, groups, &Lanes<A>::m2, 1, 1);
   const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
+  // k0: output column 0's entry, e: the next column's, step: the next output's
+  const int k0 = run ? 1 : Wo, e = next, step = run ? t2 : 1;
   if (!tiles) terms_of_tile();
   for (; pl < planes; ++pl, ++dp.pos, g.p += gs0, acc += acc_plane) {
     for (int gr = 0; gr < groups; ++gr) {
@@ -1694,8 +1697,6 @@ void lanes_shift_grad_impl(int P, LaneArray<const T> x, LaneArray<const T> g, De
       for (int h = r0; h < r0 + rows; ++h) {
         prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
         const T* gp = g.p + h * g.rs + w0 * g.ws;
-        // k0: output column 0's entry, e: the next column's, step: the next output's
-        const int k0 = run ? 1 : Wo, e = next, step = run ? t2 : 1;
         for (int gr = 0; gr < groups; ++gr) {
           if (t1 == 1) {
             gather(h + 1, h + 1, gr);
