@@ -109,6 +109,28 @@ def time_all(cases, samples, inner):
           for name, t in time_in_turns(cases, samples, inner).items()}
 
 
+def floor_ratio(t, name, passes):
+  """The floor (`passes` copies, `t["copy"]` the faster copy) over `name`'s
+  time, in one row's times `t` (from `bench_case`)."""
+  return passes * t["copy"] / t[name]
+
+
+def merge_passes(runs):
+  """One row's times over passes (a list of `bench_case` results): the
+  median over passes of each function's median."""
+  return {k: statistics.median(t[k] for t in runs) for k in runs[0]}
+
+
+def percent(runs, name, passes):
+  """`name`'s %bw cell: the median over passes of the floor over its time,
+  and with more than one pass the lowest and highest in parentheses."""
+  if name not in runs[0]:
+    return "-"
+  r = [100 * floor_ratio(t, name, passes) for t in runs]
+  cell = f"{statistics.median(r):.0f}%"
+  return cell if len(r) == 1 else f"{cell} ({min(r):.0f}-{max(r):.0f})"
+
+
 def forward_backward(f):
   """y and the VJP of a fixed cotangent g: the forward stays live (a loss such
   as sum(y) would let XLA drop it, since its gradient never reads y)."""
@@ -312,6 +334,10 @@ def main(argv=None):
   p.add_argument("--impls", nargs="*", default=["kernel", "jnp", "4-gather", "dw3x3"],
                  help="also 'tiled' (GPU): the tiled CUDA kernels beside the default")
   p.add_argument("--samples", type=int, default=None)
+  p.add_argument("--passes", type=int, default=1,
+                 help="measure every row this many times, all rows each pass (a row's "
+                      "passes minutes apart); cells are medians over passes, %%bw also "
+                      "with its lowest and highest")
   p.add_argument("--inner", type=int, default=None)
   p.add_argument("--out", default=None, help="also write the table here")
   p.add_argument("--extra", action="store_true",
@@ -319,6 +345,8 @@ def main(argv=None):
   p.add_argument("--model", action="store_true",
                  help="also ShiftResNet-20 vs its depthwise twin (training step, inference)")
   a = p.parse_args(argv)
+  if a.passes < 1:
+    p.error(f"--passes must be at least 1, got {a.passes}")
   if a.gpu:
     shapes = a.shapes or ["64x56x56x256", "128x28x28x512"]
     dtypes = a.dtypes or ["float32", "bfloat16"]
@@ -341,7 +369,9 @@ def main(argv=None):
       f"device: {getattr(dev, 'device_kind', dev.platform)} ({jax.default_backend()}, "
       f"{jax.device_count()} device(s)); jax {jax.__version__}; jaxshift commit "
       f"{git_commit()}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-      f"median of {samples} samples x {inner} calls, a row's functions timed in turns (order reversed every other round); "
+      f"median of {samples} samples x {inner} calls, a row's functions timed in turns (order reversed every other round)"
+      + (f"; {a.passes} passes over every row, each cell the median over passes, %bw "
+         "(lowest-highest)" if a.passes > 1 else "") + "; "
       "times in ms; fwd floor = copy, "
       "fwd+bwd floor = 2.5 x copy (integer mode: 2 x copy, its backward reads no x); "
       "%bw = floor / time",
@@ -354,32 +384,44 @@ def main(argv=None):
   ]
   print("\n".join(lines), flush=True)
   fmt = lambda v: "-" if v is None else f"{v:.3f}"
+  rows = []  # (shape_s, dtype, layout, shape, mode, padding), in the table's order
   for shape_s in shapes:
     nhwc = tuple(int(v) for v in shape_s.split("x"))
     for dtype in dtypes:
       for layout in layouts:
         shape = nhwc if layout == "NHWC" else (nhwc[0], nhwc[3], nhwc[1], nhwc[2])
         for mode, padding in itertools.product(modes, a.paddings):
-          r = bench_case(shape, jnp.dtype(dtype), layout, mode, samples, inner, a.impls,
-                         padding)
-          g = r.get
-          fb = 200 if mode == "integer" else 250  # the f+b floor, in % of a copy
-          ratio = lambda num, den: "-" if g(num) is None or g(den) is None else \
-              f"{g(num) / g(den):.2f}x"
-          pct = lambda passes, name: "-" if g(name) is None else \
-              f"{100 * passes * g('copy') / g(name):.0f}%"
-          name = mode if padding == "zeros" else f"{mode}, {padding}"
-          line = (f"| {shape_s} | {dtype} | {layout} | {name} | {fmt(g('copy'))} | "
-                  f"{fmt(g('copyto'))} | {fmt(g('x+1'))} | "
-                  f"{fmt(g('kernel'))} | {100 * g('copy') / g('kernel'):.0f}% | "
-                  f"{fmt(g('jnp'))} | {fmt(g('4-gather'))} | {fmt(g('dw3x3'))} | "
-                  f"{fmt(g('kernel+bwd'))} | {fb * g('copy') / g('kernel+bwd'):.0f}% | "
-                  f"{fmt(g('jnp+bwd'))} | {fmt(g('4-gather+bwd'))} | {fmt(g('dw3x3+bwd'))} | "
-                  f"{ratio('4-gather+bwd', 'kernel+bwd')} | {ratio('dw3x3+bwd', 'kernel+bwd')} | "
-                  f"{fmt(g('tiled'))} | {pct(1, 'tiled')} | {fmt(g('tiled+bwd'))} | "
-                  f"{pct(fb / 100, 'tiled+bwd')} | {ratio('dw3x3+bwd', 'tiled+bwd')} |")
-          lines.append(line)
-          print(line, flush=True)
+          rows.append((shape_s, dtype, layout, shape, mode, padding))
+  # Pass-major: every row once, then every row again, so that a row's passes
+  # lie minutes apart and meet different spells of a shared machine.
+  runs = {row: [] for row in rows}
+  for k in range(a.passes):
+    for row in rows:
+      shape_s, dtype, layout, shape, mode, padding = row
+      runs[row].append(bench_case(shape, jnp.dtype(dtype), layout, mode, samples, inner,
+                                  a.impls, padding))
+      if k + 1 < a.passes:
+        print(f"pass {k + 1}/{a.passes}: {shape_s} {dtype} {layout} {mode} {padding}: "
+              f"kernel fwd {100 * floor_ratio(runs[row][-1], 'kernel', 1):.0f}% of a copy",
+              flush=True)
+        continue
+      r = merge_passes(runs[row])
+      g = r.get
+      fb = 200 if mode == "integer" else 250  # the f+b floor, in % of a copy
+      ratio = lambda num, den: "-" if g(num) is None or g(den) is None else \
+          f"{g(num) / g(den):.2f}x"
+      name = mode if padding == "zeros" else f"{mode}, {padding}"
+      line = (f"| {shape_s} | {dtype} | {layout} | {name} | {fmt(g('copy'))} | "
+              f"{fmt(g('copyto'))} | {fmt(g('x+1'))} | "
+              f"{fmt(g('kernel'))} | {percent(runs[row], 'kernel', 1)} | "
+              f"{fmt(g('jnp'))} | {fmt(g('4-gather'))} | {fmt(g('dw3x3'))} | "
+              f"{fmt(g('kernel+bwd'))} | {percent(runs[row], 'kernel+bwd', fb / 100)} | "
+              f"{fmt(g('jnp+bwd'))} | {fmt(g('4-gather+bwd'))} | {fmt(g('dw3x3+bwd'))} | "
+              f"{ratio('4-gather+bwd', 'kernel+bwd')} | {ratio('dw3x3+bwd', 'kernel+bwd')} | "
+              f"{fmt(g('tiled'))} | {percent(runs[row], 'tiled', 1)} | {fmt(g('tiled+bwd'))} | "
+              f"{percent(runs[row], 'tiled+bwd', fb / 100)} | {ratio('dw3x3+bwd', 'tiled+bwd')} |")
+      lines.append(line)
+      print(line, flush=True)
   if a.gpu or a.extra:
     lines += bench_extra(samples, inner, a.impls, gpu=a.gpu)
   if a.model:
