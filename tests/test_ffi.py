@@ -656,6 +656,33 @@ def test_integer_and_bool_tensors_move_bit_for_bit(x64):
   oracles.check_integer_moves("ffi")
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int8, np.uint8, np.bool_])
+def test_small_integers_move_as_16_bit_elements(dtype):
+  """1- and 2-byte integers and bool go through the kernels as 16-bit
+  elements (2-byte ones without a conversion): every bit pattern (float16's
+  NaNs and subnormals among them) moves unchanged in the channel lanes and
+  the direct rows (16 channels, both layouts, every padding, strides 1 and
+  2), and the kernel's operand holds 2 bytes an element."""
+  rng = np.random.default_rng(7)
+  for i, padding in enumerate(jaxshift.PADDINGS):
+    last = i % 2 == 0
+    shape = (2, 9, 11, 16) if last else (2, 16, 9, 11)
+    x = oracles.random_values(rng, shape, dtype)
+    s = rng.integers(-4, 5, (16, 2)).astype(np.float32)
+    s[3] = np.nan  # a NaN shift: that channel is zeros
+    for strides in (1, 2):
+      kw = dict(padding=padding, channel_axis=-1 if last else 1, strides=strides)
+      y = jaxshift.shift(jnp.asarray(x), jnp.asarray(s), mode="integer", impl="ffi", **kw)
+      assert y.dtype == x.dtype
+      want = oracles.numpy_move(x, np.nan_to_num(s), **kw)
+      (want[..., 3] if last else want[:, 3])[...] = 0
+      np.testing.assert_array_equal(np.asarray(y), want, err_msg=f"{padding} strides={strides}")
+  f = lambda x: jaxshift.shift(x, jnp.zeros((16, 2)), mode="integer", impl="ffi")
+  (call,) = [line for line in _hlo(f, jnp.asarray(x)).splitlines()
+             if f'custom_call_target="{FORWARD}"' in line]
+  assert "f16[" in call.split("custom-call(")[0], call
+
+
 def _hlo(f, *args):
   return jax.jit(f).lower(*args).compile().as_text()
 

@@ -333,19 +333,21 @@ def _backward_call(platform: str, family: str, call: layout.ShiftCall):
 # --------------------------------------------------------------------------
 # Entry points used by jaxshift._src.dispatch.
 def _as_bits(x):
-  """An integer or bool `x` as float elements of its width (1- and 2-byte
-  ones widened to 4 bytes first), which the kernels' moves copy bit for bit
-  (a move does no arithmetic); `_from_bits` undoes it."""
-  if x.dtype.itemsize < 4:
-    x = x.astype(jnp.int32)
-  return jax.lax.bitcast_convert_type(
-      x, jnp.float64 if x.dtype.itemsize == 8 else jnp.float32)
+  """An integer or bool `x` as float elements that the kernels' moves copy
+  bit for bit (a move does no arithmetic): 8- and 4-byte ones as float64 and
+  float32, 2-byte ones as float16 (the same bytes), 1-byte ones and bool
+  widened to 2 bytes first. `_from_bits` undoes it."""
+  if x.dtype.itemsize == 1:
+    x = x.astype(jnp.int16)
+  wide = {8: jnp.float64, 4: jnp.float32, 2: jnp.float16}[x.dtype.itemsize]
+  return jax.lax.bitcast_convert_type(x, wide)
 
 
 def _from_bits(y, dtype):
   dtype = jnp.dtype(dtype)
-  wide = dtype if dtype.itemsize >= 4 else jnp.int32
-  return jax.lax.bitcast_convert_type(y, wide).astype(dtype)
+  if dtype.itemsize == 1:
+    return jax.lax.bitcast_convert_type(y, jnp.int16).astype(dtype)
+  return jax.lax.bitcast_convert_type(y, dtype)
 
 
 def forward(call: layout.ShiftCall, platform: str, x, shifts):

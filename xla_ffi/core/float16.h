@@ -114,6 +114,36 @@ JS_HD void store(BFloat16* p, float v JS_SITE) {
   *p = from_float_bf16(v);
 }
 
+// A move's element as raw bits in the accumulation type (16-bit storage
+// zero-extended into a float's bits; no conversion, so every bit pattern,
+// NaN payloads included, comes back unchanged), and back.
+template <typename A>
+JS_HD A widen_bits(float v) { return v; }
+template <typename A>
+JS_HD A widen_bits(double v) { return v; }
+template <typename A>
+JS_HD A widen_bits(Half v) { return bits_to_float(v.bits); }
+template <typename A>
+JS_HD A widen_bits(BFloat16 v) { return bits_to_float(v.bits); }
+template <typename A, typename T>
+JS_HD A load_bits(const T* p JS_SITE) {
+  JS_TRACK(kGlobal, p, sizeof(T), false);
+  return widen_bits<A>(*p);
+}
+template <typename T>
+JS_HD void store_bits(T* p, T v JS_SITE) {  // float, double: the value is its bits
+  JS_TRACK(kGlobal, p, sizeof(T), true);
+  *p = v;
+}
+JS_HD void store_bits(Half* p, float v JS_SITE) {
+  JS_TRACK(kGlobal, p, 2, true);
+  *p = Half{static_cast<uint16_t>(float_to_bits(v))};
+}
+JS_HD void store_bits(BFloat16* p, float v JS_SITE) {
+  JS_TRACK(kGlobal, p, 2, true);
+  *p = BFloat16{static_cast<uint16_t>(float_to_bits(v))};
+}
+
 // An element copied as it is (integer moves: no arithmetic on the value).
 template <typename T>
 JS_HD void copy_element(T* dst, const T* src JS_SITE) {

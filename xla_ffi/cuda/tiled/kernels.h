@@ -93,7 +93,7 @@ struct Forward {
     } else if (ph == 1) {
       const Win w = make_window<A>(geo, p, it, ch, false, 1, 0, dmax, false);
       if (tid == 0) store_win(info, w);
-      stage<P, T, I>(geo, p, w, it, tid, a.b.x, false, win);
+      stage<P, T, I>(geo, p, w, it, tid, a.b.x, false, win, a.move);
     } else {
       compute(a, it, tid, ch, read_win(info), win);
     }
@@ -136,8 +136,8 @@ struct Forward {
       if (in_window) {
         int kk[3];
         for (int k = 0; k < 3; ++k) kk[k] = o[k] * geo.ax[k].t + base[k];
-        if (a.move) {
-          store(yp, rd(kk[0], kk[1], kk[2]));
+        if (a.move) {  // raw bits: every pattern moves unchanged
+          store_bits(yp, rd.bits(kk[0], kk[1], kk[2]));
         } else {
           store(yp, tensor3<A>(s, kk, rd));
         }

@@ -44,9 +44,10 @@ struct Counter3 {
 // thread (staging would otherwise wait one memory latency per unit).
 constexpr int kBatch = 4;
 
-// Stores a staged 16-byte unit of channels-last values (widened to A).
+// Stores a staged 16-byte unit of channels-last values (widened to A, or
+// for a move their raw bits, widen_bits).
 template <typename T, typename A>
-JS_HD void store_unit(A* d, const Vec16& v, int tid) {
+JS_HD void store_unit(A* d, const Vec16& v, int tid, bool bits) {
   if constexpr (sizeof(T) == sizeof(A)) {
     sst16(d, v);
   } else {  // 16-bit storage: 8 values widen to 32 bytes of floats
@@ -58,7 +59,9 @@ JS_HD void store_unit(A* d, const Vec16& v, int tid) {
       const int h = h0 ^ ((tid >> 2) & 1);
       Vec16 o;
       float q[4];
-      for (int j = 0; j < 4; ++j) q[j] = widen<float>(e[h * 4 + j]);
+      for (int j = 0; j < 4; ++j) {
+        q[j] = bits ? widen_bits<float>(e[h * 4 + j]) : widen<float>(e[h * 4 + j]);
+      }
       memcpy(&o, q, 16);
       sst16(d + h * 4, o);
     }
@@ -68,10 +71,11 @@ JS_HD void store_unit(A* d, const Vec16& v, int tid) {
 // Stages the window of `tensor` through padding Q into `win`: channels-last
 // as [pixel][cb] values of A, channels-first as rows of T, w.pitch apart.
 // `output_grid`: the tensor is on the output grid (g: lengths Lo, strides sy),
-// else on the input grid (x: L, sx).
+// else on the input grid (x: L, sx). `bits`: a move's window, channels-last
+// values staged as their raw bits (WinReader::bits reads them).
 template <int Q, typename T, typename I>
 JS_HD void stage(const Geometry& geo, const Plan& p, const Win& w, const Item& it, int tid,
-                 const T* tensor, bool output_grid, void* win) {
+                 const T* tensor, bool output_grid, void* win, bool bits = false) {
   using A = typename Acc<T>::type;
   int len[3];
   int64_t st[3];
@@ -111,11 +115,11 @@ JS_HD void stage(const Geometry& geo, const Plan& p, const Win& w, const Item& i
         } else {  // scalar staging (unaligned channels, a partial block)
           for (int j = 0; j < p.V; ++j) {
             const bool ok = !zero && c + j < geo.C;
-            sst(d + j, ok ? load<A>(s + j) : A(0));
+            sst(d + j, ok ? (bits ? load_bits<A>(s + j) : load<A>(s + j)) : A(0));
           }
         }
       }
-      for (int j = 0; j < n; ++j) store_unit<T, A>(dst[j], v[j], tid);
+      for (int j = 0; j < n; ++j) store_unit<T, A>(dst[j], v[j], tid, bits);
     }
     return;
   }
@@ -175,6 +179,11 @@ struct WinReader {
       return sld(static_cast<const A*>(win) + ((j0 * s1 + j1) * s2 + j2) * cb + lane);
     }
     return widen<A>(sld(static_cast<const T*>(win) + (j0 * s1 + j1) * pitch + j2));
+  }
+  // The same element's raw bits, of a window staged with `bits` (moves).
+  JS_HD A bits(int j0, int j1, int j2) const {
+    if (kLast) return (*this)(j0, j1, j2);
+    return widen_bits<A>(sld(static_cast<const T*>(win) + (j0 * s1 + j1) * pitch + j2));
   }
 };
 
