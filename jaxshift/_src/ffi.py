@@ -354,7 +354,7 @@ def forward(call: layout.ShiftCall, platform: str, x, shifts):
   """The shift on `platform`'s kernel. Same contract as `spec.forward`.
 
   An integer or bool `x` (a move) travels through the kernel as float bits
-  of its width; a channel with a NaN shift, whose elements the kernel writes
+  of its width (`_as_bits`; 1-byte ones as 2 bytes); a channel with a NaN shift, whose elements the kernel writes
   as NaN, is then zero (`spec.nan_fill`).
   """
   if call.empty:
