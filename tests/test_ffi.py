@@ -656,13 +656,15 @@ def test_integer_and_bool_tensors_move_bit_for_bit(x64):
   oracles.check_integer_moves("ffi")
 
 
-@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int8, np.uint8, np.bool_])
-def test_small_integers_move_as_16_bit_elements(dtype):
-  """1- and 2-byte integers and bool go through the kernels as 16-bit
-  elements (2-byte ones without a conversion): every bit pattern (float16's
-  NaNs and subnormals among them) moves unchanged in the channel lanes and
-  the direct rows (16 channels, both layouts, every padding, strides 1 and
-  2), and the kernel's operand holds 2 bytes an element."""
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int32, np.uint32, np.int8, np.uint8,
+                                   np.bool_])
+def test_integer_moves_take_their_own_width_without_a_conversion(dtype):
+  """Integers of 2 and 4 bytes go through the kernels as they are (moved as
+  the float storage of their width), 1-byte ones and bool as int16: every bit
+  pattern (float NaNs and subnormals among them) moves unchanged in the
+  channel lanes and the direct rows (16 channels, both layouts, every
+  padding, strides 1 and 2, a channel with a NaN shift), no conversion pass
+  reads x before the kernel, and with zeros padding none writes y after it."""
   rng = np.random.default_rng(7)
   for i, padding in enumerate(jaxshift.PADDINGS):
     last = i % 2 == 0
@@ -678,9 +680,35 @@ def test_small_integers_move_as_16_bit_elements(dtype):
       (want[..., 3] if last else want[:, 3])[...] = 0
       np.testing.assert_array_equal(np.asarray(y), want, err_msg=f"{padding} strides={strides}")
   f = lambda x: jaxshift.shift(x, jnp.zeros((16, 2)), mode="integer", impl="ffi")
-  (call,) = [line for line in _hlo(f, jnp.asarray(x)).splitlines()
-             if f'custom_call_target="{FORWARD}"' in line]
-  assert "f16[" in call.split("custom-call(")[0], call
+  text = _hlo(f, jnp.asarray(x))
+  (call,) = [line for line in text.splitlines() if f'custom_call_target="{FORWARD}"' in line]
+  width = jnp.dtype(jnp.int16 if np.dtype(dtype).itemsize == 1 else dtype)
+  assert f" {jnp.dtype(width).name.replace('int', 's').replace('us', 'u')}[" in \
+      call.split("custom-call(")[0], call
+  if np.dtype(dtype).itemsize > 1:
+    assert _operand_ops(text, FORWARD, 1) in (["parameter"], ["bitcast"])
+    # Zeros padding: nothing after the kernel (a NaN channel reads padding).
+    root = next(line for line in text[text.index("ENTRY"):].splitlines() if "ROOT" in line)
+    assert " bitcast(" in root or "custom-call(" in root, root
+
+
+def test_kernel_takes_integers_only_to_move():
+  """An integer x is a move's alone: the C++ side rejects one without
+  `move`, and a backward of one."""
+  x = jnp.ones((2, 1, 1, 5, 3), jnp.int32)
+  m, f = jnp.zeros((1, 3, 3), jnp.int32), jnp.zeros((1, 3, 3), jnp.float32)
+  np.testing.assert_array_equal(_direct_forward(x, m, f, move=True), x)
+  with pytest.raises(Exception, match="jaxshift: an integer x takes only moves"):
+    _direct_forward(x, m, f)
+  with pytest.raises(Exception, match="x must be float16, bfloat16, float32 or float64"):
+    _direct_forward(x.astype(jnp.int8), m, f, move=True)
+  backward = jax.ffi.ffi_call(BACKWARD, (jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                         jax.ShapeDtypeStruct((2, 3, 3), jnp.float32)))
+  with pytest.raises(Exception, match="jaxshift: the backward takes a floating x"):
+    jax.block_until_ready(backward(
+        x, x, m, f, m, f, padding=np.int64(0), channels_last=True,
+        strides=np.array([1, 1, 1], np.int64), present=np.array([0, 0, 1], np.int64),
+        shift_grad=True))
 
 
 def _hlo(f, *args):

@@ -332,43 +332,48 @@ def _backward_call(platform: str, family: str, call: layout.ShiftCall):
 
 # --------------------------------------------------------------------------
 # Entry points used by jaxshift._src.dispatch.
-def _as_bits(x):
-  """An integer or bool `x` as float elements that the kernels' moves copy
-  bit for bit (a move does no arithmetic): 8- and 4-byte ones as float64 and
-  float32, 2-byte ones as float16 (the same bytes), 1-byte ones and bool
-  widened to 2 bytes first. `_from_bits` undoes it."""
-  if x.dtype.itemsize == 1:
-    x = x.astype(jnp.int16)
-  wide = {8: jnp.float64, 4: jnp.float32, 2: jnp.float16}[x.dtype.itemsize]
-  return jax.lax.bitcast_convert_type(x, wide)
+def _move_operand(x):
+  """An integer or bool `x` as the kernels take it for a move: integers of 2,
+  4 and 8 bytes as they are (the handlers move them as the float storage of
+  their width, bit for bit: a move does no arithmetic), 1-byte ones and bool
+  widened to int16. `_move_result` undoes it."""
+  return x.astype(jnp.int16) if x.dtype.itemsize == 1 else x
 
 
-def _from_bits(y, dtype):
-  dtype = jnp.dtype(dtype)
-  if dtype.itemsize == 1:
-    return jax.lax.bitcast_convert_type(y, jnp.int16).astype(dtype)
-  return jax.lax.bitcast_convert_type(y, dtype)
+def _move_result(y, dtype):
+  """The kernel's output of `_move_operand(x)` in x's `dtype`."""
+  return y.astype(dtype) if jnp.dtype(dtype).itemsize == 1 else y
 
 
 def forward(call: layout.ShiftCall, platform: str, x, shifts):
   """The shift on `platform`'s kernel. Same contract as `spec.forward`.
 
-  An integer or bool `x` (a move) travels through the kernel as float bits
-  of its width (`_as_bits`; 1-byte ones as 2 bytes); a channel with a NaN shift, whose elements the kernel writes
-  as NaN, is then zero (`spec.nan_fill`).
+  An integer or bool `x` (a move) goes through the kernel as it is
+  (`_move_operand`: 1-byte ones as int16); a channel with a NaN shift is zero
+  (`spec.nan_fill`): with zeros padding its tables read only padding, else
+  the kernel writes it with a NaN's bits and a pass after sets it to zero.
   """
   if call.empty:
     return jnp.zeros(call.out_shape, x.dtype)
   m, f = _tables(call, shifts, rounded=call.rounds)
-  data = _as_bits(x) if call.moves_bits else x
+  data = _move_operand(x) if call.moves_bits else x
+  # With zeros padding a NaN channel's move reads only padding: zeros, as
+  # spec.nan_fill asks, with no pass over y after the kernel.
+  far_nan = call.moves_bits and call.padding == "zeros" and call.halo is None
+  if far_nan:
+    nan = jnp.any(jnp.isnan(f), axis=-1, keepdims=True)
+    far = np.array([n if p else 0 for n, p in zip(call.lengths, call.present)], np.int32)
+    m, f = jnp.where(nan, far, m), jnp.where(nan, jnp.zeros((), f.dtype), f)
   (y5,) = _forward_call(platform, _family(platform), call)(data.reshape(call.shape5()), m, f)
   if not call.moves_bits:
     return y5.reshape(call.out_shape)
+  if far_nan:
+    return _move_result(y5, x.dtype).reshape(call.out_shape)
   shape = [1] * 5
   shape[call.channel_axis5] = -1
   nan = jnp.any(jnp.isnan(f[0]), axis=-1).reshape(shape)  # per channel
   y5 = jnp.where(nan, jnp.zeros((), y5.dtype), y5)
-  return _from_bits(y5, x.dtype).reshape(call.out_shape)
+  return _move_result(y5, x.dtype).reshape(call.out_shape)
 
 
 def backward(call: layout.ShiftCall, platform: str, x, shifts, g):

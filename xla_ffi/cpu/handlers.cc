@@ -38,7 +38,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer m,
                        ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
                        ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
                        bool move) {
-  return forward_call(x, m, f, *y, padding, channels_last, strides, present,
+  return forward_call(x, m, f, *y, padding, channels_last, strides, present, move,
                       [&](const Options& opt, const Geometry& geo) -> ffi::Error {
     const Tables tab{m.typed_data<int32_t>(), f.untyped_data()};
     advise_huge_pages(y->untyped_data(), y->size_bytes());

@@ -94,7 +94,7 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer m, ffi::AnyBuffer f,
                        ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
                        ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
                        bool move) {
-  return forward_call(x, m, f, *y, padding, channels_last, strides, present,
+  return forward_call(x, m, f, *y, padding, channels_last, strides, present, move,
                       [&](const Options& opt, const Geometry& geo) -> ffi::Error {
     const Config cfg = config();
     EmuLauncher l({buffer("x", x, false), buffer("m", m, false), buffer("f", f, false),

@@ -92,8 +92,27 @@ inline ffi::Error make_geometry(ffi::AnyBuffer::Dimensions xd, ffi::AnyBuffer::D
   return ffi::Error::Success();
 }
 
+// An integer x (2, 4 or 8 bytes) is moved as the float storage of its
+// width: a move copies bits and does no arithmetic, so its elements come
+// through unchanged (Python widens 1-byte integers and bool to 2 bytes).
+inline bool is_integer(ffi::DataType t) {
+  switch (t) {
+    case ffi::DataType::S16: case ffi::DataType::U16: case ffi::DataType::S32:
+    case ffi::DataType::U32: case ffi::DataType::S64: case ffi::DataType::U64: return true;
+    default: return false;
+  }
+}
+inline ffi::DataType storage_of(ffi::DataType t) {
+  switch (t) {
+    case ffi::DataType::S16: case ffi::DataType::U16: return ffi::DataType::F16;
+    case ffi::DataType::S32: case ffi::DataType::U32: return ffi::DataType::F32;
+    case ffi::DataType::S64: case ffi::DataType::U64: return ffi::DataType::F64;
+    default: return t;
+  }
+}
+
 inline ffi::DataType acc_of(ffi::DataType t) {
-  return t == ffi::DataType::F64 ? ffi::DataType::F64 : ffi::DataType::F32;
+  return storage_of(t) == ffi::DataType::F64 ? ffi::DataType::F64 : ffi::DataType::F32;
 }
 
 inline ffi::Error check_tables(const ffi::AnyBuffer& m, const ffi::AnyBuffer& f,
@@ -112,11 +131,13 @@ inline ffi::Error prepare_forward(const ffi::AnyBuffer& x, const ffi::AnyBuffer&
                                   const ffi::AnyBuffer& f, const ffi::AnyBuffer& y,
                                   int64_t padding, bool channels_last,
                                   ffi::Span<const int64_t> strides,
-                                  ffi::Span<const int64_t> present, Options* opt,
+                                  ffi::Span<const int64_t> present, bool move, Options* opt,
                                   Geometry* geo) {
   if (auto e = parse_options(padding, channels_last, strides, present, opt); e.failure())
     return e;
   if (x.element_type() != y.element_type()) return invalid("x and y dtypes differ");
+  if (is_integer(x.element_type()) && !move)
+    return invalid("an integer x takes only moves (move=True)");
   if (auto e = check_tables(m, f, acc_of(x.element_type())); e.failure()) return e;
   return make_geometry(x.dimensions(), y.dimensions(), m.dimensions(), *opt, geo);
 }
@@ -132,6 +153,7 @@ inline ffi::Error prepare_backward(const ffi::AnyBuffer& x, const ffi::AnyBuffer
                                    Geometry* geo) {
   if (auto e = parse_options(padding, channels_last, strides, present, opt); e.failure())
     return e;
+  if (is_integer(x.element_type())) return invalid("the backward takes a floating x");
   const ffi::DataType acc = acc_of(x.element_type());
   if (g.element_type() != x.element_type() || dx.element_type() != x.element_type())
     return invalid("x, g and dx dtypes differ");
@@ -159,10 +181,11 @@ template <typename Run>
 ffi::Error forward_call(const ffi::AnyBuffer& x, const ffi::AnyBuffer& m, const ffi::AnyBuffer& f,
                         const ffi::AnyBuffer& y, int64_t padding, bool channels_last,
                         ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
-                        const Run& run) {
+                        bool move, const Run& run) {
   Options opt;
   Geometry geo;
-  if (auto e = prepare_forward(x, m, f, y, padding, channels_last, strides, present, &opt, &geo);
+  if (auto e = prepare_forward(x, m, f, y, padding, channels_last, strides, present, move, &opt,
+                               &geo);
       e.failure())
     return e;
   if (y.element_count() == 0) return ffi::Error::Success();
@@ -186,15 +209,18 @@ ffi::Error backward_call(const ffi::AnyBuffer& x, const ffi::AnyBuffer& g,
   return run(opt, geo);
 }
 
-// Calls fn(T{}) for the storage type T of `dtype`: the one dtype switch.
+// Calls fn(T{}) for the storage type T of `dtype` (an integer's: storage_of)
+// the one dtype switch.
 template <typename Fn>
 ffi::Error with_dtype(ffi::DataType dtype, const Fn& fn) {
-  switch (dtype) {
+  switch (storage_of(dtype)) {
     case ffi::DataType::F32: return fn(float{});
     case ffi::DataType::F64: return fn(double{});
     case ffi::DataType::F16: return fn(Half{});
     case ffi::DataType::BF16: return fn(BFloat16{});
-    default: return invalid("x must be float16, bfloat16, float32 or float64");
+    default:
+      return invalid("x must be float16, bfloat16, float32 or float64 (or, for a move, an "
+                     "integer of 2, 4 or 8 bytes)");
   }
 }
 

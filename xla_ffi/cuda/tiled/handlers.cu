@@ -16,7 +16,7 @@ ffi::Error ForwardImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::AnyBuffer m, 
                        ffi::Result<ffi::AnyBuffer> y, int64_t padding, bool channels_last,
                        ffi::Span<const int64_t> strides, ffi::Span<const int64_t> present,
                        bool move) {
-  return forward_call(x, m, f, *y, padding, channels_last, strides, present,
+  return forward_call(x, m, f, *y, padding, channels_last, strides, present, move,
                       [&](const Options& opt, const Geometry& geo) -> ffi::Error {
     gpu::CudaLauncher l(stream, nullptr);
     return with_dtype(x.element_type(), [&](auto t) {
