@@ -95,13 +95,6 @@ inline ffi::Error make_geometry(ffi::AnyBuffer::Dimensions xd, ffi::AnyBuffer::D
 // An integer x (2, 4 or 8 bytes) is moved as the float storage of its
 // width: a move copies bits and does no arithmetic, so its elements come
 // through unchanged (Python widens 1-byte integers and bool to 2 bytes).
-inline bool is_integer(ffi::DataType t) {
-  switch (t) {
-    case ffi::DataType::S16: case ffi::DataType::U16: case ffi::DataType::S32:
-    case ffi::DataType::U32: case ffi::DataType::S64: case ffi::DataType::U64: return true;
-    default: return false;
-  }
-}
 inline ffi::DataType storage_of(ffi::DataType t) {
   switch (t) {
     case ffi::DataType::S16: case ffi::DataType::U16: return ffi::DataType::F16;
@@ -110,6 +103,7 @@ inline ffi::DataType storage_of(ffi::DataType t) {
     default: return t;
   }
 }
+inline bool is_integer(ffi::DataType t) { return storage_of(t) != t; }
 
 inline ffi::DataType acc_of(ffi::DataType t) {
   return storage_of(t) == ffi::DataType::F64 ? ffi::DataType::F64 : ffi::DataType::F32;
@@ -209,8 +203,8 @@ ffi::Error backward_call(const ffi::AnyBuffer& x, const ffi::AnyBuffer& g,
   return run(opt, geo);
 }
 
-// Calls fn(T{}) for the storage type T of `dtype` (an integer's: storage_of)
-// the one dtype switch.
+// Calls fn(T{}) for the storage type T of `dtype` (an integer's:
+// storage_of): the one dtype switch.
 template <typename Fn>
 ffi::Error with_dtype(ffi::DataType dtype, const Fn& fn) {
   switch (storage_of(dtype)) {
