@@ -681,10 +681,10 @@ def test_integer_moves_take_their_own_width_without_a_conversion(dtype):
       np.testing.assert_array_equal(np.asarray(y), want, err_msg=f"{padding} strides={strides}")
   f = lambda x: jaxshift.shift(x, jnp.zeros((16, 2)), mode="integer", impl="ffi")
   text = _hlo(f, jnp.asarray(x))
-  (call,) = [line for line in text.splitlines() if f'custom_call_target="{FORWARD}"' in line]
-  width = jnp.dtype(jnp.int16 if np.dtype(dtype).itemsize == 1 else dtype)
-  assert f" {jnp.dtype(width).name.replace('int', 's').replace('us', 'u')}[" in \
-      call.split("custom-call(")[0], call
+  call = _custom_call(text, FORWARD)
+  width = np.dtype(np.int16 if np.dtype(dtype).itemsize == 1 else dtype)
+  hlo_type = ("u" if width.kind == "u" else "s") + str(8 * width.itemsize)  # s16, u32, ...
+  assert f" {hlo_type}[" in call.split("custom-call(")[0], call
   if np.dtype(dtype).itemsize > 1:
     assert _operand_ops(text, FORWARD, 1) in (["parameter"], ["bitcast"])
     # Zeros padding: nothing after the kernel (a NaN channel reads padding).
@@ -715,11 +715,17 @@ def _hlo(f, *args):
   return jax.jit(f).lower(*args).compile().as_text()
 
 
+def _custom_call(text, target):
+  """The line of `target`'s one custom call in compiled HLO `text`."""
+  (call,) = [line for line in text.splitlines()
+             if f'custom_call_target="{target}"' in line]
+  return call
+
+
 def _operand_ops(text, target, count):
   """The opcodes that make the first `count` operands of `target`'s one
   custom call in compiled HLO `text`."""
-  (call,) = [line for line in text.splitlines()
-             if f'custom_call_target="{target}"' in line]
+  call = _custom_call(text, target)
   names = re.search(r"custom-call\(([^)]*)\)", call).group(1).split(", ")[:count]
   ops = []
   for name in names:

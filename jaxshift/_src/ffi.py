@@ -356,23 +356,22 @@ def forward(call: layout.ShiftCall, platform: str, x, shifts):
   if call.empty:
     return jnp.zeros(call.out_shape, x.dtype)
   m, f = _tables(call, shifts, rounded=call.rounds)
-  data = _move_operand(x) if call.moves_bits else x
+  if not call.moves_bits:
+    (y5,) = _forward_call(platform, _family(platform), call)(x.reshape(call.shape5()), m, f)
+    return y5.reshape(call.out_shape)
+  nan = jnp.any(jnp.isnan(f), axis=-1, keepdims=True)  # [1, C, 1]: per channel
   # With zeros padding a NaN channel's move reads only padding: zeros, as
   # spec.nan_fill asks, with no pass over y after the kernel.
-  far_nan = call.moves_bits and call.padding == "zeros" and call.halo is None
+  far_nan = call.padding == "zeros" and call.halo is None
   if far_nan:
-    nan = jnp.any(jnp.isnan(f), axis=-1, keepdims=True)
     far = np.array([n if p else 0 for n, p in zip(call.lengths, call.present)], np.int32)
     m, f = jnp.where(nan, far, m), jnp.where(nan, jnp.zeros((), f.dtype), f)
-  (y5,) = _forward_call(platform, _family(platform), call)(data.reshape(call.shape5()), m, f)
-  if not call.moves_bits:
-    return y5.reshape(call.out_shape)
-  if far_nan:
-    return _move_result(y5, x.dtype).reshape(call.out_shape)
-  shape = [1] * 5
-  shape[call.channel_axis5] = -1
-  nan = jnp.any(jnp.isnan(f[0]), axis=-1).reshape(shape)  # per channel
-  y5 = jnp.where(nan, jnp.zeros((), y5.dtype), y5)
+  data = _move_operand(x).reshape(call.shape5())
+  (y5,) = _forward_call(platform, _family(platform), call)(data, m, f)
+  if not far_nan:
+    shape = [1] * 5
+    shape[call.channel_axis5] = -1
+    y5 = jnp.where(nan[0, :, 0].reshape(shape), jnp.zeros((), y5.dtype), y5)
   return _move_result(y5, x.dtype).reshape(call.out_shape)
 
 

@@ -214,19 +214,11 @@ inline void narrow8(Half* p, f32x8 v, bool bits) {
 template <typename T>
 typename Acc<T>::type widen1(const T* p, bool bits) {
   using A = typename Acc<T>::type;
-  if constexpr (sizeof(T) == 2) {
-    if (bits) return bitcast<A>(static_cast<uint32_t>(bitcast<uint16_t>(*p)));
-  }
-  return load<A>(p);
+  return bits ? load_bits<A>(p) : load<A>(p);  // (core/float16.h)
 }
 template <typename T>
 void narrow1(T* p, typename Acc<T>::type v, bool bits) {
-  if constexpr (sizeof(T) == 2) {
-    if (bits) {
-      *p = bitcast<T>(static_cast<uint16_t>(bitcast<uint32_t>(v)));
-      return;
-    }
-  }
+  if (bits) return store_bits(p, v);
   store(p, v);
 }
 
