@@ -100,11 +100,16 @@ def x64():
 
 
 # The longest tests (tens of seconds each on 2 cores) start first, so that
-# pytest-xdist's workers do not finish the suite waiting on one of them.
-LONG_FIRST = ("test_equivalence_suite_on_the_emulated_cuda_kernels",
-              "test_cpu_indexing_past_2_31_elements", "test_wheel_installs_into_a_fresh_venv",
-              "test_64bit_offsets_on_the_emulated_cuda_kernels",
+# pytest-xdist's workers do not finish the suite waiting on one of them. The
+# second emulated family's runs come after the first's, whose jnp references
+# (the same compiles) they then load from the compilation cache.
+LONG_FIRST = ("test_equivalence_suite_on_the_emulated_cuda_kernels[walk]",
+              "test_64bit_offsets_on_the_emulated_cuda_kernels[walk]",
+              "test_cpu_indexing_past_2_31_elements",
               "test_cpu_kernels_have_no_sanitizer_findings",
+              "test_wheel_installs_into_a_fresh_venv",
+              "test_equivalence_suite_on_the_emulated_cuda_kernels",
+              "test_64bit_offsets_on_the_emulated_cuda_kernels",
               "test_docs_build_without_warnings", "test_train_digits_two_epochs",
               "test_deploy_litert_converts_an_active_model_exactly",
               "test_train_sharded_two_steps")

@@ -4,8 +4,10 @@ environment, and used from outside the source tree.
 A packaging mistake (a library or data file left out of the wheel, a module
 missing from ``wheel.packages``, broken metadata) fails here, not on a user's
 machine. The build is CPU-only, without the emulated CUDA library and
-unoptimised (``JAXSHIFT_EMULATOR=OFF``, ``cmake.build-type=Debug``: a
-packaging check, a fraction of the compile time); the fresh environment
+unoptimised and in the baseline instruction set only (``JAXSHIFT_EMULATOR=OFF``,
+``cmake.build-type=Debug``, ``-O0 -DJAXSHIFT_BASELINE_ONLY``, as the
+sanitized library: a packaging check, a fraction of the compile time); the
+fresh environment
 borrows this environment's dependencies (jax, flax, ...) through a ``.pth``
 line instead of downloading them again, and holds jaxshift only from the
 wheel.
@@ -69,7 +71,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
   # check, not the kernels users get.
   _run([sys.executable, "-m", "build", "--outdir", str(dist),
         f"-Cbuild-dir={tmp_path / 'build'}", "-Ccmake.build-type=Debug",
-        "-Ccmake.define.CMAKE_CXX_FLAGS_DEBUG=-O0", ROOT],
+        "-Ccmake.define.CMAKE_CXX_FLAGS_DEBUG=-O0 -DJAXSHIFT_BASELINE_ONLY", ROOT],
        env=env, timeout=900)
   (wheel,) = dist.glob("jaxshift-*-py3-none-*.whl")
   (sdist,) = dist.glob("jaxshift-*.tar.gz")

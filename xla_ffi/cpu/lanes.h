@@ -45,7 +45,12 @@
 // channels-last (move_row). A hot 1x32x32x64 float32 forward took 4.5 ns a
 // vector with the groups side by side in each column, 2.8 ns so
 // (benchmarks/NOTES.md, v17); the two-pass backward (folding paddings,
-// float64, 3-D) followed in v20.
+// float64, 3-D) followed in v20. The exception: groups whose channels share
+// 64-byte lines go together, a column of all of them at a time, in the
+// channels-last 2-D float32 forward (fused_pair) and integer moves
+// (move_line), because a pixel of 1024 float32 channels is a 4 KB page and
+// all of a group's lines then fall in one L1 set: group by group, the
+// second group of a line read it again from L2 (v22).
 //
 // In 3-D a gather's row index also carries a per-lane depth term (through
 // the padding), so a moved row can come from any plane: the forward and
@@ -757,6 +762,40 @@ __attribute__((always_inline)) inline void fused_row(const LaneArray<const T>& x
   }
 }
 
+// fused_row for two plain groups side by side (channels g * 8 .. g * 8 + 15:
+// one 64-byte line of float32 x and y), a column of both at a time, so that
+// each line of x the pair's lanes gather is read by both groups while it is
+// in L1. In channels-last a pixel of 1024 float32 channels is a 4 KB page,
+// so all of a group's lines fall in one L1 set, and group by group the
+// second group's reads went back to L2.
+template <Isa I, typename A, typename T, bool Uniform>
+__attribute__((always_inline)) inline void fused_pair(const LaneArray<const T>& x, i32x8 row0,
+                                                      i32x8 row1, const i32x8* col0,
+                                                      const i32x8* col1, Vec8<A>* ring0,
+                                                      Vec8<A>* ring1, int count,
+                                                      const Lanes<A>& l0, const Lanes<A>& l1,
+                                                      T* out, int64_t ws) {
+  using V = Vec8<A>;
+  const V f00 = l0.w0f, f01 = l0.w1f, w00 = l0.w0w, w01 = l0.w1w;
+  const V f10 = l1.w0f, f11 = l1.w1f, w10 = l1.w0w, w11 = l1.w1w;
+  auto next = [&](int i, i32x8 row, const i32x8* col, V* ring, V f0, V f1) {
+    const V b = read8<I>(x, row, col[i], Uniform, false);
+    const V a = ring[i];
+    ring[i] = b;
+    return f0 * a + f1 * b;
+  };
+  V r0 = next(0, row0, col0, ring0, f00, f01);
+  V r1 = next(0, row1, col1, ring1, f10, f11);
+  for (int w = 0; w < count; ++w) {
+    const V q0 = next(w + 1, row0, col0, ring0, f00, f01);
+    const V q1 = next(w + 1, row1, col1, ring1, f10, f11);
+    store_lanes<I>(out + w * ws, 1, w00 * r0 + w01 * q0, kGroup, false);
+    store_lanes<I>(out + w * ws + kGroup, 1, w10 * r1 + w11 * q1, kGroup, false);
+    r0 = q0;
+    r1 = q1;
+  }
+}
+
 // One output row of group `ln`'s lanes, no lane at a lattice or NaN, 2-D
 // stencils, from rows `ra` (the stencils' row tap 0) and `rb` (tap 1) of
 // x: the four taps of output w at column terms col[w] and col[w + next]
@@ -835,6 +874,23 @@ __attribute__((always_inline)) inline void move_row(bool uniform, const LaneArra
   }
   for (int w = 0; w < count; ++w) {
     store_lanes<I>(out + w * ws, 1, read8<I>(x, row, col[w], uniform, true), n, true);
+  }
+}
+
+// move_row for the K groups from `ln` on (K = 64 / (8 * sizeof(T)): a
+// 64-byte line of channels), full and with no NaN lane, a column of all K
+// at a time: as fused_pair, each line of x the lanes gather serves every
+// group while it is in L1, and y's line is written whole.
+template <Isa I, int K, typename A, typename T>
+__attribute__((always_inline)) inline void move_line(const LaneArray<const T>& x,
+                                                     const i32x8* row, const i32x8* col,
+                                                     int64_t cols, int count, const Lanes<A>* ln,
+                                                     T* out, int64_t ws) {
+  for (int w = 0; w < count; ++w) {
+    for (int k = 0; k < K; ++k) {
+      store_lanes<I>(out + w * ws + k * kGroup, 1,
+                     read8<I>(x, row[k], col[k * cols + w], ln[k].uniform, true), kGroup, true);
+    }
   }
 }
 
@@ -943,6 +999,21 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
         for (int h = r0; h < r0 + rows; ++h) {
           prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
           for (int g = 0; g < groups; ++g) {
+            constexpr int K = 64 / (kGroup * int{sizeof(T)});
+            if (K > 1 && g + K <= groups) {
+              bool line = true;
+              i32x8 rows_k[K > 1 ? K : 1];
+              for (int k = 0; k < K; ++k) {
+                line &= lanes[g + k].n == kGroup && !lanes[g + k].any_nan;
+                rows_k[k] = row_at(h * t1, g + k, 0);
+              }
+              if (line) {
+                move_line<I, K>(x, rows_k, col + g * cols, cols, wn, lanes + g,
+                                yp + h * y.rs + g * kGroup, y.ws);
+                g += K - 1;
+                continue;
+              }
+            }
             move_row<I>(lanes[g].uniform, x, row_at(h * t1, g, 0), col + g * cols, wn, lanes[g],
                         yp + h * y.rs + g * kGroup, y.ws);
           }
@@ -970,6 +1041,17 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
           for (int h = r0; h < r0 + rows; ++h) {
             prefetch_row(plane, h + ahead, H, W, nb, c0, c1);
             for (int g = 0; g < groups; ++g) {
+              if (g + 1 < groups && lanes[g].plain && lanes[g + 1].plain &&
+                  lanes[g + 1].n == kGroup && lanes[g].uniform == lanes[g + 1].uniform) {
+                with_uniform(lanes[g].uniform, [&](auto uniform) {
+                  fused_pair<I, A, T, uniform()>(
+                      x, row_at(h + 1, g, 0), row_at(h + 1, g + 1, 0), col + g * cols,
+                      col + (g + 1) * cols, ring + g * cols, ring + (g + 1) * cols, wn, lanes[g],
+                      lanes[g + 1], yp + h * y.rs + g * kGroup, y.ws);
+                });
+                ++g;
+                continue;
+              }
               with_uniform(lanes[g].uniform, [&](auto uniform) {
                 fused_row<I, A, T, uniform()>(x, row_at(h + 1, g, 0), col + g * cols,
                                               ring + g * cols, wn, lanes[g],
