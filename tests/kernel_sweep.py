@@ -77,6 +77,12 @@ GROUPS = [
     # in test_ffi's ODD_CASES)
     ((3, 40), 1, 9, "float32", NEAR + FAR, False),
     ((4, 70), 2, 9, "float32", NEAR + FAR, True),
+    # channels-last groups that share a line (the 2-D float32 forward's
+    # fused_pair; integer moves' move_line): shifts all off the lattice, no
+    # NaN, 16 float32 channels (two groups) and 32 bfloat16 (four; two
+    # groups: the x64 groups keep their layout in test_ffi's ODD_CASES)
+    ((3, 6), 1, 16, "float32", [0.25, -1.5, 2.75, -0.5, 1.5], False),
+    ((3, 6), 1, 32, "bfloat16", [0.25, -1.5, 2.75, -0.5, 1.5], False),
 ]
 X64_GROUPS = [
     ((4, 6), 1, 3, "float64", NEAR + FAR, True),
