@@ -1000,19 +1000,17 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
           prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
           for (int g = 0; g < groups; ++g) {
             constexpr int K = 64 / (kGroup * int{sizeof(T)});
-            if (K > 1 && g + K <= groups) {
-              bool line = true;
-              i32x8 rows_k[K > 1 ? K : 1];
-              for (int k = 0; k < K; ++k) {
-                line &= lanes[g + k].n == kGroup && !lanes[g + k].any_nan;
-                rows_k[k] = row_at(h * t1, g + k, 0);
-              }
-              if (line) {
-                move_line<I, K>(x, rows_k, col + g * cols, cols, wn, lanes + g,
-                                yp + h * y.rs + g * kGroup, y.ws);
-                g += K - 1;
-                continue;
-              }
+            bool line = K > 1 && g + K <= groups;
+            for (int k = 0; line && k < K; ++k) {
+              line = lanes[g + k].n == kGroup && !lanes[g + k].any_nan;
+            }
+            if (line) {
+              i32x8 rows_k[K];
+              for (int k = 0; k < K; ++k) rows_k[k] = row_at(h * t1, g + k, 0);
+              move_line<I, K>(x, rows_k, col + g * cols, cols, wn, lanes + g,
+                              yp + h * y.rs + g * kGroup, y.ws);
+              g += K - 1;
+              continue;
             }
             move_row<I>(lanes[g].uniform, x, row_at(h * t1, g, 0), col + g * cols, wn, lanes[g],
                         yp + h * y.rs + g * kGroup, y.ws);
