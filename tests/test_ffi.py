@@ -9,8 +9,12 @@ import contextlib
 import ctypes
 import functools
 import importlib.resources
+import os
+import pathlib
 import platform
 import re
+import subprocess
+import sys
 
 import hypothesis
 import hypothesis.strategies as st
@@ -261,12 +265,13 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
   15, a third of the compile time). In 3-D
   channels-last a task's planes share their depth taps, except in the group
   whose shifts are whole in depth. 16-bit
-  channels-last active calls stage their planes instead: two groups of 8
-  channels transposed 8 pixels at a time (a row of 13: one block and 5
-  cells alone) in and out, bfloat16's by its own unpacks; their backward
-  with zeros or periodic padding takes the lanes' one pass (input and shift
-  gradients from the same moved rows of g). The same compiled kernel runs
-  once per instruction set the CPU has."""
+  channels-last active forwards take the lanes too (32-bit gathers, the
+  element in the high half but in lane 0), and so do their backwards with
+  zeros or periodic padding (one pass: input and shift gradients from the
+  same moved rows of g); with the other paddings they stage their planes:
+  two groups of 8 channels transposed 8 pixels at a time (a row of 13: one
+  block and 5 cells alone) in and out, bfloat16's by its own unpacks. The
+  same compiled kernel runs once per instruction set the CPU has."""
   rng = np.random.default_rng(1)
   c, nd = 20, len(lengths)
   shape = (2, *lengths, c) if channels_last else (2, c, *lengths)
@@ -543,8 +548,9 @@ def test_float16_conversions_agree_on_every_instruction_set(channels_last, strid
   shifts of 0.5 and 0 (exact products, one rounding per sum, whether fused
   or not) both must give the same bits (a NaN's sign aside) for the forward
   and the input gradient, on values across float16's range: subnormals, the
-  largest finite, ties, infinities, NaNs. 2-D unit strides run the staged
-  planes, the strided call the lanes."""
+  largest finite, ties, infinities, NaNs. In channels-first 2-D unit
+  strides run the staged planes; channels-last and strided calls the
+  lanes."""
   if PLATFORM != "cpu" or EMULATED or platform.machine() != "x86_64":
     pytest.skip("the CPU kernel's x86-64 instruction sets")
   rng = np.random.default_rng(3)
@@ -798,6 +804,23 @@ def test_kernels_take_their_inputs_without_a_copy(shape, channel_axis, dtype):
   vjp = lambda x, s, g: jax.vjp(f, x, s)[1](g)
   ops = _operand_ops(_hlo(vjp, x, s, x), BACKWARD, 2)
   assert set(ops) <= {"parameter", "bitcast"}, ops
+
+
+@pytest.mark.skipif(PLATFORM != "cpu" or EMULATED, reason="the CPU kernel's own reads")
+def test_gathers_stay_inside_their_buffers():
+  """x and g end (and, in turn, start) at an unreadable page: guard_pages.py,
+  in a subprocess (a read past them is a segmentation fault there). The
+  lanes' 16-bit gathers read 32 bits a lane: lanes 1-7 the 32 bits that end
+  at their element, lane 0 those that start at it, tested against the
+  buffer's last element where C % 8 == 1 (cpu/lanes.h, read8). Every mode
+  and padding; 9, 12 and 16 channels; one and two samples; strides 1 and 2.
+  Lane 0 read as the others, or C % 8 == 1 untested, each fail it."""
+  tests = pathlib.Path(__file__).parent
+  run = subprocess.run([sys.executable, str(tests / "guard_pages.py")], cwd=tests,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True,
+                       text=True, timeout=600)
+  assert run.returncode == 0 and run.stdout.startswith("ok"), (
+      f"exit {run.returncode}\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}")
 
 
 def test_lowers_to_one_custom_call_and_vmap_does_not_loop():

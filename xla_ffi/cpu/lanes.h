@@ -2,7 +2,8 @@
 // 2 or 3 spatial axes, any strides, in channels-last, and in channels-first
 // where the direct rows (cpu/direct.h) and the staged planes do not apply
 // (strides; 16-bit 3-D active calls); 16-bit storage not for the 2-D
-// unit-stride active forward and backward (use_lanes).
+// unit-stride channels-first active forward, nor the 2-D unit-stride
+// backward but the channels-last one pass (use_lanes).
 //
 // In channels-last a pixel's channels are contiguous, so 8 channels are one
 // vector of lanes. Each lane (channel) reads its own offset (m1, m2); a row
@@ -403,6 +404,14 @@ EdgeRef<A> edge_ref(const E& e) {
 // the lanes' offsets are equal (a channel group of a grouped or fixed
 // table), so in channels-last the lanes are 8 contiguous elements, or none:
 // one load.
+//
+// 16-bit storage in AVX2: a gather reads 32 bits a lane, and gather8 tests
+// every lane against the buffer's last element (a fifth of a 16-bit move's
+// time, v23). Lane l of a group is channel c0 + 8 g + l with c0 a multiple
+// of 8 (lanes_plan's blocks), so lanes 1-7 are never the buffer's first
+// element and read the 32 bits that end at theirs (the high half), and lane
+// 0 reads those that start at its element, which is the buffer's last only
+// where C % 8 == 1 (then arr.last >= 0, last_from, and gather8 tests).
 template <Isa I, typename T>
 __attribute__((always_inline)) inline Vec8<typename Acc<T>::type> read8(
     const LaneArray<const T>& arr, i32x8 row, i32x8 c, bool uniform, bool bits) {
@@ -410,7 +419,23 @@ __attribute__((always_inline)) inline Vec8<typename Acc<T>::type> read8(
     if ((row[0] | c[0]) < 0) return Vec8<typename Acc<T>::type>{};
     return widen8<I>(arr.p + (row[0] + c[0]), bits);
   }
-  return gather8<I>(arr.p, row + c, (row | c) < 0 ? i32x8{} : i32x8{} - 1, bits, arr.last);
+  const i32x8 mask = (row | c) < 0 ? i32x8{} : i32x8{} - 1;
+#if defined(JAXSHIFT_X86_AVX2)
+  if constexpr (I == Isa::kAvx2 && sizeof(T) == 2) {
+    if (arr.last < 0) {
+      typedef uint32_t u32v __attribute__((vector_size(32)));
+      const i32x8 back = {0, 1, 1, 1, 1, 1, 1, 1};
+      const i32x8 at = row + c - back;
+      u32v raw;
+      gather_avx2(reinterpret_cast<const uint16_t*>(arr.p), &at, &mask,
+                  reinterpret_cast<uint32_t*>(&raw));
+      raw >>= bitcast<u32v>(back << 4);
+      return widen8_bits<I>(static_cast<const T*>(nullptr), __builtin_convertvector(raw, u16x8),
+                            bits);
+    }
+  }
+#endif
+  return gather8<I>(arr.p, row + c, mask, bits, arr.last);
 }
 
 // Whether any lane of mask m is set.
@@ -639,9 +664,11 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 // samples' element offsets fit the gathers' 32-bit indices. 16-bit storage
 // not where the staged planes measured faster (benchmarks/NOTES.md, v6):
 // the active forward and the backward of walkable calls (2-D, unit
-// strides), except a channels-last backward that takes the lanes' one pass
-// (`one_pass`: zeros or periodic padding, with the shift gradient; v19:
-// 0.66-0.87x the staged planes' forward + backward time).
+// strides), except in channels-last the active forward (fused_row, v23:
+// 0.73-0.88x the staged planes' time in float16, 0.79-1.04 in bfloat16) and
+// a backward that takes the lanes' one pass (`one_pass`: zeros or periodic
+// padding, with the shift gradient; v19: 0.66-0.87x the staged planes'
+// forward + backward time).
 template <typename T>
 bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = false) {
   const Axis* ax = geo.ax;
@@ -650,7 +677,7 @@ bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = fa
   };
   const bool channels_last = geo.sx_c == 1 && geo.sy_c == 1;
   if (sizeof(T) == 2 && walkable(geo) && (backward || !move) &&
-      !(backward && one_pass && channels_last)) {
+      !(channels_last && (!backward || one_pass))) {
     return false;
   }
   return (channels_last || !walkable(geo)) && geo.C >= kGroup &&
@@ -714,9 +741,13 @@ StagedPlan lanes_span_plan(const Geometry& geo, int threads) {
   return plan;
 }
 
-// The index of a buffer's last element relative to element `at`, if it is
-// within 32-bit reach of the gathers, else -1.
-inline int32_t last_from(int64_t elements, int64_t at) {
+// The index of a buffer's last element relative to element `at` (a task's
+// first channel, c0 a multiple of 8, of a sample of C channels), where a
+// gather may read past it: a 16-bit lane 0 (read8) at channel C - 1 (C % 8
+// == 1), in the last sample (the task's reads end before element `end`),
+// within 32-bit reach; else -1.
+inline int32_t last_from(int64_t elements, int64_t at, int64_t end, int64_t C) {
+  if (end < elements || C % kGroup != 1) return -1;
   const int64_t d = elements - 1 - at;
   return (d >= 0 && d <= int64_t{INT32_MAX}) ? static_cast<int32_t>(d) : -1;
 }
@@ -940,11 +971,9 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
   const int left = reach(lanes, groups, &Lanes<A>::m2, -1, 0);
   const int right = reach(lanes, groups, &Lanes<A>::m2, 1, extra);
   // `fused`: one moved row a group, fused with the stencils (fused_row).
-  // The fused rows are compiled where they pay: fused_row for float32 (16-bit
-  // 2-D active forwards take the staged planes, use_lanes), strided_row and
+  // The fused rows are compiled where they pay: fused_row, strided_row and
   // span_row for float32 and 16-bit storage; float64 takes the group's
   // generic row (a third of the library's compile time is the lanes).
-  constexpr bool kFuse = std::is_same_v<T, float>;
   constexpr bool kFuseRows = std::is_same_v<A, float>;
   bool fused = !move && t1 == 1 && t2 == 1 && !span && y.cs == 1;
   for (int g = 0; g < groups; ++g) fused &= lanes[g].all_lat_d;
@@ -1030,7 +1059,7 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
         }
         continue;
       }
-      if constexpr (kFuse) {
+      if constexpr (kFuseRows) {
         if (fused) {
           for (int g = 0; g < groups; ++g) {
             gather_row<I>(x, row_at(r0, g, 0), col + g * cols, used, lanes[g].uniform, false,

@@ -1,0 +1,91 @@
+"""Kernel calls on arrays that end (or start) at an unreadable page.
+
+Run as a script (test_ffi.py's test_gathers_stay_inside_their_buffers runs it
+in a subprocess, where a read past a buffer is a segmentation fault, not a
+crashed test worker). `jax.device_put` of a 64-byte-aligned numpy array on
+the CPU aliases its memory, and a jitted function's parameter is the custom
+call's operand as it is (test_kernels_take_their_inputs_without_a_copy), so
+x and the cotangent g are the guarded memory itself. Each case's results
+must equal the same call's on ordinary arrays.
+
+Usage: python guard_pages.py  (prints "ok" and the number of checks)
+"""
+
+import ctypes
+import functools
+import mmap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxshift
+
+PAGE = mmap.PAGESIZE
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_KEEP = []  # the mappings stay alive while their arrays are used
+
+# (dtype, N, H, W, C, strides): C % 8 == 1 puts a group's lane 0 on the
+# buffer's last element (the lanes' 16-bit gathers test for it there); other
+# channel counts read it through a high half. Channels-last, 2-D: the lanes.
+CASES = [
+    ("bfloat16", 1, 4, 8, 9, 1), ("bfloat16", 2, 4, 8, 16, 1),
+    ("float16", 1, 8, 16, 9, 2), ("float16", 2, 4, 8, 12, 1),
+]
+
+
+def guarded(a, at_end):
+  """A copy of `a` in memory whose next page (at_end) or previous page is
+  unreadable, aliased by a jax array."""
+  nbytes = a.nbytes
+  assert nbytes % 64 == 0 and nbytes <= PAGE
+  m = mmap.mmap(-1, 3 * PAGE)
+  base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+  for page in (0, 2):
+    if _LIBC.mprotect(base + page * PAGE, PAGE, 0) != 0:
+      raise OSError(ctypes.get_errno(), "mprotect")
+  off = 2 * PAGE - nbytes if at_end else PAGE
+  raw = np.frombuffer(m, np.uint8)[off:off + nbytes]
+  view = raw.view(a.dtype).reshape(a.shape)
+  view[...] = a
+  out = jax.device_put(view)
+  if out.unsafe_buffer_pointer() != view.ctypes.data:
+    raise RuntimeError("jax copied the host array: the guard pages would not be read")
+  _KEEP.append((m, view))
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("strides",))
+def calls(x, s, g, strides):
+  """Forward and VJP of every mode and padding (x, and g of the output's
+  shape, as given)."""
+  out = []
+  for mode in ("active", "sparse", "integer"):
+    for padding in jaxshift.PADDINGS:
+      f = lambda x, s: jaxshift.shift(x, s, mode=mode, padding=padding, strides=strides,
+                                      channel_axis=-1, impl="ffi")
+      y, vjp = jax.vjp(f, x, s)
+      out.append((y,) + vjp(g))
+  return out
+
+
+def main():
+  checks = 0
+  rng = np.random.default_rng(0)
+  for dtype, n, h, w, c, strides in CASES:
+    x = rng.normal(size=(n, h, w, c)).astype(jnp.dtype(dtype))
+    ho, wo = -(-h // strides), -(-w // strides)
+    g = rng.normal(size=(n, ho, wo, c)).astype(jnp.dtype(dtype))
+    s = jnp.asarray(rng.uniform(-2.5, 2.5, (c, 2)), jnp.float32)
+    want = calls(jnp.asarray(x), s, jnp.asarray(g), strides)
+    for at_end in (True, False):
+      got = calls(guarded(x, at_end), s, guarded(g, at_end), strides)
+      for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+        checks += 1
+  print("ok", checks)
+
+
+if __name__ == "__main__":
+  main()
