@@ -18,6 +18,11 @@ order reversed every other round), B/A as the median over rounds of the
 ratio within a round, B's time as a ratio to the faster copy of the same
 bytes, and whether B's results (forward; y, dx and the shift gradient of the
 forward+backward) are A's bit for bit ("only y, dx": the others are not).
+
+Run it both ways (`--a OLD --b NEW`, then `--a NEW --b OLD`): with the same
+library as A and B, B/A came out 0.72-1.06 (medians 0.93-0.96 over three
+rounds) on the 2-core VM, so one order alone flatters B by about 5 %
+(benchmarks/NOTES.md, v23).
 """
 
 import argparse

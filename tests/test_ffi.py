@@ -265,13 +265,14 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
   15, a third of the compile time). In 3-D
   channels-last a task's planes share their depth taps, except in the group
   whose shifts are whole in depth. 16-bit
-  channels-last active forwards take the lanes too (32-bit gathers, the
-  element in the high half but in lane 0), and so do their backwards with
+  channels-last active calls take the lanes (32-bit gathers, the element in
+  the high half but in lane 0) for float16's forward and for backwards with
   zeros or periodic padding (one pass: input and shift gradients from the
-  same moved rows of g); with the other paddings they stage their planes:
-  two groups of 8 channels transposed 8 pixels at a time (a row of 13: one
-  block and 5 cells alone) in and out, bfloat16's by its own unpacks. The
-  same compiled kernel runs once per instruction set the CPU has."""
+  same moved rows of g); bfloat16's forward and the other paddings'
+  backwards stage their planes: two groups of 8 channels transposed 8
+  pixels at a time (a row of 13: one block and 5 cells alone) in and out,
+  bfloat16's by its own unpacks. The same compiled kernel runs once per
+  instruction set the CPU has."""
   rng = np.random.default_rng(1)
   c, nd = 20, len(lengths)
   shape = (2, *lengths, c) if channels_last else (2, c, *lengths)

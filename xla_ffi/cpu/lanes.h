@@ -2,8 +2,8 @@
 // 2 or 3 spatial axes, any strides, in channels-last, and in channels-first
 // where the direct rows (cpu/direct.h) and the staged planes do not apply
 // (strides; 16-bit 3-D active calls); 16-bit storage not for the 2-D
-// unit-stride channels-first active forward, nor the 2-D unit-stride
-// backward but the channels-last one pass (use_lanes).
+// unit-stride active forward but float16's in channels-last, nor the 2-D
+// unit-stride backward but the channels-last one pass (use_lanes).
 //
 // In channels-last a pixel's channels are contiguous, so 8 channels are one
 // vector of lanes. Each lane (channel) reads its own offset (m1, m2); a row
@@ -664,11 +664,12 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 // samples' element offsets fit the gathers' 32-bit indices. 16-bit storage
 // not where the staged planes measured faster (benchmarks/NOTES.md, v6):
 // the active forward and the backward of walkable calls (2-D, unit
-// strides), except in channels-last the active forward (fused_row, v23:
-// 0.73-0.88x the staged planes' time in float16, 0.79-1.04 in bfloat16) and
-// a backward that takes the lanes' one pass (`one_pass`: zeros or periodic
-// padding, with the shift gradient; v19: 0.66-0.87x the staged planes'
-// forward + backward time).
+// strides), except in channels-last float16's active forward (fused_row,
+// v23: 0.76-0.88x the staged planes' time; bfloat16's, whose staged
+// transposes are cheaper, 0.9-1.1x: not taken) and a backward that takes
+// the lanes' one pass (`one_pass`: zeros or periodic padding, with the
+// shift gradient; v19: 0.66-0.87x the staged planes' forward + backward
+// time).
 template <typename T>
 bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = false) {
   const Axis* ax = geo.ax;
@@ -676,8 +677,9 @@ bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = fa
     return (d - 1) * ds + (h - 1) * rs + (w - 1) * ws + (geo.C - 1) * cs < int64_t{INT32_MAX};
   };
   const bool channels_last = geo.sx_c == 1 && geo.sy_c == 1;
+  const bool lanes_forward = channels_last && !backward && std::is_same_v<T, Half>;
   if (sizeof(T) == 2 && walkable(geo) && (backward || !move) &&
-      !(channels_last && (!backward || one_pass))) {
+      !(lanes_forward || (channels_last && backward && one_pass))) {
     return false;
   }
   return (channels_last || !walkable(geo)) && geo.C >= kGroup &&

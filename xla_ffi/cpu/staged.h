@@ -2,9 +2,10 @@
 // (at most two spatial axes, unit strides) that neither the direct rows
 // (cpu/direct.h: contiguous rows of 8 or more; 16-bit only for moves)
 // nor the lanes (cpu/lanes.h: channels-last, 8 channels or more, samples
-// within 32-bit offsets; 16-bit backwards only in one pass) take: 16-bit
-// channels-first active calls, channels-last calls of fewer than 8 channels
-// or 16-bit backwards in two passes, rows shorter than 8 cells.
+// within 32-bit offsets; of 16-bit active calls, float16's forwards and
+// one-pass backwards only) take: 16-bit channels-first active calls,
+// channels-last calls of fewer than 8 channels, bfloat16 active forwards and
+// 16-bit two-pass backwards, rows shorter than 8 cells.
 //
 // A task takes one sample and a group of at most 8 channels and copies a
 // strip of their rows into contiguous planes in the accumulation type, with
