@@ -407,11 +407,12 @@ EdgeRef<A> edge_ref(const E& e) {
 //
 // 16-bit storage in AVX2: a gather reads 32 bits a lane, and gather8 tests
 // every lane against the buffer's last element (a fifth of a 16-bit move's
-// time, v23). Lane l of a group is channel c0 + 8 g + l with c0 a multiple
-// of 8 (lanes_plan's blocks), so lanes 1-7 are never the buffer's first
-// element and read the 32 bits that end at theirs (the high half), and lane
-// 0 reads those that start at its element, which is the buffer's last only
-// where C % 8 == 1 (then arr.last >= 0, last_from, and gather8 tests).
+// time, v23). Lane l of a group is channel c0 + 8 g + l, so lanes 1-7 are
+// never the buffer's first element and read the 32 bits that end at theirs
+// (the high half), and lane 0 reads those that start at its element, which
+// is the buffer's last only where channel C - 1 is a lane 0 (with c0 a
+// multiple of 8, lanes_plan's blocks: C % 8 == 1; then arr.last >= 0,
+// last_from, and gather8 tests).
 template <Isa I, typename T>
 __attribute__((always_inline)) inline Vec8<typename Acc<T>::type> read8(
     const LaneArray<const T>& arr, i32x8 row, i32x8 c, bool uniform, bool bits) {
@@ -743,13 +744,13 @@ StagedPlan lanes_span_plan(const Geometry& geo, int threads) {
   return plan;
 }
 
-// The index of a buffer's last element relative to element `at` (a task's
-// first channel, c0 a multiple of 8, of a sample of C channels), where a
-// gather may read past it: a 16-bit lane 0 (read8) at channel C - 1 (C % 8
-// == 1), in the last sample (the task's reads end before element `end`),
+// The index of a buffer's last element relative to element `at` (channel
+// c0 of a sample of C channels), where a gather may read past it: a 16-bit
+// lane 0 (read8) at channel C - 1 (lane 0 of its group: (C - 1 - c0) % 8 ==
+// 0), in the last sample (the task's reads end before element `end`),
 // within 32-bit reach; else -1.
-inline int32_t last_from(int64_t elements, int64_t at, int64_t end, int64_t C) {
-  if (end < elements || C % kGroup != 1) return -1;
+inline int32_t last_from(int64_t elements, int64_t at, int64_t end, int64_t C, int64_t c0) {
+  if (end < elements || (C - 1 - c0) % kGroup != 0) return -1;
   const int64_t d = elements - 1 - at;
   return (d >= 0 && d <= int64_t{INT32_MAX}) ? static_cast<int32_t>(d) : -1;
 }
