@@ -19,10 +19,12 @@ ratio within a round, B's time as a ratio to the faster copy of the same
 bytes, and whether B's results (forward; y, dx and the shift gradient of the
 forward+backward) are A's bit for bit ("only y, dx": the others are not).
 
-Run it both ways (`--a OLD --b NEW`, then `--a NEW --b OLD`): with the same
-library as A and B, B/A came out 0.72-1.06 (medians 0.93-0.96 over three
-rounds) on the 2-core VM, so one order alone flatters B by about 5 %
-(benchmarks/NOTES.md, v23).
+A and B trade places in rounds 2-3 of every 4 (`time_in_turns`' `swap`), so
+that each follows each neighbour equally often. Before that, B always ran
+right after A or A's forward + backward, and with the same library as A and
+B, B/A came out 0.72-1.06 (medians 0.93-0.96 over three rounds) on the
+2-core VM: one order flattered B by about 5 % (benchmarks/NOTES.md, v23).
+With the swap: 0.97-1.03.
 """
 
 import argparse
@@ -154,7 +156,8 @@ def main(argv=None):
           "copyto": (lambda: np.copyto(dst, host), ()),
           "plus": (plus, (x,)),
           "a": (fa, (x5,)), "b": (fb, (x5,)),
-          "a_fb": (fba, (x5, g5)), "b_fb": (fbb, (x5, g5))}, a.samples, a.inner)
+          "a_fb": (fba, (x5, g5)), "b_fb": (fbb, (x5, g5))}, a.samples, a.inner,
+          swap=(("a", "b"), ("a_fb", "b_fb")))
       t = {k: statistics.median(v) for k, v in times.items()}
       copy = min(t["copyto"], t["plus"])
       lines.append(

@@ -75,14 +75,16 @@ def depthwise3x3(x, kernel, channels_last=True):
                                   feature_group_count=x.shape[-1 if channels_last else 1])
 
 
-def time_in_turns(cases, samples, inner):
+def time_in_turns(cases, samples, inner, swap=()):
   """Samples, in ms per call, of each ``name -> (fn, args)`` in `cases`.
 
   The functions are timed in turns (sample k of every function, then sample
   k + 1), so a machine that slows down for a while (a shared VM, a GPU
   changing clocks) slows every column alike and the ratios stay fair; the
   order is reversed every other round, so no function always runs right
-  after the one that warmed the caches with the same input. Each sample
+  after the one that warmed the caches with the same input. `swap`: pairs
+  of names that trade places in rounds 2-3 of every 4 (an A/B's two
+  libraries: each then follows each neighbour equally often). Each sample
   follows one untimed call of its own function. Returns ``name -> [ms]``,
   sample k of every name from the same round.
   """
@@ -91,8 +93,13 @@ def time_in_turns(cases, samples, inner):
       jax.block_until_ready(fn(*args))
   times = {name: [] for name in cases}
   order = list(cases)
+  swapped = list(order)
+  for u, v in swap:
+    i, j = swapped.index(u), swapped.index(v)
+    swapped[i], swapped[j] = v, u
   for r in range(samples):
-    for name in (order if r % 2 == 0 else order[::-1]):
+    turn = swapped if r % 4 >= 2 else order
+    for name in (turn if r % 2 == 0 else turn[::-1]):
       fn, args = cases[name]
       jax.block_until_ready(fn(*args))  # untimed: warm again after the others
       t0 = time.perf_counter()
