@@ -48,8 +48,9 @@
 // (benchmarks/NOTES.md, v17); the two-pass backward (folding paddings,
 // float64, 3-D) followed in v20. The exception: groups whose channels share
 // 64-byte lines go together, a column of all of them at a time, in the
-// channels-last 2-D float32 forward (fused_pair) and integer moves
-// (move_line), because a pixel of 1024 float32 channels is a 4 KB page and
+// channels-last 2-D active forward (fused_pair: float32, and float16
+// storage, whose pairs are half a line) and integer moves (move_line),
+// because a pixel of 1024 float32 channels is a 4 KB page and
 // all of a group's lines then fall in one L1 set: group by group, the
 // second group of a line read it again from L2 (v22).
 //
@@ -424,13 +425,12 @@ __attribute__((always_inline)) inline Vec8<typename Acc<T>::type> read8(
 #if defined(JAXSHIFT_X86_AVX2)
   if constexpr (I == Isa::kAvx2 && sizeof(T) == 2) {
     if (arr.last < 0) {
-      typedef uint32_t u32v __attribute__((vector_size(32)));
       const i32x8 back = {0, 1, 1, 1, 1, 1, 1, 1};
       const i32x8 at = row + c - back;
-      u32v raw;
+      u32x8 raw;
       gather_avx2(reinterpret_cast<const uint16_t*>(arr.p), &at, &mask,
                   reinterpret_cast<uint32_t*>(&raw));
-      raw >>= bitcast<u32v>(back << 4);
+      raw >>= bitcast<u32x8>(back << 4);
       return widen8_bits<I>(static_cast<const T*>(nullptr), __builtin_convertvector(raw, u16x8),
                             bits);
     }
@@ -678,9 +678,9 @@ bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = fa
     return (d - 1) * ds + (h - 1) * rs + (w - 1) * ws + (geo.C - 1) * cs < int64_t{INT32_MAX};
   };
   const bool channels_last = geo.sx_c == 1 && geo.sy_c == 1;
-  const bool lanes_forward = channels_last && !backward && std::is_same_v<T, Half>;
+  const bool half_forward = channels_last && !backward && std::is_same_v<T, Half>;
   if (sizeof(T) == 2 && walkable(geo) && (backward || !move) &&
-      !(lanes_forward || (channels_last && backward && one_pass))) {
+      !(half_forward || (channels_last && backward && one_pass))) {
     return false;
   }
   return (channels_last || !walkable(geo)) && geo.C >= kGroup &&
@@ -797,7 +797,8 @@ __attribute__((always_inline)) inline void fused_row(const LaneArray<const T>& x
 }
 
 // fused_row for two plain groups side by side (channels g * 8 .. g * 8 + 15:
-// one 64-byte line of float32 x and y), a column of both at a time, so that
+// one 64-byte line of float32 x and y, half of 16-bit), a column of both at
+// a time, so that
 // each line of x the pair's lanes gather is read by both groups while it is
 // in L1. In channels-last a pixel of 1024 float32 channels is a 4 KB page,
 // so all of a group's lines fall in one L1 set, and group by group the
