@@ -248,7 +248,8 @@ STAGED_BLOCKS = [
     (True, (3, 5, 6), 1, "float32"), (False, (4, 5, 11), 1, "float32"),
     (False, (4, 5, 7), (2, 1, 2), "float32"), (True, (7, 13), 2, "float32"),
     (True, (5, 6, 7), (2, 3, 2), "float32"), (False, (6, 13), (2, 3), "float32"),
-    (True, (7, 13), 1, "bfloat16"), (True, (7, 13), 1, "float16")]
+    (True, (7, 13), 1, "bfloat16"), (True, (7, 13), 1, "float16"),
+    (False, (7, 13), 1, "bfloat16")]
 
 
 @pytest.mark.parametrize("channels_last,lengths,strides,dtype", STAGED_BLOCKS)
@@ -268,11 +269,15 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
   channels-last active calls take the lanes (32-bit gathers, the element in
   the high half but in lane 0) for float16's forward and for backwards with
   zeros or periodic padding (one pass: input and shift gradients from the
-  same moved rows of g); bfloat16's forward and the other paddings'
-  backwards stage their planes: two groups of 8 channels transposed 8
-  pixels at a time (a row of 13: one block and 5 cells alone) in and out,
-  bfloat16's by its own unpacks. The same compiled kernel runs once per
-  instruction set the CPU has."""
+  same moved rows of g); bfloat16's forward and channels-first zeros and
+  periodic backwards stage their planes: two groups of 8 channels
+  transposed 8 pixels at a time (a row of 13: one block and 5 cells alone)
+  in and out, bfloat16's by its own unpacks. 16-bit backwards whose padding
+  folds (border, reflect, symmetric) take the lanes' two passes in either
+  layout (channels-first: 8 planes a gather), and 16-bit channels-last
+  moves a line of 32 channels at a time, two gathers and a word blend a
+  pair of groups. The same compiled kernel runs once per instruction set
+  the CPU has."""
   rng = np.random.default_rng(1)
   c, nd = 20, len(lengths)
   shape = (2, *lengths, c) if channels_last else (2, c, *lengths)

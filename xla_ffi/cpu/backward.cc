@@ -25,13 +25,19 @@
 namespace jaxshift {
 namespace {
 
+// Whether padding P folds reads back onto the array (border, reflect,
+// symmetric): the input gradient's edges collect more than one output.
+// 16-bit storage takes the lanes' two passes for them (use_lanes' folds).
+template <int P>
+constexpr bool kFolds = P != kZeros && P != kPeriodic;
+
 // Whether a call's 2-D lanes backward takes the one pass where its tables
 // allow (lanes_backward_impl): the shift gradient in its adjoint form needs
 // a padding that folds nothing. Not double: its one pass measured 1.12x the
 // two (its vectors of 8 are two registers each: the pass spills). 16-bit
-// storage takes the lanes (use_lanes' one_pass) only for it.
+// channels-last storage takes the lanes (use_lanes' one_pass) for it.
 template <typename T, int P>
-constexpr bool kOnePass = (P == kZeros || P == kPeriodic) && !std::is_same_v<T, double>;
+constexpr bool kOnePass = !kFolds<P> && !std::is_same_v<T, double>;
 
 // Whether channels [c0, c0 + nb) of sample n can take their input gradient
 // from the moved rows of their shift gradient's tables (lanes_backward_impl):
@@ -579,7 +585,7 @@ void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, c
     if constexpr (sizeof(T) > 2) {  // (never 16-bit storage: not compiled for it)
       run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
     }
-  } else if (use_lanes<T>(geo, true, false, kOnePass<T, P> && shift_grad)) {
+  } else if (use_lanes<T>(geo, true, false, kOnePass<T, P> && shift_grad, kFolds<P>)) {
     run_lanes<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
   } else if (use_staging<T>(geo)) {
     run_staged<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);

@@ -123,7 +123,31 @@ __attribute__((target("avx2"))) inline void gather_avx2(const uint16_t* base, co
                                                 (__m256i)*idx, (__m256i)*mask, 2);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), v);
 }
+// 16 channels of 16-bit storage at out, in memory order, from two gathers
+// (move_line): the even channels' lanes (indices `even`, pair_terms' order)
+// read the 32 bits that start at their element (the low half), the odd
+// channels' (`odd`) the 32 bits that end at theirs (the high half), so one
+// word blend interleaves them. Each read stays within its pixel's pair of
+// channels. A lane whose mask is clear reads nothing and is 0.
+__attribute__((target("avx2"))) inline void move16_avx2(const uint16_t* base, const i32x8* even,
+                                                        const i32x8* me, const i32x8* odd,
+                                                        const i32x8* mo, uint16_t* out) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i e = _mm256_mask_i32gather_epi32(zero, reinterpret_cast<const int*>(base),
+                                                (__m256i)*even, (__m256i)*me, 2);
+  const __m256i o = _mm256_mask_i32gather_epi32(zero, reinterpret_cast<const int*>(base - 1),
+                                                (__m256i)*odd, (__m256i)*mo, 2);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_blend_epi16(e, o, 0xAA));
+}
 #endif
+
+// The terms of two groups' lanes (channels 8 g .. 8 g + 15) in move16_avx2's
+// order: `a` takes the even channels', `b` the odd channels'.
+inline void pair_terms(i32x8* a, i32x8* b) {
+  const i32x8 u = *a, v = *b;
+  *a = __builtin_shufflevector(u, v, 0, 2, 4, 6, 8, 10, 12, 14);
+  *b = __builtin_shufflevector(u, v, 1, 3, 5, 7, 9, 11, 13, 15);
+}
 
 // The storage bits a gather of T reads per lane.
 template <typename T>
@@ -430,6 +454,12 @@ __attribute__((always_inline)) inline Vec8<typename Acc<T>::type> read8(
       u32x8 raw;
       gather_avx2(reinterpret_cast<const uint16_t*>(arr.p), &at, &mask,
                   reinterpret_cast<uint32_t*>(&raw));
+      // Raw bits and bfloat16's float (its bits in the high half) straight
+      // from the 32-bit lanes; float16 through F16C's packed conversion.
+      if (bits) return bitcast<f32x8>((raw >> bitcast<u32x8>(back << 4)) & 0xffffu);
+      if constexpr (std::is_same_v<T, BFloat16>) {
+        return bitcast<f32x8>((raw << bitcast<u32x8>(16 - (back << 4))) & 0xffff0000u);
+      }
       raw >>= bitcast<u32x8>(back << 4);
       return widen8_bits<I>(static_cast<const T*>(nullptr), __builtin_convertvector(raw, u16x8),
                             bits);
@@ -667,23 +697,28 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 // the active forward and the backward of walkable calls (2-D, unit
 // strides), except in channels-last float16's active forward (fused_row,
 // v23: 0.76-0.88x the staged planes' time; bfloat16's, whose staged
-// transposes are cheaper, 0.9-1.1x: not taken) and a backward that takes
-// the lanes' one pass (`one_pass`: zeros or periodic padding, with the
-// shift gradient; v19: 0.66-0.87x the staged planes' forward + backward
-// time).
+// transposes are cheaper, 0.9-1.1x: not taken), a channels-last backward
+// that takes the lanes' one pass (`one_pass`: zeros or periodic padding,
+// with the shift gradient; v19: 0.66-0.87x the staged planes' forward +
+// backward time), and a backward whose padding folds (`folds`: border,
+// reflect, symmetric), in either layout: the staged planes took each
+// element of the folded bands by adjoint_value (v24: forward + backward
+// 0.2-0.46x the time on the lanes' fold_edges).
 template <typename T>
-bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = false) {
+bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = false,
+               bool folds = false) {
   const Axis* ax = geo.ax;
   auto fits = [&](int64_t ds, int64_t rs, int64_t ws, int64_t cs, int d, int h, int w) {
     return (d - 1) * ds + (h - 1) * rs + (w - 1) * ws + (geo.C - 1) * cs < int64_t{INT32_MAX};
   };
   const bool channels_last = geo.sx_c == 1 && geo.sy_c == 1;
   const bool half_forward = channels_last && !backward && std::is_same_v<T, Half>;
+  const bool half_folds = sizeof(T) == 2 && backward && folds;
   if (sizeof(T) == 2 && walkable(geo) && (backward || !move) &&
-      !(half_forward || (channels_last && backward && one_pass))) {
+      !(half_forward || (channels_last && backward && one_pass) || half_folds)) {
     return false;
   }
-  return (channels_last || !walkable(geo)) && geo.C >= kGroup &&
+  return (channels_last || !walkable(geo) || half_folds) && geo.C >= kGroup &&
          fits(ax[0].sx, ax[1].sx, ax[2].sx, geo.sx_c, ax[0].L, ax[1].L, ax[2].L) &&
          fits(ax[0].sy, ax[1].sy, ax[2].sy, geo.sy_c, ax[0].Lo, ax[1].Lo, ax[2].Lo);
 }
@@ -912,15 +947,60 @@ __attribute__((always_inline)) inline void move_row(bool uniform, const LaneArra
   }
 }
 
+// Whether groups g and g + 1 of a line (move_line) take move16_avx2's two
+// gathers, their column terms in pair_terms' order (16-bit storage, AVX2):
+// unless both are uniform (read8's loads).
+template <typename A>
+bool move_pair(const Lanes<A>* ln) {
+  return !(ln[0].uniform && ln[1].uniform);
+}
+
 // move_row for the K groups from `ln` on (K = 64 / (8 * sizeof(T)): a
 // 64-byte line of channels), full and with no NaN lane, a column of all K
 // at a time: as fused_pair, each line of x the lanes gather serves every
-// group while it is in L1, and y's line is written whole.
+// group while it is in L1, and y's line is written whole. 16-bit storage
+// in AVX2: pairs of groups (move_pair) whose column terms are in
+// pair_terms' order, two gathers and a blend a pair (move16_avx2) instead
+// of read8's widening and store_lanes' narrowing (hot 3.3 -> 6.0 elements
+// a ns, benchmarks/NOTES.md v24).
 template <Isa I, int K, typename A, typename T>
 __attribute__((always_inline)) inline void move_line(const LaneArray<const T>& x,
                                                      const i32x8* row, const i32x8* col,
                                                      int64_t cols, int count, const Lanes<A>* ln,
                                                      T* out, int64_t ws) {
+#if defined(JAXSHIFT_X86_AVX2)
+  if constexpr (I == Isa::kAvx2 && sizeof(T) == 2) {
+    static_assert(K % 2 == 0, "16-bit lines are pairs of groups");
+    constexpr int kPairs = K / 2;
+    const uint16_t* base = reinterpret_cast<const uint16_t*>(x.p);
+    i32x8 re[kPairs], ro[kPairs];
+    bool pair[kPairs];
+    for (int q = 0; q < kPairs; ++q) {
+      pair[q] = move_pair(ln + 2 * q);
+      re[q] = row[2 * q];
+      ro[q] = row[2 * q + 1];
+      if (pair[q]) pair_terms(&re[q], &ro[q]);
+    }
+    for (int w = 0; w < count; ++w) {
+      for (int q = 0; q < kPairs; ++q) {
+        T* o = out + w * ws + 2 * q * kGroup;
+        if (!pair[q]) {
+          for (int k = 2 * q; k < 2 * q + 2; ++k) {
+            store_lanes<I>(o + (k - 2 * q) * kGroup, 1,
+                           read8<I>(x, row[k], col[k * cols + w], ln[k].uniform, true), kGroup,
+                           true);
+          }
+          continue;
+        }
+        const i32x8 ce = col[2 * q * cols + w], co = col[(2 * q + 1) * cols + w];
+        const i32x8 ie = re[q] + ce, io = ro[q] + co;
+        const i32x8 me = (re[q] | ce) >= 0, mo = (ro[q] | co) >= 0;
+        move16_avx2(base, &ie, &me, &io, &mo, reinterpret_cast<uint16_t*>(o));
+      }
+    }
+    return;
+  }
+#endif
   for (int w = 0; w < count; ++w) {
     for (int k = 0; k < K; ++k) {
       store_lanes<I>(out + w * ws + k * kGroup, 1,
@@ -979,6 +1059,19 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
   // span_row for float32 and 16-bit storage; float64 takes the group's
   // generic row (a third of the library's compile time is the lanes).
   constexpr bool kFuseRows = std::is_same_v<A, float>;
+  // Channels-last moves take a 64-byte line of channels at a time
+  // (move_line) where its kLine groups are full and have no NaN lane.
+  constexpr int kLine = 64 / (kGroup * int{sizeof(T)});
+  auto line_at = [&](int g) {
+    bool line = kLine > 1 && g + kLine <= groups;
+    for (int k = 0; line && k < kLine; ++k) line = lanes[g + k].n == kGroup && !lanes[g + k].any_nan;
+    return line;
+  };
+#if defined(JAXSHIFT_X86_AVX2)
+  constexpr bool kPairTerms = I == Isa::kAvx2 && sizeof(T) == 2;
+#else
+  constexpr bool kPairTerms = false;
+#endif
   bool fused = !move && t1 == 1 && t2 == 1 && !span && y.cs == 1;
   for (int g = 0; g < groups; ++g) fused &= lanes[g].all_lat_d;
   for (int w0 = 0; w0 < Wo; w0 += Wt) {  // column tiles
@@ -992,6 +1085,17 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
       } else {
         column_terms(P, ln.m2, W, x.ws, x.cs, g * kGroup, w0, wn, col + g * cols, t2, 0);
         column_terms(P, ln.m2, W, x.ws, x.cs, g * kGroup, w0, wn, col + g * cols + wn, t2, 1);
+      }
+    }
+    if constexpr (kPairTerms) {  // move_line's pairs read their column terms in pairs
+      for (int g = 0; move && y.cs == 1 && g < groups; ++g) {
+        if (!line_at(g)) continue;
+        for (int k = 0; k < kLine; k += 2) {
+          if (!move_pair(lanes + g + k)) continue;
+          i32x8* a = col + (g + k) * cols;
+          for (int i = 0; i < used; ++i) pair_terms(a + i, a + cols + i);
+        }
+        g += kLine - 1;
       }
     }
     // The columns of x the tile reads (where the prefetches go).
@@ -1032,17 +1136,12 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
         for (int h = r0; h < r0 + rows; ++h) {
           prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
           for (int g = 0; g < groups; ++g) {
-            constexpr int K = 64 / (kGroup * int{sizeof(T)});
-            bool line = K > 1 && g + K <= groups;
-            for (int k = 0; line && k < K; ++k) {
-              line = lanes[g + k].n == kGroup && !lanes[g + k].any_nan;
-            }
-            if (line) {
-              i32x8 rows_k[K];
-              for (int k = 0; k < K; ++k) rows_k[k] = row_at(h * t1, g + k, 0);
-              move_line<I, K>(x, rows_k, col + g * cols, cols, wn, lanes + g,
-                              yp + h * y.rs + g * kGroup, y.ws);
-              g += K - 1;
+            if (line_at(g)) {
+              i32x8 rows_k[kLine];
+              for (int k = 0; k < kLine; ++k) rows_k[k] = row_at(h * t1, g + k, 0);
+              move_line<I, kLine>(x, rows_k, col + g * cols, cols, wn, lanes + g,
+                                  yp + h * y.rs + g * kGroup, y.ws);
+              g += kLine - 1;
               continue;
             }
             move_row<I>(lanes[g].uniform, x, row_at(h * t1, g, 0), col + g * cols, wn, lanes[g],
