@@ -181,37 +181,51 @@ JS_UNROLL
 // unrolled: no local memory, no calls on the GPU); an axis with more taps
 // than AxisTaps keeps takes the nested path. Both visit the taps in the same
 // order with the same arithmetic, so they give the same bits.
+// Whether every axis' taps were kept (AxisTaps' kMax): adjoint_of_taps.
+template <typename A>
+JS_HD bool taps_kept(const AxisTaps<A>& t0, const AxisTaps<A>& t1, const AxisTaps<A>& t2) {
+  constexpr int kMax = AxisTaps<A>::kMax;
+  return t0.n <= kMax && t1.n <= kMax && t2.n <= kMax;
+}
+
+// The input gradient from each axis' collected taps (taps_kept), their
+// products summed in registers, axis 0 outermost (adjoint_value's order).
+template <typename A, typename T>
+JS_HD A adjoint_of_taps(const T* g, const Axis* ax, const AxisTaps<A>& t0, const AxisTaps<A>& t1,
+                        const AxisTaps<A>& t2) {
+  constexpr int kMax = AxisTaps<A>::kMax;
+  A acc = A(0);
+JS_UNROLL
+  for (int a = 0; a < kMax; ++a) {
+    if (a < t0.n) {
+      const T* g0 = g + t0.o[a] * ax[0].sy;
+JS_UNROLL
+      for (int b = 0; b < kMax; ++b) {
+        if (b < t1.n) {
+          const T* g1 = g0 + t1.o[b] * ax[1].sy;
+          const A w01 = t0.w[a] * t1.w[b];
+JS_UNROLL
+          for (int c = 0; c < kMax; ++c) {
+            if (c < t2.n) acc += w01 * t2.w[c] * load<A>(g1 + t2.o[c] * ax[2].sy);
+          }
+        }
+      }
+    }
+  }
+  return acc;
+}
+
 template <int P, typename A, typename T>
 JS_HD A adjoint_value(const T* g, const Axis* ax, const int* i, const int* m, const A* f) {
   if (nan_shift(f)) return nan_value(f);
   const Stencil<A> s0 = value_stencil(f[0], at_lattice(f[0]));
   const Stencil<A> s1 = value_stencil(f[1], at_lattice(f[1]));
   const Stencil<A> s2 = value_stencil(f[2], at_lattice(f[2]));
-  constexpr int kMax = AxisTaps<A>::kMax;
   const AxisTaps<A> t0 = collect_adjoint_taps<P>(i[0], ax[0], m[0], s0);
   const AxisTaps<A> t1 = collect_adjoint_taps<P>(i[1], ax[1], m[1], s1);
   const AxisTaps<A> t2 = collect_adjoint_taps<P>(i[2], ax[2], m[2], s2);
+  if (taps_kept(t0, t1, t2)) return adjoint_of_taps(g, ax, t0, t1, t2);
   A acc = A(0);
-  if (t0.n <= kMax && t1.n <= kMax && t2.n <= kMax) {
-JS_UNROLL
-    for (int a = 0; a < kMax; ++a) {
-      if (a < t0.n) {
-        const T* g0 = g + t0.o[a] * ax[0].sy;
-JS_UNROLL
-        for (int b = 0; b < kMax; ++b) {
-          if (b < t1.n) {
-            const T* g1 = g0 + t1.o[b] * ax[1].sy;
-            const A w01 = t0.w[a] * t1.w[b];
-JS_UNROLL
-            for (int c = 0; c < kMax; ++c) {
-              if (c < t2.n) acc += w01 * t2.w[c] * load<A>(g1 + t2.o[c] * ax[2].sy);
-            }
-          }
-        }
-      }
-    }
-    return acc;
-  }
   auto v0 = [&](int o0, A w0) {
     const T* g0 = g + o0 * ax[0].sy;
     auto v1 = [&](int o1, A w1) {

@@ -124,6 +124,35 @@ JS_HD void simple_interval(const Axis& ax, int m, int* lo, int* hi, bool wrapped
   *hi = ax.L - am - (P == kPeriodic ? 1 : 3);
 }
 
+// simple_interval for a strided axis (reads o t + m + {0, 1} for o in [0,
+// Lo)): the widest [lo, hi] from the middle out holding no position that
+// the padding folds a read onto (pad_index of each read outside [0, L)),
+// instead of the conservative interior; where the reads reach more than
+// 2 L beyond the axis, none (lo > hi). Positions outside it take
+// adjoint_value (cpu/backward.cc, AdjointEdges: the strided lanes).
+template <int P>
+JS_HD void fold_free_interval(const Axis& ax, int m, int* lo, int* hi) {
+  const int64_t jlo = m, jhi = int64_t{ax.Lo - 1} * ax.t + m + 1;
+  *lo = 0;
+  *hi = ax.L - 1;
+  if (jlo < -2 * int64_t{ax.L} || jhi > 3 * int64_t{ax.L}) {
+    *lo = 1;
+    *hi = 0;
+    return;
+  }
+  auto fold = [&](int j) {
+    const int i = pad_index<P>(j, ax.L);
+    if (i < 0) return;
+    if (2 * i < ax.L) {
+      *lo = *lo > i + 1 ? *lo : i + 1;
+    } else {
+      *hi = *hi < i - 1 ? *hi : i - 1;
+    }
+  };
+  for (int j = static_cast<int>(jlo); j < 0 && j <= jhi; ++j) fold(j);
+  for (int j = static_cast<int>(jlo > ax.L ? jlo : ax.L); j <= jhi; ++j) fold(j);
+}
+
 // The NaN rule: a channel whose shift is NaN on some axis (its fraction is
 // NaN) is NaN everywhere: every output, every input-gradient element and its
 // shift-gradient row. Every loop family checks it with these functions.

@@ -127,29 +127,73 @@ void walk_channels(const Geometry& geo, const T* x, const T* g, Tables rounded, 
 // hi, column lo, column hi] where no read folds (`simple`; no row where the
 // plane itself is folded onto; `wrapped` as simple_interval's), and
 // edge(b, row, column): channel b's folded elements (adjoint_value on the
-// whole array).
+// whole array). Each axis' taps of a position are collected once a task
+// and channel, at the first element that needs them (collect_adjoint_taps'
+// divisions and loops, three an element, were most of a strided call's
+// time where the padding folds: benchmarks/NOTES.md, v24), and summed as
+// adjoint_value sums them: the same bits.
 template <int P, typename A, typename T>
 struct AdjointEdges {
   const Geometry& geo;
   const T* gn;
   const ChannelTables<A>* ct;
+  int nb;
   int plane;
   int* simple;
-  AdjointEdges(const Geometry& geo_, const T* gn_, const ChannelTables<A>* ct_, int nb,
+  // Channel b's taps: axis 0 at the plane, then each row, then each column
+  // (taps + b * per); `have` marks those collected (nullptr until the
+  // first edge: most calls never ask).
+  int per;
+  mutable AxisTaps<A>* taps = nullptr;
+  mutable uint8_t* have = nullptr;
+  AdjointEdges(const Geometry& geo_, const T* gn_, const ChannelTables<A>* ct_, int nb_,
                int plane_ = 0, bool wrapped = true)
-      : geo(geo_), gn(gn_), ct(ct_), plane(plane_),
-        simple(scratch<int>(static_cast<size_t>(4 * nb))) {
+      : geo(geo_), gn(gn_), ct(ct_), nb(nb_), plane(plane_),
+        simple(scratch<int>(static_cast<size_t>(4 * nb_))),
+        per(1 + geo_.ax[1].L + geo_.ax[2].L) {
+    // Unit strides: simple_interval's interior. Strided (the lanes' one
+    // gather an input vector, exact wherever no read folds; `wrapped`
+    // false): only the positions that reads fold onto (fold_free_interval;
+    // 8x32x32x64 stride 2 forward + backward 0.8x the time, v24).
+    auto interval = [&](const Axis& a, int m, int* lo, int* hi) {
+      if (wrapped) {
+        simple_interval<P>(a, m, lo, hi);
+      } else {
+        fold_free_interval<P>(a, m, lo, hi);
+      }
+    };
     for (int b = 0; b < nb; ++b) {
-      simple_interval<P>(geo.ax[1], ct[b].m[1], &simple[4 * b], &simple[4 * b + 1], wrapped);
-      simple_interval<P>(geo.ax[2], ct[b].m[2], &simple[4 * b + 2], &simple[4 * b + 3], wrapped);
+      interval(geo.ax[1], ct[b].m[1], &simple[4 * b], &simple[4 * b + 1]);
+      interval(geo.ax[2], ct[b].m[2], &simple[4 * b + 2], &simple[4 * b + 3]);
       int lo = 0, hi = 0;
-      if (geo.ax[0].present) simple_interval<P>(geo.ax[0], ct[b].m[0], &lo, &hi, wrapped);
+      if (geo.ax[0].present) interval(geo.ax[0], ct[b].m[0], &lo, &hi);
       if (plane < lo || plane > hi) simple[4 * b] = 1, simple[4 * b + 1] = 0;  // every row
     }
   }
   A operator()(int b, int row, int col) const {
+    const A* f = ct[b].f;
+    if (nan_shift(f)) return nan_value(f);
+    if (taps == nullptr) {
+      const size_t n = static_cast<size_t>(nb) * static_cast<size_t>(per);
+      taps = scratch<AxisTaps<A>>(n);
+      have = scratch<uint8_t>(n);
+      std::memset(have, 0, n);
+    }
+    const size_t at = static_cast<size_t>(b) * static_cast<size_t>(per);
+    auto axis_taps = [&](int k, int a, int i) -> const AxisTaps<A>& {
+      if (!have[at + k]) {
+        taps[at + k] =
+            collect_adjoint_taps<P>(i, geo.ax[a], ct[b].m[a], value_stencil(f[a], at_lattice(f[a])));
+        have[at + k] = 1;
+      }
+      return taps[at + k];
+    };
+    const AxisTaps<A>& t0 = axis_taps(0, 0, plane);
+    const AxisTaps<A>& t1 = axis_taps(1 + row, 1, row);
+    const AxisTaps<A>& t2 = axis_taps(1 + geo.ax[1].L + col, 2, col);
+    if (taps_kept(t0, t1, t2)) return adjoint_of_taps(gn + b * geo.sy_c, geo.ax, t0, t1, t2);
     const int i[3] = {plane, row, col};
-    return adjoint_value_outlined<P, A>(gn + b * geo.sy_c, geo.ax, i, ct[b].m, ct[b].f);
+    return adjoint_value_outlined<P, A>(gn + b * geo.sy_c, geo.ax, i, ct[b].m, f);
   }
 };
 
