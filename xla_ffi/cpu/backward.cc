@@ -182,8 +182,8 @@ struct AdjointEdges {
     const size_t at = static_cast<size_t>(b) * static_cast<size_t>(per);
     auto axis_taps = [&](int k, int a, int i) -> const AxisTaps<A>& {
       if (!have[at + k]) {
-        taps[at + k] =
-            collect_adjoint_taps<P>(i, geo.ax[a], ct[b].m[a], value_stencil(f[a], at_lattice(f[a])));
+        const Stencil<A> st = value_stencil(f[a], at_lattice(f[a]));
+        taps[at + k] = collect_adjoint_taps<P>(i, geo.ax[a], ct[b].m[a], st);
         have[at + k] = 1;
       }
       return taps[at + k];
