@@ -359,9 +359,8 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
     const int64_t gat = n * geo.sy_n + c0 * geo.sy_c;
     const T* gn = g + gat;
     const AdjointEdges<P, A, T> edge(geo, gn, ct, nb, d, unit);
-    const LaneArray<const T> ga{
-        gn, ax[1].sy, ax[2].sy, last_from(geo.N * geo.sy_n, gat, (n + 1) * geo.sy_n, geo.C, c0),
-        geo.sy_c};
+    const LaneArray<const T> ga{gn, ax[1].sy, ax[2].sy, last_from(geo, geo.sy_n, n, c0, gat),
+                                geo.sy_c};
     const LaneArray<T> dxa{dx + n * geo.sx_n + c0 * geo.sx_c + d * ax[0].sx, ax[1].sx, ax[2].sx,
                            -1, geo.sx_c};
     const EdgeRef<A> eref = edge_ref<A>(edge);
@@ -386,9 +385,7 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
     const int64_t xat = n * geo.sx_n + c0 * geo.sx_c;
     lanes_shift_grad(isa, P,
                      LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx,
-                                        last_from(geo.N * geo.sx_n, xat, (n + 1) * geo.sx_n,
-                                                  geo.C, c0),
-                                        geo.sx_c},
+                                        last_from(geo, geo.sx_n, n, c0, xat), geo.sx_c},
                      LaneArray<const T>{g + n * geo.sy_n + c0 * geo.sy_c + d * ax[0].sy, ax[1].sy,
                                         ax[2].sy, -1, geo.sy_c},
                      Depth{ax[0].L, ax[0].sx, d * ax[0].t}, ax[0].present, ax[1].L, ax[2].L,
@@ -413,8 +410,7 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
     const int64_t xat = n * geo.sx_n + c0 * geo.sx_c, gat = n * geo.sy_n + c0 * geo.sy_c;
     run(LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
         LaneArray<const T>{g + gat, ax[1].sy, ax[2].sy,
-                           last_from(geo.N * geo.sy_n, gat, (n + 1) * geo.sy_n, geo.C, c0),
-                           geo.sy_c},
+                           last_from(geo, geo.sy_n, n, c0, gat), geo.sy_c},
         LaneArray<T>{dx + xat, ax[1].sx, ax[2].sx, -1, geo.sx_c},
         static_cast<const ChannelTables<A>*>(ct),
         static_cast<const ChannelTables<A>*>(moves ? ct + nb : nullptr));

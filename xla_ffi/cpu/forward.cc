@@ -59,7 +59,7 @@ void lanes_task(Isa isa, const Geometry& geo, const T* x, Tables tab, T* y, bool
   ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
   group_tables<A>(geo, tab, n, c0, nb, ct);
   const int64_t xat = n * geo.sx_n + c0 * geo.sx_c;
-  const int32_t last = last_from(geo.N * geo.sx_n, xat, (n + 1) * geo.sx_n, geo.C, c0);
+  const int32_t last = last_from(geo, geo.sx_n, n, c0, xat);
   lanes_forward(isa, P, LaneArray<const T>{x + xat, ax[1].sx, ax[2].sx, last, geo.sx_c},
                 LaneArray<T>{y + n * geo.sy_n + d * ax[0].sy + c0 * geo.sy_c, ax[1].sy, ax[2].sy,
                              -1, geo.sy_c},

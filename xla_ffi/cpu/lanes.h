@@ -3,7 +3,8 @@
 // where the direct rows (cpu/direct.h) and the staged planes do not apply
 // (strides; 16-bit 3-D active calls); 16-bit storage not for the 2-D
 // unit-stride active forward but float16's in channels-last, nor the 2-D
-// unit-stride backward but the channels-last one pass (use_lanes).
+// unit-stride backward but the channels-last one pass and, in either
+// layout, the two passes of a padding that folds (use_lanes).
 //
 // In channels-last a pixel's channels are contiguous, so 8 channels are one
 // vector of lanes. Each lane (channel) reads its own offset (m1, m2); a row
@@ -781,12 +782,14 @@ StagedPlan lanes_span_plan(const Geometry& geo, int threads) {
 }
 
 // The index of a buffer's last element relative to element `at` (channel
-// c0 of a sample of C channels), where a gather may read past it: a 16-bit
-// lane 0 (read8) at channel C - 1 (lane 0 of its group: (C - 1 - c0) % 8 ==
-// 0), in the last sample (the task's reads end before element `end`),
-// within 32-bit reach; else -1.
-inline int32_t last_from(int64_t elements, int64_t at, int64_t end, int64_t C, int64_t c0) {
-  if (end < elements || (C - 1 - c0) % kGroup != 0) return -1;
+// c0 of sample n; the buffer holds geo.N samples sn elements apart, of
+// geo.C channels), where a gather may read past it: a 16-bit lane 0
+// (read8) at channel C - 1 (lane 0 of its group: (C - 1 - c0) % 8 == 0),
+// in the last sample (the task's reads end with its sample), within 32-bit
+// reach; else -1.
+inline int32_t last_from(const Geometry& geo, int64_t sn, int64_t n, int64_t c0, int64_t at) {
+  const int64_t elements = geo.N * sn;
+  if ((n + 1) * sn < elements || (geo.C - 1 - c0) % kGroup != 0) return -1;
   const int64_t d = elements - 1 - at;
   return (d >= 0 && d <= int64_t{INT32_MAX}) ? static_cast<int32_t>(d) : -1;
 }

@@ -2,10 +2,12 @@
 // (at most two spatial axes, unit strides) that neither the direct rows
 // (cpu/direct.h: contiguous rows of 8 or more; 16-bit only for moves)
 // nor the lanes (cpu/lanes.h: channels-last, 8 channels or more, samples
-// within 32-bit offsets; of 16-bit active calls, float16's forwards and
-// one-pass backwards only) take: 16-bit channels-first active calls,
-// channels-last calls of fewer than 8 channels, bfloat16 active forwards and
-// 16-bit two-pass backwards, rows shorter than 8 cells.
+// within 32-bit offsets; of 16-bit active calls, float16's forwards,
+// one-pass backwards and the backwards of a padding that folds only) take:
+// 16-bit channels-first active calls, channels-last calls of fewer than 8
+// channels, bfloat16 active forwards, 16-bit two-pass backwards of zeros or
+// periodic padding (no shift gradient, or channels-first), rows shorter
+// than 8 cells.
 //
 // A task takes one sample and a group of at most 8 channels and copies a
 // strip of their rows into contiguous planes in the accumulation type, with
