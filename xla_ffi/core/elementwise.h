@@ -175,12 +175,6 @@ JS_UNROLL
   return t;
 }
 
-// Input gradient at input (i0, i1, i2) of one (sample, channel); `g` points at
-// the channel's origin in the output cotangent (strides ax[].sy). Each axis'
-// taps are collected first and their products summed in registers (fully
-// unrolled: no local memory, no calls on the GPU); an axis with more taps
-// than AxisTaps keeps takes the nested path. Both visit the taps in the same
-// order with the same arithmetic, so they give the same bits.
 // Whether every axis' taps were kept (AxisTaps' kMax): adjoint_of_taps.
 template <typename A>
 JS_HD bool taps_kept(const AxisTaps<A>& t0, const AxisTaps<A>& t1, const AxisTaps<A>& t2) {
@@ -215,6 +209,12 @@ JS_UNROLL
   return acc;
 }
 
+// Input gradient at input (i0, i1, i2) of one (sample, channel); `g` points at
+// the channel's origin in the output cotangent (strides ax[].sy). Each axis'
+// taps are collected first and their products summed in registers (fully
+// unrolled: no local memory, no calls on the GPU); an axis with more taps
+// than AxisTaps keeps takes the nested path. Both visit the taps in the same
+// order with the same arithmetic, so they give the same bits.
 template <int P, typename A, typename T>
 JS_HD A adjoint_value(const T* g, const Axis* ax, const int* i, const int* m, const A* f) {
   if (nan_shift(f)) return nan_value(f);
