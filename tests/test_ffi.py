@@ -267,12 +267,11 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
   channels-last a task's planes share their depth taps, except in the group
   whose shifts are whole in depth. 16-bit
   channels-last active calls take the lanes (32-bit gathers, the element in
-  the high half but in lane 0) for float16's forward and for backwards with
-  zeros or periodic padding (one pass: input and shift gradients from the
-  same moved rows of g); bfloat16's forward and channels-first zeros and
-  periodic backwards stage their planes: two groups of 8 channels
-  transposed 8 pixels at a time (a row of 13: one block and 5 cells alone)
-  in and out, bfloat16's by its own unpacks. 16-bit backwards whose padding
+  the high half but in lane 0) for the forward (a pair of plain groups:
+  two gathers and a word blend) and for backwards with zeros or periodic
+  padding (one pass: input and shift gradients from the same moved rows of
+  g); channels-first zeros and periodic backwards stage their planes, a
+  channel at a time. 16-bit backwards whose padding
   folds (border, reflect, symmetric) take the lanes' two passes in either
   layout (channels-first: 8 planes a gather), and 16-bit channels-last
   moves a line of 32 channels at a time, two gathers and a word blend a
@@ -401,27 +400,36 @@ def cpu_tile_budget(nbytes: int):
 
 
 @pytest.mark.parametrize("dtype,mode", [("float32", "active"), ("float32", "integer"),
+                                        ("bfloat16", "active"), ("float16", "active"),
                                         ("bfloat16", "integer"), ("int16", "integer")])
 def test_groups_that_share_a_line_run_together(dtype, mode):
   """In channels-last the CPU lanes take the groups of 8 channels that share
-  64-byte lines of x and y a column of all at a time: two plain groups of a
-  float32 active forward (fused_pair), and two groups of 4-byte or four of
-  2-byte elements of a move without a NaN lane (move_line); a group with a
-  lane on the lattice or a NaN shift (active), or a NaN shift (moves), or a
-  partial one, goes alone. 100 channels: group 1 has a lane on the lattice,
-  group 3 a NaN shift and group 12 4 channels, so groups alone and together
-  alternate at every offset. The forward (and for floats both gradients) is
-  the jnp path's, bit for bit where it moves."""
+  64-byte lines of x and y a column of all at a time: two plain groups of an
+  active forward (fused_pair; 16-bit storage in AVX2 fused_pair16, two
+  gathers and a word blend a column of the pair, unless both are uniform),
+  and two groups of 4-byte or four of 2-byte elements of a move without a
+  NaN lane (move_line); a group with a lane on the lattice or a NaN shift
+  (active), or a NaN shift (moves), or a partial one, goes alone. 100
+  channels: group 1 has a lane on the lattice, group 3 a NaN shift and group
+  12 4 channels, so groups alone and together alternate at every offset;
+  groups 5-7 are uniform (every lane at the same offsets, fractions apart),
+  so group 4 pairs with a uniform group and 6 with 7 both uniform. Floats
+  carry NaNs in x at one pixel of groups 4 and 5 (the 16-bit stores' NaN
+  rule). The forward (and for floats both gradients) is the jnp path's,
+  bit for bit where it moves."""
   c = 100
   rng = np.random.default_rng(7)
   s = rng.uniform(-2.5, 2.5, (c, 2)).astype(np.float32)
+  s[40:64] = rng.uniform(0.1, 0.9, (24, 2)) + [1.0, -1.0]  # groups 5-7 uniform
   s[9] = [1.0, -0.5]  # group 1: a lane on the rows' lattice
   s[27, 1] = np.nan   # group 3
   shape = (2, 9, 13, c)
   if dtype == "int16":
     x = jnp.asarray(rng.integers(-2**15, 2**15, shape), jnp.int16)
   else:
-    x = jnp.asarray(rng.normal(size=shape), dtype)
+    x = rng.normal(size=shape)
+    x[1, 4, 6, 32:48] = np.nan
+    x = jnp.asarray(x, dtype)
   for padding in ("zeros", "periodic"):
     kw = dict(mode=mode, padding=padding, channel_axis=-1)
     if dtype == "int16":
@@ -547,27 +555,49 @@ def _float16_extremes(shape, rng):
   return x
 
 
+def _bfloat16_extremes(shape, rng):
+  """bfloat16 values across the range: subnormals (float's), the largest
+  finite, neighbours whose averages tie, infinities and NaNs (with
+  payloads, signalling or not)."""
+  bits = np.array([0x0000, 0x8000, 0x0001, 0x8001, 0x0003, 0x0080, 0x7F7F, 0xFF7F,
+                   0x3F80, 0x3F81, 0x3F83, 0x7F80, 0xFF80, 0x7FC0, 0xFFC0,
+                   0x7F81, 0xFFD5, 0x7FBF], np.uint16)
+  special = bits.view(jnp.bfloat16)
+  x = rng.normal(scale=rng.choice([1e-30, 1e-2, 1.0, 1e30], size=shape)).astype(jnp.bfloat16)
+  grid = rng.random(shape) < 0.6  # on one binade's grid: sums of four that tie
+  x[grid] = (1 + rng.integers(0, 128, int(grid.sum())) / 128).astype(jnp.bfloat16)
+  pick = rng.random(shape) < 0.2
+  x[pick] = rng.choice(special, size=int(pick.sum()))
+  return x
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("channels_last,strides", [(True, 1), (False, 1), (True, (1, 2))])
-def test_float16_conversions_agree_on_every_instruction_set(channels_last, strides):
-  """float16 storage is widened to float and rounded back: in software in
-  the baseline versions, by F16C's instructions in the AVX2 ones. With
-  shifts of 0.5 and 0 (exact products, one rounding per sum, whether fused
-  or not) both must give the same bits (a NaN's sign aside) for the forward
-  and the input gradient, on values across float16's range: subnormals, the
-  largest finite, ties, infinities, NaNs. In channels-first 2-D unit
-  strides run the staged planes; channels-last and strided calls the
-  lanes."""
+def test_16_bit_conversions_agree_on_every_instruction_set(channels_last, strides, dtype):
+  """16-bit storage is widened to float and rounded back: in software in
+  the baseline versions; in the AVX2 ones by F16C's instructions (float16)
+  and by vector integer code whose NaN rule runs only where a lane is NaN.
+  With shifts of 0.5 and 0 (exact products, one rounding per sum, whether
+  fused or not) both must give the same bits (a NaN's sign and payload
+  aside) for the forward and the input gradient, on values across the
+  range: subnormals, the largest finite, ties, infinities, NaNs. In
+  channels-first 2-D unit strides run the staged planes; channels-last and
+  strided calls the lanes, whose channels 16-31 (shifts of +-0.5 only: no
+  lane at a lattice) are a pair of plain groups (fused_pair16 in AVX2)."""
   if PLATFORM != "cpu" or EMULATED or platform.machine() != "x86_64":
     pytest.skip("the CPU kernel's x86-64 instruction sets")
   rng = np.random.default_rng(3)
-  c = 16
+  c = 32
+  extremes = _float16_extremes if dtype == "float16" else _bfloat16_extremes
   shape = (2, 7, 12, c) if channels_last else (2, c, 7, 12)
-  x = jnp.asarray(_float16_extremes(shape, rng))
-  g = jnp.asarray(_float16_extremes(
+  x = jnp.asarray(extremes(shape, rng))
+  g = jnp.asarray(extremes(
       jax.eval_shape(lambda: jaxshift.shift(x, jnp.zeros((c, 2)), strides=strides,
                                             channel_axis=-1 if channels_last else 1)).shape,
       rng))
-  s = jnp.asarray(rng.choice([0.0, 0.5, -0.5, 1.0], size=(c, 2)), jnp.float32)
+  s = rng.choice([0.0, 0.5, -0.5, 1.0], size=(c, 2))
+  s[16:] = rng.choice([0.5, -0.5], size=(c - 16, 2))
+  s = jnp.asarray(s, jnp.float32)
 
   @jax.jit
   def run(x, g):
@@ -584,17 +614,20 @@ def test_float16_conversions_agree_on_every_instruction_set(channels_last, strid
   assert "baseline" in bits
   if "avx2" not in bits:
     pytest.skip("this CPU has no AVX2 + FMA + F16C")
+  quiet = 0x0200 if dtype == "float16" else 0x0040
   for name, a, b in zip(("forward", "dx"), bits["avx2"], bits["baseline"]):
-    # A NaN's sign is whichever operand's NaN the arithmetic passed on,
-    # which fused and unfused multiply-adds choose differently; every NaN
-    # is stored as store() writes it, quiet without payload.
-    nan = np.isnan(a.view(np.float16))
-    np.testing.assert_array_equal(nan, np.isnan(b.view(np.float16)), err_msg=name)
+    # A NaN's sign (and bfloat16's payload) is whichever operand's NaN the
+    # arithmetic passed on, which fused and unfused multiply-adds choose
+    # differently; every NaN is stored quiet (float16's without payload).
+    nan = np.isnan(a.view(dtype))
+    np.testing.assert_array_equal(nan, np.isnan(b.view(dtype)), err_msg=name)
     np.testing.assert_array_equal(a[~nan], b[~nan], err_msg=name)
-    assert ((a[nan] & 0x7FFF) == 0x7E00).all() and ((b[nan] & 0x7FFF) == 0x7E00).all(), name
-  # ... and what they compute is the shift (the jnp path, to float16's
+    assert ((a[nan] & quiet) != 0).all() and ((b[nan] & quiet) != 0).all(), name
+    if dtype == "float16":
+      assert ((a[nan] & 0x7FFF) == 0x7E00).all() and ((b[nan] & 0x7FFF) == 0x7E00).all(), name
+  # ... and what they compute is the shift (the jnp path, to the dtype's
   # precision); at least one NaN and one infinity came through.
-  y = bits["avx2"][0].view(np.float16)
+  y = bits["avx2"][0].view(dtype)
   assert np.isnan(y).any() and np.isinf(y).any()
   reference = jax.jit(lambda x: jaxshift.shift(
       x, s, impl="xla", strides=strides, channel_axis=-1 if channels_last else 1))(x)
@@ -602,9 +635,11 @@ def test_float16_conversions_agree_on_every_instruction_set(channels_last, strid
   np.testing.assert_array_equal(np.isnan(y), np.isnan(reference))
   finite = np.isfinite(reference)
   np.testing.assert_array_equal(y[~finite & ~np.isnan(y)], reference[~finite & ~np.isnan(y)])
-  # to an ulp or two of float16, subnormals included
+  # to an ulp or two, subnormals included (bfloat16's: float's, which XLA
+  # may flush)
   np.testing.assert_allclose(y[finite].astype(np.float32), reference[finite].astype(np.float32),
-                             rtol=2e-3, atol=2.0**-23)
+                             rtol=2e-3 if dtype == "float16" else 1.6e-2,
+                             atol=2.0**-23 if dtype == "float16" else 2.0**-120)
 
 
 # Each group in one layout, alternating (the sanitizer sweep runs both).

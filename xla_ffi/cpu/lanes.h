@@ -49,11 +49,13 @@
 // (benchmarks/NOTES.md, v17); the two-pass backward (folding paddings,
 // float64, 3-D) followed in v20. The exception: groups whose channels share
 // 64-byte lines go together, a column of all of them at a time, in the
-// channels-last 2-D active forward (fused_pair: float32, and float16
+// channels-last 2-D active forward (fused_pair: float32, and 16-bit
 // storage, whose pairs are half a line) and integer moves (move_line),
 // because a pixel of 1024 float32 channels is a 4 KB page and
 // all of a group's lines then fall in one L1 set: group by group, the
-// second group of a line read it again from L2 (v22).
+// second group of a line read it again from L2 (v22). 16-bit storage in
+// AVX2 reads a pair as its moves do, two gathers and a word blend
+// (fused_pair16, move_line; v24, v25).
 //
 // In 3-D a gather's row index also carries a per-lane depth term (through
 // the padding), so a moved row can come from any plane: the forward and
@@ -131,15 +133,62 @@ __attribute__((target("avx2"))) inline void gather_avx2(const uint16_t* base, co
 // at theirs (the high half), so one word blend interleaves them. Each read
 // stays within its pixel's pair of channels. A lane whose mask is clear
 // reads nothing and is 0.
-__attribute__((target("avx2"))) inline void move16_avx2(const uint16_t* base, const i32x8* even,
-                                                        const i32x8* me, const i32x8* odd,
-                                                        const i32x8* mo, uint16_t* out) {
+__attribute__((target("avx2"), always_inline)) inline __m256i gather16_avx2(const uint16_t* base,
+                                                                           const i32x8* even,
+                                                                           const i32x8* me,
+                                                                           const i32x8* odd,
+                                                                           const i32x8* mo) {
   const __m256i zero = _mm256_setzero_si256();
   const __m256i e = _mm256_mask_i32gather_epi32(zero, reinterpret_cast<const int*>(base),
                                                 (__m256i)*even, (__m256i)*me, 2);
   const __m256i o = _mm256_mask_i32gather_epi32(zero, reinterpret_cast<const int*>(base),
                                                 (__m256i)*odd, (__m256i)*mo, 2);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_blend_epi16(e, o, 0xAA));
+  return _mm256_blend_epi16(e, o, 0xAA);
+}
+__attribute__((target("avx2"))) inline void move16_avx2(const uint16_t* base, const i32x8* even,
+                                                        const i32x8* me, const i32x8* odd,
+                                                        const i32x8* mo, uint16_t* out) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), gather16_avx2(base, even, me, odd, mo));
+}
+// move16_avx2's 16 channels widened to float, as widen8 does them
+// (fused_pair16): float16 by F16C, the first 8 to out[0 .. 8) and the next
+// 8 to out[8 .. 16); bfloat16's bits to the high half, in unpack order:
+// channels 0-3 and 8-11 to out[0 .. 8), 4-7 and 12-15 to out[8 .. 16)
+// (store16_bf16_avx2's order).
+__attribute__((target("avx2,f16c"))) inline void read16_avx2(const uint16_t* base, const i32x8* even,
+                                                             const i32x8* me, const i32x8* odd,
+                                                             const i32x8* mo, bool half,
+                                                             float* out) {
+  const __m256i b = gather16_avx2(base, even, me, odd, mo);
+  if (half) {
+    _mm256_storeu_ps(out, _mm256_cvtph_ps(_mm256_castsi256_si128(b)));
+    _mm256_storeu_ps(out + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(b, 1)));
+    return;
+  }
+  const __m256i zero = _mm256_setzero_si256();
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_unpacklo_epi16(zero, b));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8), _mm256_unpackhi_epi16(zero, b));
+}
+// 16 bfloat16 channels in memory order (narrow8's rounding) from a
+// (channels 0-3, 8-11) and b (4-7, 12-15): one pack, and narrow8's NaN
+// rule only where a lane is NaN (one compare for both).
+__attribute__((target("avx2"))) inline void store16_bf16_avx2(const f32x8* a, const f32x8* b,
+                                                              uint16_t* out) {
+  __m256i ra, rb;
+  if (_mm256_movemask_ps(_mm256_cmp_ps((__m256)*a, (__m256)*b, _CMP_UNORD_Q))) {
+    ra = (__m256i)bf16_bits8(*a, false);
+    rb = (__m256i)bf16_bits8(*b, false);
+  } else {
+    const __m256i one = _mm256_set1_epi32(1), half = _mm256_set1_epi32(0x7fff);
+    const __m256i ua = (__m256i)*a, ub = (__m256i)*b;  // rounded to nearest even
+    ra = _mm256_add_epi32(_mm256_add_epi32(ua, half),
+                          _mm256_and_si256(_mm256_srli_epi32(ua, 16), one));
+    rb = _mm256_add_epi32(_mm256_add_epi32(ub, half),
+                          _mm256_and_si256(_mm256_srli_epi32(ub, 16), one));
+    ra = _mm256_srli_epi32(ra, 16);
+    rb = _mm256_srli_epi32(rb, 16);
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_packus_epi32(ra, rb));
 }
 #endif
 
@@ -697,9 +746,9 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 // samples' element offsets fit the gathers' 32-bit indices. 16-bit storage
 // not where the staged planes measured faster (benchmarks/NOTES.md, v6):
 // the active forward and the backward of walkable calls (2-D, unit
-// strides), except in channels-last float16's active forward (fused_row,
-// v23: 0.76-0.88x the staged planes' time; bfloat16's, whose staged
-// transposes are cheaper, 0.9-1.1x: not taken), a channels-last backward
+// strides), except in channels-last the active forward (float16's since
+// v23: 0.76-0.88x the staged planes' time; bfloat16's since v25, with
+// fused_pair16: 0.6-0.8x), a channels-last backward
 // that takes the lanes' one pass (`one_pass`: zeros or periodic padding,
 // with the shift gradient; v19: 0.66-0.87x the staged planes' forward +
 // backward time), and a backward whose padding folds (`folds`: border,
@@ -714,7 +763,7 @@ bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = fa
     return (d - 1) * ds + (h - 1) * rs + (w - 1) * ws + (geo.C - 1) * cs < int64_t{INT32_MAX};
   };
   const bool channels_last = geo.sx_c == 1 && geo.sy_c == 1;
-  const bool half_forward = channels_last && !backward && std::is_same_v<T, Half>;
+  const bool half_forward = channels_last && !backward;
   const bool half_folds = sizeof(T) == 2 && backward && folds;
   if (sizeof(T) == 2 && walkable(geo) && (backward || !move) &&
       !(half_forward || (channels_last && backward && one_pass) || half_folds)) {
@@ -869,6 +918,73 @@ __attribute__((always_inline)) inline void fused_pair(const LaneArray<const T>& 
     r1 = q1;
   }
 }
+
+#if defined(JAXSHIFT_X86_AVX2)
+// Groups g and g + 1 of 16-bit storage (channels 8 g .. 8 g + 15), in
+// float, at row terms re, ro and column terms ce, co in pair_terms' order
+// (move16_avx2's two gathers): out[0] the first group's lanes, out[1] the
+// second's.
+template <typename T>
+__attribute__((always_inline)) inline void read16(const LaneArray<const T>& x, i32x8 re,
+                                                  i32x8 ro, i32x8 ce, i32x8 co, f32x8* out) {
+  static_assert(sizeof(T) == 2, "16-bit storage");
+  const i32x8 ie = re + ce, io = ro + co - 1;
+  const i32x8 me = (re | ce) >= 0, mo = (ro | co) >= 0;
+  float v[2 * kGroup];
+  read16_avx2(reinterpret_cast<const uint16_t*>(x.p), &ie, &me, &io, &mo,
+              std::is_same_v<T, Half>, v);
+  out[0] = loadu<f32x8>(v);
+  out[1] = loadu<f32x8>(v + kGroup);
+}
+
+// fused_pair for 16-bit storage in AVX2, the two groups' lanes read by
+// read16 (2 gathers, a blend and the widening of 16 lanes, against
+// read8's 2 gathers, index, shift and widening a group): row terms re, ro
+// and column terms ce, co in pair_terms' order, unless both groups are
+// uniform (fused_pair's loads). The same arithmetic as fused_pair's, lane
+// by lane; bfloat16's lanes in read16's unpack order (the weights and the
+// ring's rows too), stored by one pack.
+template <Isa I, typename A, typename T>
+__attribute__((always_inline)) inline void fused_pair16(const LaneArray<const T>& x, i32x8 re,
+                                                        i32x8 ro, const i32x8* ce,
+                                                        const i32x8* co, Vec8<A>* ring0,
+                                                        Vec8<A>* ring1, int count,
+                                                        const Lanes<A>& l0, const Lanes<A>& l1,
+                                                        T* out, int64_t ws) {
+  using V = Vec8<A>;
+  constexpr bool kUnpack = std::is_same_v<T, BFloat16>;
+  auto lo = [](V a, V b) { return kUnpack ? __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) : a; };
+  auto hi = [](V a, V b) { return kUnpack ? __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15) : b; };
+  const V f00 = lo(l0.w0f, l1.w0f), f01 = lo(l0.w1f, l1.w1f), w00 = lo(l0.w0w, l1.w0w),
+          w01 = lo(l0.w1w, l1.w1w);
+  const V f10 = hi(l0.w0f, l1.w0f), f11 = hi(l0.w1f, l1.w1f), w10 = hi(l0.w0w, l1.w0w),
+          w11 = hi(l0.w1w, l1.w1w);
+  auto next = [&](int i, V* q0, V* q1) {
+    V b[2];
+    read16(x, re, ro, ce[i], co[i], b);
+    const V a0 = ring0[i], a1 = ring1[i];
+    ring0[i] = b[0];
+    ring1[i] = b[1];
+    *q0 = f00 * a0 + f01 * b[0];
+    *q1 = f10 * a1 + f11 * b[1];
+  };
+  V r0, r1;
+  next(0, &r0, &r1);
+  for (int w = 0; w < count; ++w) {
+    V q0, q1;
+    next(w + 1, &q0, &q1);
+    if constexpr (kUnpack) {
+      const V a = w00 * r0 + w01 * q0, b = w10 * r1 + w11 * q1;
+      store16_bf16_avx2(&a, &b, reinterpret_cast<uint16_t*>(out + w * ws));
+    } else {
+      store_lanes<I>(out + w * ws, 1, w00 * r0 + w01 * q0, kGroup, false);
+      store_lanes<I>(out + w * ws + kGroup, 1, w10 * r1 + w11 * q1, kGroup, false);
+    }
+    r0 = q0;
+    r1 = q1;
+  }
+}
+#endif
 
 // One output row of group `ln`'s lanes, no lane at a lattice or NaN, 2-D
 // stencils, from rows `ra` (the stencils' row tap 0) and `rb` (tap 1) of
@@ -1080,6 +1196,13 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
 #endif
   bool fused = !move && t1 == 1 && t2 == 1 && !span && y.cs == 1;
   for (int g = 0; g < groups; ++g) fused &= lanes[g].all_lat_d;
+  // fused: whether groups g and g + 1 take fused_pair (16-bit storage in
+  // AVX2: fused_pair16 where they are not both uniform).
+  auto fuse_pair = [&](int g) {
+    return g + 1 < groups && lanes[g].plain && lanes[g + 1].plain && lanes[g + 1].n == kGroup &&
+           (kPairTerms || lanes[g].uniform == lanes[g + 1].uniform);
+  };
+  auto pair16 = [&](int g) { return kPairTerms && !(lanes[g].uniform && lanes[g + 1].uniform); };
   for (int w0 = 0; w0 < Wo; w0 += Wt) {  // column tiles
     const int wn = std::min(Wt, Wo - w0);
     const int next = t2 == 1 ? 1 : wn;  // col, a moved row: tap 1 `next` entries on
@@ -1102,6 +1225,12 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
           for (int i = 0; i < used; ++i) pair_terms(a + i, a + cols + i);
         }
         g += kLine - 1;
+      }
+      for (int g = 0; fused && g < groups; ++g) {  // and fused_pair16's
+        if (!fuse_pair(g)) continue;
+        i32x8* a = col + g * cols;
+        for (int i = 0; pair16(g) && i < used; ++i) pair_terms(a + i, a + cols + i);
+        ++g;
       }
     }
     // The columns of x the tile reads (where the prefetches go).
@@ -1171,14 +1300,51 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
       if constexpr (kFuseRows) {
         if (fused) {
           for (int g = 0; g < groups; ++g) {
+#if defined(JAXSHIFT_X86_AVX2)
+            if constexpr (kPairTerms) {  // (the pairs as the rows below take them)
+              if (fuse_pair(g) && !pair16(g)) {
+                for (int k = g; k < g + 2; ++k) {
+                  gather_row<I>(x, row_at(r0, k, 0), col + k * cols, used, lanes[k].uniform,
+                                false, ring + k * cols, 1);
+                }
+                ++g;
+                continue;
+              }
+              if (fuse_pair(g)) {
+                i32x8 re = row_at(r0, g, 0), ro = row_at(r0, g + 1, 0);
+                pair_terms(&re, &ro);
+                const i32x8* ce = col + g * cols;
+                for (int i = 0; i < used; ++i) {
+                  V b[2];
+                  read16(x, re, ro, ce[i], ce[cols + i], b);
+                  ring[g * cols + i] = b[0];
+                  ring[(g + 1) * cols + i] = b[1];
+                }
+                ++g;
+                continue;
+              }
+            }
+#endif
             gather_row<I>(x, row_at(r0, g, 0), col + g * cols, used, lanes[g].uniform, false,
                           ring + g * cols, 1);
           }
           for (int h = r0; h < r0 + rows; ++h) {
             prefetch_row(plane, h + ahead, H, W, nb, c0, c1);
             for (int g = 0; g < groups; ++g) {
-              if (g + 1 < groups && lanes[g].plain && lanes[g + 1].plain &&
-                  lanes[g + 1].n == kGroup && lanes[g].uniform == lanes[g + 1].uniform) {
+#if defined(JAXSHIFT_X86_AVX2)
+              if constexpr (kPairTerms) {
+                if (fuse_pair(g) && pair16(g)) {
+                  i32x8 re = row_at(h + 1, g, 0), ro = row_at(h + 1, g + 1, 0);
+                  pair_terms(&re, &ro);
+                  fused_pair16<I>(x, re, ro, col + g * cols, col + (g + 1) * cols,
+                                  ring + g * cols, ring + (g + 1) * cols, wn, lanes[g],
+                                  lanes[g + 1], yp + h * y.rs + g * kGroup, y.ws);
+                  ++g;
+                  continue;
+                }
+              }
+#endif
+              if (fuse_pair(g)) {
                 with_uniform(lanes[g].uniform, [&](auto uniform) {
                   fused_pair<I, A, T, uniform()>(
                       x, row_at(h + 1, g, 0), row_at(h + 1, g + 1, 0), col + g * cols,

@@ -2,10 +2,10 @@
 // (at most two spatial axes, unit strides) that neither the direct rows
 // (cpu/direct.h: contiguous rows of 8 or more; 16-bit only for moves)
 // nor the lanes (cpu/lanes.h: channels-last, 8 channels or more, samples
-// within 32-bit offsets; of 16-bit active calls, float16's forwards,
-// one-pass backwards and the backwards of a padding that folds only) take:
-// 16-bit channels-first active calls, channels-last calls of fewer than 8
-// channels, bfloat16 active forwards, 16-bit two-pass backwards of zeros or
+// within 32-bit offsets; of 16-bit active calls, the forwards, one-pass
+// backwards and the backwards of a padding that folds only) take: 16-bit
+// channels-first active calls, channels-last calls of fewer than 8
+// channels, 16-bit two-pass backwards of zeros or
 // periodic padding (no shift gradient, or channels-first), rows shorter
 // than 8 cells.
 //
@@ -131,6 +131,10 @@ __attribute__((target("avx2,f16c"))) inline void widen8_f16c(const uint16_t* in,
 __attribute__((target("avx2,f16c"))) inline void narrow8_f16c(const float* in, uint16_t* out) {
   const __m256 v = _mm256_loadu_ps(in);
   const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  if (!_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {  // no NaN: h as it is
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), h);
+    return;
+  }
   const __m256i all = _mm256_castps_si256(v);
   const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(all, _mm256_set1_epi32(0x7fffffff)),
                                          _mm256_set1_epi32(0x7f800000));
@@ -185,10 +189,33 @@ inline u32x8 bf16_bits8(f32x8 v, bool bits) {
   if (bits) return u;
   const u32x8 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
   const u32x8 quiet = (u >> 16) | 0x40u;
-  return (u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded;
+  typedef int32_t s32x8 __attribute__((vector_size(32)));  // (a signed compare: one instruction)
+  return bitcast<s32x8>(u & 0x7fffffffu) > 0x7f800000 ? quiet : rounded;
 }
+#if defined(JAXSHIFT_X86_AVX2)
+// bf16_bits8 of 8 floats to out, narrow8's NaN rule only where a lane is
+// NaN (the rounding alone: two constants fewer in the caller's registers).
+__attribute__((target("avx2"))) inline void narrow8_bf16_avx2(const f32x8* in, uint16_t* out) {
+  __m256i r;
+  if (_mm256_movemask_ps(_mm256_cmp_ps((__m256)*in, (__m256)*in, _CMP_UNORD_Q))) {
+    r = (__m256i)bf16_bits8(*in, false);
+  } else {
+    const __m256i u = (__m256i)*in;  // rounded to nearest even
+    r = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)),
+                         _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1)));
+    r = _mm256_srli_epi32(r, 16);
+  }
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
+                   _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+}
+#endif
 template <Isa I = Isa::kBase>
 inline void narrow8(BFloat16* p, f32x8 v, bool bits) {
+#if defined(JAXSHIFT_X86_AVX2)
+  if constexpr (I >= Isa::kAvx2) {
+    if (!bits) return narrow8_bf16_avx2(&v, reinterpret_cast<uint16_t*>(p));
+  }
+#endif
   storeu(p, __builtin_convertvector(bf16_bits8(v, bits), u16x8));
 }
 template <Isa I = Isa::kBase>
@@ -224,86 +251,6 @@ void narrow1(T* p, typename Acc<T>::type v, bool bits) {
   if (bits) return store_bits(p, v);
   store(p, v);
 }
-
-typedef uint16_t u16x16 __attribute__((vector_size(32)));
-
-// widen8 of 8 pixels (ws apart) of 8 bfloat16 channels from p, then
-// transpose8: out[b] is channel b's 8 pixels as float (or, bits, their raw
-// bits zero-extended). The same values with half the shuffles: each
-// register holds two pixels (k and k + 4, one per 128-bit half), the
-// 16- and 32-bit unpacks of a 4 x 8 transpose run in both halves at once,
-// and the widening is the last unpack (a bfloat16 is the high half of its
-// float: interleaved below zeros, or above them for raw bits). AVX2: 16
-// unpacks and 4 half-register loads, where widen8 + transpose8 take 8
-// widenings and 24 shuffles.
-template <typename V>
-inline void widen_transpose8(const BFloat16* p, int64_t ws, bool bits, V* out) {
-  u16x16 r[4];  // r[k]: pixel k (channels 0-7) | pixel k + 4
-  for (int k = 0; k < 4; ++k) {
-    const u16x8 lo = loadu<u16x8>(p + k * ws), hi = loadu<u16x8>(p + (k + 4) * ws);
-    r[k] = __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  }
-  // Pixels (k, k + 1) interleaved, channels 0-3 (a) and 4-7 (b): as 32-bit
-  // words, one channel's two pixels each.
-  u32x8 a[2], b[2];
-  for (int k = 0; k < 2; ++k) {
-    const u16x16 x = r[2 * k], y = r[2 * k + 1];
-    a[k] = bitcast<u32x8>(__builtin_shufflevector(x, y, 0, 16, 1, 17, 2, 18, 3, 19, 8, 24, 9,
-                                                  25, 10, 26, 11, 27));
-    b[k] = bitcast<u32x8>(__builtin_shufflevector(x, y, 4, 20, 5, 21, 6, 22, 7, 23, 12, 28,
-                                                  13, 29, 14, 30, 15, 31));
-  }
-  // e[q]: channels 2q and 2q + 1, pixels 0-3 each | pixels 4-7 each.
-  const u32x8 e[4] = {__builtin_shufflevector(a[0], a[1], 0, 8, 1, 9, 4, 12, 5, 13),
-                      __builtin_shufflevector(a[0], a[1], 2, 10, 3, 11, 6, 14, 7, 15),
-                      __builtin_shufflevector(b[0], b[1], 0, 8, 1, 9, 4, 12, 5, 13),
-                      __builtin_shufflevector(b[0], b[1], 2, 10, 3, 11, 6, 14, 7, 15)};
-  const u16x16 zero = {};
-  for (int q = 0; q < 4; ++q) {
-    const u16x16 h = bitcast<u16x16>(e[q]);
-    const u16x16 below = bits ? h : zero, above = bits ? zero : h;  // a word's two halves
-    out[2 * q] = bitcast<V>(__builtin_shufflevector(below, above, 0, 16, 1, 17, 2, 18, 3, 19, 8,
-                                                    24, 9, 25, 10, 26, 11, 27));
-    out[2 * q + 1] = bitcast<V>(__builtin_shufflevector(below, above, 4, 20, 5, 21, 6, 22, 7,
-                                                        23, 12, 28, 13, 29, 14, 30, 15, 31));
-  }
-}
-
-#if defined(JAXSHIFT_X86_AVX2)
-// The inverse of widen_transpose8's order: h[b] (8 x 8 words, channel b's 8
-// pixels, each a bfloat16 in the low half: bf16_bits8) stored as 8 pixels
-// (ws apart) of 8 channels from p. Packs with unsigned saturation (exact:
-// every word is below 2^16) do the 16-bit halves' selection: 12 packs and 8
-// float shuffles where transpose8 + narrow8 take 24 shuffles and 16 packing
-// steps. Pointer arguments, as widen8_f16c.
-__attribute__((target("avx2"))) inline void store_transposed_bf16(const uint32_t* h,
-                                                                   uint16_t* p, int64_t ws) {
-  __m256 e[4];  // channels 2q and 2q + 1: pixels 0-3 each | 4-7 each
-  for (int q = 0; q < 4; ++q) {
-    e[q] = _mm256_castsi256_ps(_mm256_packus_epi32(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + 16 * q)),
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + 16 * q + 8))));
-  }
-  // As 32-bit words, one channel's pixel pair each: [c0 c1 c2 c3] of pixels
-  // (0, 1) and (2, 3) for channels 0-3 (a) and 4-7 (b); (4, 5) and (6, 7)
-  // in the upper halves.
-  const __m256i a01 = _mm256_castps_si256(_mm256_shuffle_ps(e[0], e[1], 0x88));
-  const __m256i a23 = _mm256_castps_si256(_mm256_shuffle_ps(e[0], e[1], 0xdd));
-  const __m256i b01 = _mm256_castps_si256(_mm256_shuffle_ps(e[2], e[3], 0x88));
-  const __m256i b23 = _mm256_castps_si256(_mm256_shuffle_ps(e[2], e[3], 0xdd));
-  const __m256i low = _mm256_set1_epi32(0xffff);
-  const __m256i r[4] = {  // pixel k | pixel k + 4
-      _mm256_packus_epi32(_mm256_and_si256(a01, low), _mm256_and_si256(b01, low)),
-      _mm256_packus_epi32(_mm256_srli_epi32(a01, 16), _mm256_srli_epi32(b01, 16)),
-      _mm256_packus_epi32(_mm256_and_si256(a23, low), _mm256_and_si256(b23, low)),
-      _mm256_packus_epi32(_mm256_srli_epi32(a23, 16), _mm256_srli_epi32(b23, 16))};
-  for (int k = 0; k < 4; ++k) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p + k * ws), _mm256_castsi256_si128(r[k]));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p + (k + 4) * ws),
-                     _mm256_extracti128_si256(r[k], 1));
-  }
-}
-#endif
 
 // r[i][j] <- r[j][i] for 8 vectors of 8 (unpack, shuffle, then halves: the
 // AVX 8 x 8 transpose for floats).
@@ -495,12 +442,8 @@ void stage_row(Group<const T> grp, int src, A* planes, const Planes& pl, int r, 
   for (; w + kGroup <= pl.W && (tiled > 0 || grp.ws == 1); w += kGroup) {
     for (int c = 0; c < tiled; c += kGroup) {
       V v[kGroup];
-      if constexpr (std::is_same_v<T, BFloat16>) {
-        widen_transpose8(row + w * grp.ws + c, grp.ws, bits, v);
-      } else {
-        for (int j = 0; j < kGroup; ++j) v[j] = widen8<I>(row + (w + j) * grp.ws + c, bits);
-        transpose8(v);
-      }
+      for (int j = 0; j < kGroup; ++j) v[j] = widen8<I>(row + (w + j) * grp.ws + c, bits);
+      transpose8(v);
       for (int b = 0; b < kGroup; ++b) storeu(planes + (c + b) * pl.pitch + pl.at(r, w), v[b]);
     }
     for (int b = tiled; b < grp.nb; ++b) {
@@ -600,15 +543,6 @@ void store_rows(const RowBuffer<A>& buf, int W, Group<T> out, int row, bool bits
     for (int c = 0; c < tiled; c += kGroup) {
       V v[kGroup];
       for (int b = 0; b < kGroup; ++b) v[b] = loadu<V>(buf.rows + (c + b) * buf.pitch + w);
-#if defined(JAXSHIFT_X86_AVX2)
-      if constexpr (std::is_same_v<T, BFloat16> && I >= Isa::kAvx2) {
-        u32x8 h[kGroup];
-        for (int b = 0; b < kGroup; ++b) h[b] = bf16_bits8(v[b], bits);
-        store_transposed_bf16(reinterpret_cast<const uint32_t*>(h),
-                              reinterpret_cast<uint16_t*>(base + w * out.ws + c), out.ws);
-        continue;
-      }
-#endif
       transpose8(v);
       for (int j = 0; j < kGroup; ++j) narrow8<I>(base + (w + j) * out.ws + c, v[j], bits);
     }
