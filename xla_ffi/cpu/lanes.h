@@ -55,7 +55,7 @@
 // all of a group's lines then fall in one L1 set: group by group, the
 // second group of a line read it again from L2 (v22). 16-bit storage in
 // AVX2 reads a pair as its moves do, two gathers and a word blend
-// (fused_pair16, move_line; v24, v25).
+// (fused_pair's Pair16, move_line; v24, v25).
 //
 // In 3-D a gather's row index also carries a per-lane depth term (through
 // the padding), so a moved row can come from any plane: the forward and
@@ -151,14 +151,14 @@ __attribute__((target("avx2"))) inline void move16_avx2(const uint16_t* base, co
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), gather16_avx2(base, even, me, odd, mo));
 }
 // move16_avx2's 16 channels widened to float, as widen8 does them
-// (fused_pair16): float16 by F16C, the first 8 to out[0 .. 8) and the next
-// 8 to out[8 .. 16); bfloat16's bits to the high half, in unpack order:
-// channels 0-3 and 8-11 to out[0 .. 8), 4-7 and 12-15 to out[8 .. 16)
-// (store16_bf16_avx2's order).
-__attribute__((target("avx2,f16c"))) inline void read16_avx2(const uint16_t* base, const i32x8* even,
-                                                             const i32x8* me, const i32x8* odd,
-                                                             const i32x8* mo, bool half,
-                                                             float* out) {
+// (fused_pair's Pair16): float16 by F16C, the first 8 to out[0 .. 8) and
+// the next 8 to out[8 .. 16); bfloat16's bits to the high half, in unpack
+// order: channels 0-3 and 8-11 to out[0 .. 8), 4-7 and 12-15 to
+// out[8 .. 16) (store16_bf16_avx2's order).
+__attribute__((target("avx2,f16c"))) inline void read16_avx2(const uint16_t* base,
+                                                             const i32x8* even, const i32x8* me,
+                                                             const i32x8* odd, const i32x8* mo,
+                                                             bool half, float* out) {
   const __m256i b = gather16_avx2(base, even, me, odd, mo);
   if (half) {
     _mm256_storeu_ps(out, _mm256_cvtph_ps(_mm256_castsi256_si128(b)));
@@ -748,7 +748,7 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 // the active forward and the backward of walkable calls (2-D, unit
 // strides), except in channels-last the active forward (float16's since
 // v23: 0.76-0.88x the staged planes' time; bfloat16's since v25, with
-// fused_pair16: 0.6-0.8x), a channels-last backward
+// fused_pair's Pair16: 0.6-0.8x), a channels-last backward
 // that takes the lanes' one pass (`one_pass`: zeros or periodic padding,
 // with the shift gradient; v19: 0.66-0.87x the staged planes' forward +
 // backward time), and a backward whose padding folds (`folds`: border,
@@ -884,41 +884,6 @@ __attribute__((always_inline)) inline void fused_row(const LaneArray<const T>& x
   }
 }
 
-// fused_row for two plain groups side by side (channels g * 8 .. g * 8 + 15:
-// one 64-byte line of float32 x and y, half of 16-bit), a column of both at
-// a time, so that
-// each line of x the pair's lanes gather is read by both groups while it is
-// in L1. In channels-last a pixel of 1024 float32 channels is a 4 KB page,
-// so all of a group's lines fall in one L1 set, and group by group the
-// second group's reads went back to L2.
-template <Isa I, typename A, typename T, bool Uniform>
-__attribute__((always_inline)) inline void fused_pair(const LaneArray<const T>& x, i32x8 row0,
-                                                      i32x8 row1, const i32x8* col0,
-                                                      const i32x8* col1, Vec8<A>* ring0,
-                                                      Vec8<A>* ring1, int count,
-                                                      const Lanes<A>& l0, const Lanes<A>& l1,
-                                                      T* out, int64_t ws) {
-  using V = Vec8<A>;
-  const V f00 = l0.w0f, f01 = l0.w1f, w00 = l0.w0w, w01 = l0.w1w;
-  const V f10 = l1.w0f, f11 = l1.w1f, w10 = l1.w0w, w11 = l1.w1w;
-  auto next = [&](int i, i32x8 row, const i32x8* col, V* ring, V f0, V f1) {
-    const V b = read8<I>(x, row, col[i], Uniform, false);
-    const V a = ring[i];
-    ring[i] = b;
-    return f0 * a + f1 * b;
-  };
-  V r0 = next(0, row0, col0, ring0, f00, f01);
-  V r1 = next(0, row1, col1, ring1, f10, f11);
-  for (int w = 0; w < count; ++w) {
-    const V q0 = next(w + 1, row0, col0, ring0, f00, f01);
-    const V q1 = next(w + 1, row1, col1, ring1, f10, f11);
-    store_lanes<I>(out + w * ws, 1, w00 * r0 + w01 * q0, kGroup, false);
-    store_lanes<I>(out + w * ws + kGroup, 1, w10 * r1 + w11 * q1, kGroup, false);
-    r0 = q0;
-    r1 = q1;
-  }
-}
-
 #if defined(JAXSHIFT_X86_AVX2)
 // Groups g and g + 1 of 16-bit storage (channels 8 g .. 8 g + 15), in
 // float, at row terms re, ro and column terms ce, co in pair_terms' order
@@ -937,31 +902,49 @@ __attribute__((always_inline)) inline void read16(const LaneArray<const T>& x, i
   out[1] = loadu<f32x8>(v + kGroup);
 }
 
-// fused_pair for 16-bit storage in AVX2, the two groups' lanes read by
-// read16 (2 gathers, a blend and the widening of 16 lanes, against
-// read8's 2 gathers, index, shift and widening a group): row terms re, ro
-// and column terms ce, co in pair_terms' order, unless both groups are
-// uniform (fused_pair's loads). The same arithmetic as fused_pair's, lane
-// by lane; bfloat16's lanes in read16's unpack order (the weights and the
-// ring's rows too), stored by one pack.
-template <Isa I, typename A, typename T>
-__attribute__((always_inline)) inline void fused_pair16(const LaneArray<const T>& x, i32x8 re,
-                                                        i32x8 ro, const i32x8* ce,
-                                                        const i32x8* co, Vec8<A>* ring0,
-                                                        Vec8<A>* ring1, int count,
-                                                        const Lanes<A>& l0, const Lanes<A>& l1,
-                                                        T* out, int64_t ws) {
+#endif
+
+// fused_row for two plain groups side by side (channels g * 8 .. g * 8 + 15:
+// one 64-byte line of float32 x and y, half of 16-bit), a column of both at
+// a time, so that
+// each line of x the pair's lanes gather is read by both groups while it is
+// in L1. In channels-last a pixel of 1024 float32 channels is a 4 KB page,
+// so all of a group's lines fall in one L1 set, and group by group the
+// second group's reads went back to L2.
+// `Pair16` (16-bit storage in AVX2, groups not both uniform): both groups'
+// lanes read by read16 (2 gathers, a blend and the widening of 16 lanes,
+// against read8's 2 gathers, index, shift and widening a group), row terms
+// row0, row1 and column terms col0, col1 in pair_terms' order; bfloat16's
+// lanes in read16's unpack order (the weights and the ring's rows too),
+// stored by one pack. The same arithmetic, lane by lane, either way.
+template <Isa I, typename A, typename T, bool Uniform, bool Pair16 = false>
+__attribute__((always_inline)) inline void fused_pair(const LaneArray<const T>& x, i32x8 row0,
+                                                      i32x8 row1, const i32x8* col0,
+                                                      const i32x8* col1, Vec8<A>* ring0,
+                                                      Vec8<A>* ring1, int count,
+                                                      const Lanes<A>& l0, const Lanes<A>& l1,
+                                                      T* out, int64_t ws) {
   using V = Vec8<A>;
-  constexpr bool kUnpack = std::is_same_v<T, BFloat16>;
-  auto lo = [](V a, V b) { return kUnpack ? __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) : a; };
-  auto hi = [](V a, V b) { return kUnpack ? __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15) : b; };
+  constexpr bool kUnpack = Pair16 && std::is_same_v<T, BFloat16>;
+  auto lo = [](V a, V b) {
+    return kUnpack ? __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) : a;
+  };
+  auto hi = [](V a, V b) {
+    return kUnpack ? __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15) : b;
+  };
   const V f00 = lo(l0.w0f, l1.w0f), f01 = lo(l0.w1f, l1.w1f), w00 = lo(l0.w0w, l1.w0w),
           w01 = lo(l0.w1w, l1.w1w);
   const V f10 = hi(l0.w0f, l1.w0f), f11 = hi(l0.w1f, l1.w1f), w10 = hi(l0.w0w, l1.w0w),
           w11 = hi(l0.w1w, l1.w1w);
-  auto next = [&](int i, V* q0, V* q1) {
+  auto next = [&](int i, V* q0, V* q1) {  // column i of both groups' next moved rows
     V b[2];
-    read16(x, re, ro, ce[i], co[i], b);
+#if defined(JAXSHIFT_X86_AVX2)
+    if constexpr (Pair16) read16(x, row0, row1, col0[i], col1[i], b);
+#endif
+    if constexpr (!Pair16) {
+      b[0] = read8<I>(x, row0, col0[i], Uniform, false);
+      b[1] = read8<I>(x, row1, col1[i], Uniform, false);
+    }
     const V a0 = ring0[i], a1 = ring1[i];
     ring0[i] = b[0];
     ring1[i] = b[1];
@@ -973,10 +956,13 @@ __attribute__((always_inline)) inline void fused_pair16(const LaneArray<const T>
   for (int w = 0; w < count; ++w) {
     V q0, q1;
     next(w + 1, &q0, &q1);
+#if defined(JAXSHIFT_X86_AVX2)
     if constexpr (kUnpack) {
       const V a = w00 * r0 + w01 * q0, b = w10 * r1 + w11 * q1;
       store16_bf16_avx2(&a, &b, reinterpret_cast<uint16_t*>(out + w * ws));
-    } else {
+    }
+#endif
+    if constexpr (!kUnpack) {
       store_lanes<I>(out + w * ws, 1, w00 * r0 + w01 * q0, kGroup, false);
       store_lanes<I>(out + w * ws + kGroup, 1, w10 * r1 + w11 * q1, kGroup, false);
     }
@@ -984,7 +970,7 @@ __attribute__((always_inline)) inline void fused_pair16(const LaneArray<const T>
     r1 = q1;
   }
 }
-#endif
+
 
 // One output row of group `ln`'s lanes, no lane at a lattice or NaN, 2-D
 // stencils, from rows `ra` (the stencils' row tap 0) and `rb` (tap 1) of
@@ -1196,8 +1182,8 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
 #endif
   bool fused = !move && t1 == 1 && t2 == 1 && !span && y.cs == 1;
   for (int g = 0; g < groups; ++g) fused &= lanes[g].all_lat_d;
-  // fused: whether groups g and g + 1 take fused_pair (16-bit storage in
-  // AVX2: fused_pair16 where they are not both uniform).
+  // fuse_pair: whether groups g and g + 1 take fused_pair (16-bit storage in
+  // AVX2: fused_pair's Pair16 where they are not both uniform).
   auto fuse_pair = [&](int g) {
     return g + 1 < groups && lanes[g].plain && lanes[g + 1].plain && lanes[g + 1].n == kGroup &&
            (kPairTerms || lanes[g].uniform == lanes[g + 1].uniform);
@@ -1226,7 +1212,7 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
         }
         g += kLine - 1;
       }
-      for (int g = 0; fused && g < groups; ++g) {  // and fused_pair16's
+      for (int g = 0; fused && g < groups; ++g) {  // and the fused Pair16 pairs'
         if (!fuse_pair(g)) continue;
         i32x8* a = col + g * cols;
         for (int i = 0; pair16(g) && i < used; ++i) pair_terms(a + i, a + cols + i);
@@ -1336,9 +1322,11 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
                 if (fuse_pair(g) && pair16(g)) {
                   i32x8 re = row_at(h + 1, g, 0), ro = row_at(h + 1, g + 1, 0);
                   pair_terms(&re, &ro);
-                  fused_pair16<I>(x, re, ro, col + g * cols, col + (g + 1) * cols,
-                                  ring + g * cols, ring + (g + 1) * cols, wn, lanes[g],
-                                  lanes[g + 1], yp + h * y.rs + g * kGroup, y.ws);
+                  fused_pair<I, A, T, false, true>(x, re, ro, col + g * cols,
+                                                   col + (g + 1) * cols, ring + g * cols,
+                                                   ring + (g + 1) * cols, wn, lanes[g],
+                                                   lanes[g + 1], yp + h * y.rs + g * kGroup,
+                                                   y.ws);
                   ++g;
                   continue;
                 }
