@@ -169,6 +169,21 @@ __attribute__((target("avx2,f16c"))) inline void read16_avx2(const uint16_t* bas
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_unpacklo_epi16(zero, b));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8), _mm256_unpackhi_epi16(zero, b));
 }
+// 16 float16 channels (narrow8's rounding) from a (channels 0-7) and b
+// (8-15): F16C's conversions, one unordered compare of both for NaN (then
+// narrow8_f16c's NaN rule), one store.
+__attribute__((target("avx2,f16c"))) inline void store16_f16c(const f32x8* a, const f32x8* b,
+                                                              uint16_t* out) {
+  if (_mm256_movemask_ps(_mm256_cmp_ps((__m256)*a, (__m256)*b, _CMP_UNORD_Q))) {
+    narrow8_f16c(reinterpret_cast<const float*>(a), out);
+    narrow8_f16c(reinterpret_cast<const float*>(b), out + kGroup);
+    return;
+  }
+  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                      _mm256_set_m128i(_mm256_cvtps_ph((__m256)*b, kRound),
+                                       _mm256_cvtps_ph((__m256)*a, kRound)));
+}
 // 16 bfloat16 channels in memory order (narrow8's rounding) from a
 // (channels 0-3, 8-11) and b (4-7, 12-15): one pack, and narrow8's NaN
 // rule only where a lane is NaN (one compare for both).
@@ -399,17 +414,24 @@ i32x8 depth_term(const i32x8& dm, const Depth& dp, int dd) {
 // the rows (most rows: row_term_inside, the same for every padding), lane
 // by lane through the padding only at the edges (a term stored lane by lane
 // and loaded whole stalled on the store forwarding: 17 % of a reflect
-// forward's samples, v20).
+// forward's samples, v20). `zeros` (zeros padding, whose rows outside read
+// nothing): every row in vector arithmetic (the edges' out-of-line call
+// was 9 % of a 32x8x8x192 forward, whose 8 rows are mostly edges, v25).
 __attribute__((always_inline)) inline bool row_term_inside(const i32x8& dm, int h, int H,
                                                           int64_t rs, int n, const i32x8& depth,
-                                                          i32x8* r) {
+                                                          i32x8* r, bool zeros = false) {
   const i32x8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
   const i32x8 j = dm + h;
-  const i32x8 live = (lane < n) & (depth >= 0);
-  const i32x8 edge = live & ~((j >= 0) & (j < H));
-  int any = 0;
-  for (int l = 0; l < 8; ++l) any |= edge[l];
-  if (any) return false;
+  const i32x8 inside = (j >= 0) & (j < H);
+  i32x8 live = (lane < n) & (depth >= 0);
+  if (zeros) {
+    live &= inside;
+  } else {
+    const i32x8 edge = live & ~inside;
+    int any = 0;
+    for (int l = 0; l < 8; ++l) any |= edge[l];
+    if (any) return false;
+  }
   typedef uint32_t u32x8 __attribute__((vector_size(32)));  // a lane not read may overflow
   const u32x8 v = (u32x8)j * static_cast<uint32_t>(rs) + (u32x8)depth;
   *r = ((i32x8)v & live) | ~live;
@@ -431,7 +453,9 @@ template <int P>
 __attribute__((always_inline)) inline i32x8 row_term(const i32x8& dm, int h, int H, int64_t rs,
                                                      int n, const i32x8& depth = i32x8{}) {
   i32x8 r;
-  if (!row_term_inside(dm, h, H, rs, n, depth, &r)) row_term_edge<P>(&dm, h, H, rs, n, &depth, &r);
+  if (!row_term_inside(dm, h, H, rs, n, depth, &r, P == kZeros)) {
+    row_term_edge<P>(&dm, h, H, rs, n, &depth, &r);
+  }
   return r;
 }
 
@@ -451,7 +475,7 @@ __attribute__((always_inline)) inline i32x8 row_term(int p, const i32x8& dm, int
                                                      int64_t rs, int n,
                                                      const i32x8& depth = i32x8{}) {
   i32x8 r;
-  if (!row_term_inside(dm, h, H, rs, n, depth, &r)) {
+  if (!row_term_inside(dm, h, H, rs, n, depth, &r, p == kZeros)) {
     for_padding(p, [&](auto P) {
       row_term_edge<decltype(P)::value>(&dm, h, H, rs, n, &depth, &r);
     });
@@ -957,12 +981,16 @@ __attribute__((always_inline)) inline void fused_pair(const LaneArray<const T>& 
     V q0, q1;
     next(w + 1, &q0, &q1);
 #if defined(JAXSHIFT_X86_AVX2)
-    if constexpr (kUnpack) {
+    if constexpr (Pair16) {
       const V a = w00 * r0 + w01 * q0, b = w10 * r1 + w11 * q1;
-      store16_bf16_avx2(&a, &b, reinterpret_cast<uint16_t*>(out + w * ws));
+      if constexpr (kUnpack) {
+        store16_bf16_avx2(&a, &b, reinterpret_cast<uint16_t*>(out + w * ws));
+      } else {
+        store16_f16c(&a, &b, reinterpret_cast<uint16_t*>(out + w * ws));
+      }
     }
 #endif
-    if constexpr (!kUnpack) {
+    if constexpr (!Pair16) {
       store_lanes<I>(out + w * ws, 1, w00 * r0 + w01 * q0, kGroup, false);
       store_lanes<I>(out + w * ws + kGroup, 1, w10 * r1 + w11 * q1, kGroup, false);
     }
