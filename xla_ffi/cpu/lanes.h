@@ -925,7 +925,6 @@ __attribute__((always_inline)) inline void read16(const LaneArray<const T>& x, i
   out[0] = loadu<f32x8>(v);
   out[1] = loadu<f32x8>(v + kGroup);
 }
-
 #endif
 
 // fused_row for two plain groups side by side (channels g * 8 .. g * 8 + 15:
@@ -998,7 +997,6 @@ __attribute__((always_inline)) inline void fused_pair(const LaneArray<const T>& 
     r1 = q1;
   }
 }
-
 
 // One output row of group `ln`'s lanes, no lane at a lattice or NaN, 2-D
 // stencils, from rows `ra` (the stencils' row tap 0) and `rb` (tap 1) of
