@@ -8,6 +8,7 @@ Each comparison is one jitted function holding both paths' forward and VJP
 import contextlib
 import ctypes
 import functools
+import itertools
 import importlib.resources
 import os
 import pathlib
@@ -405,8 +406,9 @@ def cpu_tile_budget(nbytes: int):
 def test_groups_that_share_a_line_run_together(dtype, mode):
   """In channels-last the CPU lanes take the groups of 8 channels that share
   64-byte lines of x and y a column of all at a time: two plain groups of an
-  active forward (fused_pair; 16-bit storage in AVX2 fused_pair16, two
-  gathers and a word blend a column of the pair, unless both are uniform),
+  active forward (fused_pair; 16-bit storage in AVX2 its Pair16, two
+  gathers and a word blend a column of the pair, unless both are uniform;
+  with a row stride of 2 strided_pair16, run here at strides (2, 1) and 2),
   and two groups of 4-byte or four of 2-byte elements of a move without a
   NaN lane (move_line); a group with a lane on the lattice or a NaN shift
   (active), or a NaN shift (moves), or a partial one, goes alone. 100
@@ -430,8 +432,10 @@ def test_groups_that_share_a_line_run_together(dtype, mode):
     x = rng.normal(size=shape)
     x[1, 4, 6, 32:48] = np.nan
     x = jnp.asarray(x, dtype)
-  for padding in ("zeros", "periodic"):
-    kw = dict(mode=mode, padding=padding, channel_axis=-1)
+  # 16-bit active strided calls pair their groups too (strided_pair16)
+  strides = [1, (2, 1), 2] if mode == "active" and dtype != "float32" else [1]
+  for padding, stride in itertools.product(("zeros", "periodic"), strides):
+    kw = dict(mode=mode, padding=padding, channel_axis=-1, strides=stride)
     if dtype == "int16":
       got, want = (jax.jit(lambda x, s, impl=impl: jaxshift.shift(x, s, impl=impl, **kw))(
           x, jnp.asarray(s)) for impl in ("ffi", "xla"))
@@ -444,7 +448,7 @@ def test_groups_that_share_a_line_run_together(dtype, mode):
             np.asarray(kernel[i]).view(np.uint8), np.asarray(reference[i]).view(np.uint8),
             err_msg=f"{name}: {padding}")
     else:
-      assert_matches(kernel, reference, x.dtype, padding)
+      assert_matches(kernel, reference, x.dtype, f"{padding}, strides {stride}")
 
 
 @pytest.mark.parametrize("case", [
@@ -572,7 +576,8 @@ def _bfloat16_extremes(shape, rng):
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("channels_last,strides", [(True, 1), (False, 1), (True, (1, 2))])
+@pytest.mark.parametrize("channels_last,strides", [(True, 1), (False, 1), (True, (1, 2)),
+                                                    (True, 2)])
 def test_16_bit_conversions_agree_on_every_instruction_set(channels_last, strides, dtype):
   """16-bit storage is widened to float and rounded back: in software in
   the baseline versions; in the AVX2 ones by F16C's instructions (float16)
@@ -583,7 +588,8 @@ def test_16_bit_conversions_agree_on_every_instruction_set(channels_last, stride
   range: subnormals, the largest finite, ties, infinities, NaNs. In
   channels-first 2-D unit strides run the staged planes; channels-last and
   strided calls the lanes, whose channels 16-31 (shifts of +-0.5 only: no
-  lane at a lattice) are a pair of plain groups (fused_pair16 in AVX2)."""
+  lane at a lattice) are a pair of plain groups (fused_pair's Pair16 in
+  AVX2, and strided_pair16 with a row stride of 2)."""
   if PLATFORM != "cpu" or EMULATED or platform.machine() != "x86_64":
     pytest.skip("the CPU kernel's x86-64 instruction sets")
   rng = np.random.default_rng(3)

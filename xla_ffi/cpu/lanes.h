@@ -925,7 +925,38 @@ __attribute__((always_inline)) inline void read16(const LaneArray<const T>& x, i
   out[0] = loadu<f32x8>(v);
   out[1] = loadu<f32x8>(v + kGroup);
 }
+
+// Two values of a pair (read16's order) stored as 16 channels of T at out.
+template <typename T>
+__attribute__((always_inline)) inline void store_pair16(T* out, f32x8 a, f32x8 b) {
+  if constexpr (std::is_same_v<T, BFloat16>) {
+    store16_bf16_avx2(&a, &b, reinterpret_cast<uint16_t*>(out));
+  } else {
+    store16_f16c(&a, &b, reinterpret_cast<uint16_t*>(out));
+  }
+}
 #endif
+
+// The value stencils' weights of two groups' lanes: p0 the first group's,
+// p1 the second's, or (`unpack`: bfloat16's pairs in read16's order)
+// channels 0-3 and 8-11 in p0, 4-7 and 12-15 in p1.
+template <typename A>
+struct PairWeights {
+  Vec8<A> f0, f1, w0, w1;  // w0f, w1f, w0w, w1w
+};
+template <bool kUnpack, typename A>
+__attribute__((always_inline)) inline void pair_weights(const Lanes<A>& l0, const Lanes<A>& l1,
+                                                        PairWeights<A>* p0, PairWeights<A>* p1) {
+  using V = Vec8<A>;
+  auto lo = [](V a, V b) {
+    return kUnpack ? __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) : a;
+  };
+  auto hi = [](V a, V b) {
+    return kUnpack ? __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15) : b;
+  };
+  *p0 = {lo(l0.w0f, l1.w0f), lo(l0.w1f, l1.w1f), lo(l0.w0w, l1.w0w), lo(l0.w1w, l1.w1w)};
+  *p1 = {hi(l0.w0f, l1.w0f), hi(l0.w1f, l1.w1f), hi(l0.w0w, l1.w0w), hi(l0.w1w, l1.w1w)};
+}
 
 // fused_row for two plain groups side by side (channels g * 8 .. g * 8 + 15:
 // one 64-byte line of float32 x and y, half of 16-bit), a column of both at
@@ -948,17 +979,10 @@ __attribute__((always_inline)) inline void fused_pair(const LaneArray<const T>& 
                                                       const Lanes<A>& l0, const Lanes<A>& l1,
                                                       T* out, int64_t ws) {
   using V = Vec8<A>;
-  constexpr bool kUnpack = Pair16 && std::is_same_v<T, BFloat16>;
-  auto lo = [](V a, V b) {
-    return kUnpack ? __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) : a;
-  };
-  auto hi = [](V a, V b) {
-    return kUnpack ? __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15) : b;
-  };
-  const V f00 = lo(l0.w0f, l1.w0f), f01 = lo(l0.w1f, l1.w1f), w00 = lo(l0.w0w, l1.w0w),
-          w01 = lo(l0.w1w, l1.w1w);
-  const V f10 = hi(l0.w0f, l1.w0f), f11 = hi(l0.w1f, l1.w1f), w10 = hi(l0.w0w, l1.w0w),
-          w11 = hi(l0.w1w, l1.w1w);
+  PairWeights<A> p0, p1;
+  pair_weights<Pair16 && std::is_same_v<T, BFloat16>>(l0, l1, &p0, &p1);
+  const V f00 = p0.f0, f01 = p0.f1, w00 = p0.w0, w01 = p0.w1;
+  const V f10 = p1.f0, f11 = p1.f1, w10 = p1.w0, w11 = p1.w1;
   auto next = [&](int i, V* q0, V* q1) {  // column i of both groups' next moved rows
     V b[2];
 #if defined(JAXSHIFT_X86_AVX2)
@@ -980,14 +1004,7 @@ __attribute__((always_inline)) inline void fused_pair(const LaneArray<const T>& 
     V q0, q1;
     next(w + 1, &q0, &q1);
 #if defined(JAXSHIFT_X86_AVX2)
-    if constexpr (Pair16) {
-      const V a = w00 * r0 + w01 * q0, b = w10 * r1 + w11 * q1;
-      if constexpr (kUnpack) {
-        store16_bf16_avx2(&a, &b, reinterpret_cast<uint16_t*>(out + w * ws));
-      } else {
-        store16_f16c(&a, &b, reinterpret_cast<uint16_t*>(out + w * ws));
-      }
-    }
+    if constexpr (Pair16) store_pair16(out + w * ws, w00 * r0 + w01 * q0, w10 * r1 + w11 * q1);
 #endif
     if constexpr (!Pair16) {
       store_lanes<I>(out + w * ws, 1, w00 * r0 + w01 * q0, kGroup, false);
@@ -1018,6 +1035,37 @@ __attribute__((always_inline)) inline void strided_row(bool uniform, const LaneA
     return w0w * (w0f * a0 + w1f * b0) + w1w * (w0f * a1 + w1f * b1);
   });
 }
+
+#if defined(JAXSHIFT_X86_AVX2)
+// strided_row for two plain groups of 16-bit storage in channels-last, read
+// and stored as fused_pair's Pair16: row terms (ra0, ra1) of the rows' tap
+// 0 and (rb0, rb1) of tap 1, column terms ce, co, each in pair_terms'
+// order. The same arithmetic, lane by lane.
+template <typename A, typename T>
+__attribute__((always_inline)) inline void strided_pair16(const LaneArray<const T>& x, i32x8 ra0,
+                                                          i32x8 ra1, i32x8 rb0, i32x8 rb1,
+                                                          const i32x8* ce, const i32x8* co,
+                                                          int next, int count,
+                                                          const Lanes<A>& l0, const Lanes<A>& l1,
+                                                          T* out, int64_t ws) {
+  using V = Vec8<A>;
+  PairWeights<A> p[2];
+  pair_weights<std::is_same_v<T, BFloat16>>(l0, l1, p, p + 1);
+  for (int w = 0; w < count; ++w) {
+    V a0[2], b0[2], a1[2], b1[2];  // rows' taps (a, b) at columns' taps (0, 1)
+    read16(x, ra0, ra1, ce[w], co[w], a0);
+    read16(x, rb0, rb1, ce[w], co[w], b0);
+    read16(x, ra0, ra1, ce[w + next], co[w + next], a1);
+    read16(x, rb0, rb1, ce[w + next], co[w + next], b1);
+    V v[2];
+    for (int k = 0; k < 2; ++k) {
+      v[k] = p[k].w0 * (p[k].f0 * a0[k] + p[k].f1 * b0[k]) +
+             p[k].w1 * (p[k].f0 * a1[k] + p[k].f1 * b1[k]);
+    }
+    store_pair16(out + w * ws, v[0], v[1]);
+  }
+}
+#endif
 
 // One output row of group `ln`'s lanes of a 3-D forward that takes every
 // plane of its strip (span), no lane at a lattice (depth included) or NaN,
@@ -1215,6 +1263,13 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
            (kPairTerms || lanes[g].uniform == lanes[g + 1].uniform);
   };
   auto pair16 = [&](int g) { return kPairTerms && !(lanes[g].uniform && lanes[g + 1].uniform); };
+  // strided_pair: whether groups g and g + 1 take strided_pair16 (16-bit
+  // storage in AVX2, channels-last, a row stride of 2 or more).
+  auto strided_pair = [&](int g) {
+    return kPairTerms && t1 != 1 && !span && x.cs == 1 && y.cs == 1 && g + 1 < groups &&
+           lanes[g].plain && lanes[g + 1].plain && lanes[g].all_lat_d && lanes[g + 1].all_lat_d &&
+           lanes[g + 1].n == kGroup && pair16(g);
+  };
   for (int w0 = 0; w0 < Wo; w0 += Wt) {  // column tiles
     const int wn = std::min(Wt, Wo - w0);
     const int next = t2 == 1 ? 1 : wn;  // col, a moved row: tap 1 `next` entries on
@@ -1242,6 +1297,12 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
         if (!fuse_pair(g)) continue;
         i32x8* a = col + g * cols;
         for (int i = 0; pair16(g) && i < used; ++i) pair_terms(a + i, a + cols + i);
+        ++g;
+      }
+      for (int g = 0; g < groups; ++g) {  // and the strided pairs'
+        if (!strided_pair(g)) continue;
+        i32x8* a = col + g * cols;
+        for (int i = 0; i < used; ++i) pair_terms(a + i, a + cols + i);
         ++g;
       }
     }
@@ -1390,6 +1451,20 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
         // a: the moved row of position h * t1, b: of h * t1 + 1.
         const int ka = t1 == 1 ? h : 0, kb = t1 == 1 ? h + 1 : 1;
         for (int g = 0; g < groups; ++g) {  // a group's row at a time
+#if defined(JAXSHIFT_X86_AVX2)
+          if constexpr (kPairTerms) {
+            if (strided_pair(g)) {
+              i32x8 ra0 = row_at(h * t1, g, 0), ra1 = row_at(h * t1, g + 1, 0);
+              i32x8 rb0 = row_at(h * t1 + 1, g, 0), rb1 = row_at(h * t1 + 1, g + 1, 0);
+              pair_terms(&ra0, &ra1);
+              pair_terms(&rb0, &rb1);
+              strided_pair16(x, ra0, ra1, rb0, rb1, col + g * cols, col + (g + 1) * cols, next,
+                             wn, lanes[g], lanes[g + 1], yp + h * y.rs + g * kGroup, y.ws);
+              ++g;
+              continue;
+            }
+          }
+#endif
           if constexpr (kFuseRows) {
             if (t1 != 1 && !span && lanes[g].plain && lanes[g].all_lat_d) {
               strided_row<I>(lanes[g].uniform, x, row_at(h * t1, g, 0), row_at(h * t1 + 1, g, 0),
