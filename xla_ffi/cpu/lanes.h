@@ -2,9 +2,9 @@
 // 2 or 3 spatial axes, any strides, in channels-last, and in channels-first
 // where the direct rows (cpu/direct.h) and the staged planes do not apply
 // (strides; 16-bit 3-D active calls); 16-bit storage not for the 2-D
-// unit-stride active forward but float16's in channels-last, nor the 2-D
-// unit-stride backward but the channels-last one pass and, in either
-// layout, the two passes of a padding that folds (use_lanes).
+// unit-stride active forward but in channels-last, nor the 2-D unit-stride
+// backward but the channels-last one pass and, in either layout, the two
+// passes of a padding that folds (use_lanes).
 //
 // In channels-last a pixel's channels are contiguous, so 8 channels are one
 // vector of lanes. Each lane (channel) reads its own offset (m1, m2); a row
@@ -189,21 +189,9 @@ __attribute__((target("avx2,f16c"))) inline void store16_f16c(const f32x8* a, co
 // rule only where a lane is NaN (one compare for both).
 __attribute__((target("avx2"))) inline void store16_bf16_avx2(const f32x8* a, const f32x8* b,
                                                               uint16_t* out) {
-  __m256i ra, rb;
-  if (_mm256_movemask_ps(_mm256_cmp_ps((__m256)*a, (__m256)*b, _CMP_UNORD_Q))) {
-    ra = (__m256i)bf16_bits8(*a, false);
-    rb = (__m256i)bf16_bits8(*b, false);
-  } else {
-    const __m256i one = _mm256_set1_epi32(1), half = _mm256_set1_epi32(0x7fff);
-    const __m256i ua = (__m256i)*a, ub = (__m256i)*b;  // rounded to nearest even
-    ra = _mm256_add_epi32(_mm256_add_epi32(ua, half),
-                          _mm256_and_si256(_mm256_srli_epi32(ua, 16), one));
-    rb = _mm256_add_epi32(_mm256_add_epi32(ub, half),
-                          _mm256_and_si256(_mm256_srli_epi32(ub, 16), one));
-    ra = _mm256_srli_epi32(ra, 16);
-    rb = _mm256_srli_epi32(rb, 16);
-  }
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_packus_epi32(ra, rb));
+  const bool nan = _mm256_movemask_ps(_mm256_cmp_ps((__m256)*a, (__m256)*b, _CMP_UNORD_Q));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                      _mm256_packus_epi32(bf16_bits8_avx2(*a, nan), bf16_bits8_avx2(*b, nan)));
 }
 #endif
 
@@ -213,6 +201,17 @@ inline void pair_terms(i32x8* a, i32x8* b) {
   const i32x8 u = *a, v = *b;
   *a = __builtin_shufflevector(u, v, 0, 2, 4, 6, 8, 10, 12, 14);
   *b = __builtin_shufflevector(u, v, 1, 3, 5, 7, 9, 11, 13, 15);
+}
+
+// move16_avx2's indices and masks for a pair at row terms re, ro and column
+// terms ce, co (pair_terms' order): the odd channels' reads start one
+// element before theirs; a lane whose term is -1 reads nothing.
+struct Pair16At {
+  i32x8 even, me, odd, mo;
+};
+__attribute__((always_inline)) inline Pair16At pair16_at(i32x8 re, i32x8 ro, i32x8 ce,
+                                                         i32x8 co) {
+  return {re + ce, (re | ce) >= 0, ro + co - 1, (ro | co) >= 0};
 }
 
 // The storage bits a gather of T reads per lane.
@@ -917,10 +916,9 @@ template <typename T>
 __attribute__((always_inline)) inline void read16(const LaneArray<const T>& x, i32x8 re,
                                                   i32x8 ro, i32x8 ce, i32x8 co, f32x8* out) {
   static_assert(sizeof(T) == 2, "16-bit storage");
-  const i32x8 ie = re + ce, io = ro + co - 1;
-  const i32x8 me = (re | ce) >= 0, mo = (ro | co) >= 0;
+  const Pair16At p = pair16_at(re, ro, ce, co);
   float v[2 * kGroup];
-  read16_avx2(reinterpret_cast<const uint16_t*>(x.p), &ie, &me, &io, &mo,
+  read16_avx2(reinterpret_cast<const uint16_t*>(x.p), &p.even, &p.me, &p.odd, &p.mo,
               std::is_same_v<T, Half>, v);
   out[0] = loadu<f32x8>(v);
   out[1] = loadu<f32x8>(v + kGroup);
@@ -1127,11 +1125,12 @@ __attribute__((always_inline)) inline void move_row(bool uniform, const LaneArra
   }
 }
 
-// Whether groups g and g + 1 of a line (move_line) take move16_avx2's two
-// gathers, their column terms in pair_terms' order (16-bit storage, AVX2):
-// unless both are uniform (read8's loads).
+// Whether groups g and g + 1 (16-bit storage, AVX2) are read as a pair by
+// two gathers (move_line's move16_avx2, the fused and strided forwards'
+// read16), their column terms in pair_terms' order: unless both are uniform
+// (read8's loads).
 template <typename A>
-bool move_pair(const Lanes<A>* ln) {
+bool gathers_pair(const Lanes<A>* ln) {
   return !(ln[0].uniform && ln[1].uniform);
 }
 
@@ -1139,7 +1138,7 @@ bool move_pair(const Lanes<A>* ln) {
 // 64-byte line of channels), full and with no NaN lane, a column of all K
 // at a time: as fused_pair, each line of x the lanes gather serves every
 // group while it is in L1, and y's line is written whole. 16-bit storage
-// in AVX2: pairs of groups (move_pair) whose column terms are in
+// in AVX2: pairs of groups (gathers_pair) whose column terms are in
 // pair_terms' order, two gathers and a blend a pair (move16_avx2) instead
 // of read8's widening and store_lanes' narrowing (hot 3.3 -> 6.0 elements
 // a ns, benchmarks/NOTES.md v24).
@@ -1156,7 +1155,7 @@ __attribute__((always_inline)) inline void move_line(const LaneArray<const T>& x
     i32x8 re[kPairs], ro[kPairs];
     bool pair[kPairs];
     for (int q = 0; q < kPairs; ++q) {
-      pair[q] = move_pair(ln + 2 * q);
+      pair[q] = gathers_pair(ln + 2 * q);
       re[q] = row[2 * q];
       ro[q] = row[2 * q + 1];
       if (pair[q]) pair_terms(&re[q], &ro[q]);
@@ -1172,10 +1171,9 @@ __attribute__((always_inline)) inline void move_line(const LaneArray<const T>& x
           }
           continue;
         }
-        const i32x8 ce = col[2 * q * cols + w], co = col[(2 * q + 1) * cols + w];
-        const i32x8 ie = re[q] + ce, io = ro[q] + co - 1;
-        const i32x8 me = (re[q] | ce) >= 0, mo = (ro[q] | co) >= 0;
-        move16_avx2(base, &ie, &me, &io, &mo, reinterpret_cast<uint16_t*>(o));
+        const Pair16At p =
+            pair16_at(re[q], ro[q], col[2 * q * cols + w], col[(2 * q + 1) * cols + w]);
+        move16_avx2(base, &p.even, &p.me, &p.odd, &p.mo, reinterpret_cast<uint16_t*>(o));
       }
     }
     return;
@@ -1262,11 +1260,11 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
     return g + 1 < groups && lanes[g].plain && lanes[g + 1].plain && lanes[g + 1].n == kGroup &&
            (kPairTerms || lanes[g].uniform == lanes[g + 1].uniform);
   };
-  auto pair16 = [&](int g) { return kPairTerms && !(lanes[g].uniform && lanes[g + 1].uniform); };
+  auto pair16 = [&](int g) { return kPairTerms && gathers_pair(lanes + g); };
   // strided_pair: whether groups g and g + 1 take strided_pair16 (16-bit
   // storage in AVX2, channels-last, a row stride of 2 or more).
   auto strided_pair = [&](int g) {
-    return kPairTerms && t1 != 1 && !span && x.cs == 1 && y.cs == 1 && g + 1 < groups &&
+    return kPairTerms && !move && t1 != 1 && !span && x.cs == 1 && y.cs == 1 && g + 1 < groups &&
            lanes[g].plain && lanes[g + 1].plain && lanes[g].all_lat_d && lanes[g + 1].all_lat_d &&
            lanes[g + 1].n == kGroup && pair16(g);
   };
@@ -1287,22 +1285,16 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
       for (int g = 0; move && y.cs == 1 && g < groups; ++g) {
         if (!line_at(g)) continue;
         for (int k = 0; k < kLine; k += 2) {
-          if (!move_pair(lanes + g + k)) continue;
+          if (!gathers_pair(lanes + g + k)) continue;
           i32x8* a = col + (g + k) * cols;
           for (int i = 0; i < used; ++i) pair_terms(a + i, a + cols + i);
         }
         g += kLine - 1;
       }
-      for (int g = 0; fused && g < groups; ++g) {  // and the fused Pair16 pairs'
-        if (!fuse_pair(g)) continue;
+      for (int g = 0; g < groups; ++g) {  // and the fused and strided pairs'
+        if (!(fused ? fuse_pair(g) : strided_pair(g))) continue;  // (the rows' pairing)
         i32x8* a = col + g * cols;
         for (int i = 0; pair16(g) && i < used; ++i) pair_terms(a + i, a + cols + i);
-        ++g;
-      }
-      for (int g = 0; g < groups; ++g) {  // and the strided pairs'
-        if (!strided_pair(g)) continue;
-        i32x8* a = col + g * cols;
-        for (int i = 0; i < used; ++i) pair_terms(a + i, a + cols + i);
         ++g;
       }
     }

@@ -193,18 +193,21 @@ inline u32x8 bf16_bits8(f32x8 v, bool bits) {
   return bitcast<s32x8>(u & 0x7fffffffu) > 0x7f800000 ? quiet : rounded;
 }
 #if defined(JAXSHIFT_X86_AVX2)
-// bf16_bits8 of 8 floats to out, narrow8's NaN rule only where a lane is
-// NaN (the rounding alone: two constants fewer in the caller's registers).
+// bf16_bits8(v, false), its NaN rule only where `nan` says a lane may be
+// NaN (else the rounding alone: two constants fewer in the caller's
+// registers).
+__attribute__((target("avx2"), always_inline)) inline __m256i bf16_bits8_avx2(f32x8 v, bool nan) {
+  if (nan) return (__m256i)bf16_bits8(v, false);
+  const __m256i u = (__m256i)v;  // rounded to nearest even
+  const __m256i r = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)),
+                                     _mm256_and_si256(_mm256_srli_epi32(u, 16),
+                                                      _mm256_set1_epi32(1)));
+  return _mm256_srli_epi32(r, 16);
+}
+// bf16_bits8 of 8 floats to out (one unordered compare for NaN).
 __attribute__((target("avx2"))) inline void narrow8_bf16_avx2(const f32x8* in, uint16_t* out) {
-  __m256i r;
-  if (_mm256_movemask_ps(_mm256_cmp_ps((__m256)*in, (__m256)*in, _CMP_UNORD_Q))) {
-    r = (__m256i)bf16_bits8(*in, false);
-  } else {
-    const __m256i u = (__m256i)*in;  // rounded to nearest even
-    r = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)),
-                         _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1)));
-    r = _mm256_srli_epi32(r, 16);
-  }
+  const __m256 v = (__m256)*in;
+  const __m256i r = bf16_bits8_avx2(*in, _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
                    _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
 }
