@@ -387,6 +387,46 @@ def test_2d_channels_last_one_pass_backward(hw, padding):
   assert_kernel_matches(x, jnp.asarray(s), mode="sparse", padding=padding)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("padding", ["zeros", "periodic"])
+@pytest.mark.parametrize("lengths", [(2, 8), (9, 11), (3, 2, 13)])
+def test_channels_first_one_pass_backward(lengths, padding, dtype):
+  """Channels-first, unit strides, rows of 8 cells or more (the CPU's
+  direct rows), zeros or periodic padding: a channel whose shift is off
+  every lattice and not NaN, with the same tables for both gradients (active
+  mode) or sparse mode's moves by m or m + 1, takes its input gradient and
+  shift gradient (adjoint form) in one pass over g's rows, x read in place;
+  float32 channel by channel, 16-bit storage where every channel can.
+  Per channel: off every lattice, on each lattice, NaN, shifts beyond the
+  axes, sparse mode rounding up or down on each axis; a 2 x 8 plane wraps
+  every row tap. On both instruction sets where the CPU has AVX2."""
+  rng = np.random.default_rng(sum(lengths))
+  c, nd = 12, len(lengths)
+  x = jnp.asarray(rng.normal(size=(3, c, *lengths)), dtype)
+  off = rng.uniform(-2.5, 2.5, (c, nd)).astype(np.float32)  # (no lattice: measure zero)
+  mixed = off.copy()
+  mixed[6, -2], mixed[7, -1] = 13.5, -12.25  # (zeros padding: the tables' lattice)
+  mixed[1, -2], mixed[2, -1], mixed[3] = 1.0, -2.0, 0.0
+  mixed[4, 0] = -1.0  # (3-D: the depth lattice alone)
+  mixed[5, -1] = np.nan
+  # Sparse mode's exact shifts off every lattice, rounding down or up on
+  # each axis (ties to even): its input gradient is one of the rows'
+  # elements, at tap 0 or 1 per axis.
+  rounding = off.copy()
+  rounding[8], rounding[9], rounding[10] = 2.5, -1.5, [0.75, -0.5, 1.5][-nd:]
+  isas = ["avx2", "baseline"] if (PLATFORM == "cpu" and not EMULATED and
+                                  platform.machine() == "x86_64") else [None]
+  for isa in isas:
+    with (cpu_isa(isa) if isa else contextlib.nullcontext(True)) as have:
+      if not have:
+        continue
+      for s in (off, mixed):
+        for mode in jaxshift.MODES:
+          assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding, channel_axis=1)
+      assert_kernel_matches(x, jnp.asarray(rounding), mode="sparse", padding=padding,
+                            channel_axis=1)
+
+
 @contextlib.contextmanager
 def cpu_tile_budget(nbytes: int):
   """Runs the CPU lanes with column tiles of an L1 budget of `nbytes` (0:

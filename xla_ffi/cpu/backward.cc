@@ -259,10 +259,42 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
   finish(geo, exact, partial, parts, ds);
 }
 
+// Whether channel c of sample n takes the direct rows' one pass
+// (backward_direct, cpu/direct.h): its tables as one_pass_tables asks, and
+// its exact shift (*u) off every lattice of the call and not NaN.
+template <typename A>
+bool direct_one_pass(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
+                     int64_t c, bool* moves, ChannelTables<A>* u) {
+  if (!one_pass_tables<A>(geo, rounded, exact, n, c, 1, moves)) return false;
+  *u = channel_tables<A>(geo, exact, n, c);
+  return !nan_shift(u->f) && (!geo.ax[0].present || !at_lattice(u->f[0])) &&
+         !at_lattice(u->f[1]) && !at_lattice(u->f[2]);
+}
+
+// Whether a 16-bit backward takes the direct rows: every channel of every
+// sample takes their one pass (16-bit storage has no other direct backward
+// compiled: it takes the staged planes otherwise).
+template <typename T, int P>
+bool direct_one_pass_16(const Geometry& geo, const Tables& rounded, const Tables& exact,
+                        bool shift_grad) {
+  using A = typename Acc<T>::type;
+  if (sizeof(T) != 2 || !kOnePass<T, P> || !shift_grad || !use_direct_rows<T>(geo, true)) {
+    return false;
+  }
+  bool moves;
+  ChannelTables<A> u;
+  for (int64_t n = 0; n < geo.N; ++n) {
+    for (int64_t c = 0; c < geo.C; ++c) {
+      if (!direct_one_pass<A>(geo, rounded, exact, n, c, &moves, &u)) return false;
+    }
+  }
+  return true;
+}
+
 // The direct rows (cpu/direct.h): tasks as run_staged's, and per plane of
 // axis 0 in 3-D; per channel the input gradient from g, then the
 // shift-gradient sums from x and g into partial[n, plane x strip, c, :],
-// straight from the arrays.
+// straight from the arrays; or, where direct_one_pass, both in one pass.
 template <typename T, int P, typename A>
 void run_direct(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                 Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
@@ -283,24 +315,40 @@ void run_direct(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
     const T* xn = x + n * geo.sx_n + c0 * geo.sx_c;
     for (int b = 0; b < nb; ++b) {
       const Rows<T> gb{gn + b * geo.sy_c, ax[0].sy, ax[1].sy, ax[0].L, ax[1].L, ax[2].L, g_last};
-      adjoint_direct(isa, P, &gb, static_cast<const ChannelTables<A>*>(ct + b), &scr, d,
-                     dx + n * geo.sx_n + (c0 + b) * geo.sx_c + d * ax[0].sx, ax[1].sx, r0, rows);
-      if (!shift_grad || nan_shift(ct[b].f)) continue;  // (finish fills ds)
-      const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c0 + b);
+      T* dxc = dx + n * geo.sx_n + (c0 + b) * geo.sx_c + d * ax[0].sx;
       A* acc = partial.data() + partial_index(geo, n, d * plan.strips + r0 / plan.R, parts, c0 + b);
-      const Rows<T> xb{xn + b * geo.sx_c, ax[0].sx, ax[1].sx, ax[0].L, ax[1].L, ax[2].L, x_last};
-      auto sums = [&](auto three, auto lat_d, auto lat_f, auto lat_w) {
-        shift_grad_direct(isa, P, &xb, gb.p + d * ax[0].sy,
-                          ax[1].sy, &u, &scr, three, lat_d, lat_f, lat_w, d, r0, rows, acc);
-      };
-      if (ax[0].present) {
-        with_lattice3(u.f[0], u.f[1], u.f[2], [&](auto lat_d, auto lat_f, auto lat_w) {
-          sums(std::true_type{}, lat_d, lat_f, lat_w);
-        });
-      } else {
-        with_lattice(u.f[1], u.f[2], [&](auto lat_f, auto lat_w) {
-          sums(std::false_type{}, std::true_type{}, lat_f, lat_w);
-        });
+      if constexpr (kOnePass<T, P>) {
+        bool moves = false;
+        ChannelTables<A> u;
+        if (shift_grad && direct_one_pass<A>(geo, rounded, exact, n, c0 + b, &moves, &u)) {
+          const int up[3] = {ct[b].m[0] > u.m[0], ct[b].m[1] > u.m[1], ct[b].m[2] > u.m[2]};
+          auto one_pass = [&](auto three) {
+            backward_direct(isa, P, &gb, xn + b * geo.sx_c + d * ax[0].sx, &u,
+                            moves ? up : nullptr, &scr, three, d, dxc, ax[1].sx, r0, rows, acc);
+          };
+          if (ax[0].present) one_pass(std::true_type{}); else one_pass(std::false_type{});
+          continue;
+        }
+      }
+      if constexpr (sizeof(T) > 2) {  // (16-bit storage: the one pass only)
+        adjoint_direct(isa, P, &gb, static_cast<const ChannelTables<A>*>(ct + b), &scr, d, dxc,
+                       ax[1].sx, r0, rows);
+        if (!shift_grad || nan_shift(ct[b].f)) continue;  // (finish fills ds)
+        const ChannelTables<A> u = channel_tables<A>(geo, exact, n, c0 + b);
+        const Rows<T> xb{xn + b * geo.sx_c, ax[0].sx, ax[1].sx, ax[0].L, ax[1].L, ax[2].L, x_last};
+        auto sums = [&](auto three, auto lat_d, auto lat_f, auto lat_w) {
+          shift_grad_direct(isa, P, &xb, gb.p + d * ax[0].sy, ax[1].sy, &u, &scr, three, lat_d,
+                            lat_f, lat_w, d, r0, rows, acc);
+        };
+        if (ax[0].present) {
+          with_lattice3(u.f[0], u.f[1], u.f[2], [&](auto lat_d, auto lat_f, auto lat_w) {
+            sums(std::true_type{}, lat_d, lat_f, lat_w);
+          });
+        } else {
+          with_lattice(u.f[1], u.f[2], [&](auto lat_f, auto lat_w) {
+            sums(std::false_type{}, std::true_type{}, lat_f, lat_w);
+          });
+        }
       }
     }
   });
@@ -621,8 +669,9 @@ void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, c
     std::fill(ds, ds + geo.N * geo.C * 3, typename Acc<T>::type(0));
     return;
   }
-  if (use_direct_rows<T>(geo, false)) {
-    if constexpr (sizeof(T) > 2) {  // (never 16-bit storage: not compiled for it)
+  if (use_direct_rows<T>(geo, false) ||
+      direct_one_pass_16<T, P>(geo, rounded, exact, shift_grad)) {
+    if constexpr (sizeof(T) > 2 || kOnePass<T, P>) {  // (16-bit: the one pass only)
       run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
     }
   } else if (use_lanes<T>(geo, true, false, kOnePass<T, P> && shift_grad, kFolds<P>)) {

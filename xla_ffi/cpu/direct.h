@@ -459,4 +459,81 @@ void shift_grad_direct_impl(int P, const Rows<T>* xp, const T* gc, int64_t rs_g,
 }
 JAXSHIFT_ISA_VERSIONS(shift_grad_direct)
 
+// One channel's input gradient and shift-gradient sums in one pass: P
+// folding nothing (zeros, periodic: the adjoint's padding is P), the
+// channel's exact shift off every lattice and not NaN, and its rounded
+// tables the exact ones (`up` null) or sparse mode's moves by m or m + 1 per
+// axis (up[a]: the move is one cell beyond m on axis a). The sums in their
+// adjoint form, as the channels-last lanes' backward_row and backward3_row
+// (cpu/lanes.h): the sum over outputs q of g[q] times d out / d shift at q
+// equals the sum over inputs p of x[p] times the transposed stencil on g
+// around p - m, and that reads the rows of g the input gradient reads: rows
+// r - m1 (a) and r - m1 - 1 (b) of planes d - m0 (0) and d - m0 - 1 (1, a
+// 3-D call), columns j - m2 (k) and j - m2 - 1 (l). So x is read where it
+// lies, one contiguous load a vector, instead of its taps in a second pass
+// over the rows. Rows [r0, r0 + rows) of input plane d of dx (dxc) and x
+// (xc), rows rs_x apart; the sums over them (8 lanes by column, a row's
+// last vector where it overlaps the one before only its new lanes, then the
+// lanes in order) add to acc[0] (depth, 3-D), acc[1] (rows), acc[2] (columns).
+template <Isa I, typename T, typename A, typename Three>
+void backward_direct_impl(int P, const Rows<T>* gp, const T* xc, const ChannelTables<A>* ct,
+                          const int* up, const DirectScratch<T>* scr, Three, int d, T* dxc,
+                          int64_t rs_x, int r0, int rows, A* acc) {
+  using V = Vec8<A>;
+  constexpr bool three = Three::value;
+  const Rows<T>& g = *gp;
+  const int m0 = ct->m[0], m1 = ct->m[1], m2 = ct->m[2];
+  const V w1d = splat<V>(ct->f[0]), w0d = splat<V>(A(1) - ct->f[0]);
+  const V w1f = splat<V>(ct->f[1]), w0f = splat<V>(A(1) - ct->f[1]);
+  const V w1w = splat<V>(ct->f[2]), w0w = splat<V>(A(1) - ct->f[2]);
+  const bool moves = up != nullptr;
+  const bool up_d = moves && up[0], up_f = moves && up[1], up_w = moves && up[2];
+  const Columns cols(scr->cache, P, g.W, -m2, -1, 0);  // column taps -1 .. 0
+  V sd = {}, sf = {}, sw = {};
+  for (int r = r0; r < r0 + rows; ++r) {
+    const T* ga0 = g.at(P, d - m0, r - m1, scr->zeros);
+    const T* gb0 = g.at(P, d - m0, r - m1 - 1, scr->zeros);
+    const T* ga1 = three ? g.at(P, d - m0 - 1, r - m1, scr->zeros) : nullptr;
+    const T* gb1 = three ? g.at(P, d - m0 - 1, r - m1 - 1, scr->zeros) : nullptr;
+    const T* xr = xc + r * rs_x;
+    T* out = dxc + r * rs_x;
+    for_each_vector<I>(cols, g.last, false, [&](int w, const auto& rd) {
+      const V a0k = rd(ga0, 0), a0l = rd(ga0, -1), b0k = rd(gb0, 0), b0l = rd(gb0, -1);
+      const V r0k = w0f * a0k + w1f * b0k, r0l = w0f * a0l + w1f * b0l;
+      const V v0 = w0w * r0k + w1w * r0l;
+      const V tf0 = (w0w * a0k + w1w * a0l) - (w0w * b0k + w1w * b0l);
+      const V xv = widen8<I>(xr + w, false);
+      // (a row's last vector overlapping the one before: its new lanes)
+      auto add = [&](V* sum, V t) {
+        *sum += w % kGroup ? lanes_from(t, kGroup - w % kGroup) : t;
+      };
+      auto moved = [&](V ak, V al, V bk, V bl) {
+        return up_w ? (up_f ? bl : al) : (up_f ? bk : ak);
+      };
+      if constexpr (three) {
+        const V a1k = rd(ga1, 0), a1l = rd(ga1, -1), b1k = rd(gb1, 0), b1l = rd(gb1, -1);
+        const V r1k = w0f * a1k + w1f * b1k, r1l = w0f * a1l + w1f * b1l;
+        const V v1 = w0w * r1k + w1w * r1l;
+        const V tf1 = (w0w * a1k + w1w * a1l) - (w0w * b1k + w1w * b1l);
+        const V dxv = !moves ? w0d * v0 + w1d * v1
+                             : up_d ? moved(a1k, a1l, b1k, b1l) : moved(a0k, a0l, b0k, b0l);
+        narrow8<I>(out + w, dxv, false);
+        add(&sd, xv * (v0 - v1));
+        add(&sf, xv * (w0d * tf0 + w1d * tf1));
+        add(&sw, xv * (w0d * (r0k - r0l) + w1d * (r1k - r1l)));
+      } else {
+        narrow8<I>(out + w, moves ? moved(a0k, a0l, b0k, b0l) : v0, false);
+        add(&sf, xv * tf0);
+        add(&sw, xv * (r0k - r0l));
+      }
+    });
+  }
+  if constexpr (three) {
+    for (int l = 0; l < kGroup; ++l) acc[0] += sd[l];
+  }
+  for (int l = 0; l < kGroup; ++l) acc[1] += sf[l];
+  for (int l = 0; l < kGroup; ++l) acc[2] += sw[l];
+}
+JAXSHIFT_ISA_VERSIONS(backward_direct)
+
 }  // namespace jaxshift
