@@ -392,21 +392,23 @@ def test_2d_channels_last_one_pass_backward(hw, padding):
 @pytest.mark.parametrize("lengths", [(2, 8), (9, 11), (3, 2, 13)])
 def test_channels_first_one_pass_backward(lengths, padding, dtype):
   """Channels-first, unit strides, rows of 8 cells or more (the CPU's
-  direct rows), zeros or periodic padding: a channel whose shift is off
-  every lattice and not NaN, with the same tables for both gradients (active
+  direct rows), zeros or periodic padding: a channel whose shift is not NaN
+  (3-D: off every lattice), with the same tables for both gradients (active
   mode) or sparse mode's moves by m or m + 1, takes its input gradient and
   shift gradient (adjoint form) in one pass over g's rows, x read in place;
-  float32 channel by channel, 16-bit storage where every channel can.
-  Per channel: off every lattice, on each lattice, NaN, shifts beyond the
-  axes, sparse mode rounding up or down on each axis; a 2 x 8 plane wraps
-  every row tap. On both instruction sets where the CPU has AVX2."""
+  float32 channel by channel, 16-bit storage where every channel can. Per
+  channel: off every lattice, on the rows', the columns' or both lattices
+  (the slopes' mean-derivative taps), the depth lattice, NaN, shifts beyond
+  the axes, sparse mode rounding up or down on each axis; a 2 x 8 plane
+  wraps every row tap. On both instruction sets where the CPU has AVX2."""
   rng = np.random.default_rng(sum(lengths))
   c, nd = 12, len(lengths)
   x = jnp.asarray(rng.normal(size=(3, c, *lengths)), dtype)
   off = rng.uniform(-2.5, 2.5, (c, nd)).astype(np.float32)  # (no lattice: measure zero)
-  mixed = off.copy()
+  lattice = off.copy()  # (2-D: every channel in the one pass)
+  lattice[1, -2], lattice[2, -1], lattice[3] = 1.0, -2.0, 0.0
+  mixed = lattice.copy()
   mixed[6, -2], mixed[7, -1] = 13.5, -12.25  # (zeros padding: the tables' lattice)
-  mixed[1, -2], mixed[2, -1], mixed[3] = 1.0, -2.0, 0.0
   mixed[4, 0] = -1.0  # (3-D: the depth lattice alone)
   mixed[5, -1] = np.nan
   # Sparse mode's exact shifts off every lattice, rounding down or up on
@@ -420,7 +422,7 @@ def test_channels_first_one_pass_backward(lengths, padding, dtype):
     with (cpu_isa(isa) if isa else contextlib.nullcontext(True)) as have:
       if not have:
         continue
-      for s in (off, mixed):
+      for s in (off, lattice, mixed):
         for mode in jaxshift.MODES:
           assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding, channel_axis=1)
       assert_kernel_matches(x, jnp.asarray(rounding), mode="sparse", padding=padding,

@@ -2,7 +2,8 @@
 // and the per-sample shift gradient, summed in a fixed order so that the same
 // inputs give bitwise the same result on any number of threads. Rows
 // straight from the array (cpu/direct.h) for channels-first float and
-// double calls of unit strides (2-D and 3-D), channel lanes (cpu/lanes.h)
+// double calls of unit strides (2-D and 3-D; 16-bit storage where every
+// channel takes their one pass, direct_one_pass_16), channel lanes (cpu/lanes.h)
 // for channels-last and for channels-first strided calls, staged planes
 // where neither applies (cpu/staged.h), walks in place for far shifts and
 // large planes there, the element-wise functions for the rest (fewer than 8 channels,
@@ -261,14 +262,14 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
 
 // Whether channel c of sample n takes the direct rows' one pass
 // (backward_direct, cpu/direct.h): its tables as one_pass_tables asks, and
-// its exact shift (*u) off every lattice of the call and not NaN.
+// its exact shift (*u) not NaN and, in 3-D, off every lattice.
 template <typename A>
 bool direct_one_pass(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
                      int64_t c, bool* moves, ChannelTables<A>* u) {
   if (!one_pass_tables<A>(geo, rounded, exact, n, c, 1, moves)) return false;
   *u = channel_tables<A>(geo, exact, n, c);
-  return !nan_shift(u->f) && (!geo.ax[0].present || !at_lattice(u->f[0])) &&
-         !at_lattice(u->f[1]) && !at_lattice(u->f[2]);
+  return !nan_shift(u->f) && (!geo.ax[0].present || (!at_lattice(u->f[0]) &&
+                                                     !at_lattice(u->f[1]) && !at_lattice(u->f[2])));
 }
 
 // Whether a 16-bit backward takes the direct rows: every channel of every
@@ -322,11 +323,18 @@ void run_direct(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
         ChannelTables<A> u;
         if (shift_grad && direct_one_pass<A>(geo, rounded, exact, n, c0 + b, &moves, &u)) {
           const int up[3] = {ct[b].m[0] > u.m[0], ct[b].m[1] > u.m[1], ct[b].m[2] > u.m[2]};
-          auto one_pass = [&](auto three) {
+          auto one_pass = [&](auto three, auto lat_f, auto lat_w) {
             backward_direct(isa, P, &gb, xn + b * geo.sx_c + d * ax[0].sx, &u,
-                            moves ? up : nullptr, &scr, three, d, dxc, ax[1].sx, r0, rows, acc);
+                            moves ? up : nullptr, &scr, three, lat_f, lat_w, d, dxc, ax[1].sx,
+                            r0, rows, acc);
           };
-          if (ax[0].present) one_pass(std::true_type{}); else one_pass(std::false_type{});
+          if (ax[0].present) {
+            one_pass(std::true_type{}, std::false_type{}, std::false_type{});
+          } else {
+            with_lattice(u.f[1], u.f[2], [&](auto lat_f, auto lat_w) {
+              one_pass(std::false_type{}, lat_f, lat_w);
+            });
+          }
           continue;
         }
       }

@@ -15,7 +15,9 @@
 // padded planes: that copy was ~40 % of a staged channels-first forward.
 // 3-D calls add the depth axis outermost (core/stencils.h's tensor
 // product): a 2-D call is one at depth 0 of one plane, on the lattice in
-// depth. The input gradient of the clamped and mirrored paddings adds the
+// depth. With zeros or periodic padding a channel's input gradient and
+// shift gradient come from the same rows of g in one pass
+// (backward_direct). The input gradient of the clamped and mirrored paddings adds the
 // adjoint rows, planes and columns that fold onto an element (folds_of),
 // not element-wise values. Nothing here depends on the padding but a few
 // indices per row and channel, so the padding is a run-time argument
@@ -40,9 +42,10 @@ namespace jaxshift {
 
 // The direct rows apply: unit-stride calls whose rows are contiguous in
 // the inputs and outputs and at least 8 cells long; for 16-bit storage only
-// the forward of moves (16-bit active calls measured 1.15-1.3x slower here
-// than on the staged planes, and no faster from rows widened once:
-// benchmarks/NOTES.md, v9).
+// the forward of moves (16-bit active forwards measured 1.15-1.3x slower
+// here than on the staged planes, and no faster from rows widened once:
+// benchmarks/NOTES.md, v9; 0.92-1.15x in v26) and, decided by the backward
+// (direct_one_pass_16), backwards that take backward_direct's one pass.
 template <typename T>
 bool use_direct_rows(const Geometry& geo, bool move) {
   const Axis* ax = geo.ax;
@@ -461,47 +464,52 @@ JAXSHIFT_ISA_VERSIONS(shift_grad_direct)
 
 // One channel's input gradient and shift-gradient sums in one pass: P
 // folding nothing (zeros, periodic: the adjoint's padding is P), the
-// channel's exact shift off every lattice and not NaN, and its rounded
-// tables the exact ones (`up` null) or sparse mode's moves by m or m + 1 per
-// axis (up[a]: the move is one cell beyond m on axis a). The sums in their
-// adjoint form, as the channels-last lanes' backward_row and backward3_row
-// (cpu/lanes.h): the sum over outputs q of g[q] times d out / d shift at q
-// equals the sum over inputs p of x[p] times the transposed stencil on g
-// around p - m, and that reads the rows of g the input gradient reads: rows
-// r - m1 (a) and r - m1 - 1 (b) of planes d - m0 (0) and d - m0 - 1 (1, a
-// 3-D call), columns j - m2 (k) and j - m2 - 1 (l). So x is read where it
+// channel's exact shift not NaN (3-D: off every lattice; 2-D: LatF, LatW
+// say whether it is on the rows', the columns' lattice), and its rounded
+// tables the exact ones (`up` null) or sparse mode's moves by m or m + 1
+// per axis (up[a]: the move is one cell beyond m on axis a). The sums in
+// their adjoint form, as the channels-last lanes' backward_row,
+// backward3_row and transposed_slopes (cpu/lanes.h): the sum over outputs q
+// of g[q] times d out / d shift at q equals the sum over inputs p of x[p]
+// times the transposed stencil on g around p - m, and that reads the rows
+// of g the input gradient reads: rows r - m1 (a) and r - m1 - 1 (b) of
+// planes d - m0 (0) and d - m0 - 1 (1, a 3-D call), columns j - m2 (k) and
+// j - m2 - 1 (l); on the rows' lattice also row r - m1 + 1 (u, the slope's
+// tap -1), on the columns' lattice column j - m2 + 1. So x is read where it
 // lies, one contiguous load a vector, instead of its taps in a second pass
 // over the rows. Rows [r0, r0 + rows) of input plane d of dx (dxc) and x
 // (xc), rows rs_x apart; the sums over them (8 lanes by column, a row's
 // last vector where it overlaps the one before only its new lanes, then the
-// lanes in order) add to acc[0] (depth, 3-D), acc[1] (rows), acc[2] (columns).
-template <Isa I, typename T, typename A, typename Three>
+// lanes in order) add to acc[0] (depth, 3-D), acc[1] (rows), acc[2]
+// (columns).
+template <Isa I, typename T, typename A, typename Three, typename LatF, typename LatW>
 void backward_direct_impl(int P, const Rows<T>* gp, const T* xc, const ChannelTables<A>* ct,
-                          const int* up, const DirectScratch<T>* scr, Three, int d, T* dxc,
-                          int64_t rs_x, int r0, int rows, A* acc) {
+                          const int* up, const DirectScratch<T>* scr, Three, LatF, LatW, int d,
+                          T* dxc, int64_t rs_x, int r0, int rows, A* acc) {
   using V = Vec8<A>;
-  constexpr bool three = Three::value;
+  constexpr bool three = Three::value, lat_f = LatF::value, lat_w = LatW::value;
+  static_assert(!three || (!lat_f && !lat_w), "3-D: off every lattice");
   const Rows<T>& g = *gp;
   const int m0 = ct->m[0], m1 = ct->m[1], m2 = ct->m[2];
   const V w1d = splat<V>(ct->f[0]), w0d = splat<V>(A(1) - ct->f[0]);
   const V w1f = splat<V>(ct->f[1]), w0f = splat<V>(A(1) - ct->f[1]);
   const V w1w = splat<V>(ct->f[2]), w0w = splat<V>(A(1) - ct->f[2]);
+  const V half = splat<V>(A(0.5)), mhalf = splat<V>(A(-0.5));
   const bool moves = up != nullptr;
   const bool up_d = moves && up[0], up_f = moves && up[1], up_w = moves && up[2];
-  const Columns cols(scr->cache, P, g.W, -m2, -1, 0);  // column taps -1 .. 0
+  // column taps -1 .. 0, and 1 on the columns' lattice
+  const Columns cols(scr->cache, P, g.W, -m2, -1, lat_w ? 1 : 0);
   V sd = {}, sf = {}, sw = {};
   for (int r = r0; r < r0 + rows; ++r) {
     const T* ga0 = g.at(P, d - m0, r - m1, scr->zeros);
     const T* gb0 = g.at(P, d - m0, r - m1 - 1, scr->zeros);
+    const T* gu0 = lat_f ? g.at(P, d - m0, r - m1 + 1, scr->zeros) : nullptr;
     const T* ga1 = three ? g.at(P, d - m0 - 1, r - m1, scr->zeros) : nullptr;
     const T* gb1 = three ? g.at(P, d - m0 - 1, r - m1 - 1, scr->zeros) : nullptr;
     const T* xr = xc + r * rs_x;
     T* out = dxc + r * rs_x;
     for_each_vector<I>(cols, g.last, false, [&](int w, const auto& rd) {
       const V a0k = rd(ga0, 0), a0l = rd(ga0, -1), b0k = rd(gb0, 0), b0l = rd(gb0, -1);
-      const V r0k = w0f * a0k + w1f * b0k, r0l = w0f * a0l + w1f * b0l;
-      const V v0 = w0w * r0k + w1w * r0l;
-      const V tf0 = (w0w * a0k + w1w * a0l) - (w0w * b0k + w1w * b0l);
       const V xv = widen8<I>(xr + w, false);
       // (a row's last vector overlapping the one before: its new lanes)
       auto add = [&](V* sum, V t) {
@@ -510,6 +518,28 @@ void backward_direct_impl(int P, const Rows<T>* gp, const T* xc, const ChannelTa
       auto moved = [&](V ak, V al, V bk, V bl) {
         return up_w ? (up_f ? bl : al) : (up_f ? bk : ak);
       };
+      if constexpr (lat_f || lat_w) {  // 2-D, a lattice: lanes.h's transposed_slopes
+        // the rows' value and slope at column tap c (0: k, -1: l, 1: the lattice's)
+        auto vf = [&](V a, V b) { return lat_f ? w0f * a : w0f * a + w1f * b; };
+        auto sl = [&](V u, V a, V b) { return lat_f ? half * u + mhalf * b : a - b; };
+        const V uk = lat_f ? rd(gu0, 0) : V{}, ul = lat_f ? rd(gu0, -1) : V{};
+        const V vk = vf(a0k, b0k), vl = vf(a0l, b0l);
+        V dxv = w0w * vk, tf = w0w * sl(uk, a0k, b0k), tw;
+        if constexpr (lat_w) {
+          tw = half * vf(rd(ga0, 1), rd(gb0, 1)) + mhalf * vl;
+        } else {
+          dxv = dxv + w1w * vl;
+          tf = tf + w1w * sl(ul, a0l, b0l);
+          tw = vk - vl;
+        }
+        narrow8<I>(out + w, moves ? moved(a0k, a0l, b0k, b0l) : dxv, false);
+        add(&sf, xv * tf);
+        add(&sw, xv * tw);
+        return;
+      }
+      const V r0k = w0f * a0k + w1f * b0k, r0l = w0f * a0l + w1f * b0l;
+      const V v0 = w0w * r0k + w1w * r0l;
+      const V tf0 = (w0w * a0k + w1w * a0l) - (w0w * b0k + w1w * b0l);
       if constexpr (three) {
         const V a1k = rd(ga1, 0), a1l = rd(ga1, -1), b1k = rd(gb1, 0), b1l = rd(gb1, -1);
         const V r1k = w0f * a1k + w1f * b1k, r1l = w0f * a1l + w1f * b1l;
