@@ -958,13 +958,15 @@ def test_nested_vmap():
   np.testing.assert_allclose(vv(x, s), ref(x, s), rtol=1e-6, atol=1e-6)
 
 
-def test_gradients_are_bitwise_repeatable():
+@pytest.mark.parametrize("channel_axis", [-1, 1])
+def test_gradients_are_bitwise_repeatable(channel_axis):
   rng = np.random.default_rng(4)
-  x = jnp.asarray(rng.normal(size=(8, 33, 31, 40)), jnp.float32)
+  shape = (8, 33, 31, 40) if channel_axis == -1 else (8, 40, 33, 31)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
   s = jnp.asarray(rng.normal(size=(40, 2)) * 3, jnp.float32)
   for mode in ("active", "sparse"):
     f = jax.jit(jax.grad(lambda x, s: jnp.sum(jnp.sin(jaxshift.shift(
-        x, s, mode=mode, impl="ffi"))), (0, 1)))
+        x, s, mode=mode, channel_axis=channel_axis, impl="ffi"))), (0, 1)))
     first = [np.asarray(a) for a in f(x, s)]
     for _ in range(3):
       for a, b in zip(first, f(x, s)):
