@@ -89,6 +89,15 @@ def cpu_setting(symbol: str, ctype):
   return fn
 
 
+def instruction_sets():
+  """The instruction sets to run a check in, each with ``cpu_isa`` (which
+  says whether this CPU has it): ``"avx2"`` and ``"baseline"`` for the CPU
+  library on x86-64, else ``[None]`` (the kernels as they are)."""
+  if PLATFORM == "cpu" and not EMULATED and platform.machine() == "x86_64":
+    return ["avx2", "baseline"]
+  return [None]
+
+
 @contextlib.contextmanager
 def cpu_isa(name: str):
   """Runs the CPU kernel's SIMD loops in instruction set `name` (``"avx2"``
@@ -292,10 +301,8 @@ def test_staged_blocks_match_on_every_instruction_set(channels_last, lengths,
                 for j, padding in enumerate(jaxshift.PADDINGS))
   kw = dict(strides=strides, channel_axis=-1 if channels_last else 1, pairs=pairs)
   reference = kernel_sweep.evaluate(x, jnp.asarray(s), impl="xla", **kw)
-  isas = ["avx2", "baseline"] if (PLATFORM == "cpu" and not EMULATED and
-                                  platform.machine() == "x86_64") else [None]
   ran = []
-  for isa in isas:
+  for isa in instruction_sets():
     with (cpu_isa(isa) if isa else contextlib.nullcontext(True)) as have:
       if not have:
         continue
@@ -416,9 +423,7 @@ def test_channels_first_one_pass_backward(lengths, padding, dtype):
   # elements, at tap 0 or 1 per axis.
   rounding = off.copy()
   rounding[8], rounding[9], rounding[10] = 2.5, -1.5, [0.75, -0.5, 1.5][-nd:]
-  isas = ["avx2", "baseline"] if (PLATFORM == "cpu" and not EMULATED and
-                                  platform.machine() == "x86_64") else [None]
-  for isa in isas:
+  for isa in instruction_sets():
     with (cpu_isa(isa) if isa else contextlib.nullcontext(True)) as have:
       if not have:
         continue

@@ -279,7 +279,7 @@ template <typename T, int P>
 bool direct_one_pass_16(const Geometry& geo, const Tables& rounded, const Tables& exact,
                         bool shift_grad) {
   using A = typename Acc<T>::type;
-  if (sizeof(T) != 2 || !kOnePass<T, P> || !shift_grad || !use_direct_rows<T>(geo, true)) {
+  if (sizeof(T) != 2 || !kOnePass<T, P> || !shift_grad || !direct_rows_fit(geo)) {
     return false;
   }
   bool moves;

@@ -17,13 +17,13 @@
 // product): a 2-D call is one at depth 0 of one plane, on the lattice in
 // depth. With zeros or periodic padding a channel's input gradient and
 // shift gradient come from the same rows of g in one pass
-// (backward_direct). The input gradient of the clamped and mirrored paddings adds the
-// adjoint rows, planes and columns that fold onto an element (folds_of),
-// not element-wise values. Nothing here depends on the padding but a few
-// indices per row and channel, so the padding is a run-time argument
-// (pad_index_of): one compiled copy per type and lattice case. 16-bit
-// storage is widened as it is read and narrowed as it is stored (widen8,
-// narrow8: the same bits); moves carry raw bits.
+// (backward_direct). The input gradient of the clamped and mirrored
+// paddings adds the adjoint rows, planes and columns that fold onto an
+// element (folds_of), not element-wise values. Nothing here depends on the
+// padding but a few indices per row and channel, so the padding is a
+// run-time argument (pad_index_of): one compiled copy per type and lattice
+// case. 16-bit storage is widened as it is read and narrowed as it is
+// stored (widen8, narrow8: the same bits); moves carry raw bits.
 #pragma once
 
 #include <algorithm>
@@ -40,17 +40,22 @@
 
 namespace jaxshift {
 
-// The direct rows apply: unit-stride calls whose rows are contiguous in
-// the inputs and outputs and at least 8 cells long; for 16-bit storage only
-// the forward of moves (16-bit active forwards measured 1.15-1.3x slower
-// here than on the staged planes, and no faster from rows widened once:
+// The calls the direct rows can take: unit strides, rows contiguous in the
+// inputs and outputs and at least 8 cells long.
+inline bool direct_rows_fit(const Geometry& geo) {
+  const Axis* ax = geo.ax;
+  return ax[0].t == 1 && ax[1].t == 1 && ax[2].t == 1 && ax[2].sx == 1 && ax[2].sy == 1 &&
+         ax[2].L >= kGroup;
+}
+
+// The direct rows apply: the calls they fit; for 16-bit storage only the
+// forward of moves (16-bit active forwards measured 1.15-1.3x slower here
+// than on the staged planes, and no faster from rows widened once:
 // benchmarks/NOTES.md, v9; 0.92-1.15x in v26) and, decided by the backward
 // (direct_one_pass_16), backwards that take backward_direct's one pass.
 template <typename T>
 bool use_direct_rows(const Geometry& geo, bool move) {
-  const Axis* ax = geo.ax;
-  return (sizeof(T) > 2 || move) && ax[0].t == 1 && ax[1].t == 1 && ax[2].t == 1 &&
-         ax[2].sx == 1 && ax[2].sy == 1 && ax[2].L >= kGroup;
+  return (sizeof(T) > 2 || move) && direct_rows_fit(geo);
 }
 
 // One channel's D x H rows of W contiguous cells in an array: planes ps
