@@ -434,6 +434,41 @@ def test_channels_first_one_pass_backward(lengths, padding, dtype):
                             channel_axis=1)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("lengths", [(100, 16), (5, 32), (7, 13), (6, 33), (3, 2, 20),
+                                     (4, 3, 9)])
+def test_channels_first_forward_ring(x64, lengths, dtype):
+  """Channels-first forwards of unit strides on rows of 8-32 cells (the
+  CPU's direct rows) keep each input row's column stencil in a ring for the
+  next output row, per depth tap; a channel on the rows' or the columns'
+  lattice, NaN, or on rows longer than 32 cells reads its four taps as
+  before. Per channel: off every lattice, on the depth lattice alone (one
+  ring), on the rows' or the columns' lattice, NaN, beyond the axes; every
+  padding (edge vectors through each rule, a last vector overlapping the one
+  before where W is not a multiple of 8); 100 rows of 64 channels split
+  into strips (a strip's first row taken before its outputs; without far
+  shifts, float32's strips are 87 rows, so the second starts on an odd
+  row, the ring's other slot). On both instruction sets where the CPU has
+  AVX2. The forward is the jnp path's."""
+  rng = np.random.default_rng(sum(lengths))
+  c, nd = 64 if lengths[0] == 100 else 12, len(lengths)
+  x = jnp.asarray(rng.normal(size=(2, c, *lengths)), dtype)
+  s = rng.uniform(-2.5, 2.5, (c, nd))
+  s[1, -2], s[2, -1], s[3, -1] = 1.0, -2.0, np.nan  # rows', columns' lattice; NaN
+  s[4, :] = [-1.0, 0.5, 1.5][-nd:] if nd == 3 else s[4, :]  # the depth lattice alone
+  if lengths[0] != 100:
+    s[5, -1], s[6, -2] = 40.5, -30.25  # beyond the axes
+  s = jnp.asarray(s, dtype)
+  for isa in instruction_sets():
+    with (cpu_isa(isa) if isa else contextlib.nullcontext(True)) as have:
+      if not have:
+        continue
+      for padding in jaxshift.PADDINGS:
+        got, want = (jax.jit(lambda x, s, impl=impl: jaxshift.shift(
+            x, s, padding=padding, channel_axis=1, impl=impl))(x, s) for impl in ("ffi", "xla"))
+        assert_close(got, want, TOL[dtype], f"{isa} {padding}")
+
+
 @contextlib.contextmanager
 def cpu_tile_budget(nbytes: int):
   """Runs the CPU lanes with column tiles of an L1 budget of `nbytes` (0:

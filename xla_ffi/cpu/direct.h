@@ -188,20 +188,31 @@ __attribute__((noinline)) inline ColumnCache* column_cache() {
   return &cache;
 }
 
+// Four rows of W cells of the accumulation type (per thread): the forward's
+// ring of column values (forward_direct_impl).
+template <typename A>
+A* ring_rows(int W) {
+  thread_local std::vector<A> rows;
+  if (rows.size() < 4 * static_cast<size_t>(W)) rows.resize(4 * static_cast<size_t>(W));
+  return rows.data();
+}
+
 // What a thread's direct functions use besides the arrays, looked up once a
 // task (each is a thread-local lookup, a call into the dynamic linker's TLS
 // resolver in a shared library; per channel they were a measurable share of
-// an 8x8 plane): the zeros row of W cells, the Columns cache and the fold
-// lists of three axes (fold_scratch).
+// an 8x8 plane): the zeros row of W cells, the Columns cache, the fold
+// lists of three axes (fold_scratch) and the forward's ring (ring_rows).
 template <typename T>
 struct DirectScratch {
   const T* zeros;
   ColumnCache* cache;
   std::vector<std::pair<int, int>>* folds;
+  typename Acc<T>::type* ring;
 };
 template <typename T>
 DirectScratch<T> direct_scratch(int W) {
-  return DirectScratch<T>{zero_row<T>(W), column_cache(), fold_scratch()};
+  return DirectScratch<T>{zero_row<T>(W), column_cache(), fold_scratch(),
+                          ring_rows<typename Acc<T>::type>(W)};
 }
 
 inline Columns::Columns(ColumnCache* cache, int P_, int W_, int o_, int lo_, int hi_)
@@ -281,6 +292,48 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
                        sw = value_stencil(ct->f[2], lat_w);
       // column taps 0 .. 1, 0 alone at the lattice
       const Columns cols(scr->cache, P, W, ct->m[2], 0, lat_w ? 0 : 1);
+      // Rows of at most 4 vectors (W <= 32), off the rows' and columns'
+      // lattices: each input row's column stencil is taken once, as row tap
+      // 1 of the output row above it, and kept in a ring (two rows a depth
+      // tap) for the next output row, whose row tap 0 it is. Two column taps
+      // a vector are read from x where the stencils read four, and half of
+      // a 32-cell row's vectors are edges, read through a permutation each
+      // (forward 0.85-0.93x at rows of 8-32 cells; at 512 cells, with 2
+      // edges in 64 vectors, the ring's loads and stores cost more than the
+      // taps they save: 1.06-1.09x; benchmarks/NOTES.md, v27). The rows'
+      // stencil is outside the columns' here: not the other paths' bits.
+      if constexpr (!lat_f && !lat_w) {
+        if (cols.chunks <= 4) {
+          using V = Vec8<A>;
+          auto slot = [&](int p, int r) { return scr->ring + (2 * p + (r & 1)) * W; };
+          auto columns = [&](const auto& rd, const T* row) {
+            return apply(sw, 0, [&](int c) { return rd(row, c); });
+          };
+          const int depth = lat_d ? 1 : 2;
+          for (int p = 0; p < depth; ++p) {  // row r0 + m1 (row tap 0 of output row r0)
+            const T* xr = x.at(P, d + ct->m[0] + p, r0 + ct->m[1], zeros);
+            A* c = slot(p, r0);
+            for_each_vector<I>(cols, x.last, false,
+                               [&](int w, const auto& rd) { storeu(c + w, columns(rd, xr)); });
+          }
+          for (int r = r0; r < r0 + rows; ++r) {
+            const T* xb[2];
+            for (int p = 0; p < depth; ++p) {
+              xb[p] = x.at(P, d + ct->m[0] + p, r + ct->m[1] + 1, zeros);
+            }
+            T* out = yc + r * rs_y;
+            for_each_vector<I>(cols, x.last, false, [&](int w, const auto& rd) {
+              narrow8<I>(out + w, apply(sd, 0, [&](int p) {
+                const V b = columns(rd, xb[p]);
+                const V a = loadu<V>(slot(p, r) + w);
+                storeu(slot(p, r + 1) + w, b);
+                return apply(sf, 0, [&](int q) { return q ? b : a; });
+              }), false);
+            });
+          }
+          return;
+        }
+      }
       for (int r = r0; r < r0 + rows; ++r) {
         const T* xr[2][2];  // [depth tap][row tap]
         for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
