@@ -15,7 +15,9 @@
 // padded planes: that copy was ~40 % of a staged channels-first forward.
 // 3-D calls add the depth axis outermost (core/stencils.h's tensor
 // product): a 2-D call is one at depth 0 of one plane, on the lattice in
-// depth. With zeros or periodic padding a channel's input gradient and
+// depth. On rows of at most 32 cells the forward keeps each input row's
+// column stencil for the next output row (a ring), and reads two column
+// taps a vector instead of four. With zeros or periodic padding a channel's input gradient and
 // shift gradient come from the same rows of g in one pass
 // (backward_direct). The input gradient of the clamped and mirrored
 // paddings adds the adjoint rows, planes and columns that fold onto an
