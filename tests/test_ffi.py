@@ -455,7 +455,8 @@ def test_channels_first_forward_ring(x64, lengths, dtype):
   x = jnp.asarray(rng.normal(size=(2, c, *lengths)), dtype)
   s = rng.uniform(-2.5, 2.5, (c, nd))
   s[1, -2], s[2, -1], s[3, -1] = 1.0, -2.0, np.nan  # rows', columns' lattice; NaN
-  s[4, :] = [-1.0, 0.5, 1.5][-nd:] if nd == 3 else s[4, :]  # the depth lattice alone
+  if nd == 3:
+    s[4] = [-1.0, 0.5, 1.5]  # the depth lattice alone
   if lengths[0] != 100:
     s[5, -1], s[6, -2] = 40.5, -30.25  # beyond the axes
   s = jnp.asarray(s, dtype)
