@@ -17,11 +17,11 @@
 // product): a 2-D call is one at depth 0 of one plane, on the lattice in
 // depth. On rows of at most 32 cells the forward keeps each input row's
 // column stencil for the next output row (a ring), and reads two column
-// taps a vector instead of four. With zeros or periodic padding a channel's input gradient and
-// shift gradient come from the same rows of g in one pass
-// (backward_direct). The input gradient of the clamped and mirrored
-// paddings adds the adjoint rows, planes and columns that fold onto an
-// element (folds_of), not element-wise values. Nothing here depends on the
+// taps a vector instead of four. With zeros or periodic padding a
+// channel's input gradient and shift gradient come from the same rows of g
+// in one pass (backward_direct). The input gradient of the clamped and
+// mirrored paddings adds the adjoint rows, planes and columns that fold
+// onto an element (folds_of), not element-wise values. Nothing here depends on the
 // padding but a few indices per row and channel, so the padding is a
 // run-time argument (pad_index_of): one compiled copy per type and lattice
 // case. 16-bit storage is widened as it is read and narrowed as it is
