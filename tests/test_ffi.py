@@ -434,15 +434,17 @@ def test_channels_first_one_pass_backward(lengths, padding, dtype):
                             channel_axis=1)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16"])
 @pytest.mark.parametrize("lengths", [(100, 16), (5, 32), (7, 13), (6, 33), (3, 2, 20),
-                                     (4, 3, 9)])
+                                     (4, 3, 9), (4, 70)])
 def test_channels_first_forward_ring(x64, lengths, dtype):
   """Channels-first forwards of unit strides on rows of 8-32 cells (the
   CPU's direct rows) keep each input row's column stencil in a ring for the
   next output row, per depth tap; a channel on the rows' or the columns'
   lattice, NaN, or on rows longer than 32 cells reads its four taps as
-  before. Per channel: off every lattice, on the depth lattice alone (one
+  before. 16-bit storage takes the ring on every row (70 cells: edges, a
+  run of vectors inside the row, edges) and lattice case, its taps widened
+  as read. Per channel: off every lattice, on the depth lattice alone (one
   ring), on the rows' or the columns' lattice, NaN, beyond the axes; every
   padding (edge vectors through each rule, a last vector overlapping the one
   before where W is not a multiple of 8); 100 rows of 64 channels split
@@ -669,10 +671,13 @@ def test_16_bit_conversions_agree_on_every_instruction_set(channels_last, stride
   fused or not) both must give the same bits (a NaN's sign and payload
   aside) for the forward and the input gradient, on values across the
   range: subnormals, the largest finite, ties, infinities, NaNs. In
-  channels-first 2-D unit strides run the staged planes; channels-last and
-  strided calls the lanes, whose channels 16-31 (shifts of +-0.5 only: no
-  lane at a lattice) are a pair of plain groups (fused_pair's Pair16 in
-  AVX2, and strided_pair16 with a row stride of 2)."""
+  channels-first 2-D unit strides run the direct rows' ring (the rows'
+  stencil outside the columns'); channels-last and strided calls the lanes,
+  whose channels 16-31 (shifts of +-0.5 only: no lane at a lattice) are a
+  pair of plain groups (fused_pair's Pair16 in AVX2, and strided_pair16
+  with a row stride of 2). Against the jnp path: to an ulp or two, plus
+  where terms of these extremes cancel, float's rounding of the sum (a
+  bound from the terms' magnitudes: the ring adds them in another order)."""
   if PLATFORM != "cpu" or EMULATED or platform.machine() != "x86_64":
     pytest.skip("the CPU kernel's x86-64 instruction sets")
   rng = np.random.default_rng(3)
@@ -725,10 +730,15 @@ def test_16_bit_conversions_agree_on_every_instruction_set(channels_last, stride
   finite = np.isfinite(reference)
   np.testing.assert_array_equal(y[~finite & ~np.isnan(y)], reference[~finite & ~np.isnan(y)])
   # to an ulp or two, subnormals included (bfloat16's: float's, which XLA
-  # may flush)
-  np.testing.assert_allclose(y[finite].astype(np.float32), reference[finite].astype(np.float32),
-                             rtol=2e-3 if dtype == "float16" else 1.6e-2,
-                             atol=2.0**-23 if dtype == "float16" else 2.0**-120)
+  # may flush), plus float's rounding of a sum of four terms: 3 roundings
+  # of at most 2^-24 of the sum of the terms' magnitudes (the shift of |x|)
+  magnitude = jax.jit(lambda x: jaxshift.shift(
+      jnp.abs(x.astype(jnp.float32)), s, impl="xla", strides=strides,
+      channel_axis=-1 if channels_last else 1))(x)
+  got, want = y[finite].astype(np.float32), reference[finite].astype(np.float32)
+  rtol, atol = (2e-3, 2.0**-23) if dtype == "float16" else (1.6e-2, 2.0**-120)
+  bound = rtol * np.abs(want) + atol + 2.0**-22 * np.asarray(magnitude)[finite]
+  np.testing.assert_array_less(np.abs(got - want), bound + np.finfo(np.float32).tiny)
 
 
 # Each group in one layout, alternating (the sanitizer sweep runs both).

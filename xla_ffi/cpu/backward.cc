@@ -677,7 +677,7 @@ void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, c
     std::fill(ds, ds + geo.N * geo.C * 3, typename Acc<T>::type(0));
     return;
   }
-  if (use_direct_rows<T>(geo, false) ||
+  if (use_direct_backward<T>(geo) ||
       direct_one_pass_16<T, P>(geo, rounded, exact, shift_grad)) {
     if constexpr (sizeof(T) > 2 || kOnePass<T, P>) {  // (16-bit: the one pass only)
       run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);

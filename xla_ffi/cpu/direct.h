@@ -1,6 +1,7 @@
 // Rows straight from the array: the CPU kernel for channels-first calls
-// (2-D and 3-D, unit strides, rows of at least 8 cells) of float and
-// double, and 16-bit moves. No staging, no halo limit.
+// (2-D and 3-D, unit strides, rows of at least 8 cells): forwards of every
+// type, backwards of float and double, 16-bit backwards that take the one
+// pass. No staging, no halo limit.
 //
 // A channel's rows are contiguous there, in x, g, y and dx. Along the rows
 // and planes the padding rule maps each row a stencil reads to a whole row
@@ -15,13 +16,14 @@
 // padded planes: that copy was ~40 % of a staged channels-first forward.
 // 3-D calls add the depth axis outermost (core/stencils.h's tensor
 // product): a 2-D call is one at depth 0 of one plane, on the lattice in
-// depth. On rows of at most 32 cells the forward keeps each input row's
-// column stencil for the next output row (a ring), and reads two column
-// taps a vector instead of four. With zeros or periodic padding a
-// channel's input gradient and shift gradient come from the same rows of g
-// in one pass (backward_direct). The input gradient of the clamped and
-// mirrored paddings adds the adjoint rows, planes and columns that fold
-// onto an element (folds_of), not element-wise values. Nothing here depends on the
+// depth. On rows of at most 32 cells (16-bit storage: every row, its taps
+// widened as they are read) the forward keeps each input row's column
+// stencil for the next output row (a ring), and reads two column taps a
+// vector instead of four. With zeros or periodic padding a channel's input
+// gradient and shift gradient come from the same rows of g in one pass
+// (backward_direct). The input gradient of the clamped and mirrored
+// paddings adds the adjoint rows, planes and columns that fold onto an
+// element (folds_of), not element-wise values. Nothing here depends on the
 // padding but a few indices per row and channel, so the padding is a
 // run-time argument (pad_index_of): one compiled copy per type and lattice
 // case. 16-bit storage is widened as it is read and narrowed as it is
@@ -50,14 +52,16 @@ inline bool direct_rows_fit(const Geometry& geo) {
          ax[2].L >= kGroup;
 }
 
-// The direct rows apply: the calls they fit; for 16-bit storage only the
-// forward of moves (16-bit active forwards measured 1.15-1.3x slower here
-// than on the staged planes, and no faster from rows widened once:
-// benchmarks/NOTES.md, v9; 0.92-1.15x in v26) and, decided by the backward
-// (direct_one_pass_16), backwards that take backward_direct's one pass.
+// The direct rows take every forward they fit (16-bit active forwards on
+// the ring at every row length: 0.66-0.87x the staged planes' time at rows
+// of 32 cells and more, 1.0 at 8; benchmarks/NOTES.md, v28), and the
+// backwards of float and double they fit; a 16-bit backward takes them
+// where every channel takes backward_direct's one pass (direct_one_pass_16,
+// decided by the backward).
+inline bool use_direct_forward(const Geometry& geo) { return direct_rows_fit(geo); }
 template <typename T>
-bool use_direct_rows(const Geometry& geo, bool move) {
-  return (sizeof(T) > 2 || move) && direct_rows_fit(geo);
+bool use_direct_backward(const Geometry& geo) {
+  return sizeof(T) > 2 && direct_rows_fit(geo);
 }
 
 // One channel's D x H rows of W contiguous cells in an array: planes ps
@@ -134,6 +138,7 @@ struct ColumnCache;
 struct Columns {
   static constexpr int kRecord = 4 * kGroup;  // indices, masks, permutation, base
   int P, W, o, lo, hi, chunks;
+  int ka, kb;  // the vectors k in [ka, kb) are inside the row (ka = kb = chunks: none)
   const int32_t* edge;
 
   Columns(ColumnCache* cache, int P_, int W_, int o_, int lo_, int hi_);
@@ -179,7 +184,7 @@ struct ColumnCache {
   static constexpr int kEntries = 32;
   static constexpr size_t kMaxCached = 4096;
   struct Entry {
-    int P = -1, W = -1, o = 0, lo = 0, hi = 0;
+    int P = -1, W = -1, o = 0, lo = 0, hi = 0, ka = 0, kb = 0;
     std::vector<int32_t> edge;
   };
   Entry entry[kEntries];
@@ -227,9 +232,16 @@ inline Columns::Columns(ColumnCache* cache, int P_, int W_, int o_, int lo_, int
   if (en.P != P || en.W != W || en.o != o || en.lo != lo || en.hi != hi) {
     en.edge.resize(n);
     build(en.edge.data());
+    en.ka = en.kb = chunks;  // (inside(start(k)) holds on one run of k: start(k) grows with k)
+    for (int k = 0; k < chunks; ++k) {
+      if (!inside(start(k))) continue;
+      if (en.ka == chunks) en.ka = k;
+      en.kb = k + 1;
+    }
     en.P = P, en.W = W, en.o = o, en.lo = lo, en.hi = hi;
   }
   edge = en.edge.data();
+  ka = en.ka, kb = en.kb;
 }
 
 // body(w, rd) for each vector of a row, where rd(row, t) is the vector of
@@ -241,24 +253,32 @@ template <Isa I, typename T, typename Body>
 __attribute__((always_inline)) inline void for_each_vector(const Columns& cols, const T* last,
                                                            bool bits, const Body& body) {
   using V = Vec8<typename Acc<T>::type>;
-  for (int k = 0; k < cols.chunks; ++k) {
-    const int w = cols.start(k);
-    if (cols.inside(w)) {
-      body(w, [&](const T* row, int t) { return widen8<I>(row + w + cols.o + t, bits); });
-    } else {
-      body(w, [&](const T* row, int t) {
-        const int32_t* e = cols.at(k, t);
-        if constexpr (sizeof(typename Acc<T>::type) == 4) {
-          if (e[3 * kGroup] >= 0) {
-            const V v = __builtin_shuffle(widen8<I>(row + e[3 * kGroup], bits),
-                                          loadu<i32x8>(e + 2 * kGroup));
-            return reinterpret_cast<V>(reinterpret_cast<i32x8>(v) & loadu<i32x8>(e + kGroup));
-          }
+  auto edge = [&](int k) {
+    body(cols.start(k), [&](const T* row, int t) {
+      const int32_t* e = cols.at(k, t);
+      if constexpr (sizeof(typename Acc<T>::type) == 4) {
+        if (e[3 * kGroup] >= 0) {
+          const V v = __builtin_shuffle(widen8<I>(row + e[3 * kGroup], bits),
+                                        loadu<i32x8>(e + 2 * kGroup));
+          return reinterpret_cast<V>(reinterpret_cast<i32x8>(v) & loadu<i32x8>(e + kGroup));
         }
-        return gather8<I>(row, loadu<i32x8>(e), loadu<i32x8>(e + kGroup), bits,
-                          last_in_row(row, last, cols.W));
-      });
+      }
+      return gather8<I>(row, loadu<i32x8>(e), loadu<i32x8>(e + kGroup), bits,
+                        last_in_row(row, last, cols.W));
+    });
+  };
+  // The vectors in order: edges, the run inside the row, edges. The run's
+  // bounds and offsets in locals (a 16-bit store may alias cols' members).
+  const int ka = cols.ka, kb = cols.kb, o = cols.o, last_w = cols.W - kGroup;
+  for (int k = 0; k < cols.chunks; ++k) {  // (one call site each: the body is large)
+    if (k == ka) {
+      for (; k < kb; ++k) {
+        const int w = std::min(k * kGroup, last_w);
+        body(w, [&](const T* row, int t) { return widen8<I>(row + w + o + t, bits); });
+      }
+      if (k == cols.chunks) break;
     }
+    edge(k);
   }
 }
 
@@ -288,54 +308,60 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
     }
     return;
   }
-  if constexpr (sizeof(T) > 2) {  // (16-bit storage comes here for moves only)
-    with_lattice3(ct->f[0], ct->f[1], ct->f[2], [&](auto lat_d, auto lat_f, auto lat_w) {
-      const Stencil<A> sd = value_stencil(ct->f[0], lat_d), sf = value_stencil(ct->f[1], lat_f),
-                       sw = value_stencil(ct->f[2], lat_w);
-      // column taps 0 .. 1, 0 alone at the lattice
-      const Columns cols(scr->cache, P, W, ct->m[2], 0, lat_w ? 0 : 1);
-      // Rows of at most 4 vectors (W <= 32), off the rows' and columns'
-      // lattices: each input row's column stencil is taken once, as row tap
-      // 1 of the output row above it, and kept in a ring (two rows a depth
-      // tap) for the next output row, whose row tap 0 it is. Two column taps
-      // a vector are read from x where the stencils read four, and half of
-      // a 32-cell row's vectors are edges, read through a permutation each
-      // (forward 0.85-0.93x at rows of 8-32 cells; at 512 cells, with 2
-      // edges in 64 vectors, the ring's loads and stores cost more than the
-      // taps they save: 1.06-1.09x; benchmarks/NOTES.md, v27). The rows'
-      // stencil is outside the columns' here: not the other paths' bits.
-      if constexpr (!lat_f && !lat_w) {
-        if (cols.chunks <= 4) {
-          using V = Vec8<A>;
-          auto slot = [&](int p, int r) { return scr->ring + (2 * p + (r & 1)) * W; };
-          auto columns = [&](const auto& rd, const T* row) {
-            return apply(sw, 0, [&](int c) { return rd(row, c); });
-          };
-          const int depth = lat_d ? 1 : 2;
-          for (int p = 0; p < depth; ++p) {  // row r0 + m1 (row tap 0 of output row r0)
-            const T* xr = x.at(P, d + ct->m[0] + p, r0 + ct->m[1], zeros);
-            A* c = slot(p, r0);
-            for_each_vector<I>(cols, x.last, false,
-                               [&](int w, const auto& rd) { storeu(c + w, columns(rd, xr)); });
-          }
-          for (int r = r0; r < r0 + rows; ++r) {
-            const T* xb[2];
-            for (int p = 0; p < depth; ++p) {
-              xb[p] = x.at(P, d + ct->m[0] + p, r + ct->m[1] + 1, zeros);
-            }
-            T* out = yc + r * rs_y;
-            for_each_vector<I>(cols, x.last, false, [&](int w, const auto& rd) {
-              narrow8<I>(out + w, apply(sd, 0, [&](int p) {
-                const V b = columns(rd, xb[p]);
-                const V a = loadu<V>(slot(p, r) + w);
-                storeu(slot(p, r + 1) + w, b);
-                return apply(sf, 0, [&](int q) { return q ? b : a; });
-              }), false);
-            });
-          }
-          return;
+  with_lattice3(ct->f[0], ct->f[1], ct->f[2], [&](auto lat_d, auto lat_f, auto lat_w) {
+    const Stencil<A> sd = value_stencil(ct->f[0], lat_d), sf = value_stencil(ct->f[1], lat_f),
+                     sw = value_stencil(ct->f[2], lat_w);
+    // column taps 0 .. 1, 0 alone at the lattice
+    const Columns cols(scr->cache, P, W, ct->m[2], 0, lat_w ? 0 : 1);
+    // Rows of at most 4 vectors (W <= 32), off the rows' and columns'
+    // lattices: each input row's column stencil is taken once, as row tap
+    // 1 of the output row above it, and kept in a ring (two rows a depth
+    // tap) for the next output row, whose row tap 0 it is. Two column taps
+    // a vector are read from x where the stencils read four, and half of
+    // a 32-cell row's vectors are edges, read through a permutation each
+    // (forward 0.85-0.93x at rows of 8-32 cells; at 512 cells, with 2
+    // edges in 64 vectors, the ring's loads and stores cost more than the
+    // taps they save: 1.06-1.09x; benchmarks/NOTES.md, v27). The rows'
+    // stencil is outside the columns' here: not the other paths' bits.
+    // 16-bit storage: every row and lattice case (on the rows' lattice
+    // the stencil reads the ring's row alone), the taps widened once
+    // (0.66-0.87x the staged planes' time; v28). It has no other
+    // active forward here.
+    if constexpr (sizeof(T) == 2 || (!lat_f && !lat_w)) {
+      if (sizeof(T) == 2 || cols.chunks <= 4) {
+        using V = Vec8<A>;
+        auto slot = [&](int p, int r) { return scr->ring + (2 * p + (r & 1)) * W; };
+        auto columns = [&](const auto& rd, const T* row) {
+          return apply(sw, 0, [&](int c) { return rd(row, c); });
+        };
+        const int depth = lat_d ? 1 : 2;
+        for (int p = 0; p < depth; ++p) {  // row r0 + m1 (row tap 0 of output row r0)
+          const T* xr = x.at(P, d + ct->m[0] + p, r0 + ct->m[1], zeros);
+          A* c = slot(p, r0);
+          for_each_vector<I>(cols, x.last, false,
+                             [&](int w, const auto& rd) { storeu(c + w, columns(rd, xr)); });
         }
+        for (int r = r0; r < r0 + rows; ++r) {
+          const T* xb[2];
+          A *ca[2], *cb[2];  // the ring's rows r + m1 (read) and r + m1 + 1 (written)
+          for (int p = 0; p < depth; ++p) {
+            xb[p] = x.at(P, d + ct->m[0] + p, r + ct->m[1] + 1, zeros);
+            ca[p] = slot(p, r), cb[p] = slot(p, r + 1);
+          }
+          T* out = yc + r * rs_y;
+          for_each_vector<I>(cols, x.last, false, [&](int w, const auto& rd) {
+            narrow8<I>(out + w, apply(sd, 0, [&](int p) {
+              const V b = columns(rd, xb[p]);
+              const V a = loadu<V>(ca[p] + w);
+              storeu(cb[p] + w, b);
+              return apply(sf, 0, [&](int q) { return q ? b : a; });
+            }), false);
+          });
+        }
+        return;
       }
+    }
+    if constexpr (sizeof(T) > 2) {  // (16-bit storage took the ring)
       for (int r = r0; r < r0 + rows; ++r) {
         const T* xr[2][2];  // [depth tap][row tap]
         for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
@@ -352,8 +378,8 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
           }), false);
         });
       }
-    });
-  }
+    }
+  });
 }
 JAXSHIFT_ISA_VERSIONS(forward_direct)
 

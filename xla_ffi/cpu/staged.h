@@ -167,8 +167,24 @@ inline f32x8 widen8_bits(const Half*, u16x8 raw, bool bits) {
   const u32x8 sub = bitcast<u32x8>(__builtin_convertvector(man, f32x8) * 5.9604644775390625e-8f);
   return bitcast<f32x8>(exp == zero ? (sub | sign) : (exp == zero + 0x1fu ? special : normal));
 }
+#if defined(JAXSHIFT_X86_AVX2)
+// widen8_bits' bfloat16 rule by one vpmovzxwd (GCC splits the generic
+// conversion into two halves and an insert).
+__attribute__((target("avx2"))) inline void widen8_bf16_avx2(const uint16_t* in, bool bits,
+                                                             float* out) {
+  const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), bits ? h : _mm256_slli_epi32(h, 16));
+}
+#endif
 template <Isa I = Isa::kBase>
 inline f32x8 widen8(const BFloat16* p, bool bits) {
+#if defined(JAXSHIFT_X86_AVX2)
+  if constexpr (I == Isa::kAvx2) {
+    f32x8 v;
+    widen8_bf16_avx2(reinterpret_cast<const uint16_t*>(p), bits, reinterpret_cast<float*>(&v));
+    return v;
+  }
+#endif
   return widen8_bits<I>(p, loadu<u16x8>(p), bits);
 }
 template <Isa I = Isa::kBase>
