@@ -436,15 +436,15 @@ def test_channels_first_one_pass_backward(lengths, padding, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16"])
 @pytest.mark.parametrize("lengths", [(100, 16), (5, 32), (7, 13), (6, 33), (3, 2, 20),
-                                     (4, 3, 9), (4, 70)])
+                                     (4, 3, 9), (4, 70), (2, 4100)])
 def test_channels_first_forward_ring(x64, lengths, dtype):
   """Channels-first forwards of unit strides on rows of 8-32 cells (the
   CPU's direct rows) keep each input row's column stencil in a ring for the
   next output row, per depth tap; a channel on the rows' or the columns'
   lattice, NaN, or on rows longer than 32 cells reads its four taps as
-  before. 16-bit storage takes the ring on every row (70 cells: edges, a
-  run of vectors inside the row, edges) and lattice case, its taps widened
-  as read. Per channel: off every lattice, on the depth lattice alone (one
+  before. 16-bit storage takes the ring on every row up to 4096 cells (70
+  cells: edges, a run of vectors inside the row, edges) and lattice case,
+  its taps widened as read; longer 16-bit rows take the staged planes. Per channel: off every lattice, on the depth lattice alone (one
   ring), on the rows' or the columns' lattice, NaN, beyond the axes; every
   padding (edge vectors through each rule, a last vector overlapping the one
   before where W is not a multiple of 8); 100 rows of 64 channels split

@@ -53,12 +53,18 @@ inline bool direct_rows_fit(const Geometry& geo) {
 }
 
 // The direct rows take every forward they fit (16-bit active forwards on
-// the ring at every row length: 0.66-0.87x the staged planes' time at rows
-// of 32 cells and more, 1.0 at 8; benchmarks/NOTES.md, v28), and the
-// backwards of float and double they fit; a 16-bit backward takes them
-// where every channel takes backward_direct's one pass (direct_one_pass_16,
-// decided by the backward).
-inline bool use_direct_forward(const Geometry& geo) { return direct_rows_fit(geo); }
+// the ring: 0.66-0.87x the staged planes' time at rows of 32 cells and
+// more, 1.0 at 8; benchmarks/NOTES.md, v28), but 16-bit active forwards on
+// rows longer than kMaxRingCells (the ring holds 4 rows of floats a
+// thread, for as long as the thread lives: those take the staged planes);
+// and the backwards of float and double they fit; a 16-bit backward takes
+// them where every channel takes backward_direct's one pass
+// (direct_one_pass_16, decided by the backward).
+constexpr int kMaxRingCells = 4096;
+template <typename T>
+bool use_direct_forward(const Geometry& geo, bool move) {
+  return direct_rows_fit(geo) && (sizeof(T) > 2 || move || geo.ax[2].L <= kMaxRingCells);
+}
 template <typename T>
 bool use_direct_backward(const Geometry& geo) {
   return sizeof(T) > 2 && direct_rows_fit(geo);

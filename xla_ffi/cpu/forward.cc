@@ -89,7 +89,7 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
                  bool move) {
   using A = typename Acc<T>::type;
   const Axis* ax = geo.ax;
-  if (use_direct_forward(geo)) {
+  if (use_direct_forward<T>(geo, move)) {
     const Isa isa = current_isa();
     StagedPlan plan = staged_plan<T>(geo, call_halo<A>(geo, tab, 0));
     plan.planes = ax[0].Lo;
