@@ -444,8 +444,9 @@ def test_channels_first_forward_ring(x64, lengths, dtype):
   lattice, NaN, or on rows longer than 32 cells reads its four taps as
   before. 16-bit storage takes the ring on every row up to 4096 cells (70
   cells: edges, a run of vectors inside the row, edges) and lattice case,
-  its taps widened as read; longer 16-bit rows take the staged planes. Per channel: off every lattice, on the depth lattice alone (one
-  ring), on the rows' or the columns' lattice, NaN, beyond the axes; every
+  its taps widened as read; longer 16-bit rows take the staged planes. Per
+  channel: off every lattice, on the depth lattice alone (one ring), on the
+  rows' or the columns' lattice, NaN, beyond the axes; every
   padding (edge vectors through each rule, a last vector overlapping the one
   before where W is not a multiple of 8); 100 rows of 64 channels split
   into strips (a strip's first row taken before its outputs; without far

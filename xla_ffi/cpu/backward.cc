@@ -311,7 +311,7 @@ void run_direct(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
   for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
     ChannelTables<A>* ct = scratch<ChannelTables<A>>(static_cast<size_t>(nb));
     group_tables<A>(geo, rounded, n, c0, nb, ct);
-    const DirectScratch<T> scr = direct_scratch<T>(ax[2].L);
+    const DirectScratch<T> scr = direct_scratch<T>(ax[2].L, false);
     const T* gn = g + n * geo.sy_n + c0 * geo.sy_c;
     const T* xn = x + n * geo.sx_n + c0 * geo.sx_c;
     for (int b = 0; b < nb; ++b) {

@@ -16,15 +16,15 @@
 // padded planes: that copy was ~40 % of a staged channels-first forward.
 // 3-D calls add the depth axis outermost (core/stencils.h's tensor
 // product): a 2-D call is one at depth 0 of one plane, on the lattice in
-// depth. On rows of at most 32 cells (16-bit storage: every row, its taps
-// widened as they are read) the forward keeps each input row's column
-// stencil for the next output row (a ring), and reads two column taps a
-// vector instead of four. With zeros or periodic padding a channel's input
-// gradient and shift gradient come from the same rows of g in one pass
-// (backward_direct). The input gradient of the clamped and mirrored
-// paddings adds the adjoint rows, planes and columns that fold onto an
-// element (folds_of), not element-wise values. Nothing here depends on the
-// padding but a few indices per row and channel, so the padding is a
+// depth. On rows of at most 32 cells (16-bit storage: every row it takes,
+// its taps widened as they are read) the forward keeps each input row's
+// column stencil for the next output row (a ring), and reads two column
+// taps a vector instead of four. With zeros or periodic padding a
+// channel's input gradient and shift gradient come from the same rows of g
+// in one pass (backward_direct). The input gradient of the clamped and
+// mirrored paddings adds the adjoint rows, planes and columns that fold
+// onto an element (folds_of), not element-wise values. Nothing here depends
+// on the padding but a few indices per row and channel, so the padding is a
 // run-time argument (pad_index_of): one compiled copy per type and lattice
 // case. 16-bit storage is widened as it is read and narrowed as it is
 // stored (widen8, narrow8: the same bits); moves carry raw bits.
@@ -201,6 +201,14 @@ __attribute__((noinline)) inline ColumnCache* column_cache() {
   return &cache;
 }
 
+// Whether the forward keeps its ring of column values on rows of W cells
+// (forward_direct_impl): 16-bit storage on every row it takes (at most
+// kMaxRingCells), float and double on rows of at most 4 vectors.
+template <typename T>
+constexpr bool forward_ring(int W) {
+  return sizeof(T) == 2 || W <= 4 * kGroup;
+}
+
 // Four rows of W cells of the accumulation type (per thread): the forward's
 // ring of column values (forward_direct_impl).
 template <typename A>
@@ -214,7 +222,9 @@ A* ring_rows(int W) {
 // task (each is a thread-local lookup, a call into the dynamic linker's TLS
 // resolver in a shared library; per channel they were a measurable share of
 // an 8x8 plane): the zeros row of W cells, the Columns cache, the fold
-// lists of three axes (fold_scratch) and the forward's ring (ring_rows).
+// lists of three axes (fold_scratch) and, for a forward that keeps it
+// (forward_ring), the ring (ring_rows; else null: nothing is allocated for
+// rows that do not use it).
 template <typename T>
 struct DirectScratch {
   const T* zeros;
@@ -223,9 +233,10 @@ struct DirectScratch {
   typename Acc<T>::type* ring;
 };
 template <typename T>
-DirectScratch<T> direct_scratch(int W) {
-  return DirectScratch<T>{zero_row<T>(W), column_cache(), fold_scratch(),
-                          ring_rows<typename Acc<T>::type>(W)};
+DirectScratch<T> direct_scratch(int W, bool forward) {
+  return DirectScratch<T>{
+      zero_row<T>(W), column_cache(), fold_scratch(),
+      forward && forward_ring<T>(W) ? ring_rows<typename Acc<T>::type>(W) : nullptr};
 }
 
 inline Columns::Columns(ColumnCache* cache, int P_, int W_, int o_, int lo_, int hi_)
@@ -337,7 +348,7 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
     // (0.66-0.87x the staged planes' time; v28). It has no other
     // active forward here.
     if constexpr (sizeof(T) == 2 || (!lat_f && !lat_w)) {
-      if (sizeof(T) == 2 || cols.chunks <= 4) {
+      if (forward_ring<T>(W)) {
         using V = Vec8<A>;
         auto slot = [&](int p, int r) { return scr->ring + (2 * p + (r & 1)) * W; };
         auto columns = [&](const auto& rd, const T* row) {

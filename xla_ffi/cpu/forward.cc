@@ -95,7 +95,7 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
     plan.planes = ax[0].Lo;
     const T* last = x + (geo.N * geo.sx_n - 1);
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
-      const DirectScratch<T> scr = direct_scratch<T>(ax[2].L);
+      const DirectScratch<T> scr = direct_scratch<T>(ax[2].L, true);
       for (int64_t c = c0; c < c0 + nb; ++c) {
         const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
         const Rows<T> xc{x + n * geo.sx_n + c * geo.sx_c, ax[0].sx, ax[1].sx, ax[0].L,
