@@ -434,6 +434,21 @@ def test_channels_first_one_pass_backward(lengths, padding, dtype):
                             channel_axis=1)
 
 
+def channels_first_ffi_and_jnp(x, s, **kwargs):
+  """Yields ("isa padding", the kernel's result, the jnp path's) of
+  `jaxshift.shift(x, s, channel_axis=1, **kwargs)` for each instruction set
+  the CPU has and each padding."""
+  for isa in instruction_sets():
+    with (cpu_isa(isa) if isa else contextlib.nullcontext(True)) as have:
+      if not have:
+        continue
+      for padding in jaxshift.PADDINGS:
+        got, want = (jax.jit(lambda x, s, impl=impl: jaxshift.shift(
+            x, s, padding=padding, channel_axis=1, impl=impl, **kwargs))(x, s)
+                     for impl in ("ffi", "xla"))
+        yield f"{isa} {padding}", got, want
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16"])
 @pytest.mark.parametrize("lengths", [(100, 16), (5, 32), (7, 13), (6, 33), (3, 2, 20),
                                      (4, 3, 9), (4, 70), (2, 4100)])
@@ -463,14 +478,33 @@ def test_channels_first_forward_ring(x64, lengths, dtype):
   if lengths[0] != 100:
     s[5, -1], s[6, -2] = 40.5, -30.25  # beyond the axes
   s = jnp.asarray(s, dtype)
-  for isa in instruction_sets():
-    with (cpu_isa(isa) if isa else contextlib.nullcontext(True)) as have:
-      if not have:
-        continue
-      for padding in jaxshift.PADDINGS:
-        got, want = (jax.jit(lambda x, s, impl=impl: jaxshift.shift(
-            x, s, padding=padding, channel_axis=1, impl=impl))(x, s) for impl in ("ffi", "xla"))
-        assert_close(got, want, TOL[dtype], f"{isa} {padding}")
+  for what, got, want in channels_first_ffi_and_jnp(x, s):
+    assert_close(got, want, TOL[dtype], what)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8", "bool"])
+@pytest.mark.parametrize("lengths", [(100, 16), (16, 8), (5, 13), (9, 40), (3, 4, 11)])
+def test_channels_first_moves_by_plane(lengths, dtype):
+  """Channels-first moves (integer mode, sparse forwards) of unit strides
+  copy the output rows whose source rows are the array's as one flat run of
+  the plane, at offset m1 W + m2, then set in each row the |m2| cells the
+  columns' padding answers; rows read through the rows' padding, column
+  offsets of a vector or more and planes outside the depth axis (zeros) go
+  by vectors. Per channel: offsets of every sign up to 9 cells (flat and by
+  vectors), rows beyond the axis, NaN; every padding; rows of 8 cells (one
+  vector) and 13 (a run under two vectors); 100 rows of 64 channels in
+  strips (a strip's rows start inside the plane). On both instruction sets
+  where the CPU has AVX2. Bit for bit the jnp path's."""
+  rng = np.random.default_rng(sum(lengths) + len(dtype))
+  c, nd = 64 if lengths[0] == 100 else 12, len(lengths)
+  x = rng.normal(size=(2, c, *lengths)) * 40
+  x = jnp.asarray(x > 0 if dtype == "bool" else x, dtype)
+  s = rng.integers(-9, 10, (c, nd)).astype(np.float32)
+  s[1, -2], s[2, -1], s[3, -2] = lengths[-2] + 1, -lengths[-1] - 3, np.nan  # beyond; NaN
+  s[4, -1] = 0.0  # rows copied whole
+  s = jnp.asarray(s)
+  for what, got, want in channels_first_ffi_and_jnp(x, s, mode="integer"):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want), what)
 
 
 @contextlib.contextmanager

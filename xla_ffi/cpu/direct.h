@@ -27,11 +27,13 @@
 // on the padding but a few indices per row and channel, so the padding is a
 // run-time argument (pad_index_of): one compiled copy per type and lattice
 // case. 16-bit storage is widened as it is read and narrowed as it is
-// stored (widen8, narrow8: the same bits); moves carry raw bits.
+// stored (widen8, narrow8: the same bits); moves carry raw bits, and copy
+// the rows whose source rows are the array's as one flat run of the plane.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -302,6 +304,23 @@ __attribute__((always_inline)) inline void for_each_vector(const Columns& cols, 
   }
 }
 
+// n cells from `from` to `to` (raw bits; not overlapping), by vectors of 8
+// (the last overlapping the one before) where n >= 8. (memcpy measured the
+// same; this loop is the same code on every C library: glibc's takes
+// 64-byte registers on CPUs that have them.)
+template <Isa I, typename T>
+__attribute__((always_inline)) inline void copy_cells(T* to, const T* from, int64_t n) {
+  if (n < kGroup) {
+    for (int64_t i = 0; i < n; ++i) to[i] = from[i];
+    return;
+  }
+  for (int64_t i = 0;; i += kGroup) {
+    const int64_t j = std::min(i, n - kGroup);
+    narrow8<I>(to + j, widen8<I>(from + j, true), true);
+    if (j == n - kGroup) break;
+  }
+}
+
 // One channel's forward, rows [r0, r0 + rows) of output plane d of y (yc:
 // that plane, rows rs_y apart), from its rows of x. `move`: integer moves
 // (raw bits). The last vector of a row overlaps the one before where W is
@@ -318,9 +337,37 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
   }
   const T* zeros = scr->zeros;
   if (move) {  // one tap, raw bits
-    const Columns cols(scr->cache, P, W, ct->m[2], 0, 0);
+    const int m1 = ct->m[1], m2 = ct->m[2];
+    // The output rows [ra, rb) whose source rows are rows of the array
+    // (through the planes' padding), rows contiguous in x and y and the
+    // column offset under a vector: one copy of their bytes, the plane
+    // read as one flat run at offset m1 W + m2, then in each row the |m2|
+    // cells the columns' padding answers (that run put the next or last
+    // row's cells there). The other rows by vectors.
+    const int plane = pad_index_of(P, d + ct->m[0], x.D);
+    int ra = r0, rb = r0;
+    if (plane >= 0 && x.rs == W && rs_y == W && m2 > -kGroup && m2 < kGroup) {
+      ra = std::max(r0, -m1);
+      rb = std::max(ra, std::min(r0 + rows, x.H - m1));
+    }
+    if (rb > ra) {
+      const T* xp = x.p + plane * x.ps;
+      const int64_t a = int64_t{ra} * W + std::max(0, -m2), b = int64_t{rb} * W - std::max(0, m2);
+      copy_cells<I>(yc + a, xp + a + int64_t{m1} * W + m2, b - a);
+      const int c0 = m2 > 0 ? W - m2 : 0, n = m2 > 0 ? m2 : -m2;  // columns [c0, c0 + n)
+      int src[kGroup];
+      for (int c = 0; c < n; ++c) src[c] = pad_index_of(P, c0 + c + m2, W);
+      for (int r = ra; r < rb; ++r) {
+        const T* xr = xp + int64_t{r + m1} * W;
+        T* out = yc + int64_t{r} * W + c0;
+        for (int c = 0; c < n; ++c) out[c] = src[c] < 0 ? T{} : xr[src[c]];
+      }
+    }
+    const Columns cols(scr->cache, P, W, m2, 0, 0);
     for (int r = r0; r < r0 + rows; ++r) {
-      const T* xr = x.at(P, d + ct->m[0], r + ct->m[1], zeros);
+      if (r == ra) r = rb;  // (the rows copied above)
+      if (r >= r0 + rows) break;
+      const T* xr = x.at(P, d + ct->m[0], r + m1, zeros);
       T* out = yc + r * rs_y;
       for_each_vector<I>(cols, x.last, true, [&](int w, const auto& rd) {
         narrow8<I>(out + w, rd(xr, 0), true);
