@@ -482,7 +482,7 @@ def test_channels_first_forward_ring(x64, lengths, dtype):
     assert_close(got, want, TOL[dtype], what)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8", "bool"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32", "int8", "bool"])
 @pytest.mark.parametrize("lengths", [(100, 16), (16, 8), (5, 13), (9, 40), (3, 4, 11)])
 def test_channels_first_moves_by_plane(lengths, dtype):
   """Channels-first moves (integer mode, sparse forwards) of unit strides
@@ -493,11 +493,14 @@ def test_channels_first_moves_by_plane(lengths, dtype):
   by vectors. Per channel: offsets of every sign up to 9 cells (flat and by
   vectors), rows beyond the axis, NaN; every padding; rows of 8 cells (one
   vector) and 13 (a run under two vectors); 100 rows of 64 channels in
-  strips (a strip's rows start inside the plane). On both instruction sets
-  where the CPU has AVX2. Bit for bit the jnp path's."""
+  strips (a strip's rows start inside the plane); int32 of every bit pattern
+  (float32's storage, NaNs among them). On both instruction sets where the
+  CPU has AVX2. Bit for bit the jnp path's."""
   rng = np.random.default_rng(sum(lengths) + len(dtype))
   c, nd = 64 if lengths[0] == 100 else 12, len(lengths)
   x = rng.normal(size=(2, c, *lengths)) * 40
+  if dtype == "int32":  # every bit pattern, NaNs of float32 among them
+    x = rng.integers(-2**31, 2**31, size=x.shape)
   x = jnp.asarray(x > 0 if dtype == "bool" else x, dtype)
   s = rng.integers(-9, 10, (c, nd)).astype(np.float32)
   s[1, -2], s[2, -1], s[3, -2] = lengths[-2] + 1, -lengths[-1] - 3, np.nan  # beyond; NaN
