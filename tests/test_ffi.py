@@ -483,16 +483,18 @@ def test_channels_first_forward_ring(x64, lengths, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32", "int8", "bool"])
-@pytest.mark.parametrize("lengths", [(100, 16), (16, 8), (5, 13), (9, 40), (3, 4, 11)])
+@pytest.mark.parametrize("lengths", [(100, 16), (16, 8), (5, 13), (9, 40), (3, 4, 11),
+                                     (7, 7), (6, 3), (2, 5, 6)])
 def test_channels_first_moves_by_plane(lengths, dtype):
   """Channels-first moves (integer mode, sparse forwards) of unit strides
   copy the output rows whose source rows are the array's as one flat run of
   the plane, at offset m1 W + m2, then set in each row the |m2| cells the
   columns' padding answers; rows read through the rows' padding, column
   offsets of a vector or more and planes outside the depth axis (zeros) go
-  by vectors. Per channel: offsets of every sign up to 9 cells (flat and by
-  vectors), rows beyond the axis, NaN; every padding; rows of 8 cells (one
-  vector) and 13 (a run under two vectors); 100 rows of 64 channels in
+  by vectors (on rows under 8 cells, 7 and 3 here, cell by cell). Per channel:
+  offsets of every sign up to 9 cells (flat, by vectors, beyond short rows),
+  rows beyond the axis, NaN; every padding; rows of 8 cells (one vector)
+  and 13 (a run under two vectors); 100 rows of 64 channels in
   strips (a strip's rows start inside the plane); int32 of every bit pattern
   (float32's storage, NaNs among them). On both instruction sets where the
   CPU has AVX2. Bit for bit the jnp path's."""

@@ -1,7 +1,7 @@
 // Rows straight from the array: the CPU kernel for channels-first calls
-// (2-D and 3-D, unit strides, rows of at least 8 cells): forwards of every
-// type, backwards of float and double, 16-bit backwards that take the one
-// pass. No staging, no halo limit.
+// (2-D and 3-D, unit strides, rows of at least 8 cells; moves on rows of
+// any length): forwards of every type, backwards of float and double,
+// 16-bit backwards that take the one pass. No staging, no halo limit.
 //
 // A channel's rows are contiguous there, in x, g, y and dx. Along the rows
 // and planes the padding rule maps each row a stencil reads to a whole row
@@ -47,11 +47,12 @@
 namespace jaxshift {
 
 // The calls the direct rows can take: unit strides, rows contiguous in the
-// inputs and outputs and at least 8 cells long.
-inline bool direct_rows_fit(const Geometry& geo) {
+// inputs and outputs and (but for moves, which copy rows of any length:
+// forward_direct_impl) at least 8 cells long.
+inline bool direct_rows_fit(const Geometry& geo, bool move = false) {
   const Axis* ax = geo.ax;
   return ax[0].t == 1 && ax[1].t == 1 && ax[2].t == 1 && ax[2].sx == 1 && ax[2].sy == 1 &&
-         ax[2].L >= kGroup;
+         (ax[2].L >= kGroup || move);
 }
 
 // The direct rows take every forward they fit (16-bit active forwards on
@@ -65,7 +66,7 @@ inline bool direct_rows_fit(const Geometry& geo) {
 constexpr int kMaxRingCells = 4096;
 template <typename T>
 bool use_direct_forward(const Geometry& geo, bool move) {
-  return direct_rows_fit(geo) && (sizeof(T) > 2 || move || geo.ax[2].L <= kMaxRingCells);
+  return direct_rows_fit(geo, move) && (sizeof(T) > 2 || move || geo.ax[2].L <= kMaxRingCells);
 }
 template <typename T>
 bool use_direct_backward(const Geometry& geo) {
@@ -346,7 +347,8 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
     // row's cells there). The other rows by vectors.
     const int plane = pad_index_of(P, d + ct->m[0], x.D);
     int ra = r0, rb = r0;
-    if (plane >= 0 && x.rs == W && rs_y == W && m2 > -kGroup && m2 < kGroup) {
+    if (plane >= 0 && x.rs == W && rs_y == W && m2 > -kGroup && m2 < kGroup && m2 > -W &&
+        m2 < W) {
       ra = std::max(r0, -m1);
       rb = std::max(ra, std::min(r0 + rows, x.H - m1));
     }
@@ -362,6 +364,19 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
         T* out = yc + int64_t{r} * W + c0;
         for (int c = 0; c < n; ++c) out[c] = src[c] < 0 ? T{} : xr[src[c]];
       }
+    }
+    if (ra == r0 && rb == r0 + rows) return;
+    if (W < kGroup) {  // rows under a vector, cell by cell
+      int src[kGroup];
+      for (int c = 0; c < W; ++c) src[c] = pad_index_of(P, c + m2, W);
+      for (int r = r0; r < r0 + rows; ++r) {
+        if (r == ra) r = rb;  // (the rows copied above)
+        if (r >= r0 + rows) break;
+        const T* xr = x.at(P, d + ct->m[0], r + m1, zeros);
+        T* out = yc + r * rs_y;
+        for (int c = 0; c < W; ++c) out[c] = src[c] < 0 ? T{} : xr[src[c]];
+      }
+      return;
     }
     const Columns cols(scr->cache, P, W, m2, 0, 0);
     for (int r = r0; r < r0 + rows; ++r) {
