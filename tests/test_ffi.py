@@ -512,16 +512,16 @@ def test_channels_first_moves_by_plane(lengths, dtype):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want), what)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
 @pytest.mark.parametrize("lengths,channels", [((7, 7), 16), ((5, 4), 9), ((9, 1), 8)])
 @pytest.mark.parametrize("mode", ["active", "sparse"])
 def test_channels_first_short_rows_on_lanes(x64, lengths, channels, mode, dtype):
-  """Channels-first float32 calls on rows under 8 cells, of 8 channels or
-  more, take the channel lanes (the direct rows need 8 cells; the staged
-  planes were slower; double stays on the staged planes): forward, input
-  gradient and shift gradient as the jnp path's, in every padding, with
-  shifts on and off the lattice, beyond the axes and NaN; two groups, a
-  group and one channel, one group; rows of one cell."""
+  """Channels-first calls on rows under 8 cells, of 8 channels or more,
+  take the channel lanes (the direct rows need 8 cells; the staged planes
+  were slower), but double's (the staged planes were faster): forward,
+  input gradient and shift gradient as the jnp path's, in every padding,
+  with shifts on and off the lattice, beyond the axes and NaN; two groups,
+  a group and one channel, one group; rows of one cell."""
   rng = np.random.default_rng(sum(lengths) + channels)
   x = jnp.asarray(rng.normal(size=(2, channels, *lengths)), dtype)
   s = rng.uniform(-3, 3, (channels, 2))

@@ -765,9 +765,9 @@ LaneScratch<A> lane_groups(const ChannelTables<A>* ct, int nb, int64_t cols, int
 // --- Plan -----------------------------------------------------------------
 
 // The lanes path takes channels-last calls, and channels-first calls that
-// the staged planes do not (3-D, strides) or should not (float32 rows
-// under 8 cells, whose per-row work is most of a staged plane's; the
-// direct rows need 8), of at least 8 channels whose
+// the staged planes do not (3-D, strides) or should not (rows under 8
+// cells, but double's: the per-row work is most of a staged plane's
+// there; the direct rows need 8), of at least 8 channels whose
 // samples' element offsets fit the gathers' 32-bit indices. 16-bit storage
 // not where the staged planes measured faster (benchmarks/NOTES.md, v6):
 // the active forward and the backward of walkable calls (2-D, unit
@@ -790,13 +790,14 @@ bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = fa
   const bool channels_last = geo.sx_c == 1 && geo.sy_c == 1;
   const bool half_forward = channels_last && !backward;
   const bool half_folds = sizeof(T) == 2 && backward && folds;
+  // Channels-first rows under 8 cells (moves take the direct rows first:
+  // run_forward): against the staged planes' time, float32 0.56-0.82x,
+  // 16-bit 0.48-0.65x, double 1.1-1.45x (it stays there; v29).
+  const bool short_rows = sizeof(T) <= 4 && !channels_last && ax[2].L < kGroup;
   if (sizeof(T) == 2 && walkable(geo) && (backward || !move) &&
-      !(half_forward || (channels_last && backward && one_pass) || half_folds)) {
+      !(half_forward || (channels_last && backward && one_pass) || half_folds || short_rows)) {
     return false;
   }
-  // (moves on short rows take the direct rows first: run_forward. float32:
-  // 0.56-0.82x the staged planes' time, their double 1.1-1.45x; v29)
-  const bool short_rows = sizeof(T) == 4 && !channels_last && ax[2].L < kGroup;
   return (channels_last || !walkable(geo) || half_folds || short_rows) && geo.C >= kGroup &&
          fits(ax[0].sx, ax[1].sx, ax[2].sx, geo.sx_c, ax[0].L, ax[1].L, ax[2].L) &&
          fits(ax[0].sy, ax[1].sy, ax[2].sy, geo.sy_c, ax[0].Lo, ax[1].Lo, ax[2].Lo);

@@ -1,13 +1,14 @@
 // Staged planes and register tiles: the CPU kernel's path for walkable calls
 // (at most two spatial axes, unit strides) that neither the direct rows
 // (cpu/direct.h: channels-first rows of 8 or more, moves of any length)
-// nor the lanes (cpu/lanes.h: channels-last, and channels-first float32
-// rows under 8 cells; 8 channels or more, samples within 32-bit
-// offsets; of 16-bit active calls, the forwards, one-pass backwards and the
-// backwards of a padding that folds only) take: 16-bit channels-first
-// active calls on rows under 8 cells or over 4096, calls of fewer than 8
-// channels, 16-bit two-pass backwards of zeros or periodic padding (no
-// shift gradient, or channels-first).
+// nor the lanes (cpu/lanes.h: channels-last, and channels-first rows
+// under 8 cells but double's; 8 channels or more, samples within 32-bit
+// offsets; of 16-bit active calls on rows of 8 or more, the forwards,
+// one-pass backwards and the backwards of a padding that folds only) take:
+// 16-bit channels-first active forwards on rows over 4096 cells, calls of
+// fewer than 8 channels, double's channels-first rows under 8 cells,
+// 16-bit two-pass backwards of zeros or periodic padding (no shift
+// gradient, or channels-first).
 //
 // A task takes one sample and a group of at most 8 channels and copies a
 // strip of their rows into contiguous planes in the accumulation type, with
