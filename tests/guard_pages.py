@@ -26,12 +26,16 @@ _LIBC = ctypes.CDLL(None, use_errno=True)
 _LIBC.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _KEEP = []  # the mappings stay alive while their arrays are used
 
-# (dtype, N, H, W, C, strides): C % 8 == 1 puts a group's lane 0 on the
-# buffer's last element (the lanes' 16-bit gathers test for it there); other
-# channel counts read it through a high half. Channels-last, 2-D: the lanes.
+# (dtype, N, H, W, C, strides, channels last): C % 8 == 1 puts a group's
+# lane 0 on the buffer's last element (the lanes' 16-bit gathers test for it
+# there); other channel counts read it through a high half. 2-D: the lanes,
+# channels-last, and channels-first on rows under 8 cells (a lane a plane
+# apart; their moves: the direct rows' flat runs).
 CASES = [
-    ("bfloat16", 1, 4, 8, 9, 1), ("bfloat16", 2, 4, 8, 16, 1),
-    ("float16", 1, 8, 16, 9, 2), ("float16", 2, 4, 8, 12, 1),
+    ("bfloat16", 1, 4, 8, 9, 1, True), ("bfloat16", 2, 4, 8, 16, 1, True),
+    ("float16", 1, 8, 16, 9, 2, True), ("float16", 2, 4, 8, 12, 1, True),
+    ("bfloat16", 1, 8, 4, 9, 1, False), ("float16", 2, 5, 4, 16, 1, False),
+    ("float32", 1, 4, 4, 9, 1, False),
 ]
 
 
@@ -56,15 +60,15 @@ def guarded(a, at_end):
   return out
 
 
-@functools.partial(jax.jit, static_argnames=("strides",))
-def calls(x, s, g, strides):
+@functools.partial(jax.jit, static_argnames=("strides", "channel_axis"))
+def calls(x, s, g, strides, channel_axis):
   """Forward and VJP of every mode and padding (x, and g of the output's
   shape, as given)."""
   out = []
   for mode in ("active", "sparse", "integer"):
     for padding in jaxshift.PADDINGS:
       f = lambda x, s: jaxshift.shift(x, s, mode=mode, padding=padding, strides=strides,
-                                      channel_axis=-1, impl="ffi")
+                                      channel_axis=channel_axis, impl="ffi")
       y, vjp = jax.vjp(f, x, s)
       out.append((y,) + vjp(g))
   return out
@@ -73,14 +77,17 @@ def calls(x, s, g, strides):
 def main():
   checks = 0
   rng = np.random.default_rng(0)
-  for dtype, n, h, w, c, strides in CASES:
-    x = rng.normal(size=(n, h, w, c)).astype(jnp.dtype(dtype))
+  for dtype, n, h, w, c, strides, channels_last in CASES:
     ho, wo = -(-h // strides), -(-w // strides)
-    g = rng.normal(size=(n, ho, wo, c)).astype(jnp.dtype(dtype))
+    x_shape, g_shape = ((n, h, w, c), (n, ho, wo, c)) if channels_last else \
+        ((n, c, h, w), (n, c, ho, wo))
+    x = rng.normal(size=x_shape).astype(jnp.dtype(dtype))
+    g = rng.normal(size=g_shape).astype(jnp.dtype(dtype))
     s = jnp.asarray(rng.uniform(-2.5, 2.5, (c, 2)), jnp.float32)
-    want = calls(jnp.asarray(x), s, jnp.asarray(g), strides)
+    axis = -1 if channels_last else 1
+    want = calls(jnp.asarray(x), s, jnp.asarray(g), strides, axis)
     for at_end in (True, False):
-      got = calls(guarded(x, at_end), s, guarded(g, at_end), strides)
+      got = calls(guarded(x, at_end), s, guarded(g, at_end), strides, axis)
       for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
         checks += 1
