@@ -792,7 +792,7 @@ bool use_lanes(const Geometry& geo, bool backward, bool move, bool one_pass = fa
   const bool half_folds = sizeof(T) == 2 && backward && folds;
   // Channels-first rows under 8 cells (moves take the direct rows first:
   // run_forward): against the staged planes' time, float32 0.56-0.82x,
-  // 16-bit 0.48-0.65x, double 1.1-1.45x (it stays there; v29).
+  // 16-bit 0.48-0.74x, double 1.1-1.45x (it stays there; v29).
   const bool short_rows = sizeof(T) <= 4 && !channels_last && ax[2].L < kGroup;
   if (sizeof(T) == 2 && walkable(geo) && (backward || !move) &&
       !(half_forward || (channels_last && backward && one_pass) || half_folds || short_rows)) {
