@@ -482,9 +482,9 @@ def test_channels_first_forward_ring(x64, lengths, dtype):
     assert_close(got, want, TOL[dtype], what)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32", "int8", "bool"])
-@pytest.mark.parametrize("lengths", [(100, 16), (16, 8), (5, 13), (9, 40), (3, 4, 11),
-                                     (7, 7), (6, 3), (2, 5, 6)])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32", "bool"])
+@pytest.mark.parametrize("lengths", [(100, 16), (16, 8), (5, 13), (3, 4, 11), (7, 7), (6, 3),
+                                     (2, 5, 6)])
 def test_channels_first_moves_by_plane(lengths, dtype):
   """Channels-first moves (integer mode, sparse forwards) of unit strides
   copy the output rows whose source rows are the array's as one flat run of
@@ -512,16 +512,16 @@ def test_channels_first_moves_by_plane(lengths, dtype):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want), what)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 @pytest.mark.parametrize("lengths,channels", [((7, 7), 16), ((5, 4), 9), ((9, 1), 8)])
 @pytest.mark.parametrize("mode", ["active", "sparse"])
-def test_channels_first_short_rows_on_lanes(x64, lengths, channels, mode, dtype):
+def test_channels_first_short_rows_on_lanes(lengths, channels, mode, dtype):
   """Channels-first calls on rows under 8 cells, of 8 channels or more,
   take the channel lanes (the direct rows need 8 cells; the staged planes
-  were slower), but double's (the staged planes were faster): forward,
-  input gradient and shift gradient as the jnp path's, in every padding,
-  with shifts on and off the lattice, beyond the axes and NaN; two groups,
-  a group and one channel, one group; rows of one cell."""
+  were slower; double's stay there, as before): forward, input gradient
+  and shift gradient as the jnp path's, in every padding, with shifts on
+  and off the lattice, beyond the axes and NaN; two groups, a group and
+  one channel, one group; rows of one cell."""
   rng = np.random.default_rng(sum(lengths) + channels)
   x = jnp.asarray(rng.normal(size=(2, channels, *lengths)), dtype)
   s = rng.uniform(-3, 3, (channels, 2))
