@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -347,8 +348,7 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
     // row's cells there). The other rows by vectors.
     const int plane = pad_index_of(P, d + ct->m[0], x.D);
     int ra = r0, rb = r0;
-    if (plane >= 0 && x.rs == W && rs_y == W && m2 > -kGroup && m2 < kGroup && m2 > -W &&
-        m2 < W) {
+    if (plane >= 0 && x.rs == W && rs_y == W && std::abs(m2) < std::min(W, kGroup)) {
       ra = std::max(r0, -m1);
       rb = std::max(ra, std::min(r0 + rows, x.H - m1));
     }
