@@ -84,7 +84,8 @@ def _ran(outcomes, *functions):
 # groups): on the emulator they would rerun common cases at the CPU's shapes,
 # about two thirds of its time (the CPU kernel runs them all).
 CPU_PLANS = ("task_spans", "column_tiles", "one_pass_backward", "forward_ring",
-             "short_rows_on_lanes", "moves_by_plane", "share_a_line_run_together")
+             "short_rows_on_lanes", "moves_by_plane", "share_a_line_run_together",
+             "rows_of_one_vector")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

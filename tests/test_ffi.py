@@ -482,6 +482,30 @@ def test_channels_first_forward_ring(x64, lengths, dtype):
     assert_close(got, want, TOL[dtype], what)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("lengths", [(8, 8), (100, 8), (3, 5, 8)])
+def test_channels_first_rows_of_one_vector(lengths, dtype):
+  """Channels-first active forwards on rows of 8 cells (8x8 planes) take
+  each row as one vector, its column taps by a permutation and mask, the
+  row above's value kept for the next row. Per channel: off every lattice,
+  on the rows', the columns' or both lattices (column offset 0: the row
+  itself; -2: a permutation), NaN, beyond the axes; 3-D channels on the
+  depth lattice (one plane; the others take the ring); 100 rows of 64
+  channels split into strips (a strip's first row read before its
+  outputs); every padding; both instruction sets. The jnp path's."""
+  rng = np.random.default_rng(len(lengths) + lengths[0])
+  c, nd = 64 if lengths[0] == 100 else 12, len(lengths)
+  x = jnp.asarray(rng.normal(size=(2, c, *lengths)), dtype)
+  s = rng.uniform(-2.5, 2.5, (c, nd))
+  s[1, -2], s[2, -1], s[3, -2:], s[4, -2:] = 1.0, -2.0, [0.0, 0.0], [1.0, -2.0]
+  s[5, -1], s[6, -2], s[7, -1] = 40.5, -30.25, np.nan
+  if nd == 3:
+    s[8:, 0] = [-1.0, 0.0, 2.0, 0.0][: c - 8]  # the depth lattice: one plane
+  s = jnp.asarray(s, dtype)
+  for what, got, want in channels_first_ffi_and_jnp(x, s):
+    assert_close(got, want, TOL[dtype], what)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32", "bool"])
 @pytest.mark.parametrize("lengths", [(100, 16), (16, 8), (5, 13), (3, 4, 11), (7, 7), (6, 3),
                                      (2, 5, 6)])

@@ -323,6 +323,42 @@ __attribute__((always_inline)) inline void copy_cells(T* to, const T* from, int6
   }
 }
 
+// forward_direct_impl's rows of one vector (W == 8: 8x8 planes), of float
+// lanes, at one depth tap: a row's column stencil from one load and a
+// permutation and mask a column tap (its Columns record: on rows of 8 cells
+// every padding's cells fit the row), the rows' stencil on the row above's
+// value kept in a register. The ring's arithmetic in the ring's order (the
+// same bits), without the general row loop's per-row record lookups.
+// False (nothing written) where a record does not fit.
+template <Isa I, typename T, typename A>
+__attribute__((always_inline)) inline bool one_vector_rows(
+    const Rows<T>& x, const ChannelTables<A>& ct, const Columns& cols, const Stencil<A>& sf,
+    const Stencil<A>& sw, const T* zeros, int d, T* yc, int64_t rs_y, int r0, int rows) {
+  using V = Vec8<A>;
+  const bool same = cols.ka == 0;  // (column offset 0 at the columns' lattice: the row itself)
+  i32x8 perm[2] = {}, mask[2] = {};
+  for (int t = 0; t < sw.n && !same; ++t) {
+    const int32_t* e = cols.at(0, t);
+    if (e[3 * kGroup] != 0) return false;
+    perm[t] = loadu<i32x8>(e + 2 * kGroup), mask[t] = loadu<i32x8>(e + kGroup);
+  }
+  auto columns = [&](const T* row) {
+    const V v = widen8<I>(row, false);
+    return apply(sw, 0, [&](int t) {
+      return same ? v : reinterpret_cast<V>(reinterpret_cast<i32x8>(__builtin_shuffle(v, perm[t])) &
+                                            mask[t]);
+    });
+  };
+  const int plane = d + ct.m[0];
+  V a = columns(x.at(cols.P, plane, r0 + ct.m[1], zeros));
+  for (int r = r0; r < r0 + rows; ++r) {
+    const V b = columns(x.at(cols.P, plane, r + ct.m[1] + 1, zeros));
+    narrow8<I>(yc + r * rs_y, apply(sf, 0, [&](int q) { return q ? b : a; }), false);
+    a = b;
+  }
+  return true;
+}
+
 // One channel's forward, rows [r0, r0 + rows) of output plane d of y (yc:
 // that plane, rows rs_y apart), from its rows of x. `move`: integer moves
 // (raw bits). The last vector of a row overlaps the one before where W is
@@ -395,6 +431,11 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
                      sw = value_stencil(ct->f[2], lat_w);
     // column taps 0 .. 1, 0 alone at the lattice
     const Columns cols(scr->cache, P, W, ct->m[2], 0, lat_w ? 0 : 1);
+    if constexpr (sizeof(A) == 4 && decltype(lat_d)::value) {
+      if (W == kGroup && one_vector_rows<I>(x, *ct, cols, sf, sw, zeros, d, yc, rs_y, r0, rows)) {
+        return;
+      }
+    }
     // Rows of at most 4 vectors (W <= 32), off the rows' and columns'
     // lattices: each input row's column stencil is taken once, as row tap
     // 1 of the output row above it, and kept in a ring (two rows a depth
