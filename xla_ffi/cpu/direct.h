@@ -709,63 +709,86 @@ void backward_direct_impl(int P, const Rows<T>* gp, const T* xc, const ChannelTa
   // column taps -1 .. 0, and 1 on the columns' lattice
   const Columns cols(scr->cache, P, g.W, -m2, -1, lat_w ? 1 : 0);
   V sd = {}, sf = {}, sw = {};
-  for (int r = r0; r < r0 + rows; ++r) {
-    const T* ga0 = g.at(P, d - m0, r - m1, scr->zeros);
-    const T* gb0 = g.at(P, d - m0, r - m1 - 1, scr->zeros);
-    const T* gu0 = lat_f ? g.at(P, d - m0, r - m1 + 1, scr->zeros) : nullptr;
-    const T* ga1 = three ? g.at(P, d - m0 - 1, r - m1, scr->zeros) : nullptr;
-    const T* gb1 = three ? g.at(P, d - m0 - 1, r - m1 - 1, scr->zeros) : nullptr;
-    const T* xr = xc + r * rs_x;
-    T* out = dxc + r * rs_x;
-    for_each_vector<I>(cols, g.last, false, [&](int w, const auto& rd) {
-      const V a0k = rd(ga0, 0), a0l = rd(ga0, -1), b0k = rd(gb0, 0), b0l = rd(gb0, -1);
-      const V xv = widen8<I>(xr + w, false);
-      // (a row's last vector overlapping the one before: its new lanes)
-      auto add = [&](V* sum, V t) {
-        *sum += w % kGroup ? lanes_from(t, kGroup - w % kGroup) : t;
-      };
-      auto moved = [&](V ak, V al, V bk, V bl) {
-        return up_w ? (up_f ? bl : al) : (up_f ? bk : ak);
-      };
-      if constexpr (lat_f || lat_w) {  // 2-D, a lattice: lanes.h's transposed_slopes
-        // the rows' value and slope at column tap c (0: k, -1: l, 1: the lattice's)
-        auto vf = [&](V a, V b) { return lat_f ? w0f * a : w0f * a + w1f * b; };
-        auto sl = [&](V u, V a, V b) { return lat_f ? half * u + mhalf * b : a - b; };
-        const V uk = lat_f ? rd(gu0, 0) : V{}, ul = lat_f ? rd(gu0, -1) : V{};
-        const V vk = vf(a0k, b0k), vl = vf(a0l, b0l);
-        V dxv = w0w * vk, tf = w0w * sl(uk, a0k, b0k), tw;
-        if constexpr (lat_w) {
-          tw = half * vf(rd(ga0, 1), rd(gb0, 1)) + mhalf * vl;
-        } else {
-          dxv = dxv + w1w * vl;
-          tf = tf + w1w * sl(ul, a0l, b0l);
-          tw = vk - vl;
-        }
-        narrow8<I>(out + w, moves ? moved(a0k, a0l, b0k, b0l) : dxv, false);
-        add(&sf, xv * tf);
-        add(&sw, xv * tw);
-        return;
-      }
-      const V r0k = w0f * a0k + w1f * b0k, r0l = w0f * a0l + w1f * b0l;
-      const V v0 = w0w * r0k + w1w * r0l;
-      const V tf0 = (w0w * a0k + w1w * a0l) - (w0w * b0k + w1w * b0l);
-      if constexpr (three) {
-        const V a1k = rd(ga1, 0), a1l = rd(ga1, -1), b1k = rd(gb1, 0), b1l = rd(gb1, -1);
-        const V r1k = w0f * a1k + w1f * b1k, r1l = w0f * a1l + w1f * b1l;
-        const V v1 = w0w * r1k + w1w * r1l;
-        const V tf1 = (w0w * a1k + w1w * a1l) - (w0w * b1k + w1w * b1l);
-        const V dxv = !moves ? w0d * v0 + w1d * v1
-                             : up_d ? moved(a1k, a1l, b1k, b1l) : moved(a0k, a0l, b0k, b0l);
-        narrow8<I>(out + w, dxv, false);
-        add(&sd, xv * (v0 - v1));
-        add(&sf, xv * (w0d * tf0 + w1d * tf1));
-        add(&sw, xv * (w0d * (r0k - r0l) + w1d * (r1k - r1l)));
+  const T *ga0, *gb0, *gu0, *ga1, *gb1, *xr;  // row r's (set below)
+  T* out;
+  auto body = [&](int w, const auto& rd) {
+    const V a0k = rd(ga0, 0), a0l = rd(ga0, -1), b0k = rd(gb0, 0), b0l = rd(gb0, -1);
+    const V xv = widen8<I>(xr + w, false);
+    // (a row's last vector overlapping the one before: its new lanes)
+    auto add = [&](V* sum, V t) {
+      *sum += w % kGroup ? lanes_from(t, kGroup - w % kGroup) : t;
+    };
+    auto moved = [&](V ak, V al, V bk, V bl) {
+      return up_w ? (up_f ? bl : al) : (up_f ? bk : ak);
+    };
+    if constexpr (lat_f || lat_w) {  // 2-D, a lattice: lanes.h's transposed_slopes
+      // the rows' value and slope at column tap c (0: k, -1: l, 1: the lattice's)
+      auto vf = [&](V a, V b) { return lat_f ? w0f * a : w0f * a + w1f * b; };
+      auto sl = [&](V u, V a, V b) { return lat_f ? half * u + mhalf * b : a - b; };
+      const V uk = lat_f ? rd(gu0, 0) : V{}, ul = lat_f ? rd(gu0, -1) : V{};
+      const V vk = vf(a0k, b0k), vl = vf(a0l, b0l);
+      V dxv = w0w * vk, tf = w0w * sl(uk, a0k, b0k), tw;
+      if constexpr (lat_w) {
+        tw = half * vf(rd(ga0, 1), rd(gb0, 1)) + mhalf * vl;
       } else {
-        narrow8<I>(out + w, moves ? moved(a0k, a0l, b0k, b0l) : v0, false);
-        add(&sf, xv * tf0);
-        add(&sw, xv * (r0k - r0l));
+        dxv = dxv + w1w * vl;
+        tf = tf + w1w * sl(ul, a0l, b0l);
+        tw = vk - vl;
       }
-    });
+      narrow8<I>(out + w, moves ? moved(a0k, a0l, b0k, b0l) : dxv, false);
+      add(&sf, xv * tf);
+      add(&sw, xv * tw);
+      return;
+    }
+    const V r0k = w0f * a0k + w1f * b0k, r0l = w0f * a0l + w1f * b0l;
+    const V v0 = w0w * r0k + w1w * r0l;
+    const V tf0 = (w0w * a0k + w1w * a0l) - (w0w * b0k + w1w * b0l);
+    if constexpr (three) {
+      const V a1k = rd(ga1, 0), a1l = rd(ga1, -1), b1k = rd(gb1, 0), b1l = rd(gb1, -1);
+      const V r1k = w0f * a1k + w1f * b1k, r1l = w0f * a1l + w1f * b1l;
+      const V v1 = w0w * r1k + w1w * r1l;
+      const V tf1 = (w0w * a1k + w1w * a1l) - (w0w * b1k + w1w * b1l);
+      const V dxv = !moves ? w0d * v0 + w1d * v1
+                           : up_d ? moved(a1k, a1l, b1k, b1l) : moved(a0k, a0l, b0k, b0l);
+      narrow8<I>(out + w, dxv, false);
+      add(&sd, xv * (v0 - v1));
+      add(&sf, xv * (w0d * tf0 + w1d * tf1));
+      add(&sw, xv * (w0d * (r0k - r0l) + w1d * (r1k - r1l)));
+    } else {
+      narrow8<I>(out + w, moves ? moved(a0k, a0l, b0k, b0l) : v0, false);
+      add(&sf, xv * tf0);
+      add(&sw, xv * (r0k - r0l));
+    }
+  };
+  // Rows of one vector (W == 8) of float lanes: each column tap's
+  // permutation and mask read once (every padding's cells fit a row of 8),
+  // not looked up at each read as for_each_vector's edges do.
+  i32x8 perm[3] = {}, mask[3] = {};
+  bool one_vector = sizeof(A) == 4 && g.W == kGroup && cols.ka == cols.chunks;  // (an edge)
+  for (int t = -1; t <= cols.hi && one_vector; ++t) {
+    const int32_t* e = cols.at(0, t);
+    one_vector = e[3 * kGroup] == 0;
+    perm[t + 1] = loadu<i32x8>(e + 2 * kGroup), mask[t + 1] = loadu<i32x8>(e + kGroup);
+  }
+  for (int r = r0; r < r0 + rows; ++r) {
+    ga0 = g.at(P, d - m0, r - m1, scr->zeros);
+    gb0 = g.at(P, d - m0, r - m1 - 1, scr->zeros);
+    gu0 = lat_f ? g.at(P, d - m0, r - m1 + 1, scr->zeros) : nullptr;
+    ga1 = three ? g.at(P, d - m0 - 1, r - m1, scr->zeros) : nullptr;
+    gb1 = three ? g.at(P, d - m0 - 1, r - m1 - 1, scr->zeros) : nullptr;
+    xr = xc + r * rs_x;
+    out = dxc + r * rs_x;
+    if constexpr (sizeof(A) == 4) {
+      if (one_vector) {
+        body(0, [&](const T* row, int t) {
+          const i32x8 v = reinterpret_cast<i32x8>(__builtin_shuffle(widen8<I>(row, false),
+                                                                    perm[t + 1]));
+          return reinterpret_cast<V>(v & mask[t + 1]);
+        });
+        continue;
+      }
+    }
+    for_each_vector<I>(cols, g.last, false, body);
   }
   if constexpr (three) {
     for (int l = 0; l < kGroup; ++l) acc[0] += sd[l];
