@@ -268,6 +268,14 @@ inline Columns::Columns(ColumnCache* cache, int P_, int W_, int o_, int lo_, int
   ka = en.ka, kb = en.kb;
 }
 
+// v's 32-bit lanes permuted by `perm`, those where `mask` is 0 cleared: an
+// edge vector's cells from the 8 cells of its row that its Columns record
+// names.
+template <typename V>
+V permuted(V v, i32x8 perm, i32x8 mask) {
+  return reinterpret_cast<V>(reinterpret_cast<i32x8>(__builtin_shuffle(v, perm)) & mask);
+}
+
 // body(w, rd) for each vector of a row, where rd(row, t) is the vector of
 // column tap t of `row` (a pointer to a row of the array, whose last
 // element is `last`, or the zeros row) in the accumulation type (`bits`:
@@ -282,9 +290,8 @@ __attribute__((always_inline)) inline void for_each_vector(const Columns& cols, 
       const int32_t* e = cols.at(k, t);
       if constexpr (sizeof(typename Acc<T>::type) == 4) {
         if (e[3 * kGroup] >= 0) {
-          const V v = __builtin_shuffle(widen8<I>(row + e[3 * kGroup], bits),
-                                        loadu<i32x8>(e + 2 * kGroup));
-          return reinterpret_cast<V>(reinterpret_cast<i32x8>(v) & loadu<i32x8>(e + kGroup));
+          return permuted(widen8<I>(row + e[3 * kGroup], bits), loadu<i32x8>(e + 2 * kGroup),
+                          loadu<i32x8>(e + kGroup));
         }
       }
       return gather8<I>(row, loadu<i32x8>(e), loadu<i32x8>(e + kGroup), bits,
@@ -344,10 +351,7 @@ __attribute__((always_inline)) inline bool one_vector_rows(
   }
   auto columns = [&](const T* row) {
     const V v = widen8<I>(row, false);
-    return apply(sw, 0, [&](int t) {
-      return same ? v : reinterpret_cast<V>(reinterpret_cast<i32x8>(__builtin_shuffle(v, perm[t])) &
-                                            mask[t]);
-    });
+    return apply(sw, 0, [&](int t) { return same ? v : permuted(v, perm[t], mask[t]); });
   };
   const int plane = d + ct.m[0];
   V a = columns(x.at(cols.P, plane, r0 + ct.m[1], zeros));
@@ -781,9 +785,7 @@ void backward_direct_impl(int P, const Rows<T>* gp, const T* xc, const ChannelTa
     if constexpr (sizeof(A) == 4) {
       if (one_vector) {
         body(0, [&](const T* row, int t) {
-          const i32x8 v = reinterpret_cast<i32x8>(__builtin_shuffle(widen8<I>(row, false),
-                                                                    perm[t + 1]));
-          return reinterpret_cast<V>(v & mask[t + 1]);
+          return permuted(widen8<I>(row, false), perm[t + 1], mask[t + 1]);
         });
         continue;
       }
