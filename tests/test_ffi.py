@@ -483,16 +483,18 @@ def test_channels_first_forward_ring(x64, lengths, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("lengths", [(8, 8), (100, 8), (3, 5, 8)])
+@pytest.mark.parametrize("lengths", [(8, 8), (100, 8), (3, 5, 8), (7, 7), (100, 5), (9, 1)])
 def test_channels_first_rows_of_one_vector(lengths, dtype):
-  """Channels-first active forwards on rows of 8 cells (8x8 planes) take
-  each row as one vector, its column taps by a permutation and mask, the
-  row above's value kept for the next row. Per channel: off every lattice,
-  on the rows', the columns' or both lattices (column offset 0: the row
-  itself; -2: a permutation), NaN, beyond the axes; 3-D channels on the
-  depth lattice (one plane; the others take the ring); 100 rows of 64
-  channels split into strips (a strip's first row read before its
-  outputs); every padding; both instruction sets. The jnp path's."""
+  """Channels-first active forwards on rows of 8 cells (8x8 planes), and 2-D
+  float32 ones on rows under 8 cells, take each row as one vector, its
+  column taps by a permutation and mask, the row above's value kept for the
+  next row. Per channel: off every lattice, on the rows', the columns' or
+  both lattices (column offset 0: the row itself; -2: a permutation), NaN,
+  beyond the axes; 3-D channels on the depth lattice (one plane; the others
+  take the ring); 100 rows of 64 channels split into strips (a strip's first
+  row read before its outputs; rows of 5 cells: 8 written where the next
+  rows are the strip's, the strip's last rows cell by cell); rows of one
+  cell; every padding; both instruction sets. The jnp path's."""
   rng = np.random.default_rng(len(lengths) + lengths[0])
   c, nd = 64 if lengths[0] == 100 else 12, len(lengths)
   x = jnp.asarray(rng.normal(size=(2, c, *lengths)), dtype)
@@ -919,6 +921,51 @@ def test_libraries_agree_with_python_on_paddings_and_the_axis_bound():
     assert bound() == shapes.MAX_AXIS_LENGTH == jaxshift.MAX_AXIS_LENGTH, name
     seen.append(name)
   assert {"cpu", "cuda_emulated"} <= set(seen), seen
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_active_shifts_at_the_lattice_agree_on_subnormals(dtype):
+  """XLA runs the kernels under denormals-are-zero, where a multiply by a
+  weight of 1 read from memory flushes a subnormal to zero and one the
+  compiler folds away does not: an active shift at whole numbers must give
+  the same bits in both instruction sets (a lambda GCC left out of line in
+  the baseline build once made its lattice stencils run-time values there:
+  subnormal moves flushed in the baseline alone). Subnormals, zeros of both
+  signs and normals; every row length class of the direct rows (under 8
+  cells, 8, the ring's, the general loop's) and the lanes, both layouts,
+  3-D, every padding. Where it keeps a value, it is the move's (numpy's)."""
+  if PLATFORM != "cpu" or EMULATED or platform.machine() != "x86_64":
+    pytest.skip("the CPU kernel's x86-64 instruction sets")
+  rng = np.random.default_rng(11)
+  tiny = {"float32": 1e-39, "bfloat16": 1e-39, "float16": 3e-6}[dtype]
+  cases = [((6, 5), 1), ((8, 8), 1), ((7, 12), 1), ((5, 40), 1), ((7, 12), -1), ((6, 5), -1),
+           ((3, 4, 9), 1)]
+  for k, (spatial, axis) in enumerate(cases):
+    c = 16
+    shape = (2, c, *spatial) if axis == 1 else (2, *spatial, c)
+    x = rng.choice([1, -1], shape) * np.where(rng.random(shape) < 0.7, tiny, 1.0)
+    x = (x * rng.uniform(1, 4, shape)).astype(jnp.dtype(dtype))
+    x[rng.random(shape) < 0.1] = -0.0
+    s = rng.integers(-3, 4, (c, len(spatial))).astype(np.float32)
+    s[0] = 0.0
+    padding = jaxshift.PADDINGS[k % len(jaxshift.PADDINGS)]
+    bits = np.uint32 if dtype == "float32" else np.uint16
+    want = oracles.numpy_move(x, s, padding=padding, channel_axis=axis).view(bits)
+    got = {}
+    for isa in ("avx2", "baseline"):
+      with cpu_isa(isa) as have:
+        if have:
+          got[isa] = np.asarray(jaxshift.shift(jnp.asarray(x), jnp.asarray(s), impl="ffi",
+                                               padding=padding, channel_axis=axis)).view(bits)
+    where = f"{shape} {padding}"
+    if "avx2" in got:
+      np.testing.assert_array_equal(got["avx2"], got["baseline"], err_msg=where)
+    y = got["baseline"]
+    kept = y.view(x.dtype) != 0
+    np.testing.assert_array_equal(y[kept], want[kept], err_msg=where)
+    flushed = ~kept & (want.view(x.dtype) != 0)
+    smallest_normal = float(jnp.finfo(dtype).tiny)
+    assert (np.abs(want.view(x.dtype)[flushed].astype(np.float32)) < smallest_normal).all(), where
 
 
 def test_tiny_shifts_are_off_the_lattice():

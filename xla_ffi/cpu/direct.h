@@ -1,7 +1,8 @@
 // Rows straight from the array: the CPU kernel for channels-first calls
-// (2-D and 3-D, unit strides, rows of at least 8 cells; moves on rows of
-// any length): forwards of every type, backwards of float and double,
-// 16-bit backwards that take the one pass. No staging, no halo limit.
+// (2-D and 3-D, unit strides, rows of at least 8 cells; moves, and 2-D
+// forwards of 32-bit storage, on rows of any length): forwards of every
+// type, backwards of float and double, 16-bit backwards that take the one
+// pass. No staging, no halo limit.
 //
 // A channel's rows are contiguous there, in x, g, y and dx. Along the rows
 // and planes the padding rule maps each row a stencil reads to a whole row
@@ -48,12 +49,13 @@
 namespace jaxshift {
 
 // The calls the direct rows can take: unit strides, rows contiguous in the
-// inputs and outputs and (but for moves, which copy rows of any length:
-// forward_direct_impl) at least 8 cells long.
-inline bool direct_rows_fit(const Geometry& geo, bool move = false) {
+// inputs and outputs and (but for `short_rows`: moves, which copy rows of
+// any length, and 2-D forwards of 32-bit storage, one_vector_rows) at least
+// 8 cells long.
+inline bool direct_rows_fit(const Geometry& geo, bool short_rows = false) {
   const Axis* ax = geo.ax;
   return ax[0].t == 1 && ax[1].t == 1 && ax[2].t == 1 && ax[2].sx == 1 && ax[2].sy == 1 &&
-         (ax[2].L >= kGroup || move);
+         (ax[2].L >= kGroup || short_rows);
 }
 
 // The direct rows take every forward they fit (16-bit active forwards on
@@ -67,7 +69,9 @@ inline bool direct_rows_fit(const Geometry& geo, bool move = false) {
 constexpr int kMaxRingCells = 4096;
 template <typename T>
 bool use_direct_forward(const Geometry& geo, bool move) {
-  return direct_rows_fit(geo, move) && (sizeof(T) > 2 || move || geo.ax[2].L <= kMaxRingCells);
+  const bool short_rows = sizeof(T) == 4 && !geo.ax[0].present;  // (one_vector_rows)
+  return direct_rows_fit(geo, move || short_rows) &&
+         (sizeof(T) > 2 || move || geo.ax[2].L <= kMaxRingCells);
 }
 template <typename T>
 bool use_direct_backward(const Geometry& geo) {
@@ -152,7 +156,7 @@ struct Columns {
   const int32_t* edge;
 
   Columns(ColumnCache* cache, int P_, int W_, int o_, int lo_, int hi_);
-  int start(int k) const { return std::min(k * kGroup, W - kGroup); }
+  int start(int k) const { return std::max(0, std::min(k * kGroup, W - kGroup)); }
   bool inside(int w) const { return w + o + lo >= 0 && w + o + hi + kGroup <= W; }
   int record(int k, int t) const { return (k * (hi - lo + 1) + t - lo) * kRecord; }
   const int32_t* at(int k, int t) const { return edge + record(k, t); }
@@ -330,37 +334,62 @@ __attribute__((always_inline)) inline void copy_cells(T* to, const T* from, int6
   }
 }
 
-// forward_direct_impl's rows of one vector (W == 8: 8x8 planes), of float
-// lanes, at one depth tap: a row's column stencil from one load and a
-// permutation and mask a column tap (its Columns record: on rows of 8 cells
-// every padding's cells fit the row), the rows' stencil on the row above's
+// forward_direct_impl's rows of one vector (W == 8: 8x8 planes; kShort: W
+// < 8, 32-bit storage), of float lanes, at one depth tap: a row's column
+// stencil from one load and a permutation and mask a column tap (its
+// Columns record: on rows of at most 8 cells every padding's cells fit 8
+// cells from the row's first, base 0), the rows' stencil on the row above's
 // value kept in a register. The ring's arithmetic in the ring's order (the
-// same bits), without the general row loop's per-row record lookups.
-// False (nothing written) where a record does not fit.
-template <Isa I, typename T, typename A>
-__attribute__((always_inline)) inline bool one_vector_rows(
+// same bits), without the general row loop's per-row record lookups. Rows
+// under 8 cells read 8 (the cells after the row are the array's; the row
+// ending within 8 cells of the array's end: its W alone) and write 8 where
+// rows are contiguous in y and the 8 cells are the task's rows (those past
+// the row are written again after it; the task's last rows: their W
+// alone). A template, not a lambda taking the choice: GCC left such a
+// lambda out of line in the baseline build, where the lattice's stencils
+// stopped being constants and a multiply by 1 flushed subnormal moves to
+// zero under XLA's denormals-are-zero (test_16_bit_conversions_...).
+template <Isa I, bool kShort, typename T, typename A>
+__attribute__((always_inline)) inline void one_vector_rows(
     const Rows<T>& x, const ChannelTables<A>& ct, const Columns& cols, const Stencil<A>& sf,
     const Stencil<A>& sw, const T* zeros, int d, T* yc, int64_t rs_y, int r0, int rows) {
   using V = Vec8<A>;
+  const int W = x.W;
   const bool same = cols.ka == 0;  // (column offset 0 at the columns' lattice: the row itself)
   i32x8 perm[2] = {}, mask[2] = {};
   for (int t = 0; t < sw.n && !same; ++t) {
     const int32_t* e = cols.at(0, t);
-    if (e[3 * kGroup] != 0) return false;
     perm[t] = loadu<i32x8>(e + 2 * kGroup), mask[t] = loadu<i32x8>(e + kGroup);
   }
   auto columns = [&](const T* row) {
-    const V v = widen8<I>(row, false);
+    V v = {};
+    if constexpr (!kShort) {
+      v = widen8<I>(row, false);
+    } else if (row != zeros && row + kGroup <= x.last + 1) {
+      v = widen8<I>(row, false);
+    } else if (row != zeros) {
+      A cells[kGroup] = {};  // (not v[l]: a variable lane keeps v on the stack)
+      for (int l = 0; l < W; ++l) cells[l] = row[l];
+      v = loadu<V>(cells);
+    }
     return apply(sw, 0, [&](int t) { return same ? v : permuted(v, perm[t], mask[t]); });
   };
   const int plane = d + ct.m[0];
   V a = columns(x.at(cols.P, plane, r0 + ct.m[1], zeros));
   for (int r = r0; r < r0 + rows; ++r) {
     const V b = columns(x.at(cols.P, plane, r + ct.m[1] + 1, zeros));
-    narrow8<I>(yc + r * rs_y, apply(sf, 0, [&](int q) { return q ? b : a; }), false);
+    const V out = apply(sf, 0, [&](int q) { return q ? b : a; });
+    if constexpr (!kShort) {
+      narrow8<I>(yc + r * rs_y, out, false);
+    } else if (rs_y == W && (r0 + rows - r) * W >= kGroup) {
+      narrow8<I>(yc + r * rs_y, out, false);
+    } else {
+      A cells[kGroup];
+      storeu(cells, out);
+      for (int l = 0; l < W; ++l) yc[r * rs_y + l] = cells[l];
+    }
     a = b;
   }
-  return true;
 }
 
 // One channel's forward, rows [r0, r0 + rows) of output plane d of y (yc:
@@ -436,8 +465,14 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
     // column taps 0 .. 1, 0 alone at the lattice
     const Columns cols(scr->cache, P, W, ct->m[2], 0, lat_w ? 0 : 1);
     if constexpr (sizeof(A) == 4 && decltype(lat_d)::value) {
-      if (W == kGroup && one_vector_rows<I>(x, *ct, cols, sf, sw, zeros, d, yc, rs_y, r0, rows)) {
-        return;
+      if (W == kGroup) {
+        return one_vector_rows<I, false>(x, *ct, cols, sf, sw, zeros, d, yc, rs_y, r0, rows);
+      }
+      if constexpr (sizeof(T) == 4) {
+        // (2-D calls alone: use_direct_forward; their depth is at its lattice)
+        if (W < kGroup) {
+          return one_vector_rows<I, true>(x, *ct, cols, sf, sw, zeros, d, yc, rs_y, r0, rows);
+        }
       }
     }
     // Rows of at most 4 vectors (W <= 32), off the rows' and columns'
