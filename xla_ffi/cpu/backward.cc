@@ -46,14 +46,31 @@ constexpr bool kOnePass = !kFolds<P> && !std::is_same_v<T, double>;
 // *moves set, rounded tables that are integer moves by m or m + 1 of the
 // exact tables' on every axis (sparse mode), and no NaN shift.
 template <typename A>
-bool one_pass_tables(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
-                     int64_t c0, int nb, bool* moves) {
-  // (The tables' rows of the task's channels are contiguous; read in place.)
+bool same_tables(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
+                 int64_t c0, int nb) {
+  // (The tables' rows of the task's channels are contiguous; read in place.
+  // Bits compared inline: memcmp's calls were a tenth of a small channel's
+  // one pass.)
+  using Bits = std::conditional_t<sizeof(A) == 4, uint32_t, uint64_t>;
   const int64_t at = table_row(geo, n, c0) * 3, count = 3 * int64_t{nb};
   const int32_t *rm = rounded.m + at, *um = exact.m + at;
   const A *rf = static_cast<const A*>(rounded.f) + at, *uf = static_cast<const A*>(exact.f) + at;
-  const bool same = std::memcmp(rm, um, count * sizeof(int32_t)) == 0 &&
-                    std::memcmp(rf, uf, count * sizeof(A)) == 0;
+  bool same = true;
+  for (int64_t k = 0; k < count; ++k) {
+    Bits a, b;
+    std::memcpy(&a, rf + k, sizeof a);
+    std::memcpy(&b, uf + k, sizeof b);
+    same = same & (rm[k] == um[k]) & (a == b);
+  }
+  return same;
+}
+template <typename A>
+bool one_pass_tables(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
+                     int64_t c0, int nb, bool* moves) {
+  const int64_t at = table_row(geo, n, c0) * 3, count = 3 * int64_t{nb};
+  const int32_t *rm = rounded.m + at, *um = exact.m + at;
+  const A *rf = static_cast<const A*>(rounded.f) + at, *uf = static_cast<const A*>(exact.f) + at;
+  const bool same = same_tables<A>(geo, rounded, exact, n, c0, nb);
   bool near = true;  // moves by m or m + 1 on every axis, no NaN shift
   for (int64_t k = 0; k < count && near; k += 3) {
     near = !nan_shift(uf + k);
@@ -263,13 +280,18 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
 // Whether channel c of sample n takes the direct rows' one pass
 // (backward_direct, cpu/direct.h): its tables as one_pass_tables asks, and
 // its exact shift (*u) not NaN and, in 3-D, off every lattice.
+// (direct_one_pass_exact: the exact tables u known to fit one_pass_tables.)
+template <typename A>
+bool direct_one_pass_exact(const Geometry& geo, const ChannelTables<A>& u) {
+  return !nan_shift(u.f) && (!geo.ax[0].present || (!at_lattice(u.f[0]) && !at_lattice(u.f[1]) &&
+                                                    !at_lattice(u.f[2])));
+}
 template <typename A>
 bool direct_one_pass(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
                      int64_t c, bool* moves, ChannelTables<A>* u) {
   if (!one_pass_tables<A>(geo, rounded, exact, n, c, 1, moves)) return false;
   *u = channel_tables<A>(geo, exact, n, c);
-  return !nan_shift(u->f) && (!geo.ax[0].present || (!at_lattice(u->f[0]) &&
-                                                     !at_lattice(u->f[1]) && !at_lattice(u->f[2])));
+  return direct_one_pass_exact(geo, *u);
 }
 
 // Whether a 16-bit backward takes the direct rows: every channel of every
@@ -284,7 +306,7 @@ bool direct_one_pass_16(const Geometry& geo, const Tables& rounded, const Tables
   }
   bool moves;
   ChannelTables<A> u;
-  for (int64_t n = 0; n < geo.N; ++n) {
+  for (int64_t n = 0; n < geo.N; n += geo.per_group) {  // (each table row once)
     for (int64_t c = 0; c < geo.C; ++c) {
       if (!direct_one_pass<A>(geo, rounded, exact, n, c, &moves, &u)) return false;
     }
@@ -314,14 +336,20 @@ void run_direct(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
     const DirectScratch<T> scr = direct_scratch<T>(ax[2].L, false);
     const T* gn = g + n * geo.sy_n + c0 * geo.sy_c;
     const T* xn = x + n * geo.sx_n + c0 * geo.sx_c;
+    // Where the block's rounded tables are its exact ones (active mode), one
+    // test for the block, and its channels' exact tables are ct's (per
+    // channel, these tests were half the time of an 8x8 plane's one pass).
+    const bool same = kOnePass<T, P> && shift_grad &&
+                      same_tables<A>(geo, rounded, exact, n, c0, nb);
     for (int b = 0; b < nb; ++b) {
       const Rows<T> gb{gn + b * geo.sy_c, ax[0].sy, ax[1].sy, ax[0].L, ax[1].L, ax[2].L, g_last};
       T* dxc = dx + n * geo.sx_n + (c0 + b) * geo.sx_c + d * ax[0].sx;
       A* acc = partial.data() + partial_index(geo, n, d * plan.strips + r0 / plan.R, parts, c0 + b);
       if constexpr (kOnePass<T, P>) {
         bool moves = false;
-        ChannelTables<A> u;
-        if (shift_grad && direct_one_pass<A>(geo, rounded, exact, n, c0 + b, &moves, &u)) {
+        ChannelTables<A> u = ct[b];
+        if (same ? direct_one_pass_exact(geo, u)
+                 : shift_grad && direct_one_pass<A>(geo, rounded, exact, n, c0 + b, &moves, &u)) {
           const int up[3] = {ct[b].m[0] > u.m[0], ct[b].m[1] > u.m[1], ct[b].m[2] > u.m[2]};
           auto one_pass = [&](auto three, auto lat_f, auto lat_w) {
             backward_direct(isa, P, &gb, xn + b * geo.sx_c + d * ax[0].sx, &u,
