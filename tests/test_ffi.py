@@ -924,7 +924,7 @@ def test_libraries_agree_with_python_on_paddings_and_the_axis_bound():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
-def test_active_shifts_at_the_lattice_agree_on_subnormals(dtype):
+def test_subnormals_at_the_lattice_agree_on_every_instruction_set(dtype):
   """XLA runs the kernels under denormals-are-zero, where a multiply by a
   weight of 1 read from memory flushes a subnormal to zero and one the
   compiler folds away does not: an active shift at whole numbers must give
