@@ -214,6 +214,7 @@ def bench_extra(samples, inner, impls, gpu=True):
              ("8x64x32x32 stride 2", (8, 64, 32, 32), 1, 2)]
   lines = ["", "| case | layout | copy | kernel fwd | %bw | kernel f+b | f+b %bw | tiled fwd "
            "| tiled %bw |", "|---|---|---|---|---|---|---|---|---|"]
+  print("\n".join(lines), flush=True)  # (the rows print as they come: a table on stdout too)
   for name, shape, cax, strides in cases:
     x = jax.random.normal(jax.random.key(0), shape, jnp.float32)
     s = jax.random.uniform(jax.random.key(1), (shape[cax], len(shape) - 2), jnp.float32, -2, 2)
