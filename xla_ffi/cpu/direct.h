@@ -543,7 +543,27 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
     }
   });
 }
-JAXSHIFT_ISA_VERSIONS(forward_direct)
+
+// forward_direct_impl for channels [c0, c0 + nb) of sample n, rows [r0, r0
+// + rows) of output plane d: the channel loop inside one version, so that
+// a channel of a small plane (7x7, 8x8: 49-64 cells) does not pay a call,
+// its version's dispatch and its frame.
+template <Isa I, typename T>
+void forward_channels_impl(int P, const Geometry* geo, const T* x, const Tables* tab,
+                           const DirectScratch<T>* scr, bool move, int64_t n, int64_t c0,
+                           int nb, int d, T* y, int r0, int rows) {
+  using A = typename Acc<T>::type;
+  const Axis* ax = geo->ax;
+  const T* last = x + (geo->N * geo->sx_n - 1);
+  for (int64_t c = c0; c < c0 + nb; ++c) {
+    const ChannelTables<A> ct = channel_tables<A>(*geo, *tab, n, c);
+    const Rows<T> xc{x + n * geo->sx_n + c * geo->sx_c, ax[0].sx, ax[1].sx, ax[0].L, ax[1].L,
+                     ax[2].L, last};
+    forward_direct_impl<I>(P, &xc, &ct, scr, move, d,
+                           y + n * geo->sy_n + c * geo->sy_c + d * ax[0].sy, ax[1].sy, r0, rows);
+  }
+}
+JAXSHIFT_ISA_VERSIONS(forward_channels)
 
 // One channel's input gradient, rows [r0, r0 + rows) of input plane d of dx
 // (dxc: that plane, rows rs_x apart), from its rows of g read through the

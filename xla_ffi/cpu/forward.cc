@@ -93,16 +93,9 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
     const Isa isa = current_isa();
     StagedPlan plan = staged_plan<T>(geo, call_halo<A>(geo, tab, 0));
     plan.planes = ax[0].Lo;
-    const T* last = x + (geo.N * geo.sx_n - 1);
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
       const DirectScratch<T> scr = direct_scratch<T>(ax[2].L, true);
-      for (int64_t c = c0; c < c0 + nb; ++c) {
-        const ChannelTables<A> ct = channel_tables<A>(geo, tab, n, c);
-        const Rows<T> xc{x + n * geo.sx_n + c * geo.sx_c, ax[0].sx, ax[1].sx, ax[0].L,
-                         ax[1].L, ax[2].L, last};
-        forward_direct(isa, P, &xc, &ct, &scr, move, d,
-                       y + n * geo.sy_n + c * geo.sy_c + d * ax[0].sy, ax[1].sy, r0, rows);
-      }
+      forward_channels(isa, P, &geo, x, &tab, &scr, move, n, c0, nb, d, y, r0, rows);
     });
     return;
   }
