@@ -40,17 +40,13 @@ constexpr bool kFolds = P != kZeros && P != kPeriodic;
 template <typename T, int P>
 constexpr bool kOnePass = !kFolds<P> && !std::is_same_v<T, double>;
 
-// Whether channels [c0, c0 + nb) of sample n can take their input gradient
-// from the moved rows of their shift gradient's tables (lanes_backward_impl):
-// the same tables, bit for bit (active mode; integer shifts), or, with
-// *moves set, rounded tables that are integer moves by m or m + 1 of the
-// exact tables' on every axis (sparse mode), and no NaN shift.
+// Whether channels [c0, c0 + nb) of sample n have rounded tables that are
+// bitwise their exact ones (active mode). The tables' rows of the task's
+// channels are contiguous; read in place, the bits compared inline
+// (memcmp's calls were a tenth of a small channel's one pass).
 template <typename A>
 bool same_tables(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
                  int64_t c0, int nb) {
-  // (The tables' rows of the task's channels are contiguous; read in place.
-  // Bits compared inline: memcmp's calls were a tenth of a small channel's
-  // one pass.)
   using Bits = std::conditional_t<sizeof(A) == 4, uint32_t, uint64_t>;
   const int64_t at = table_row(geo, n, c0) * 3, count = 3 * int64_t{nb};
   const int32_t *rm = rounded.m + at, *um = exact.m + at;
@@ -64,6 +60,12 @@ bool same_tables(const Geometry& geo, const Tables& rounded, const Tables& exact
   }
   return same;
 }
+
+// Whether channels [c0, c0 + nb) of sample n can take their input gradient
+// from the moved rows of their shift gradient's tables (lanes_backward_impl):
+// the same tables, bit for bit (active mode; integer shifts), or, with
+// *moves set, rounded tables that are integer moves by m or m + 1 of the
+// exact tables' on every axis (sparse mode), and no NaN shift.
 template <typename A>
 bool one_pass_tables(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
                      int64_t c0, int nb, bool* moves) {
@@ -277,15 +279,17 @@ void run_staged(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, con
   finish(geo, exact, partial, parts, ds);
 }
 
-// Whether channel c of sample n takes the direct rows' one pass
-// (backward_direct, cpu/direct.h): its tables as one_pass_tables asks, and
-// its exact shift (*u) not NaN and, in 3-D, off every lattice.
-// (direct_one_pass_exact: the exact tables u known to fit one_pass_tables.)
+// Whether a channel whose tables fit one_pass_tables takes the direct rows'
+// one pass: its exact shift (u) not NaN and, in 3-D, off every lattice.
 template <typename A>
 bool direct_one_pass_exact(const Geometry& geo, const ChannelTables<A>& u) {
   return !nan_shift(u.f) && (!geo.ax[0].present || (!at_lattice(u.f[0]) && !at_lattice(u.f[1]) &&
                                                     !at_lattice(u.f[2])));
 }
+
+// Whether channel c of sample n takes the direct rows' one pass
+// (backward_direct, cpu/direct.h): its tables as one_pass_tables asks, and
+// direct_one_pass_exact of its exact tables (*u).
 template <typename A>
 bool direct_one_pass(const Geometry& geo, const Tables& rounded, const Tables& exact, int64_t n,
                      int64_t c, bool* moves, ChannelTables<A>* u) {

@@ -348,7 +348,8 @@ __attribute__((always_inline)) inline void copy_cells(T* to, const T* from, int6
 // alone). A template, not a lambda taking the choice: GCC left such a
 // lambda out of line in the baseline build, where the lattice's stencils
 // stopped being constants and a multiply by 1 flushed subnormal moves to
-// zero under XLA's denormals-are-zero (test_16_bit_conversions_...).
+// zero under XLA's denormals-are-zero
+// (test_subnormals_at_the_lattice_agree_on_every_instruction_set).
 template <Isa I, bool kShort, typename T, typename A>
 __attribute__((always_inline)) inline void one_vector_rows(
     const Rows<T>& x, const ChannelTables<A>& ct, const Columns& cols, const Stencil<A>& sf,
