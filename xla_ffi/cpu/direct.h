@@ -369,9 +369,7 @@ __attribute__((always_inline)) inline void one_vector_rows(
     } else if (row != zeros && row + kGroup <= x.last + 1) {
       v = widen8<I>(row, false);
     } else if (row != zeros) {
-      A cells[kGroup] = {};  // (not v[l]: a variable lane keeps v on the stack)
-      for (int l = 0; l < W; ++l) cells[l] = row[l];
-      v = loadu<V>(cells);
+      v = load_head<V>(row, W);
     }
     return apply(sw, 0, [&](int t) { return same ? v : permuted(v, perm[t], mask[t]); });
   };
@@ -385,9 +383,7 @@ __attribute__((always_inline)) inline void one_vector_rows(
     } else if (rs_y == W && (r0 + rows - r) * W >= kGroup) {
       narrow8<I>(yc + r * rs_y, out, false);
     } else {
-      A cells[kGroup];
-      storeu(cells, out);
-      for (int l = 0; l < W; ++l) yc[r * rs_y + l] = cells[l];
+      store_head(yc + r * rs_y, out, W);
     }
     a = b;
   }
