@@ -280,6 +280,7 @@ def bench_model(samples, inner, batch=32, expansion=3):
   lines = ["", f"ShiftResNet-20 (expansion {expansion}) vs DepthwiseResNet-20, batch {batch}, "
            "32x32x3, ms (median)", "",
            "| | shift | depthwise | depthwise / shift |", "|---|---|---|---|"]
+  print("\n".join(lines), flush=True)  # (a table on stdout too, as bench_extra's)
   for what in ("step", "infer"):
     a, b = t["shift " + what], t["depthwise " + what]
     lines.append(f"| {'training step' if what == 'step' else 'inference'} | {a:.2f} | {b:.2f} | "

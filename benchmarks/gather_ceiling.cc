@@ -1,0 +1,200 @@
+// The ceiling of the channels-last lanes' design on this CPU, one core:
+// time a 2-D float32 active forward's inner loop (fused_pair's structure in
+// xla_ffi/cpu/lanes.h: a row of two groups of 8 channels, each output column
+// one gather a group, the moved row kept in a ring, the rows' and columns'
+// stencils in registers), the same loop with 16-lane AVX-512 gathers, the
+// gathers and stores alone (an integer move), and memcpy of the same bytes.
+// Interior pixels only (no padding), offsets -2 .. 1 on both axes per
+// channel, 32x32 pixels of 64 channels a sample; S samples, so S = 1 runs
+// hot in L2 and S = 32 (8 MB) streams. Not the library's code: its loop
+// shape, for the write-up in benchmarks/NOTES.md (v32).
+//
+//   g++ -O2 -mavx2 -mfma -mavx512f -mavx512vl -mprefer-vector-width=256
+//       -o /tmp/gather_ceiling benchmarks/gather_ceiling.cc
+//   /tmp/gather_ceiling 1 2000; /tmp/gather_ceiling 32 40
+//
+// Prints ns per output vector of 8 channels, three rounds each. Two
+// processes at once (one a core) give the 2-core figures.
+#include <immintrin.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace {
+
+constexpr int H = 32, W = 32, C = 64, kLo = 2, kCount = W - 5;
+struct Tables {
+  int m1[C], m2[C];
+  float f1[C], f2[C];
+};
+
+// Lane l of a group of `lanes` at channel c0 + l: its column term at output
+// column w (kLo + w + m2) and its row term at row h (h + m1), in elements.
+template <int kLanes>
+void column_terms(const Tables& t, int c0, int (*col)[kLanes]) {
+  for (int w = 0; w <= kCount; ++w) {
+    for (int l = 0; l < kLanes; ++l) col[w][l] = (kLo + w + t.m2[c0 + l]) * C + c0 + l;
+  }
+}
+template <int kLanes>
+void row_terms(const Tables& t, int c0, int h, int* r) {
+  for (int l = 0; l < kLanes; ++l) r[l] = (h + t.m1[c0 + l]) * W * C;
+}
+
+__attribute__((noinline)) void fused_avx2(const float* x, float* y, const Tables& t) {
+  alignas(32) int col[C / 8][kCount + 1][8];
+  alignas(32) float ring[C / 8][kCount + 1][8];
+  alignas(32) int r[2][8];
+  for (int g = 0; g < C / 8; ++g) column_terms<8>(t, 8 * g, col[g]);
+  for (int g = 0; g < C / 8; ++g) {
+    row_terms<8>(t, 8 * g, kLo, r[0]);
+    const __m256i rg = _mm256_load_si256(reinterpret_cast<const __m256i*>(r[0]));
+    for (int i = 0; i <= kCount; ++i) {
+      const __m256i at = _mm256_add_epi32(rg, _mm256_load_si256((const __m256i*)col[g][i]));
+      _mm256_store_ps(ring[g][i], _mm256_i32gather_ps(x, at, 4));
+    }
+  }
+  for (int h = kLo; h < H - 3; ++h) {
+    for (int i = 0; i < W * C; i += 16) __builtin_prefetch(x + (h + 3) * W * C + i);
+    for (int g = 0; g < C / 8; g += 2) {
+      row_terms<8>(t, 8 * g, h + 1, r[0]);
+      row_terms<8>(t, 8 * g + 8, h + 1, r[1]);
+      const __m256i r0 = _mm256_load_si256((const __m256i*)r[0]);
+      const __m256i r1 = _mm256_load_si256((const __m256i*)r[1]);
+      const __m256 f01 = _mm256_loadu_ps(t.f1 + 8 * g), f11 = _mm256_loadu_ps(t.f1 + 8 * g + 8);
+      const __m256 f00 = _mm256_sub_ps(_mm256_set1_ps(1), f01);
+      const __m256 f10 = _mm256_sub_ps(_mm256_set1_ps(1), f11);
+      const __m256 w01 = _mm256_loadu_ps(t.f2 + 8 * g), w11 = _mm256_loadu_ps(t.f2 + 8 * g + 8);
+      const __m256 w00 = _mm256_sub_ps(_mm256_set1_ps(1), w01);
+      const __m256 w10 = _mm256_sub_ps(_mm256_set1_ps(1), w11);
+      auto next = [&](int i, __m256* q0, __m256* q1) {
+        const __m256 b0 = _mm256_i32gather_ps(
+            x, _mm256_add_epi32(r0, _mm256_load_si256((const __m256i*)col[g][i])), 4);
+        const __m256 b1 = _mm256_i32gather_ps(
+            x, _mm256_add_epi32(r1, _mm256_load_si256((const __m256i*)col[g + 1][i])), 4);
+        const __m256 a0 = _mm256_load_ps(ring[g][i]), a1 = _mm256_load_ps(ring[g + 1][i]);
+        _mm256_store_ps(ring[g][i], b0);
+        _mm256_store_ps(ring[g + 1][i], b1);
+        *q0 = _mm256_fmadd_ps(f01, b0, _mm256_mul_ps(f00, a0));
+        *q1 = _mm256_fmadd_ps(f11, b1, _mm256_mul_ps(f10, a1));
+      };
+      __m256 p0, p1;
+      next(0, &p0, &p1);
+      float* out = y + (h * W + kLo) * C + 8 * g;
+      for (int w = 0; w < kCount; ++w) {
+        __m256 q0, q1;
+        next(w + 1, &q0, &q1);
+        _mm256_storeu_ps(out + w * C, _mm256_fmadd_ps(w01, q0, _mm256_mul_ps(w00, p0)));
+        _mm256_storeu_ps(out + w * C + 8, _mm256_fmadd_ps(w11, q1, _mm256_mul_ps(w10, p1)));
+        p0 = q0;
+        p1 = q1;
+      }
+    }
+  }
+}
+
+// The same, a pair of groups as one group of 16 lanes.
+__attribute__((noinline)) void fused_avx512(const float* x, float* y, const Tables& t) {
+  alignas(64) int col[C / 16][kCount + 1][16];
+  alignas(64) float ring[C / 16][kCount + 1][16];
+  alignas(64) int r[16];
+  for (int g = 0; g < C / 16; ++g) column_terms<16>(t, 16 * g, col[g]);
+  for (int g = 0; g < C / 16; ++g) {
+    row_terms<16>(t, 16 * g, kLo, r);
+    const __m512i rg = _mm512_load_si512(r);
+    for (int i = 0; i <= kCount; ++i) {
+      const __m512i at = _mm512_add_epi32(rg, _mm512_load_si512(col[g][i]));
+      _mm512_store_ps(ring[g][i], _mm512_i32gather_ps(at, x, 4));
+    }
+  }
+  for (int h = kLo; h < H - 3; ++h) {
+    for (int i = 0; i < W * C; i += 16) __builtin_prefetch(x + (h + 3) * W * C + i);
+    for (int g = 0; g < C / 16; ++g) {
+      row_terms<16>(t, 16 * g, h + 1, r);
+      const __m512i r0 = _mm512_load_si512(r);
+      const __m512 f1 = _mm512_loadu_ps(t.f1 + 16 * g), w1 = _mm512_loadu_ps(t.f2 + 16 * g);
+      const __m512 f0 = _mm512_sub_ps(_mm512_set1_ps(1), f1);
+      const __m512 w0 = _mm512_sub_ps(_mm512_set1_ps(1), w1);
+      auto next = [&](int i) {
+        const __m512 b =
+            _mm512_i32gather_ps(_mm512_add_epi32(r0, _mm512_load_si512(col[g][i])), x, 4);
+        const __m512 a = _mm512_load_ps(ring[g][i]);
+        _mm512_store_ps(ring[g][i], b);
+        return _mm512_fmadd_ps(f1, b, _mm512_mul_ps(f0, a));
+      };
+      __m512 p = next(0);
+      float* out = y + (h * W + kLo) * C + 16 * g;
+      for (int w = 0; w < kCount; ++w) {
+        const __m512 q = next(w + 1);
+        _mm512_storeu_ps(out + w * C, _mm512_fmadd_ps(w1, q, _mm512_mul_ps(w0, p)));
+        p = q;
+      }
+    }
+  }
+}
+
+// An integer move: each output column one gather a group and its store.
+__attribute__((noinline)) void gathers_only(const float* x, float* y, const Tables& t) {
+  alignas(32) int col[C / 8][kCount + 1][8];
+  alignas(32) int r[8];
+  for (int g = 0; g < C / 8; ++g) column_terms<8>(t, 8 * g, col[g]);
+  for (int h = kLo; h < H - 3; ++h) {
+    for (int i = 0; i < W * C; i += 16) __builtin_prefetch(x + (h + 3) * W * C + i);
+    for (int g = 0; g < C / 8; ++g) {
+      row_terms<8>(t, 8 * g, h, r);
+      const __m256i r0 = _mm256_load_si256((const __m256i*)r);
+      float* out = y + (h * W + kLo) * C + 8 * g;
+      for (int w = 0; w < kCount; ++w) {
+        const __m256i at = _mm256_add_epi32(r0, _mm256_load_si256((const __m256i*)col[g][w]));
+        _mm256_storeu_ps(out + w * C, _mm256_i32gather_ps(x, at, 4));
+      }
+    }
+  }
+}
+
+__attribute__((noinline)) void copy(const float* x, float* y, const Tables&) {
+  for (int h = kLo; h < H - 3; ++h) {
+    std::memcpy(y + (h * W + kLo) * C, x + (h * W + kLo) * C, sizeof(float) * kCount * C);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s SAMPLES REPEATS\n", argv[0]);
+    return 2;
+  }
+  const int samples = std::atoi(argv[1]), repeats = std::atoi(argv[2]);
+  const size_t sample = size_t{H} * W * C;
+  std::vector<float> x(samples * sample), y(x.size());
+  std::mt19937 rng(0);
+  std::uniform_real_distribution<float> u(0, 1);
+  for (float& v : x) v = u(rng);
+  Tables t;
+  for (int c = 0; c < C; ++c) {
+    t.m1[c] = static_cast<int>(u(rng) * 4) - 2;
+    t.m2[c] = static_cast<int>(u(rng) * 4) - 2;
+    t.f1[c] = u(rng);
+    t.f2[c] = u(rng);
+  }
+  using Fn = void (*)(const float*, float*, const Tables&);
+  const Fn fns[] = {fused_avx2, fused_avx512, gathers_only, copy};
+  const char* names[] = {"fused pair, AVX2", "fused, AVX-512", "gathers + stores", "memcpy"};
+  const double vectors = static_cast<double>(samples) * (H - 5) * kCount * C / 8;
+  for (int round = 0; round < 3; ++round) {
+    for (int k = 0; k < 4; ++k) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < repeats; ++i) {
+        for (int s = 0; s < samples; ++s) fns[k](x.data() + s * sample, y.data() + s * sample, t);
+      }
+      const std::chrono::duration<double, std::nano> ns = std::chrono::steady_clock::now() - t0;
+      std::printf("%-17s samples=%d: %.2f ns a vector of 8 channels\n", names[k], samples,
+                  ns.count() / repeats / vectors);
+    }
+  }
+}
