@@ -108,7 +108,7 @@ __attribute__((noinline)) void fused_avx512(const float* x, float* y, const Tabl
     const __m512i rg = _mm512_load_si512(r);
     for (int i = 0; i <= kCount; ++i) {
       const __m512i at = _mm512_add_epi32(rg, _mm512_load_si512(col[g][i]));
-      _mm512_store_ps(ring[g][i], _mm512_i32gather_ps(at, x, 4));
+      _mm512_store_ps(ring[g][i], _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xffff, at, x, 4));
     }
   }
   for (int h = kLo; h < H - 3; ++h) {
@@ -120,8 +120,8 @@ __attribute__((noinline)) void fused_avx512(const float* x, float* y, const Tabl
       const __m512 f0 = _mm512_sub_ps(_mm512_set1_ps(1), f1);
       const __m512 w0 = _mm512_sub_ps(_mm512_set1_ps(1), w1);
       auto next = [&](int i) {
-        const __m512 b =
-            _mm512_i32gather_ps(_mm512_add_epi32(r0, _mm512_load_si512(col[g][i])), x, 4);
+        const __m512i at = _mm512_add_epi32(r0, _mm512_load_si512(col[g][i]));
+        const __m512 b = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xffff, at, x, 4);
         const __m512 a = _mm512_load_ps(ring[g][i]);
         _mm512_store_ps(ring[g][i], b);
         return _mm512_fmadd_ps(f1, b, _mm512_mul_ps(f0, a));
