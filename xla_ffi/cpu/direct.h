@@ -318,15 +318,12 @@ __attribute__((always_inline)) inline void for_each_vector(const Columns& cols, 
 }
 
 // n cells from `from` to `to` (raw bits; not overlapping), by vectors of 8
-// (the last overlapping the one before) where n >= 8. (memcpy measured the
-// same; this loop is the same code on every C library: glibc's takes
-// 64-byte registers on CPUs that have them.)
+// (the last overlapping the one before) where n >= 8, else copy_head's
+// pieces. (memcpy measured the same; this loop is the same code on every C
+// library: glibc's takes 64-byte registers on CPUs that have them.)
 template <Isa I, typename T>
 __attribute__((always_inline)) inline void copy_cells(T* to, const T* from, int64_t n) {
-  if (n < kGroup) {
-    for (int64_t i = 0; i < n; ++i) to[i] = from[i];
-    return;
-  }
+  if (n < kGroup) return copy_head(to, from, static_cast<int>(n));
   for (int64_t i = 0;; i += kGroup) {
     const int64_t j = std::min(i, n - kGroup);
     narrow8<I>(to + j, widen8<I>(from + j, true), true);
