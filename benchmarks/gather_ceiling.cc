@@ -3,25 +3,33 @@
 // xla_ffi/cpu/lanes.h: a row of two groups of 8 channels, each output column
 // one gather a group, the moved row kept in a ring, the rows' and columns'
 // stencils in registers), the same loop with 16-lane AVX-512 gathers, the
-// gathers and stores alone (an integer move), and memcpy of the same bytes.
+// same stencils on rows transposed 16 x 16 in AVX-512 registers (no
+// gathers), the gathers and stores alone (an integer move), and memcpy of
+// the same bytes.
 // Interior pixels only (no padding), offsets -2 .. 1 on both axes per
 // channel, 32x32 pixels of 64 channels a sample; S samples, so S = 1 runs
 // hot in L2 and S = 32 (8 MB) streams. Not the library's code: its loop
-// shape, for the write-up in benchmarks/NOTES.md (v32).
+// shape, for the write-up in benchmarks/NOTES.md (v32, v33).
 //
-//   g++ -O2 -mavx2 -mfma -mavx512f -mavx512vl -mprefer-vector-width=256
-//       -o /tmp/gather_ceiling benchmarks/gather_ceiling.cc
+//   g++ -std=c++20 -O3 -mavx2 -mfma -mavx512f -mavx512vl
+//       -mprefer-vector-width=256 -o /tmp/gather_ceiling
+//       benchmarks/gather_ceiling.cc
 //   /tmp/gather_ceiling 1 2000; /tmp/gather_ceiling 32 40
 //
 // Prints ns per output vector of 8 channels, three rounds each. Two
-// processes at once (one a core) give the 2-core figures.
+// processes at once (one a core) give the 2-core figures. XHOT=1 (YHOT=1)
+// reads (writes) the first sample's x (y) for every sample: the other
+// stream alone streams.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
+#include <span>
 #include <vector>
 
 namespace {
@@ -137,6 +145,93 @@ __attribute__((noinline)) void fused_avx512(const float* x, float* y, const Tabl
   }
 }
 
+// A 16 x 16 transpose in registers (four rounds of 16 shuffles): r[i] holds
+// row i on entry and column i on return.
+inline void transpose16(__m512* r) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    for (int k = 0; k < 2; ++k) {
+      r[i + 2 * k] = _mm512_castpd_ps(
+          _mm512_unpacklo_pd(_mm512_castps_pd(t[i + k]), _mm512_castps_pd(t[i + k + 2])));
+      r[i + 2 * k + 1] = _mm512_castpd_ps(
+          _mm512_unpackhi_pd(_mm512_castps_pd(t[i + k]), _mm512_castps_pd(t[i + k + 2])));
+    }
+  }
+  for (int i = 0; i < 16; i += 8) {
+    for (int k = 0; k < 4; ++k) {
+      t[i + k] = _mm512_shuffle_f32x4(r[i + k], r[i + k + 4], 0x88);
+      t[i + k + 4] = _mm512_shuffle_f32x4(r[i + k], r[i + k + 4], 0xdd);
+    }
+  }
+  for (int k = 0; k < 8; ++k) {
+    r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+    r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
+  }
+}
+
+// The design without gathers (v33): rows of x transposed once each (16
+// pixels x 16 channels a block, in registers) into a ring of channel-major
+// rows with zero halos; each output channel's 16 pixels are then four
+// unaligned loads at its own row and column offsets, the same stencils as
+// fused_avx2's (the same bits), and a transpose back on the way out. All 32
+// columns of each row are computed (the halos give the edge columns zeros):
+// 32/27 of the others' work, which the timing divides out.
+constexpr int kHalo = 16, kRingW = W + 2 * kHalo, kSlots = 6;
+alignas(64) float tring[kSlots][16][kRingW];
+
+__attribute__((noinline)) void transposed_avx512(const float* x, float* y, const Tables& t) {
+  // One group of 16 channels at a time, so that its ring (24 KB) stays in L1
+  // (all groups' rows side by side, a 72 KB ring: 1.15x slower hot).
+  for (int g = 0; g < C / 16; ++g) {
+    auto load_row = [&](int row) {
+      for (int w0 = 0; w0 < W; w0 += 16) {
+        __m512 r[16];
+        for (int p = 0; p < 16; ++p) r[p] = _mm512_loadu_ps(x + (row * W + w0 + p) * C + 16 * g);
+        transpose16(r);
+        float* ring = &tring[row % kSlots][0][kHalo + w0];
+        for (int c = 0; c < 16; ++c) _mm512_storeu_ps(ring + c * kRingW, r[c]);
+      }
+    };
+    __m512 f1[16], f0[16], w1[16], w0v[16];
+    for (int c = 0; c < 16; ++c) {
+      const int ch = 16 * g + c;
+      f1[c] = _mm512_set1_ps(t.f1[ch]);
+      f0[c] = _mm512_set1_ps(1 - t.f1[ch]);
+      w1[c] = _mm512_set1_ps(t.f2[ch]);
+      w0v[c] = _mm512_set1_ps(1 - t.f2[ch]);
+    }
+    for (int row = 0; row < kLo + 3; ++row) load_row(row);
+    for (int h = kLo; h < H - 3; ++h) {
+      // A row ahead, so that no load of this row's stencils waits on its
+      // stores.
+      if (h + 3 < H) load_row(h + 3);
+      const float* a[16];
+      const float* b[16];
+      for (int c = 0; c < 16; ++c) {
+        const int ch = 16 * g + c;
+        a[c] = &tring[(h + t.m1[ch]) % kSlots][c][kHalo + t.m2[ch]];
+        b[c] = &tring[(h + t.m1[ch] + 1) % kSlots][c][kHalo + t.m2[ch]];
+      }
+      for (int w0 = 0; w0 < W; w0 += 16) {
+        __m512 o[16];
+        for (int c = 0; c < 16; ++c) {
+          const __m512 q0 = _mm512_fmadd_ps(f1[c], _mm512_loadu_ps(b[c] + w0),
+                                            _mm512_mul_ps(f0[c], _mm512_loadu_ps(a[c] + w0)));
+          const __m512 q1 = _mm512_fmadd_ps(f1[c], _mm512_loadu_ps(b[c] + w0 + 1),
+                                            _mm512_mul_ps(f0[c], _mm512_loadu_ps(a[c] + w0 + 1)));
+          o[c] = _mm512_fmadd_ps(w1[c], q1, _mm512_mul_ps(w0v[c], q0));
+        }
+        transpose16(o);
+        for (int p = 0; p < 16; ++p) _mm512_storeu_ps(y + (h * W + w0 + p) * C + 16 * g, o[p]);
+      }
+    }
+  }
+}
+
 // An integer move: each output column one gather a group and its store.
 __attribute__((noinline)) void gathers_only(const float* x, float* y, const Tables& t) {
   alignas(32) int col[C / 8][kCount + 1][8];
@@ -170,11 +265,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int samples = std::atoi(argv[1]), repeats = std::atoi(argv[2]);
+  const bool xhot = std::getenv("XHOT"), yhot = std::getenv("YHOT");
   const size_t sample = size_t{H} * W * C;
-  std::vector<float> x(samples * sample), y(x.size());
+  // 64-byte aligned, as XLA's buffers are: no load or store splits a line.
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  const size_t bytes = sizeof(float) * samples * sample;
+  std::unique_ptr<float[], Free> xp(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  std::unique_ptr<float[], Free> yp(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  std::span<float> x(xp.get(), samples * sample), y(yp.get(), samples * sample);
   std::mt19937 rng(0);
   std::uniform_real_distribution<float> u(0, 1);
   for (float& v : x) v = u(rng);
+  std::fill(y.begin(), y.end(), 0.0f);  // y's pages faulted in before any timing
   Tables t;
   for (int c = 0; c < C; ++c) {
     t.m1[c] = static_cast<int>(u(rng) * 4) - 2;
@@ -183,18 +287,33 @@ int main(int argc, char** argv) {
     t.f2[c] = u(rng);
   }
   using Fn = void (*)(const float*, float*, const Tables&);
-  const Fn fns[] = {fused_avx2, fused_avx512, gathers_only, copy};
-  const char* names[] = {"fused pair, AVX2", "fused, AVX-512", "gathers + stores", "memcpy"};
+  const Fn fns[] = {fused_avx2, fused_avx512, transposed_avx512, gathers_only, copy};
+  const char* names[] = {"fused pair, AVX2", "fused, AVX-512", "16x16 transposed",
+                         "gathers + stores", "memcpy"};
+  // The transposed loop against the fused one on the interior both compute.
+  std::vector<float> y2(sample);
+  fused_avx2(x.data(), y.data(), t);
+  transposed_avx512(x.data(), y2.data(), t);
+  for (int h = kLo; h < H - 3; ++h) {
+    for (int i = (h * W + kLo) * C; i < (h * W + kLo + kCount) * C; ++i) {
+      if (y[i] != y2[i]) {
+        std::fprintf(stderr, "transposed differs at %d: %g != %g\n", i, y2[i], y[i]);
+        return 1;
+      }
+    }
+  }
   const double vectors = static_cast<double>(samples) * (H - 5) * kCount * C / 8;
   for (int round = 0; round < 3; ++round) {
-    for (int k = 0; k < 4; ++k) {
+    for (int k = 0; k < 5; ++k) {
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < repeats; ++i) {
-        for (int s = 0; s < samples; ++s) fns[k](x.data() + s * sample, y.data() + s * sample, t);
+        for (int s = 0; s < samples; ++s) {
+          fns[k](x.data() + (xhot ? 0 : s) * sample, y.data() + (yhot ? 0 : s) * sample, t);
+        }
       }
       const std::chrono::duration<double, std::nano> ns = std::chrono::steady_clock::now() - t0;
       std::printf("%-17s samples=%d: %.2f ns a vector of 8 channels\n", names[k], samples,
-                  ns.count() / repeats / vectors);
+                  ns.count() / repeats / vectors / (k == 2 ? 32.0 / kCount : 1));
     }
   }
 }
