@@ -160,6 +160,15 @@ struct Columns {
   bool inside(int w) const { return w + o + lo >= 0 && w + o + hi + kGroup <= W; }
   int record(int k, int t) const { return (k * (hi - lo + 1) + t - lo) * kRecord; }
   const int32_t* at(int k, int t) const { return edge + record(k, t); }
+  // Rows of at most one vector (W <= 8), its vector an edge (!inside(0)):
+  // tap t's cells as a permutation of 8 from the row's first and its mask.
+  // Every padding's cells of such a row fit 8 from base 0, so the record
+  // always has them.
+  void one_vector(int t, i32x8* perm, i32x8* mask) const {
+    const int32_t* e = at(0, t);
+    *perm = loadu<i32x8>(e + 2 * kGroup);
+    *mask = loadu<i32x8>(e + kGroup);
+  }
   // Fills the records of (P, W, o, lo, hi) into e.
   void build(int32_t* e) const {
     for (int k = 0; k < chunks; ++k) {
@@ -355,10 +364,7 @@ __attribute__((always_inline)) inline void one_vector_rows(
   const int W = x.W;
   const bool same = cols.ka == 0;  // (column offset 0 at the columns' lattice: the row itself)
   i32x8 perm[2] = {}, mask[2] = {};
-  for (int t = 0; t < sw.n && !same; ++t) {
-    const int32_t* e = cols.at(0, t);
-    perm[t] = loadu<i32x8>(e + 2 * kGroup), mask[t] = loadu<i32x8>(e + kGroup);
-  }
+  for (int t = 0; t < sw.n && !same; ++t) cols.one_vector(t, &perm[t], &mask[t]);
   auto columns = [&](const T* row) {
     V v = {};
     if constexpr (!kShort) {
@@ -793,35 +799,34 @@ void backward_direct_impl(int P, const Rows<T>* gp, const T* xc, const ChannelTa
       add(&sw, xv * tw);
       return;
     }
+    // (lanes.h's plain terms, backward_row's and backward3_row's algebra)
     const V r0k = w0f * a0k + w1f * b0k, r0l = w0f * a0l + w1f * b0l;
-    const V v0 = w0w * r0k + w1w * r0l;
-    const V tf0 = (w0w * a0k + w1w * a0l) - (w0w * b0k + w1w * b0l);
+    const PlainTerms<V> t0 = plain_terms(w0w, w1w, a0k, a0l, b0k, b0l, r0k, r0l);
     if constexpr (three) {
       const V a1k = rd(ga1, 0), a1l = rd(ga1, -1), b1k = rd(gb1, 0), b1l = rd(gb1, -1);
       const V r1k = w0f * a1k + w1f * b1k, r1l = w0f * a1l + w1f * b1l;
-      const V v1 = w0w * r1k + w1w * r1l;
-      const V tf1 = (w0w * a1k + w1w * a1l) - (w0w * b1k + w1w * b1l);
-      const V dxv = !moves ? w0d * v0 + w1d * v1
+      const PlainTerms<V> t =
+          depth3(w0d, w1d, t0, plain_terms(w0w, w1w, a1k, a1l, b1k, b1l, r1k, r1l));
+      const V dxv = !moves ? t.value
                            : up_d ? moved(a1k, a1l, b1k, b1l) : moved(a0k, a0l, b0k, b0l);
       narrow8<I>(out + w, dxv, false);
-      add(&sd, xv * (v0 - v1));
-      add(&sf, xv * (w0d * tf0 + w1d * tf1));
-      add(&sw, xv * (w0d * (r0k - r0l) + w1d * (r1k - r1l)));
+      add(&sd, xv * t.slope_d);
+      add(&sf, xv * t.slope_f);
+      add(&sw, xv * t.slope_w);
     } else {
-      narrow8<I>(out + w, moves ? moved(a0k, a0l, b0k, b0l) : v0, false);
-      add(&sf, xv * tf0);
-      add(&sw, xv * (r0k - r0l));
+      narrow8<I>(out + w, moves ? moved(a0k, a0l, b0k, b0l) : t0.value, false);
+      add(&sf, xv * t0.slope_f);
+      add(&sw, xv * t0.slope_w);
     }
   };
   // Rows of one vector (W == 8) of float lanes: each column tap's
-  // permutation and mask read once (every padding's cells fit a row of 8),
-  // not looked up at each read as for_each_vector's edges do.
+  // permutation and mask read once, not looked up at each read as
+  // for_each_vector's edges do. (Column taps -1 .. 0 leave no row of 8
+  // inside: its vector is always an edge.)
   i32x8 perm[3] = {}, mask[3] = {};
-  bool one_vector = sizeof(A) == 4 && g.W == kGroup && cols.ka == cols.chunks;  // (an edge)
+  const bool one_vector = sizeof(A) == 4 && g.W == kGroup;
   for (int t = -1; t <= cols.hi && one_vector; ++t) {
-    const int32_t* e = cols.at(0, t);
-    one_vector = e[3 * kGroup] == 0;
-    perm[t + 1] = loadu<i32x8>(e + 2 * kGroup), mask[t + 1] = loadu<i32x8>(e + kGroup);
+    cols.one_vector(t, &perm[t + 1], &mask[t + 1]);
   }
   for (int r = r0; r < r0 + rows; ++r) {
     ga0 = g.at(P, d - m0, r - m1, scr->zeros);

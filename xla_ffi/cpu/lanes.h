@@ -1912,6 +1912,31 @@ void add_group_sums(const Lanes<A>* lanes, int groups, const Vec8<A>* sums, int 
   }
 }
 
+// The one-pass backwards' terms at a column off every lattice (backward_row,
+// backward3_row, direct.h's backward_direct): g's moved rows a (row tap 0)
+// and b (tap 1) at this column (k) and the one before (l), and the rows'
+// values there, rk = w0f ak + w1f bk and rl: `value`, the bilinear's (the
+// input gradient's) value; `slope_f` and `slope_w`, the transposed
+// d out / d shift_1 and d out / d shift_2 that x multiplies in the shift
+// gradient's sums (transposed_slopes' plain terms). In 3-D, depth3 combines
+// the terms of depth taps 0 and 1 by the depth stencil, `slope_d` the
+// transposed d out / d shift_0.
+template <typename V>
+struct PlainTerms {
+  V value, slope_d, slope_f, slope_w;
+};
+template <typename V>
+__attribute__((always_inline)) inline PlainTerms<V> plain_terms(V w0w, V w1w, V ak, V al, V bk,
+                                                                V bl, V rk, V rl) {
+  return {w0w * rk + w1w * rl, V{}, (w0w * ak + w1w * al) - (w0w * bk + w1w * bl), rk - rl};
+}
+template <typename V>
+__attribute__((always_inline)) inline PlainTerms<V> depth3(V w0d, V w1d, const PlainTerms<V>& t0,
+                                                           const PlainTerms<V>& t1) {
+  return {w0d * t0.value + w1d * t1.value, t0.value - t1.value,
+          w0d * t0.slope_f + w1d * t1.slope_f, w0d * t0.slope_w + w1d * t1.slope_w};
+}
+
 // The one-pass backwards' transposed slopes of a group at entry k of moved
 // rows of g a (row tap 0), b (tap 1) and c (tap -1, the row lattice's), l
 // = k - groups and u = k + groups the columns to its left and right: tf,
@@ -1924,10 +1949,10 @@ __attribute__((always_inline)) inline void transposed_slopes(const Lanes<A>& ln,
                                                              int l, int u, V half, V mhalf,
                                                              V* tf, V* tw) {
   if (ln.plain) {
-    auto cw = [&](const V* r) { return ln.w0w * r[k] + ln.w1w * r[l]; };
     auto rw = [&](int q) { return ln.w0f * a[q] + ln.w1f * b[q]; };
-    *tf = cw(a) - cw(b);
-    *tw = rw(k) - rw(l);
+    const PlainTerms<V> t = plain_terms(ln.w0w, ln.w1w, a[k], a[l], b[k], b[l], rw(k), rw(l));
+    *tf = t.slope_f;
+    *tw = t.slope_w;
   } else {
     auto cw = [&](const V* r) {
       const V v = ln.w0w * r[k];
@@ -1965,11 +1990,12 @@ __attribute__((always_inline)) inline void backward_row(const Lanes<A>& ln, cons
   for (int j = 0; j < count; ++j) {
     const V ak = a[j], bk = b[j];
     const V rk = w0f * ak + w1f * bk;
-    const V d = moves ? (up_w ? (up_f ? bl : al) : (up_f ? bk : ak)) : w0w * rk + w1w * rl;
+    const PlainTerms<V> t = plain_terms(w0w, w1w, ak, al, bk, bl, rk, rl);
+    const V d = moves ? (up_w ? (up_f ? bl : al) : (up_f ? bk : ak)) : t.value;
     store_lanes<I>(out + j * ws, cs, d, n, false);
     const V xv = load_lanes<I>(xr + j * xws, xcs, n);
-    sf += xv * ((w0w * ak + w1w * al) - (w0w * bk + w1w * bl));
-    sw += xv * (rk - rl);
+    sf += xv * t.slope_f;
+    sw += xv * t.slope_w;
     al = ak;
     bl = bk;
     rl = rk;
@@ -2000,22 +2026,19 @@ __attribute__((always_inline)) inline void backward3_row(
   for (int j = 0; j < count; ++j) {
     const V a0k = a0[j], b0k = b0[j], a1k = a1[j], b1k = b1[j];
     const V r0k = w0f * a0k + w1f * b0k, r1k = w0f * a1k + w1f * b1k;
-    const V v0 = w0w * r0k + w1w * r0l, v1 = w0w * r1k + w1w * r1l;
-    V d;
+    const PlainTerms<V> t = depth3(w0d, w1d, plain_terms(w0w, w1w, a0k, a0l, b0k, b0l, r0k, r0l),
+                                   plain_terms(w0w, w1w, a1k, a1l, b1k, b1l, r1k, r1l));
+    V d = t.value;
     if (moves) {
       const V p0 = up_w ? (up_f ? b0l : a0l) : (up_f ? b0k : a0k);
       const V p1 = up_w ? (up_f ? b1l : a1l) : (up_f ? b1k : a1k);
       d = up_d ? p1 : p0;
-    } else {
-      d = w0d * v0 + w1d * v1;
     }
     store_lanes<I>(out + j * ws, cs, d, n, false);
     const V xv = load_lanes<I>(xr + j * xws, xcs, n);
-    const V tf0 = (w0w * a0k + w1w * a0l) - (w0w * b0k + w1w * b0l);
-    const V tf1 = (w0w * a1k + w1w * a1l) - (w0w * b1k + w1w * b1l);
-    sd += xv * (v0 - v1);
-    sf += xv * (w0d * tf0 + w1d * tf1);
-    sw += xv * (w0d * (r0k - r0l) + w1d * (r1k - r1l));
+    sd += xv * t.slope_d;
+    sf += xv * t.slope_f;
+    sw += xv * t.slope_w;
     a0l = a0k;
     b0l = b0k;
     a1l = a1k;
