@@ -294,6 +294,7 @@ struct Lanes {
   bool any_lat_f, any_lat_w;  // some lane at the lattice of rows, of columns
   bool plain;            // no lane at the lattice or NaN: no selection
   bool uniform;          // 8 lanes, every one at the same offsets (read8)
+  int unit;              // lanes_forward: the groups read as one from here (0: inside one)
 };
 
 // Built in place (every field written): a Lanes returned by value was
@@ -305,6 +306,7 @@ void make_lanes(const ChannelTables<A>* ct, int n, Lanes<A>* out) {
   ln.up_d = ln.up_f = ln.up_w = typename Lanes<A>::M{};
   for (i32x8& d : ln.depth) d = i32x8{};
   ln.n = n;
+  ln.unit = 1;
   // The 8 channels' tables as vectors (lanes past n repeat channel 0), then
   // every field a vector at a time: element by element, 192 channels took
   // 1.15 us, a sixth of a 1x8x8x192 sample's forward.
@@ -1274,6 +1276,18 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
            lanes[g].plain && lanes[g + 1].plain && lanes[g].all_lat_d && lanes[g + 1].all_lat_d &&
            lanes[g + 1].n == kGroup && pair16(g);
   };
+  // The units the rows below read the groups in, decided once a task:
+  // move_line's lines (channels-last moves), fused_pair's pairs (the fused
+  // rows) or strided_pair16's (16-bit strided rows), else one group at a
+  // time. A unit of lanes[g].unit groups starts at g (0 inside one); the
+  // loops that take pairs or lines walk g += lanes[g].unit.
+  for (int g = 0; g < groups;) {
+    const bool two = (kFuseRows && fused) ? fuse_pair(g) : strided_pair(g);
+    const int unit = move ? (y.cs == 1 && line_at(g) ? kLine : 1) : two ? 2 : 1;
+    lanes[g].unit = unit;
+    for (int k = 1; k < unit; ++k) lanes[g + k].unit = 0;
+    g += unit;
+  }
   for (int w0 = 0; w0 < Wo; w0 += Wt) {  // column tiles
     const int wn = std::min(Wt, Wo - w0);
     const int next = t2 == 1 ? 1 : wn;  // col, a moved row: tap 1 `next` entries on
@@ -1287,21 +1301,13 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
         column_terms(P, ln.m2, W, x.ws, x.cs, g * kGroup, w0, wn, col + g * cols + wn, t2, 1);
       }
     }
-    if constexpr (kPairTerms) {  // move_line's pairs read their column terms in pairs
-      for (int g = 0; move && y.cs == 1 && g < groups; ++g) {
-        if (!line_at(g)) continue;
-        for (int k = 0; k < kLine; k += 2) {
+    if constexpr (kPairTerms) {  // the pairs of the units' gathers read their column
+      for (int g = 0; g < groups; g += lanes[g].unit) {  // terms in pairs
+        for (int k = 0; lanes[g].unit > 1 && k < lanes[g].unit; k += 2) {
           if (!gathers_pair(lanes + g + k)) continue;
           i32x8* a = col + (g + k) * cols;
           for (int i = 0; i < used; ++i) pair_terms(a + i, a + cols + i);
         }
-        g += kLine - 1;
-      }
-      for (int g = 0; g < groups; ++g) {  // and the fused and strided pairs'
-        if (!(fused ? fuse_pair(g) : strided_pair(g))) continue;  // (the rows' pairing)
-        i32x8* a = col + g * cols;
-        for (int i = 0; pair16(g) && i < used; ++i) pair_terms(a + i, a + cols + i);
-        ++g;
       }
     }
     // The columns of x the tile reads (where the prefetches go).
@@ -1341,13 +1347,12 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
       if (move && y.cs == 1) {
         for (int h = r0; h < r0 + rows; ++h) {
           prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
-          for (int g = 0; g < groups; ++g) {
-            if (line_at(g)) {
+          for (int g = 0; g < groups; g += lanes[g].unit) {
+            if (lanes[g].unit > 1) {
               i32x8 rows_k[kLine];
               for (int k = 0; k < kLine; ++k) rows_k[k] = row_at(h * t1, g + k, 0);
               move_line<I, kLine>(x, rows_k, col + g * cols, cols, wn, lanes + g,
                                   yp + h * y.rs + g * kGroup, y.ws);
-              g += kLine - 1;
               continue;
             }
             move_row<I>(lanes[g].uniform, x, row_at(h * t1, g, 0), col + g * cols, wn, lanes[g],
@@ -1370,18 +1375,10 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
       }
       if constexpr (kFuseRows) {
         if (fused) {
-          for (int g = 0; g < groups; ++g) {
+          for (int g = 0; g < groups; g += lanes[g].unit) {
 #if defined(JAXSHIFT_X86_AVX2)
             if constexpr (kPairTerms) {  // (the pairs as the rows below take them)
-              if (fuse_pair(g) && !pair16(g)) {
-                for (int k = g; k < g + 2; ++k) {
-                  gather_row<I>(x, row_at(r0, k, 0), col + k * cols, used, lanes[k].uniform,
-                                false, ring + k * cols, 1);
-                }
-                ++g;
-                continue;
-              }
-              if (fuse_pair(g)) {
+              if (lanes[g].unit == 2 && pair16(g)) {
                 i32x8 re = row_at(r0, g, 0), ro = row_at(r0, g + 1, 0);
                 pair_terms(&re, &ro);
                 const i32x8* ce = col + g * cols;
@@ -1391,20 +1388,21 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
                   ring[g * cols + i] = b[0];
                   ring[(g + 1) * cols + i] = b[1];
                 }
-                ++g;
                 continue;
               }
             }
 #endif
-            gather_row<I>(x, row_at(r0, g, 0), col + g * cols, used, lanes[g].uniform, false,
-                          ring + g * cols, 1);
+            for (int k = g; k < g + lanes[g].unit; ++k) {
+              gather_row<I>(x, row_at(r0, k, 0), col + k * cols, used, lanes[k].uniform, false,
+                            ring + k * cols, 1);
+            }
           }
           for (int h = r0; h < r0 + rows; ++h) {
             prefetch_row(plane, h + ahead, H, W, nb, c0, c1);
-            for (int g = 0; g < groups; ++g) {
+            for (int g = 0; g < groups; g += lanes[g].unit) {
 #if defined(JAXSHIFT_X86_AVX2)
               if constexpr (kPairTerms) {
-                if (fuse_pair(g) && pair16(g)) {
+                if (lanes[g].unit == 2 && pair16(g)) {
                   i32x8 re = row_at(h + 1, g, 0), ro = row_at(h + 1, g + 1, 0);
                   pair_terms(&re, &ro);
                   fused_pair<I, A, T, false, true>(x, re, ro, col + g * cols,
@@ -1412,19 +1410,17 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
                                                    ring + (g + 1) * cols, wn, lanes[g],
                                                    lanes[g + 1], yp + h * y.rs + g * kGroup,
                                                    y.ws);
-                  ++g;
                   continue;
                 }
               }
 #endif
-              if (fuse_pair(g)) {
+              if (lanes[g].unit == 2) {
                 with_uniform(lanes[g].uniform, [&](auto uniform) {
                   fused_pair<I, A, T, uniform()>(
                       x, row_at(h + 1, g, 0), row_at(h + 1, g + 1, 0), col + g * cols,
                       col + (g + 1) * cols, ring + g * cols, ring + (g + 1) * cols, wn, lanes[g],
                       lanes[g + 1], yp + h * y.rs + g * kGroup, y.ws);
                 });
-                ++g;
                 continue;
               }
               with_uniform(lanes[g].uniform, [&](auto uniform) {
@@ -1448,17 +1444,16 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
         prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
         // a: the moved row of position h * t1, b: of h * t1 + 1.
         const int ka = t1 == 1 ? h : 0, kb = t1 == 1 ? h + 1 : 1;
-        for (int g = 0; g < groups; ++g) {  // a group's row at a time
+        for (int g = 0; g < groups; g += lanes[g].unit) {  // a group's row at a time
 #if defined(JAXSHIFT_X86_AVX2)
           if constexpr (kPairTerms) {
-            if (strided_pair(g)) {
+            if (lanes[g].unit == 2) {  // (strided_pair)
               i32x8 ra0 = row_at(h * t1, g, 0), ra1 = row_at(h * t1, g + 1, 0);
               i32x8 rb0 = row_at(h * t1 + 1, g, 0), rb1 = row_at(h * t1 + 1, g + 1, 0);
               pair_terms(&ra0, &ra1);
               pair_terms(&rb0, &rb1);
               strided_pair16(x, ra0, ra1, rb0, rb1, col + g * cols, col + (g + 1) * cols, next,
                              wn, lanes[g], lanes[g + 1], yp + h * y.rs + g * kGroup, y.ws);
-              ++g;
               continue;
             }
           }
