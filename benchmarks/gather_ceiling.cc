@@ -5,7 +5,8 @@
 // stencils in registers), the same loop with 16-lane AVX-512 gathers, the
 // same stencils on rows transposed 16 x 16 in AVX-512 registers (no
 // gathers), the gathers and stores alone (an integer move), and memcpy of
-// the same bytes.
+// the same bytes; then the one-pass backward's inner loop (backward_row:
+// dx and the shift gradient's sums from g's moved rows and x in place).
 // Interior pixels only (no padding), offsets -2 .. 1 on both axes per
 // channel, 32x32 pixels of 64 channels a sample; S samples, so S = 1 runs
 // hot in L2 and S = 32 (8 MB) streams. Not the library's code: its loop
@@ -24,6 +25,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -232,6 +234,70 @@ __attribute__((noinline)) void transposed_avx512(const float* x, float* y, const
   }
 }
 
+// The one-pass backward's inner loop (lanes.h's backward_row, v33): a
+// group of 8 channels at a time, g's moved row (row h - m1, columns
+// j - m2) gathered once a row into a ring whose other row is the tap
+// above, x read in place, dx stored, and the shift gradient's sums in
+// registers (sums: 2 x C, rows' then columns').
+__attribute__((noinline)) void backward_avx2(const float* g, const float* x, float* dx,
+                                             const Tables& t, float* sums) {
+  alignas(32) int col[C / 8][kCount + 1][8];
+  alignas(32) float ring[2][C / 8][kCount + 1][8];
+  for (int gr = 0; gr < C / 8; ++gr) {
+    for (int i = 0; i <= kCount; ++i) {  // column j = i - 1
+      for (int l = 0; l < 8; ++l) {
+        col[gr][i][l] = (kLo + i - 1 - t.m2[8 * gr + l]) * C + 8 * gr + l;
+      }
+    }
+  }
+  auto gather = [&](int row, int gr, float (*out)[8]) {
+    alignas(32) int r[8];
+    for (int l = 0; l < 8; ++l) r[l] = (row - t.m1[8 * gr + l]) * W * C;
+    const __m256i rg = _mm256_load_si256(reinterpret_cast<const __m256i*>(r));
+    for (int i = 0; i <= kCount; ++i) {
+      const __m256i at = _mm256_add_epi32(rg, _mm256_load_si256((const __m256i*)col[gr][i]));
+      _mm256_store_ps(out[i], _mm256_i32gather_ps(g, at, 4));
+    }
+  };
+  for (int gr = 0; gr < C / 8; ++gr) gather(kLo - 1, gr, ring[(kLo - 1) & 1][gr]);
+  __m256 sf[C / 8], sw[C / 8];
+  for (int gr = 0; gr < C / 8; ++gr) sf[gr] = sw[gr] = _mm256_setzero_ps();
+  for (int h = kLo; h < H - 3; ++h) {
+    for (int i = 0; i < W * C; i += 16) __builtin_prefetch(g + (h + 3) * W * C + i);
+    for (int gr = 0; gr < C / 8; ++gr) {
+      gather(h, gr, ring[h & 1][gr]);
+      const float(*a)[8] = ring[h & 1][gr];
+      const float(*b)[8] = ring[(h - 1) & 1][gr];
+      const __m256 w1f = _mm256_loadu_ps(t.f1 + 8 * gr), w1w = _mm256_loadu_ps(t.f2 + 8 * gr);
+      const __m256 w0f = _mm256_sub_ps(_mm256_set1_ps(1), w1f);
+      const __m256 w0w = _mm256_sub_ps(_mm256_set1_ps(1), w1w);
+      __m256 al = _mm256_load_ps(a[0]), bl = _mm256_load_ps(b[0]);
+      __m256 rl = _mm256_fmadd_ps(w1f, bl, _mm256_mul_ps(w0f, al));
+      __m256 f = sf[gr], w = sw[gr];
+      const int64_t at = (h * W + kLo) * C + 8 * gr;
+      for (int j = 0; j < kCount; ++j) {
+        const __m256 ak = _mm256_load_ps(a[j + 1]), bk = _mm256_load_ps(b[j + 1]);
+        const __m256 rk = _mm256_fmadd_ps(w1f, bk, _mm256_mul_ps(w0f, ak));
+        _mm256_storeu_ps(dx + at + j * C, _mm256_fmadd_ps(w1w, rl, _mm256_mul_ps(w0w, rk)));
+        const __m256 xv = _mm256_loadu_ps(x + at + j * C);
+        const __m256 tf = _mm256_sub_ps(_mm256_fmadd_ps(w1w, al, _mm256_mul_ps(w0w, ak)),
+                                        _mm256_fmadd_ps(w1w, bl, _mm256_mul_ps(w0w, bk)));
+        f = _mm256_fmadd_ps(xv, tf, f);
+        w = _mm256_fmadd_ps(xv, _mm256_sub_ps(rk, rl), w);
+        al = ak;
+        bl = bk;
+        rl = rk;
+      }
+      sf[gr] = f;
+      sw[gr] = w;
+    }
+  }
+  for (int gr = 0; gr < C / 8; ++gr) {
+    _mm256_storeu_ps(sums + 8 * gr, sf[gr]);
+    _mm256_storeu_ps(sums + C + 8 * gr, sw[gr]);
+  }
+}
+
 // An integer move: each output column one gather a group and its store.
 __attribute__((noinline)) void gathers_only(const float* x, float* y, const Tables& t) {
   alignas(32) int col[C / 8][kCount + 1][8];
@@ -302,6 +368,38 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // The backward against a scalar evaluation of the same sums (double).
+  std::unique_ptr<float[], Free> gp(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  std::span<float> gs(gp.get(), samples * sample);
+  for (float& v : gs) v = u(rng) - 0.5f;
+  std::vector<float> sums(2 * C);
+  backward_avx2(gs.data(), x.data(), y.data(), t, sums.data());
+  for (int c = 0; c < C; ++c) {
+    double want[2] = {0, 0};
+    const double w1f = t.f1[c], w0f = 1 - w1f, w1w = t.f2[c], w0w = 1 - w1w;
+    for (int h = kLo; h < H - 3; ++h) {
+      for (int w = kLo; w < kLo + kCount; ++w) {
+        auto at = [&](int r, int q) { return double{gs[(r * W + q) * C + c]}; };
+        const int r = h - t.m1[c], q = w - t.m2[c];
+        const double ak = at(r, q), al = at(r, q - 1), bk = at(r - 1, q), bl = at(r - 1, q - 1);
+        const double rk = w0f * ak + w1f * bk, rl = w0f * al + w1f * bl;
+        const double xv = x[(h * W + w) * C + c], d = y[(h * W + w) * C + c];
+        if (std::abs(d - (w0w * rk + w1w * rl)) > 1e-5) {
+          std::fprintf(stderr, "backward dx differs at %d %d %d\n", h, w, c);
+          return 1;
+        }
+        want[0] += xv * ((w0w * ak + w1w * al) - (w0w * bk + w1w * bl));
+        want[1] += xv * (rk - rl);
+      }
+    }
+    for (int k = 0; k < 2; ++k) {
+      if (std::abs(want[k] - sums[k * C + c]) > 1e-3 * (1 + std::abs(want[k]))) {
+        std::fprintf(stderr, "backward sum %d of channel %d: %g != %g\n", k, c,
+                     double{sums[k * C + c]}, want[k]);
+        return 1;
+      }
+    }
+  }
   const double vectors = static_cast<double>(samples) * (H - 5) * kCount * C / 8;
   for (int round = 0; round < 3; ++round) {
     for (int k = 0; k < 5; ++k) {
@@ -315,5 +413,15 @@ int main(int argc, char** argv) {
       std::printf("%-17s samples=%d: %.2f ns a vector of 8 channels\n", names[k], samples,
                   ns.count() / repeats / vectors / (k == 2 ? 32.0 / kCount : 1));
     }
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < repeats; ++i) {
+      for (int s = 0; s < samples; ++s) {
+        backward_avx2(gs.data() + s * sample, x.data() + s * sample, y.data() + s * sample, t,
+                      sums.data());
+      }
+    }
+    const std::chrono::duration<double, std::nano> ns = std::chrono::steady_clock::now() - t0;
+    std::printf("%-17s samples=%d: %.2f ns a vector of 8 channels\n", "backward, AVX2",
+                samples, ns.count() / repeats / vectors);
   }
 }
