@@ -6,7 +6,8 @@
 // same stencils on rows transposed 16 x 16 in AVX-512 registers (no
 // gathers), the gathers and stores alone (an integer move), and memcpy of
 // the same bytes; then the one-pass backward's inner loop (backward_row:
-// dx and the shift gradient's sums from g's moved rows and x in place).
+// dx and the shift gradient's sums from g's moved rows and x in place) and
+// the 3-D forward's span loop (span_row) beside a memcpy of its rows.
 // Interior pixels only (no padding), offsets -2 .. 1 on both axes per
 // channel, 32x32 pixels of 64 channels a sample; S samples, so S = 1 runs
 // hot in L2 and S = 32 (8 MB) streams. Not the library's code: its loop
@@ -323,6 +324,87 @@ __attribute__((noinline)) void copy(const float* x, float* y, const Tables&) {
   }
 }
 
+// The 3-D forward's span loop (lanes.h's span_row, v33): D x H x W x C
+// samples, offsets -2 .. 1 on every axis; a strip of rows of an output
+// plane reads depth tap 0's moved rows from the buffer the plane before
+// filled as its tap 1, gathers tap 1's row h + 1 column by column into the
+// other buffer, and takes the bilinear value of both taps and the depth
+// stencil per output (a group of 8 channels at a time; strips of 7 rows).
+namespace three {
+constexpr int D = 16, H3 = 28, W3 = 28, kRows = 7, kCount3 = W3 - 5;
+struct Tables3 {
+  int m[3][C];
+  float f[3][C];
+};
+int64_t at(int d, int h, int w) { return ((int64_t{d} * H3 + h) * W3 + w) * C; }
+
+__attribute__((noinline)) void span_avx2(const float* x, float* y, const Tables3& t) {
+  alignas(32) static float buf[2][kRows + 1][C / 8][kCount3 + 1][8];
+  alignas(32) int col[C / 8][kCount3 + 1][8];
+  for (int g = 0; g < C / 8; ++g) {
+    for (int i = 0; i <= kCount3; ++i) {
+      for (int l = 0; l < 8; ++l) col[g][i][l] = (kLo + i + t.m[2][8 * g + l]) * C + 8 * g + l;
+    }
+  }
+  // lane terms of plane tap `tap` of output plane d, row h
+  auto row_term = [&](int g, int d, int tap, int h) {
+    alignas(32) int r[8];
+    for (int l = 0; l < 8; ++l) {
+      const int c = 8 * g + l;
+      r[l] = static_cast<int>(at(d + t.m[0][c] + tap, h + t.m[1][c], 0));
+    }
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(r));
+  };
+  auto gather = [&](__m256i r, const int* c) {
+    return _mm256_i32gather_ps(x, _mm256_add_epi32(r, _mm256_load_si256((const __m256i*)c)), 4);
+  };
+  for (int r0 = kLo; r0 < H3 - 3; r0 += kRows) {
+    const int rows = std::min(kRows, H3 - 3 - r0);
+    int flip = 0;
+    for (int d = kLo; d < D - 3; ++d, flip ^= 1) {
+      float(*b0)[C / 8][kCount3 + 1][8] = buf[flip];  // tap 0: the plane before's tap 1
+      float(*b1)[C / 8][kCount3 + 1][8] = buf[flip ^ 1];
+      for (int g = 0; g < C / 8; ++g) {
+        const __m256 d1 = _mm256_loadu_ps(t.f[0] + 8 * g), f1 = _mm256_loadu_ps(t.f[1] + 8 * g);
+        const __m256 w1 = _mm256_loadu_ps(t.f[2] + 8 * g);
+        const __m256 d0 = _mm256_sub_ps(_mm256_set1_ps(1), d1);
+        const __m256 f0 = _mm256_sub_ps(_mm256_set1_ps(1), f1);
+        const __m256 w0 = _mm256_sub_ps(_mm256_set1_ps(1), w1);
+        for (int k = 0; k <= rows; ++k) {  // the strip's first plane gathers both taps
+          for (int i = 0; d == kLo && i <= kCount3; ++i) {
+            _mm256_store_ps(b0[k][g][i], gather(row_term(g, d, 0, r0 + k), col[g][i]));
+          }
+        }
+        const __m256i rt = row_term(g, d, 1, r0);
+        for (int i = 0; i <= kCount3; ++i) _mm256_store_ps(b1[0][g][i], gather(rt, col[g][i]));
+        for (int k = 0; k < rows; ++k) {
+          const __m256i rn = row_term(g, d, 1, r0 + k + 1);
+          auto next = [&](int i, __m256* q0, __m256* q1) {
+            const __m256 b = gather(rn, col[g][i]);
+            _mm256_store_ps(b1[k + 1][g][i], b);
+            *q0 = _mm256_fmadd_ps(f1, _mm256_load_ps(b0[k + 1][g][i]),
+                                  _mm256_mul_ps(f0, _mm256_load_ps(b0[k][g][i])));
+            *q1 = _mm256_fmadd_ps(f1, b, _mm256_mul_ps(f0, _mm256_load_ps(b1[k][g][i])));
+          };
+          __m256 p0, p1;
+          next(0, &p0, &p1);
+          float* out = y + at(d, r0 + k, kLo) + 8 * g;
+          for (int w = 0; w < kCount3; ++w) {
+            __m256 q0, q1;
+            next(w + 1, &q0, &q1);
+            const __m256 v0 = _mm256_fmadd_ps(w1, q0, _mm256_mul_ps(w0, p0));
+            const __m256 v1 = _mm256_fmadd_ps(w1, q1, _mm256_mul_ps(w0, p1));
+            _mm256_storeu_ps(out + w * C, _mm256_fmadd_ps(d1, v1, _mm256_mul_ps(d0, v0)));
+            p0 = q0;
+            p1 = q1;
+          }
+        }
+      }
+    }
+  }
+}
+}  // namespace three
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -400,6 +482,45 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // The 3-D span loop against a double evaluation, then timed beside a
+  // memcpy of its bytes (samples / 4 of them: the same 8 MB at 32 samples).
+  using three::D, three::H3, three::W3, three::kCount3;
+  const int samples3 = std::max(1, samples / 4);
+  const size_t sample3 = size_t{D} * H3 * W3 * C, bytes3 = sizeof(float) * samples3 * sample3;
+  std::unique_ptr<float[], Free> x3p(static_cast<float*>(std::aligned_alloc(64, bytes3)));
+  std::unique_ptr<float[], Free> y3p(static_cast<float*>(std::aligned_alloc(64, bytes3)));
+  std::span<float> x3(x3p.get(), samples3 * sample3), y3(y3p.get(), samples3 * sample3);
+  for (float& v : x3) v = u(rng);
+  std::fill(y3.begin(), y3.end(), 0.0f);
+  three::Tables3 t3;
+  for (int c = 0; c < C; ++c) {
+    for (int a = 0; a < 3; ++a) {
+      t3.m[a][c] = static_cast<int>(u(rng) * 4) - 2;
+      t3.f[a][c] = u(rng);
+    }
+  }
+  three::span_avx2(x3.data(), y3.data(), t3);
+  for (int d = kLo; d < D - 3; ++d) {
+    for (int h = kLo; h < H3 - 3; ++h) {
+      for (int w = kLo; w < kLo + kCount3; ++w) {
+        for (int c = 0; c < C; ++c) {
+          double want = 0;
+          for (int k = 0; k < 8; ++k) {
+            const int a = k >> 2 & 1, b = k >> 1 & 1, e = k & 1;
+            double wt = 1;
+            const int tap[3] = {a, b, e};
+            for (int q = 0; q < 3; ++q) wt *= tap[q] ? t3.f[q][c] : 1 - t3.f[q][c];
+            want += wt * x3[three::at(d + t3.m[0][c] + a, h + t3.m[1][c] + b,
+                                      w + t3.m[2][c] + e) + c];
+          }
+          if (std::abs(want - y3[three::at(d, h, w) + c]) > 1e-5) {
+            std::fprintf(stderr, "3-D span differs at %d %d %d %d\n", d, h, w, c);
+            return 1;
+          }
+        }
+      }
+    }
+  }
   const double vectors = static_cast<double>(samples) * (H - 5) * kCount * C / 8;
   for (int round = 0; round < 3; ++round) {
     for (int k = 0; k < 5; ++k) {
@@ -423,5 +544,28 @@ int main(int argc, char** argv) {
     const std::chrono::duration<double, std::nano> ns = std::chrono::steady_clock::now() - t0;
     std::printf("%-17s samples=%d: %.2f ns a vector of 8 channels\n", "backward, AVX2",
                 samples, ns.count() / repeats / vectors);
+    const double vectors3 = static_cast<double>(samples3) * (D - 5) * (H3 - 5) * kCount3 * C / 8;
+    for (int k = 0; k < 2; ++k) {
+      const auto t3a = std::chrono::steady_clock::now();
+      for (int i = 0; i < repeats; ++i) {
+        for (int s = 0; s < samples3; ++s) {
+          float* ys = y3.data() + s * sample3;
+          const float* xs = x3.data() + s * sample3;
+          if (k == 0) {
+            three::span_avx2(xs, ys, t3);
+          } else {
+            for (int d = kLo; d < D - 3; ++d) {
+              for (int h = kLo; h < H3 - 3; ++h) {
+                const int64_t o = three::at(d, h, kLo);
+                std::memcpy(ys + o, xs + o, sizeof(float) * kCount3 * C);
+              }
+            }
+          }
+        }
+      }
+      const std::chrono::duration<double, std::nano> ns3 = std::chrono::steady_clock::now() - t3a;
+      std::printf("%-17s samples=%d: %.2f ns a vector of 8 channels\n",
+                  k ? "3-D memcpy" : "3-D span, AVX2", samples3, ns3.count() / repeats / vectors3);
+    }
   }
 }
