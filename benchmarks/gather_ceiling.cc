@@ -33,6 +33,7 @@
 #include <memory>
 #include <random>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -403,9 +404,37 @@ __attribute__((noinline)) void span_avx2(const float* x, float* y, const Tables3
     }
   }
 }
+
+__attribute__((noinline)) void copy(const float* x, float* y, const Tables3&) {
+  for (int d = kLo; d < D - 3; ++d) {
+    for (int h = kLo; h < H3 - 3; ++h) {
+      const int64_t o = at(d, h, kLo);
+      std::memcpy(y + o, x + o, sizeof(float) * kCount3 * C);
+    }
+  }
+}
 }  // namespace three
 
 }  // namespace
+
+// n floats 64-byte aligned, as XLA's buffers are: no load or store splits a
+// line.
+struct Free {
+  void operator()(float* p) const { std::free(p); }
+};
+std::unique_ptr<float[], Free> aligned_floats(size_t n) {
+  return std::unique_ptr<float[], Free>(static_cast<float*>(std::aligned_alloc(64, 4 * n)));
+}
+
+// Prints the ns a vector of `vectors` that `repeats` runs of run() take.
+template <typename Run>
+void timed(const char* name, int samples, int repeats, double vectors, const Run& run) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < repeats; ++i) run();
+  const std::chrono::duration<double, std::nano> ns = std::chrono::steady_clock::now() - t0;
+  std::printf("%-17s samples=%d: %.2f ns a vector of 8 channels\n", name, samples,
+              ns.count() / repeats / vectors);
+}
 
 int main(int argc, char** argv) {
   if (argc != 3) {
@@ -415,13 +444,7 @@ int main(int argc, char** argv) {
   const int samples = std::atoi(argv[1]), repeats = std::atoi(argv[2]);
   const bool xhot = std::getenv("XHOT"), yhot = std::getenv("YHOT");
   const size_t sample = size_t{H} * W * C;
-  // 64-byte aligned, as XLA's buffers are: no load or store splits a line.
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  const size_t bytes = sizeof(float) * samples * sample;
-  std::unique_ptr<float[], Free> xp(static_cast<float*>(std::aligned_alloc(64, bytes)));
-  std::unique_ptr<float[], Free> yp(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  const auto xp = aligned_floats(samples * sample), yp = aligned_floats(samples * sample);
   std::span<float> x(xp.get(), samples * sample), y(yp.get(), samples * sample);
   std::mt19937 rng(0);
   std::uniform_real_distribution<float> u(0, 1);
@@ -451,7 +474,7 @@ int main(int argc, char** argv) {
     }
   }
   // The backward against a scalar evaluation of the same sums (double).
-  std::unique_ptr<float[], Free> gp(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  const auto gp = aligned_floats(samples * sample);
   std::span<float> gs(gp.get(), samples * sample);
   for (float& v : gs) v = u(rng) - 0.5f;
   std::vector<float> sums(2 * C);
@@ -486,9 +509,8 @@ int main(int argc, char** argv) {
   // memcpy of its bytes (samples / 4 of them: the same 8 MB at 32 samples).
   using three::D, three::H3, three::W3, three::kCount3;
   const int samples3 = std::max(1, samples / 4);
-  const size_t sample3 = size_t{D} * H3 * W3 * C, bytes3 = sizeof(float) * samples3 * sample3;
-  std::unique_ptr<float[], Free> x3p(static_cast<float*>(std::aligned_alloc(64, bytes3)));
-  std::unique_ptr<float[], Free> y3p(static_cast<float*>(std::aligned_alloc(64, bytes3)));
+  const size_t sample3 = size_t{D} * H3 * W3 * C;
+  const auto x3p = aligned_floats(samples3 * sample3), y3p = aligned_floats(samples3 * sample3);
   std::span<float> x3(x3p.get(), samples3 * sample3), y3(y3p.get(), samples3 * sample3);
   for (float& v : x3) v = u(rng);
   std::fill(y3.begin(), y3.end(), 0.0f);
@@ -522,50 +544,31 @@ int main(int argc, char** argv) {
     }
   }
   const double vectors = static_cast<double>(samples) * (H - 5) * kCount * C / 8;
+  const double vectors3 = static_cast<double>(samples3) * (D - 5) * (H3 - 5) * kCount3 * C / 8;
+  using Fn3 = void (*)(const float*, float*, const three::Tables3&);
+  const std::pair<const char*, Fn3> loops3[] = {{"3-D span, AVX2", three::span_avx2},
+                                                {"3-D memcpy", three::copy}};
   for (int round = 0; round < 3; ++round) {
     for (int k = 0; k < 5; ++k) {
-      const auto t0 = std::chrono::steady_clock::now();
-      for (int i = 0; i < repeats; ++i) {
+      // (the transposed loop computes all 32 columns: 32 / kCount times the work)
+      timed(names[k], samples, repeats, vectors * (k == 2 ? 32.0 / kCount : 1), [&] {
         for (int s = 0; s < samples; ++s) {
           fns[k](x.data() + (xhot ? 0 : s) * sample, y.data() + (yhot ? 0 : s) * sample, t);
         }
-      }
-      const std::chrono::duration<double, std::nano> ns = std::chrono::steady_clock::now() - t0;
-      std::printf("%-17s samples=%d: %.2f ns a vector of 8 channels\n", names[k], samples,
-                  ns.count() / repeats / vectors / (k == 2 ? 32.0 / kCount : 1));
+      });
     }
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < repeats; ++i) {
+    timed("backward, AVX2", samples, repeats, vectors, [&] {
       for (int s = 0; s < samples; ++s) {
         backward_avx2(gs.data() + s * sample, x.data() + s * sample, y.data() + s * sample, t,
                       sums.data());
       }
-    }
-    const std::chrono::duration<double, std::nano> ns = std::chrono::steady_clock::now() - t0;
-    std::printf("%-17s samples=%d: %.2f ns a vector of 8 channels\n", "backward, AVX2",
-                samples, ns.count() / repeats / vectors);
-    const double vectors3 = static_cast<double>(samples3) * (D - 5) * (H3 - 5) * kCount3 * C / 8;
-    for (int k = 0; k < 2; ++k) {
-      const auto t3a = std::chrono::steady_clock::now();
-      for (int i = 0; i < repeats; ++i) {
+    });
+    for (const auto& [name, fn] : loops3) {
+      timed(name, samples3, repeats, vectors3, [&] {
         for (int s = 0; s < samples3; ++s) {
-          float* ys = y3.data() + s * sample3;
-          const float* xs = x3.data() + s * sample3;
-          if (k == 0) {
-            three::span_avx2(xs, ys, t3);
-          } else {
-            for (int d = kLo; d < D - 3; ++d) {
-              for (int h = kLo; h < H3 - 3; ++h) {
-                const int64_t o = three::at(d, h, kLo);
-                std::memcpy(ys + o, xs + o, sizeof(float) * kCount3 * C);
-              }
-            }
-          }
+          fn(x3.data() + s * sample3, y3.data() + s * sample3, t3);
         }
-      }
-      const std::chrono::duration<double, std::nano> ns3 = std::chrono::steady_clock::now() - t3a;
-      std::printf("%-17s samples=%d: %.2f ns a vector of 8 channels\n",
-                  k ? "3-D memcpy" : "3-D span, AVX2", samples3, ns3.count() / repeats / vectors3);
+      });
     }
   }
 }
