@@ -51,7 +51,22 @@ def register(path: str, tag: str):
                                 platform="cpu")
 
 
-def kernel_fns(tag, abi, call, x5, m, f, m_u, f_u):
+def tables(call, s):
+  """The kernels' tables as jaxshift builds them: ``(m, f)`` of the forward
+  (rounded in sparse mode) and ``(m_u, f_u)``, the exact ones the shift
+  gradient reads (sparse mode's straight-through derivative)."""
+  m, f = spec.shift_tables(call, s, rounded=call.rounds)
+  m_u, f_u = spec.shift_tables(call, s, rounded=False)
+  return m[None], f[None], m_u[None], f_u[None]
+
+
+def kernel_fns(tag, abi, call, x5, s, traced):
+  """Jitted forward ``(x5, s)`` and forward + backward ``(x5, g5, s)`` on
+  library `tag`. `traced`: the tables are computed inside the program from
+  `s`, as `jaxshift.shift` does, so XLA dispatches it as it does a user's
+  call; else they are constants and the program is the bare custom call,
+  which XLA's CPU client runs inline on the calling thread (its cost model
+  counts a custom call as no work; benchmarks/NOTES.md, v34)."""
   attrs = dict(padding=np.int64(shapes.PADDINGS.index(call.padding)), channels_last=call.channels_last,
                strides=np.array(call.kernel_strides, np.int64))
   if abi >= 1:
@@ -62,15 +77,19 @@ def kernel_fns(tag, abi, call, x5, m, f, m_u, f_u):
   bwd = jax.ffi.ffi_call(f"ab_{tag}_backward",
                          (jax.ShapeDtypeStruct(x5.shape, x5.dtype),
                           jax.ShapeDtypeStruct((x5.shape[0], call.channels, 3),
-                                               f.dtype)))
+                                               jnp.dtype(call.compute_dtype))))
   move = call.rounds
+  fixed = tables(call, s)
+  tabs = (lambda v: tables(call, v)) if traced else (lambda v: fixed)
 
   @jax.jit
-  def forward(x):
+  def forward(x, v):
+    m, f, _, _ = tabs(v)
     return fwd(x, m, f, move=move, **attrs)
 
   @jax.jit
-  def forward_backward(x, g):
+  def forward_backward(x, g, v):
+    m, f, m_u, f_u = tabs(v)
     y = fwd(x, m, f, move=move, **attrs)
     dx, ds = bwd(x, g, m, f, m_u, f_u, shift_grad=call.shift_grad, **attrs)
     return y, dx, ds
@@ -102,6 +121,10 @@ def main(argv=None):
   p.add_argument("--layouts", nargs="*", default=["NHWC", "NCHW"], choices=["NHWC", "NCHW"])
   p.add_argument("--samples", type=int, default=31)
   p.add_argument("--inner", type=int, default=5)
+  p.add_argument("--tables", default="traced", choices=["traced", "constant"],
+                 help="traced (default): the tables computed in the program from the "
+                      "shifts, as jaxshift.shift does; constant: the bare custom call, "
+                      "which XLA runs inline on the calling thread")
   p.add_argument("--out", default=None)
   a = p.parse_args(argv)
   register(a.a, "a")
@@ -111,7 +134,8 @@ def main(argv=None):
   if a.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
   dtype = jnp.dtype(a.dtype)
-  lines = [f"A = {a.a}, B = {a.b}; {a.shape} {a.dtype}, {a.padding} padding"
+  lines = [f"A = {a.a}, B = {a.b}; {a.shape} {a.dtype}, {a.padding} padding, "
+           f"{a.tables} tables"
            f"{f', strides {a.strides}' if a.strides > 1 else ''}; "
            f"{jax.devices()[0].device_kind}, jax "
            f"{jax.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
@@ -128,25 +152,20 @@ def main(argv=None):
       call = layout.make_call(x, s, mode=mode, padding=a.padding,
                               channel_axis=-1 if layout_name == "NHWC" else 1,
                               strides=a.strides, impl="ffi")
-      m, f = spec.shift_tables(call, s, rounded=call.rounds)
-      m, f = m[None], f[None]
-      # The shift gradient's tables are the exact ones (sparse mode's
-      # straight-through derivative at the unrounded shifts), as jaxshift's.
-      m_u, f_u = spec.shift_tables(call, s, rounded=False)
-      m_u, f_u = m_u[None], f_u[None]
       x5 = x.reshape(call.shape5())
       g5 = jnp.asarray(rng.normal(size=call.out_shape5()), dtype)
-      fa, fba = kernel_fns("a", a.a_abi, call, x5, m, f, m_u, f_u)
-      fb, fbb = kernel_fns("b", a.b_abi, call, x5, m, f, m_u, f_u)
-      np.testing.assert_allclose(np.asarray(fa(x5), np.float32),
-                                 np.asarray(fb(x5), np.float32),
+      traced = a.tables == "traced"
+      fa, fba = kernel_fns("a", a.a_abi, call, x5, s, traced)
+      fb, fbb = kernel_fns("b", a.b_abi, call, x5, s, traced)
+      np.testing.assert_allclose(np.asarray(fa(x5, s), np.float32),
+                                 np.asarray(fb(x5, s), np.float32),
                                  rtol=1e-2, atol=1e-2)
       # Whether B computes A's results bit for bit (forward; y, dx and the
       # shift gradient of the forward+backward).
       equal = [name for name, u, v in
-               zip(("y", "dx", "ds"), fba(x5, g5), fbb(x5, g5))
+               zip(("y", "dx", "ds"), fba(x5, g5, s), fbb(x5, g5, s))
                if np.array_equal(np.asarray(u), np.asarray(v))]
-      if not np.array_equal(np.asarray(fa(x5)), np.asarray(fb(x5))):
+      if not np.array_equal(np.asarray(fa(x5, s)), np.asarray(fb(x5, s))):
         equal = [e for e in equal if e != "y"]
       same = "yes" if len(equal) == 3 else ("only " + ", ".join(equal) if equal else "no")
       host = np.asarray(x)
@@ -155,8 +174,8 @@ def main(argv=None):
       times = time_in_turns({
           "copyto": (lambda: np.copyto(dst, host), ()),
           "plus": (plus, (x,)),
-          "a": (fa, (x5,)), "b": (fb, (x5,)),
-          "a_fb": (fba, (x5, g5)), "b_fb": (fbb, (x5, g5))}, a.samples, a.inner,
+          "a": (fa, (x5, s)), "b": (fb, (x5, s)),
+          "a_fb": (fba, (x5, g5, s)), "b_fb": (fbb, (x5, g5, s))}, a.samples, a.inner,
           swap=(("a", "b"), ("a_fb", "b_fb")))
       t = {k: statistics.median(v) for k, v in times.items()}
       copy = min(t["copyto"], t["plus"])

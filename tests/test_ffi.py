@@ -5,6 +5,7 @@ Each comparison is one jitted function holding both paths' forward and VJP
 (a fixed cotangent), so a case costs one compile.
 """
 
+import concurrent.futures
 import contextlib
 import ctypes
 import functools
@@ -569,6 +570,50 @@ def cpu_tile_budget(nbytes: int):
     yield
   finally:
     budget(before)
+
+
+@contextlib.contextmanager
+def cpu_long_tasks(nbytes: int):
+  """Runs the CPU kernels with tasks of `nbytes` or more counted as long
+  (their caller leaves them to the pool's threads; 0: every call of two or
+  more tasks)."""
+  setting = cpu_setting("jaxshift_cpu_long_task_bytes", ctypes.c_int64)
+  before = setting(-1)
+  setting(nbytes)
+  try:
+    yield
+  finally:
+    setting(before)
+
+
+@pytest.mark.skipif(PLATFORM != "cpu" or EMULATED, reason="the CPU library's threads")
+@pytest.mark.parametrize("channel_axis", [-1, 1])
+def test_long_tasks_run_on_the_pool_with_the_same_results(channel_axis):
+  """The CPU kernels' long tasks (cpu/parallel.h: a call's bytes over its
+  tasks of 1 MiB or more) run on every pool thread while the calling XLA
+  thread waits; a caller that is a pool thread, or whose helpers do not all
+  start, takes tasks itself. With every call of two or more tasks counted
+  as long: every mode and padding's forward and both gradients, as
+  independent custom calls in one program (which XLA may run on the pool's
+  own threads: a call there must not wait on itself), and the same program
+  run from two Python threads at once, are the short-task policy's bit for
+  bit (each task writes its own outputs; the shift gradient's partial sums
+  are added in task order)."""
+  rng = np.random.default_rng(3)
+  shape = (4, 12, 10, 40) if channel_axis == -1 else (4, 40, 12, 10)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  s = jnp.asarray(rng.uniform(-2.5, 2.5, (40, 2)), jnp.float32)
+  run = jax.jit(functools.partial(kernel_sweep.evaluate, strides=1, impl="ffi",
+                                  pairs=ALL_PAIRS, channel_axis=channel_axis))
+  want = jax.device_get(run(x, s))
+  with cpu_long_tasks(0):
+    got = [jax.device_get(run(x, s))]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+      got += [f.result() for f in [pool.submit(lambda: jax.device_get(run(x, s)))
+                                   for _ in range(2)]]
+  for i, pair in itertools.product(range(len(got)), ALL_PAIRS):
+    for j, name in enumerate(("forward", "dx", "dshifts")):
+      np.testing.assert_array_equal(got[i][pair][j], want[pair][j], f"{i} {pair} {name}")
 
 
 @pytest.mark.parametrize("dtype,mode", [("float32", "active"), ("float32", "integer"),

@@ -42,6 +42,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer m,
                       [&](const Options& opt, const Geometry& geo) -> ffi::Error {
     const Tables tab{m.typed_data<int32_t>(), f.untyped_data()};
     advise_huge_pages(y->untyped_data(), y->size_bytes());
+    const CallBytes bytes(static_cast<int64_t>(x.size_bytes() + y->size_bytes()));
     return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
       using T = decltype(t);
       run_forward<T, decltype(p)::value>(pool, geo, static_cast<const T*>(x.untyped_data()), tab,
@@ -62,6 +63,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer g
     const Tables rounded{m_r.typed_data<int32_t>(), f_r.untyped_data()};
     const Tables exact{m_u.typed_data<int32_t>(), f_u.untyped_data()};
     advise_huge_pages(dx->untyped_data(), dx->size_bytes());
+    const CallBytes bytes(static_cast<int64_t>(x.size_bytes() + g.size_bytes() + dx->size_bytes()));
     return dispatch(x.element_type(), opt.padding, [&](auto t, auto p) {
       using T = decltype(t);
       run_backward<T, decltype(p)::value>(
@@ -101,4 +103,12 @@ extern "C" __attribute__((visibility("default"))) int jaxshift_cpu_select_isa(in
 extern "C" __attribute__((visibility("default"))) int64_t jaxshift_cpu_tile_budget(
     int64_t request) {
   return jaxshift::tile_budget(request);
+}
+
+// For the tests: sets the bytes a task needs to count as long, whose caller
+// leaves it to the pool's threads (cpu/parallel.h; 0: every task of two or
+// more; < 0 only asks) and returns the one in use.
+extern "C" __attribute__((visibility("default"))) int64_t jaxshift_cpu_long_task_bytes(
+    int64_t request) {
+  return jaxshift::long_task_bytes(request);
 }
