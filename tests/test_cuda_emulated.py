@@ -81,11 +81,12 @@ def _ran(outcomes, *functions):
 
 # tests/test_ffi.py's tests of which path a call takes in the CPU kernel (task
 # spans, column tiles, one-pass backwards, direct rows, the channel lanes'
-# groups): on the emulator they would rerun common cases at the CPU's shapes,
-# about two thirds of its time (the CPU kernel runs them all).
+# groups) and of which threads run its tasks (long tasks): on the emulator
+# they would rerun common cases at the CPU's shapes, about two thirds of its
+# time (the CPU kernel runs them all), or skip.
 CPU_PLANS = ("task_spans", "column_tiles", "one_pass_backward", "forward_ring",
              "short_rows_on_lanes", "moves_by_plane", "share_a_line_run_together",
-             "rows_of_one_vector")
+             "rows_of_one_vector", "long_tasks")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

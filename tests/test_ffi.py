@@ -100,16 +100,24 @@ def instruction_sets():
 
 
 @contextlib.contextmanager
+def cpu_set(symbol: str, value: int, ctype=ctypes.c_int64):
+  """Runs the block with the CPU library's setting `symbol` (`cpu_setting`)
+  at `value`; yields the value in use."""
+  setting = cpu_setting(symbol, ctype)
+  before = setting(-1)
+  try:
+    yield setting(value)
+  finally:
+    setting(before)
+
+
+@contextlib.contextmanager
 def cpu_isa(name: str):
   """Runs the CPU kernel's SIMD loops in instruction set `name` (``"avx2"``
   or ``"baseline"``); yields whether this CPU has it."""
-  select = cpu_setting("jaxshift_cpu_select_isa", ctypes.c_int)
   want = {"baseline": 0, "avx2": 1}[name]
-  before = select(-1)
-  try:
-    yield select(want) == want
-  finally:
-    select(before)
+  with cpu_set("jaxshift_cpu_select_isa", want, ctypes.c_int) as got:
+    yield got == want
 
 
 SHIFT_VALUES = st.one_of(st.floats(-12, 12, allow_nan=False, width=32),
@@ -559,31 +567,17 @@ def test_channels_first_short_rows_on_lanes(lengths, channels, mode, dtype):
                           channel_axis=1)
 
 
-@contextlib.contextmanager
 def cpu_tile_budget(nbytes: int):
   """Runs the CPU lanes with column tiles of an L1 budget of `nbytes` (0:
   no tiles)."""
-  budget = cpu_setting("jaxshift_cpu_tile_budget", ctypes.c_int64)
-  before = budget(-1)
-  budget(nbytes)
-  try:
-    yield
-  finally:
-    budget(before)
+  return cpu_set("jaxshift_cpu_tile_budget", nbytes)
 
 
-@contextlib.contextmanager
 def cpu_long_tasks(nbytes: int):
   """Runs the CPU kernels with tasks of `nbytes` or more counted as long
   (their caller leaves them to the pool's threads; 0: every call of two or
   more tasks)."""
-  setting = cpu_setting("jaxshift_cpu_long_task_bytes", ctypes.c_int64)
-  before = setting(-1)
-  setting(nbytes)
-  try:
-    yield
-  finally:
-    setting(before)
+  return cpu_set("jaxshift_cpu_long_task_bytes", nbytes)
 
 
 @pytest.mark.skipif(PLATFORM != "cpu" or EMULATED, reason="the CPU library's threads")

@@ -58,6 +58,13 @@ inline int select_isa(int request) {
   return isa_in_use().load();
 }
 
+// Sets a setting the tests and benchmarks change at run time (`request` >=
+// 0) and returns the value in use.
+inline int64_t set_or_ask(std::atomic<int64_t>& setting, int64_t request) {
+  if (request >= 0) setting.store(request);
+  return setting.load();
+}
+
 // The L1 budget, in bytes, of the channel lanes' column tiles
 // (cpu/lanes.h, tile_columns); 0: no tiles. Set through
 // tile_budget(), exported for the tests and benchmarks/column_tiles.py.
@@ -67,10 +74,7 @@ inline std::atomic<int64_t>& tile_budget_in_use() {
 }
 
 // Sets the column tiles' budget (`request` >= 0) and returns the one in use.
-inline int64_t tile_budget(int64_t request) {
-  if (request >= 0) tile_budget_in_use().store(request);
-  return tile_budget_in_use().load();
-}
+inline int64_t tile_budget(int64_t request) { return set_or_ask(tile_budget_in_use(), request); }
 
 // Defines name(isa, args...), which runs name_impl(args...) compiled for
 // `isa`: the baseline as written or, on x86-64, a copy compiled for AVX2 +

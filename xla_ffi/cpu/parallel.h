@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 
+#include "cpu/isa.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace jaxshift {
@@ -38,10 +39,7 @@ inline std::atomic<int64_t>& long_task_in_use() {
 }
 
 // Sets the long tasks' threshold (`request` >= 0) and returns the one in use.
-inline int64_t long_task_bytes(int64_t request) {
-  if (request >= 0) long_task_in_use().store(request);
-  return long_task_in_use().load();
-}
+inline int64_t long_task_bytes(int64_t request) { return set_or_ask(long_task_in_use(), request); }
 
 // How long a caller of long tasks waits for the pool's threads to start
 // before it takes tasks itself.
