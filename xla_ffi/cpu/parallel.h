@@ -53,7 +53,7 @@ inline constexpr std::chrono::microseconds kJoinWait{200};
 // the pool it made three busy threads on the 2-core VM, and Linux moved them
 // between the cores and left one idle: a 2x56x56x1024 bfloat16 move kept 1.42
 // of the 2 cores busy, 1.77 with the caller waiting; channels-last forwards
-// of 1024 channels took 0.73-0.89 of the time (benchmarks/NOTES.md, v34).
+// of 1024 channels took 0.72-0.93 of the time (benchmarks/NOTES.md, v34).
 // Short tasks keep the caller at work: waking the pool costs ~20 us, half of
 // a 2x16x16x64 call. A caller that is a pool thread (`in_pool`), or whose
 // helpers do not all start within kJoinWait (a busy pool, or a pool thread
