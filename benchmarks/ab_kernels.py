@@ -79,8 +79,11 @@ def kernel_fns(tag, abi, call, x5, s, traced):
                           jax.ShapeDtypeStruct((x5.shape[0], call.channels, 3),
                                                jnp.dtype(call.compute_dtype))))
   move = call.rounds
-  fixed = tables(call, s)
-  tabs = (lambda v: tables(call, v)) if traced else (lambda v: fixed)
+  if traced:
+    tabs = lambda v: tables(call, v)
+  else:
+    fixed = tables(call, s)
+    tabs = lambda v: fixed
 
   @jax.jit
   def forward(x, v):

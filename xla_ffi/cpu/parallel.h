@@ -64,7 +64,7 @@ inline void parallel_for_erased(xla::ffi::ThreadPool& pool, int64_t n,
   struct State {
     std::atomic<int64_t> next{0};
     std::atomic<int64_t> done{0};
-    int64_t started = 0;  // helpers at work (under mu)
+    int64_t started = 0;  // long tasks: helpers at work (under mu)
     std::mutex mu;
     std::condition_variable cv;
   };
@@ -82,9 +82,9 @@ inline void parallel_for_erased(xla::ffi::ThreadPool& pool, int64_t n,
   const bool leave = n > 1 && !in_pool && call_bytes / n >= long_task_bytes(-1);
   const int64_t helpers = leave ? std::min(threads, n) : std::min(threads - 1, n - 1);
   for (int64_t h = 0; h < helpers; ++h) {
-    pool.Schedule([st, drain] {
+    pool.Schedule([st, drain, leave] {
       in_pool = true;
-      {
+      if (leave) {  // the caller waits for its helpers to start
         std::lock_guard<std::mutex> lock(st->mu);
         ++st->started;
         st->cv.notify_all();
