@@ -12,6 +12,7 @@ bytes are timed in the same turns; the faster is the floor.
   python benchmarks/column_tiles.py
   python benchmarks/column_tiles.py --shapes 1x56x56x64,32x32x32x64 --out t.md
   python benchmarks/column_tiles.py --strides 2 --modes active
+  python benchmarks/column_tiles.py --shapes 2x56x56x512 --dtype bfloat16
 
 Columns: ms per call (median over rounds); `tiles / none`: the median over
 rounds of the ratio within a round; `% floor`: the floor over the tiled
@@ -65,7 +66,9 @@ def with_budget(fn, nbytes):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--shapes", default=SHAPES, help="NHWC float32 shapes, x-separated")
+  p.add_argument("--shapes", default=SHAPES, help="NHWC shapes, x-separated")
+  p.add_argument("--dtype", default="float32",
+                 choices=["float32", "bfloat16", "float16", "float64"])
   p.add_argument("--modes", default="active,sparse")
   p.add_argument("--strides", type=int, default=1, help="on both axes")
   p.add_argument("--samples", type=int, default=21)
@@ -75,7 +78,7 @@ def main(argv=None):
   default = tile_budget(-1)
   rng = np.random.default_rng(0)
   lines = [
-      f"Column tiles ({default} bytes of L1) against none, same library; cpu, "
+      f"Column tiles ({default} bytes of L1) against none, same library, {args.dtype}; cpu, "
       f"jax {jax.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
       f"median of {args.samples} rounds, in turns (order reversed every other round); ms",
       "",
@@ -85,13 +88,14 @@ def main(argv=None):
   for text in args.shapes.split(","):
     shape = tuple(int(v) for v in text.split("x"))
     c = shape[-1]
-    x = jnp.asarray(rng.standard_normal(shape, np.float32))
+    x = jnp.asarray(rng.standard_normal(shape, np.float32), args.dtype)
     t = args.strides
     out_shape = (shape[0], -(-shape[1] // t), -(-shape[2] // t), c)
-    g = jnp.asarray(rng.standard_normal(out_shape, np.float32))
+    g = jnp.asarray(rng.standard_normal(out_shape, np.float32), args.dtype)
     out = np.prod(out_shape) / np.prod(shape)  # the output's bytes over x's
     s = jnp.asarray(rng.uniform(-3, 3, (c, 2)).astype(np.float32))
-    host, dst = np.asarray(x), np.empty(shape, np.float32)
+    host = np.asarray(x)
+    dst = np.empty_like(host)
     inner = max(2, int(4e6 // x.size))
     for mode in args.modes.split(","):
       f = lambda x, s, mode=mode: jaxshift.shift(  # noqa: E731

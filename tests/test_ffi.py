@@ -672,6 +672,10 @@ def test_groups_that_share_a_line_run_together(dtype, mode):
     # and 4 rows (lanes_plan's `tiled`); the rest blocks of 32 and 8.
     dict(shape=(2, 20, 90, 40)),
     dict(shape=(2, 7, 90, 40), strides=(2, 3)),  # 30 columns: 2 tiles of 15
+    # 16-bit storage: the pairs of groups (Pair16) and their column terms
+    # read tile by tile.
+    dict(shape=(2, 6, 45, 40), dtype=jnp.bfloat16),
+    dict(shape=(2, 7, 90, 40), strides=(2, 3), dtype=jnp.float16),
     dict(shape=(2, 3, 4, 37, 24)),  # 3-D, tasks spanning their planes
     dict(shape=(2, 3, 4, 90, 40)),  # 3-D spans of every channel (as above)
     dict(shape=(2, 24, 9, 70), channel_axis=1, strides=2),  # channels-first
@@ -692,7 +696,7 @@ def test_lanes_column_tiles(case):
             strides=case.get("strides", 1))
   c, nd = shape[kw["channel_axis"]], len(shape) - 2
   rng = np.random.default_rng(sum(shape))
-  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  x = jnp.asarray(rng.normal(size=shape), case.get("dtype", jnp.float32))
   s = rng.uniform(-2.5, 2.5, (c, nd)).astype(np.float32)
   s[1, -2:], s[2, -1], s[3] = [1.0, 0.5], -2.0, 0.0
   s[5, -1] = np.nan

@@ -693,7 +693,15 @@ int reach(const Lanes<A>* lanes, int groups, i32x8 Lanes<A>::*member, int sign, 
 // (tile_budget_in_use, cpu/isa.h: 32 KB; 0: no tiles) and is at least 16
 // columns wide (tiles of 8 measured slower: each tile gathers its first
 // moved rows and one column more). Tiles of equal width; Wo (no tiles)
-// where the window fits. benchmarks/NOTES.md, v16.
+// where the window fits. 16-bit storage: no tiles where even 16 columns'
+// window is over twice the budget and a pixel is under 2 KB (under 1024
+// channels; from 384 up with shifts within +-2, from 256 within +-3). L1
+// cannot hold that window at any width that pays, and a 16-bit group has
+// the per-tile work of a float32 one (column terms, the extra column and
+// first rows) for half the bytes: untiled, bfloat16 2x56x56x512 forwards
+// took 0.88-0.92x the time. At 2 KB pixels and up the tiles measured no
+// worse (float32's 4 KB: 2x faster with them), and float32 below 2 KB within
+// the noise either way. benchmarks/NOTES.md, v16, v35.
 template <typename T, typename A>
 int tile_columns(const Lanes<A>* lanes, int groups, int nb, int64_t cs, int t1, int t2, int extra,
                  int Wo) {
@@ -706,6 +714,9 @@ int tile_columns(const Lanes<A>* lanes, int groups, int nb, int64_t cs, int t1, 
                          reach(lanes, groups, &Lanes<A>::m2, -1, 0);
   const int64_t bytes = int64_t{nb} * int64_t{sizeof(T)};
   const int64_t pixel = cs == 1 ? (bytes + 63) / 64 * 64 : bytes;  // lines of a pixel's channels
+  if (sizeof(T) == 2 && pixel < 2048 && rows * pixel * (kLeast * t2 + spread) > 2 * budget) {
+    return Wo;
+  }
   const int64_t fit = std::max(kLeast, (budget / (rows * pixel) - spread) / t2);
   if (fit >= Wo) return Wo;
   const int64_t tiles = (Wo + fit - 1) / fit;
