@@ -403,7 +403,7 @@ void column_terms(const i32x8& dm, int W, int64_t ws, int64_t cs, int lane0, int
   int i = 0;
   for (; i < i0; ++i) edge(i);
   if (i < i1) {
-    typedef uint32_t u32x8 __attribute__((vector_size(32)));  // as the lanes by lane: mod 2^32
+    typedef uint32_t u32x8 __attribute__((vector_size(32)));  // mod 2^32, as edge()'s cast
     const u32x8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
     const uint32_t step = static_cast<uint32_t>(t * ws);
     u32x8 v = (u32x8)(dm + ((w0 + i) * t + tap)) * static_cast<uint32_t>(ws) +

@@ -68,7 +68,9 @@ inline void spin_pause() {
 // a 2x16x16x64 call. A caller that is a pool thread (`in_pool`), or whose
 // helpers do not all start within kJoinWait (a busy pool, or a pool thread
 // not yet marked), takes tasks as for short ones, so nothing waits on a
-// thread that cannot come.
+// thread that cannot come. A caller that ran tasks and found none left
+// checks for the helpers' last ones for up to kSpinWait before it sleeps
+// (small calls 0.54-1.01x the time, benchmarks/NOTES.md, v35).
 inline void parallel_for_erased(xla::ffi::ThreadPool& pool, int64_t n,
                                 void (*call)(const void*, int64_t), const void* ctx) {
   struct State {
@@ -110,9 +112,9 @@ inline void parallel_for_erased(xla::ffi::ThreadPool& pool, int64_t n,
   if (!joined) {
     drain();
     // No task is left to take: at most one is still running on each helper.
-    // Waking from the condition variable after it took 10-20 us on the
-    // 2-core VM (19 us of a 191-us 32x8x8x192 call ended after its busiest
-    // thread's tasks), so the caller looks first.
+    // A caller asleep on the condition variable ran again 10-20 us after
+    // the last task's notify on the 2-core VM (a 191-us 32x8x8x192 call
+    // ended 19 us after its busiest thread's tasks), so it checks first.
     const auto until = std::chrono::steady_clock::now() + kSpinWait;
     while (st->done.load(std::memory_order_acquire) != n &&
            std::chrono::steady_clock::now() < until) {
