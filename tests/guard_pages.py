@@ -30,13 +30,20 @@ _KEEP = []  # the mappings stay alive while their arrays are used
 # lane 0 on the buffer's last element (the lanes' 16-bit gathers test for it
 # there); other channel counts read it through a high half. 2-D: the lanes,
 # channels-last, and channels-first on rows under 8 cells (a lane a plane
-# apart; their moves: the direct rows' flat runs).
+# apart; their moves: the direct rows' flat runs); channels-first strided
+# rows (cpu/direct.h: vectors that leave a row gather their cells).
 CASES = [
     ("bfloat16", 1, 4, 8, 9, 1, True), ("bfloat16", 2, 4, 8, 16, 1, True),
     ("float16", 1, 8, 16, 9, 2, True), ("float16", 2, 4, 8, 12, 1, True),
     ("bfloat16", 1, 8, 4, 9, 1, False), ("float16", 2, 5, 4, 16, 1, False),
     ("float32", 1, 4, 4, 9, 1, False),
+    ("float16", 1, 8, 32, 2, 2, False),  # channels-first strided rows' edge gathers
 ]
+# A case's last channel's shift where its reads must reach the buffer's last
+# element: the channels-first strided rows gather the last row's last cell
+# (row tap 1 of output row 3; column tap 0 of the last output, in a vector
+# whose other reads leave the row).
+LAST_SHIFT = {CASES[-1]: (-0.5, -1.5)}
 
 
 def guarded(a, at_end):
@@ -77,13 +84,17 @@ def calls(x, s, g, strides, channel_axis):
 def main():
   checks = 0
   rng = np.random.default_rng(0)
-  for dtype, n, h, w, c, strides, channels_last in CASES:
+  for case in CASES:
+    dtype, n, h, w, c, strides, channels_last = case
     ho, wo = -(-h // strides), -(-w // strides)
     x_shape, g_shape = ((n, h, w, c), (n, ho, wo, c)) if channels_last else \
         ((n, c, h, w), (n, c, ho, wo))
     x = rng.normal(size=x_shape).astype(jnp.dtype(dtype))
     g = rng.normal(size=g_shape).astype(jnp.dtype(dtype))
-    s = jnp.asarray(rng.uniform(-2.5, 2.5, (c, 2)), jnp.float32)
+    s = rng.uniform(-2.5, 2.5, (c, 2))
+    if case in LAST_SHIFT:
+      s[-1] = LAST_SHIFT[case]
+    s = jnp.asarray(s, jnp.float32)
     axis = -1 if channels_last else 1
     want = calls(jnp.asarray(x), s, jnp.asarray(g), strides, axis)
     for at_end in (True, False):

@@ -77,6 +77,9 @@ GROUPS = [
     # in test_ffi's ODD_CASES)
     ((3, 40), 1, 9, "float32", NEAR + FAR, False),
     ((4, 70), 2, 9, "float32", NEAR + FAR, True),
+    # channels-first strided rows of 16-bit storage (gathers of 32 bits up to
+    # the array's last element)
+    ((2, 3, 17), (1, 2, 2), 3, "float16", NEAR + FAR, False),
     # channels-last groups that share a line (the 2-D float32 forward's
     # fused_pair; integer moves' move_line): shifts all off the lattice, no
     # NaN, 16 float32 channels (two groups) and 32 bfloat16 (four; two

@@ -492,6 +492,37 @@ def test_channels_first_forward_ring(x64, lengths, dtype):
     assert_close(got, want, TOL[dtype], what)
 
 
+STRIDED_ROWS = [((9, 33), 2, "active", "float32"), ((9, 15), 2, "active", "float32"),
+                ((40, 16), (2, 1), "active", "float32"), ((5, 7, 32), (2, 1, 2), "active", "float32"),
+                ((4, 6, 21), 2, "active", "bfloat16"), ((600, 19), (3, 2), "active", "float16"),
+                ((9, 33), 2, "sparse", "float32"), ((6, 5, 18), (1, 2, 1), "sparse", "bfloat16")]
+
+
+@pytest.mark.parametrize("lengths,strides,mode,dtype", STRIDED_ROWS)
+def test_channels_first_strided_rows(lengths, strides, mode, dtype):
+  """Channels-first strided forwards of a column stride of 1 or 2 and at
+  least 8 output columns read rows straight from the array: at column
+  stride 2 a vector's two column taps are the even and odd cells of a run
+  of 16, at 1 two loads; vectors whose reads leave the row gather their
+  cells through the padding (a thread's records kept by offset: channels
+  sharing one, and one evicting another). Per channel: off every lattice,
+  on each axis' lattice, NaN, beyond the axes, offsets -1 .. 2 and 5 (the
+  records' slots, two offsets on one slot); every padding; rows of 8 and
+  more outputs, the last vector overlapping the one before; row and depth
+  strides; 600 rows split into strips. Sparse's forward is a move of raw
+  bits. On both instruction sets. The jnp path's."""
+  rng = np.random.default_rng(sum(lengths))
+  c, nd = 16, len(lengths)
+  x = jnp.asarray(rng.normal(size=(2, c, *lengths)), dtype)
+  s = rng.uniform(-2.5, 2.5, (c, nd))
+  s[1, -1], s[2, -2], s[3, 0], s[4, -1] = 1.0, -2.0, 0.0, np.nan  # lattices; NaN
+  s[5, -1], s[6, -2] = 40.5, -30.25  # beyond the axes
+  s[7:12, -1] = [1.25, -0.75, -1.5, -2.25, -5.5]  # column offsets -2, 0, 1, 2, 5
+  s = jnp.asarray(s, dtype)
+  for what, got, want in channels_first_ffi_and_jnp(x, s, strides=strides, mode=mode):
+    assert_close(got, want, TOL[dtype], what)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("lengths", [(8, 8), (100, 8), (3, 5, 8), (7, 7), (100, 5), (9, 1)])
 def test_channels_first_rows_of_one_vector(lengths, dtype):

@@ -565,6 +565,172 @@ void forward_channels_impl(int P, const Geometry* geo, const T* x, const Tables*
 }
 JAXSHIFT_ISA_VERSIONS(forward_channels)
 
+// --- Strided rows (channels-first forwards) -------------------------------
+
+// Channels-first active forwards with a stride of 2 or more on some axis,
+// a column stride of 1 or 2, at least 8 output columns and storage of at
+// most 32 bits: rows straight from the array as the unit-stride forward's.
+// Output row r of output plane d reads rows r t1 + m1 + {0, 1} of planes
+// d t0 + m0 + {0, 1}, and its column j cells j t2 + m2 + {0, 1} of each;
+// with t2 = 2 a vector's two column taps are the even and the odd cells of
+// one run of 16 (two loads, two shuffles), where the channel lanes
+// (cpu/lanes.h) read each vector by gathers from 8 planes (8 lines a
+// vector; benchmarks/NOTES.md, v36). Moves stay on the lanes, which
+// gather only the cells a move reads (these rows measured 0.74-1.27x their
+// time: slower on small planes and in 16-bit); so do float64 (compile
+// time), column strides of 3 and more, and rows under 8 outputs.
+template <typename T>
+bool use_strided_rows(const Geometry& geo, bool move) {
+  const Axis* ax = geo.ax;
+  const bool strided = ax[0].t > 1 || ax[1].t > 1 || ax[2].t > 1;
+  return sizeof(T) <= 4 && !move && strided && ax[2].t <= 2 && ax[2].sx == 1 &&
+         ax[2].sy == 1 && ax[2].Lo >= kGroup;
+}
+
+// The strided rows' tasks: sample x output plane x block of B channels x
+// strip of R output rows, a task reading about 64 KB of x, and at least 4
+// tasks a thread where the call has them.
+template <typename T>
+StagedPlan strided_plan(const Geometry& geo, int threads) {
+  const Axis* ax = geo.ax;
+  const int Ho = ax[1].Lo;
+  const int64_t budget = int64_t{64} << 10;
+  const int64_t row =
+      int64_t{ax[1].t} * ax[2].L * int64_t{sizeof(T)} * (ax[0].present ? 2 : 1);  // an output row's
+  const int R = static_cast<int>(std::clamp<int64_t>(budget / row, 1, Ho));
+  int64_t B = std::clamp<int64_t>(budget / (row * R), 1, geo.C);
+  const int64_t want = 4 * int64_t{std::max(threads, 1)};
+  const int64_t others = geo.N * ax[0].Lo * ((Ho + R - 1) / R);
+  while (B > 1 && others * ((geo.C + B - 1) / B) < want) B = (B + 1) / 2;
+  return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, (Ho + R - 1) / R, ax[0].Lo};
+}
+
+// The column reads of a strided row (W cells, padding P, column stride t,
+// offset o): vector k covers outputs [start(k), start(k) + 8), its column
+// tap c reads cells t (start(k) + l) + o + c. Vectors [ka, kb) read inside
+// the row (t = 2: the run of 16 cells from t start(k) + o; t = 1: 9), the
+// others through the padding: per (vector, tap) 8 indices and 8 masks for
+// gather8. A thread keeps 4 of them (strided_cache), direct-mapped by
+// offset: a task's channels share a few offsets.
+struct StridedColumns {
+  int P = -1, W = 0, Wo = 0, t = 0, o = 0;  // the key
+  int ka = 0, kb = 0, chunks = 0;
+  std::vector<int32_t> rec;
+  int start(int k) const { return std::min(k * kGroup, Wo - kGroup); }
+  const int32_t* at(int k, int c) const { return rec.data() + (2 * k + c) * 2 * kGroup; }
+  void build(int P_, int W_, int Wo_, int t_, int o_) {
+    P = P_, W = W_, Wo = Wo_, t = t_, o = o_;
+    chunks = (Wo + kGroup - 1) / kGroup;
+    rec.resize(static_cast<size_t>(chunks) * 4 * kGroup);
+    ka = chunks, kb = chunks;
+    for (int k = 0; k < chunks; ++k) {
+      const int first = t * start(k) + o, last = first + (t == 2 ? 2 * kGroup - 1 : kGroup);
+      const bool inside = first >= 0 && last < W;
+      if (inside && ka == chunks) ka = k;
+      if (!inside && ka < chunks && kb == chunks) kb = k;
+      for (int c = 0; c < 2; ++c) {
+        int32_t* e = rec.data() + (2 * k + c) * 2 * kGroup;
+        for (int l = 0; l < kGroup; ++l) {
+          const int i = pad_index_of(P, t * (start(k) + l) + o + c, W);
+          e[l] = i < 0 ? 0 : i;
+          e[kGroup + l] = i < 0 ? 0 : -1;
+        }
+      }
+    }
+  }
+};
+inline StridedColumns* strided_cache() {
+  thread_local StridedColumns cache[4];
+  return cache;
+}
+inline const StridedColumns& strided_columns(StridedColumns* cache, int P, int W, int Wo, int t,
+                                             int o) {
+  StridedColumns& s = cache[o & 3];
+  if (s.P != P || s.W != W || s.Wo != Wo || s.t != t || s.o != o) s.build(P, W, Wo, t, o);
+  return s;
+}
+
+// One channel's strided forward, rows [r0, r0 + rows) of output plane d (yc:
+// that plane, rows rs_y apart, Wo cells), from its rows of x; t: the
+// strides; cache: the thread's strided_cache. The taps in the order of the
+// unit-stride rows' ring: the columns' stencil inside the rows', inside the
+// planes'.
+template <Isa I, typename T, typename A>
+void strided_forward_impl(int P, const Rows<T>& x, const ChannelTables<A>& ct, const T* zeros,
+                          StridedColumns* cache, const int* t, int Wo, int d, T* yc,
+                          int64_t rs_y, int r0, int rows) {
+  using V = Vec8<A>;
+  if (nan_shift(ct.f)) {
+    for (int r = r0; r < r0 + rows; ++r) fill_nan(yc + r * rs_y, 1, Wo, ct.f);
+    return;
+  }
+  const StridedColumns& cols = strided_columns(cache, P, x.W, Wo, t[2], ct.m[2]);
+  const int o = ct.m[2], ka = cols.ka, kb = cols.kb, chunks = cols.chunks;
+  // Column taps [0, n) of vector k (outputs from w) of `row`, in A.
+  auto taps = [&](const T* row, int k, int w, int n, V* v) {
+    if (k >= ka && k < kb) {
+      const T* p = row + t[2] * w + o;
+      if (t[2] == 2) {
+        const V lo = widen8<I>(p, false), hi = widen8<I>(p + kGroup, false);
+        v[0] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+        v[1] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+      } else {
+        for (int c = 0; c < n; ++c) v[c] = widen8<I>(p + c, false);
+      }
+      return;
+    }
+    const int32_t last = last_in_row(row, x.last, x.W);
+    for (int c = 0; c < n; ++c) {
+      const int32_t* e = cols.at(k, c);
+      v[c] = gather8<I>(row, loadu<i32x8>(e), loadu<i32x8>(e + kGroup), false, last);
+    }
+  };
+  with_lattice3(ct.f[0], ct.f[1], ct.f[2], [&](auto lat_d, auto lat_f, auto lat_w) {
+    const Stencil<A> sd = value_stencil(ct.f[0], lat_d), sf = value_stencil(ct.f[1], lat_f),
+                     sw = value_stencil(ct.f[2], lat_w);
+    for (int r = r0; r < r0 + rows; ++r) {
+      const T* xr[2][2];  // [depth tap][row tap]
+      for (int p = 0; p < (lat_d ? 1 : 2); ++p) {
+        for (int q = 0; q < (lat_f ? 1 : 2); ++q) {
+          xr[p][q] = x.at(P, d * t[0] + ct.m[0] + p, r * t[1] + ct.m[1] + q, zeros);
+        }
+      }
+      T* out = yc + r * rs_y;
+      for (int k = 0; k < chunks; ++k) {
+        const int w = cols.start(k);
+        narrow8<I>(out + w, apply(sd, 0, [&](int p) {
+          return apply(sf, 0, [&](int q) {
+            V v[2] = {};
+            taps(xr[p][q], k, w, lat_w ? 1 : 2, v);
+            return apply(sw, 0, [&](int c) { return v[c]; });
+          });
+        }), false);
+      }
+    }
+  });
+}
+
+// strided_forward_impl for channels [c0, c0 + nb) of sample n, rows [r0, r0
+// + rows) of output plane d (forward_channels' frame).
+template <Isa I, typename T>
+void strided_channels_impl(int P, const Geometry* geo, const T* x, const Tables* tab, int64_t n,
+                           int64_t c0, int nb, int d, T* y, int r0, int rows) {
+  using A = typename Acc<T>::type;
+  const Axis* ax = geo->ax;
+  const T* last = x + (geo->N * geo->sx_n - 1);
+  const T* zeros = zero_row<T>(ax[2].L);
+  StridedColumns* cache = strided_cache();
+  const int t[3] = {ax[0].t, ax[1].t, ax[2].t};
+  for (int64_t c = c0; c < c0 + nb; ++c) {
+    const ChannelTables<A> ct = channel_tables<A>(*geo, *tab, n, c);
+    const Rows<T> xc{x + n * geo->sx_n + c * geo->sx_c, ax[0].sx, ax[1].sx, ax[0].L, ax[1].L,
+                     ax[2].L, last};
+    strided_forward_impl<I>(P, xc, ct, zeros, cache, t, ax[2].Lo, d,
+                            y + n * geo->sy_n + c * geo->sy_c + d * ax[0].sy, ax[1].sy, r0, rows);
+  }
+}
+JAXSHIFT_ISA_VERSIONS(strided_channels)
+
 // One channel's input gradient, rows [r0, r0 + rows) of input plane d of dx
 // (dxc: that plane, rows rs_x apart), from its rows of g read through the
 // adjoint's padding. Where the padding folds reads back onto the array

@@ -1,6 +1,7 @@
 // The CPU forward: rows straight from the array (cpu/direct.h) for
-// channels-first calls of unit strides, channel lanes (cpu/lanes.h) for
-// channels-last and for channels-first strided calls, staged planes where
+// channels-first calls of unit strides and for strided active ones of
+// column strides 1 and 2, channel lanes (cpu/lanes.h) for channels-last and
+// for the other channels-first strided calls, staged planes where
 // neither applies (cpu/staged.h), walks in place for far shifts and large
 // planes there, the element-wise functions for the rest (fewer than 8
 // channels, samples beyond 32-bit offsets).
@@ -96,6 +97,14 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
     for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
       const DirectScratch<T> scr = direct_scratch<T>(ax[2].L, true);
       forward_channels(isa, P, &geo, x, &tab, &scr, move, n, c0, nb, d, y, r0, rows);
+    });
+    return;
+  }
+  if (use_strided_rows<T>(geo, move)) {
+    const Isa isa = current_isa();
+    const StagedPlan plan = strided_plan<T>(geo, pool.num_threads());
+    for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+      strided_channels(isa, P, &geo, x, &tab, n, c0, nb, d, y, r0, rows);
     });
     return;
   }
