@@ -500,8 +500,8 @@ STRIDED_ROWS = [((9, 33), 2, "active", "float32"), ((9, 15), 2, "active", "float
 
 @pytest.mark.parametrize("lengths,strides,mode,dtype", STRIDED_ROWS)
 def test_channels_first_strided_rows(lengths, strides, mode, dtype):
-  """Channels-first strided forwards of a column stride of 1 or 2 and at
-  least 8 output columns read rows straight from the array: at column
+  """Channels-first strided active forwards of a column stride of 1 or 2
+  and at least 8 output columns read rows straight from the array: at column
   stride 2 a vector's two column taps are the even and odd cells of a run
   of 16, at 1 two loads; vectors whose reads leave the row gather their
   cells through the padding (a thread's records kept by offset: channels
@@ -509,8 +509,9 @@ def test_channels_first_strided_rows(lengths, strides, mode, dtype):
   on each axis' lattice, NaN, beyond the axes, offsets -1 .. 2 and 5 (the
   records' slots, two offsets on one slot); every padding; rows of 8 and
   more outputs, the last vector overlapping the one before; row and depth
-  strides; 600 rows split into strips. Sparse's forward is a move of raw
-  bits. On both instruction sets. The jnp path's."""
+  strides; 600 rows split into strips. Sparse's forward, a move, stays on
+  the channel lanes (two cases here). On both instruction sets. The jnp
+  path's."""
   rng = np.random.default_rng(sum(lengths))
   c, nd = 16, len(lengths)
   x = jnp.asarray(rng.normal(size=(2, c, *lengths)), dtype)
