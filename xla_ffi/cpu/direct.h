@@ -609,19 +609,24 @@ StagedPlan strided_plan(const Geometry& geo, int threads) {
 // offset o): vector k covers outputs [start(k), start(k) + 8), its column
 // tap c reads cells t (start(k) + l) + o + c. Vectors [ka, kb) read inside
 // the row (t = 2: the run of 16 cells from t start(k) + o; t = 1: 9), the
-// others through the padding: per (vector, tap) 8 indices and 8 masks for
-// gather8. A thread keeps 4 of them (strided_cache), direct-mapped by
-// offset: a task's channels share a few offsets.
+// others through the padding: per (vector, tap) a record of 8 indices and
+// 8 masks for gather8 and, where the cells the padding answers lie within
+// 16 of the row from `base` (every padding but a periodic wrap, on rows of
+// 16 cells or more), the same as a permutation of those 16 cells (two
+// loads and two permutes instead of a gather of 8). A thread keeps 4 of
+// them (strided_cache), direct-mapped by offset: a task's channels share a
+// few offsets.
 struct StridedColumns {
+  static constexpr int kRecord = 4 * kGroup;  // indices, masks, permutation, base
   int P = -1, W = 0, Wo = 0, t = 0, o = 0;  // the key
   int ka = 0, kb = 0, chunks = 0;
   std::vector<int32_t> rec;
   int start(int k) const { return std::min(k * kGroup, Wo - kGroup); }
-  const int32_t* at(int k, int c) const { return rec.data() + (2 * k + c) * 2 * kGroup; }
+  const int32_t* at(int k, int c) const { return rec.data() + (2 * k + c) * kRecord; }
   void build(int P_, int W_, int Wo_, int t_, int o_) {
     P = P_, W = W_, Wo = Wo_, t = t_, o = o_;
     chunks = (Wo + kGroup - 1) / kGroup;
-    rec.resize(static_cast<size_t>(chunks) * 4 * kGroup);
+    rec.resize(static_cast<size_t>(chunks) * 2 * kRecord);
     ka = chunks, kb = chunks;
     for (int k = 0; k < chunks; ++k) {
       const int first = t * start(k) + o, last = first + (t == 2 ? 2 * kGroup - 1 : kGroup);
@@ -629,12 +634,20 @@ struct StridedColumns {
       if (inside && ka == chunks) ka = k;
       if (!inside && ka < chunks && kb == chunks) kb = k;
       for (int c = 0; c < 2; ++c) {
-        int32_t* e = rec.data() + (2 * k + c) * 2 * kGroup;
+        int32_t* e = rec.data() + (2 * k + c) * kRecord;
+        int first = W, end = 0;  // the cells read: [first, end)
         for (int l = 0; l < kGroup; ++l) {
           const int i = pad_index_of(P, t * (start(k) + l) + o + c, W);
+          if (i >= 0) first = std::min(first, i), end = std::max(end, i + 1);
           e[l] = i < 0 ? 0 : i;
           e[kGroup + l] = i < 0 ? 0 : -1;
         }
+        const int base = std::max(0, std::min(first, W - 2 * kGroup));
+        const bool fits = W >= 2 * kGroup && end - base <= 2 * kGroup;
+        for (int l = 0; l < kGroup; ++l) {
+          e[2 * kGroup + l] = fits && e[kGroup + l] ? e[l] - base : 0;
+        }
+        e[3 * kGroup] = fits ? base : -1;
       }
     }
   }
@@ -679,10 +692,19 @@ void strided_forward_impl(int P, const Rows<T>& x, const ChannelTables<A>& ct, c
       }
       return;
     }
-    const int32_t last = last_in_row(row, x.last, x.W);
     for (int c = 0; c < n; ++c) {
       const int32_t* e = cols.at(k, c);
-      v[c] = gather8<I>(row, loadu<i32x8>(e), loadu<i32x8>(e + kGroup), false, last);
+      if (e[3 * kGroup] >= 0) {  // cells [base, base + 16) permuted
+        const T* p = row + e[3 * kGroup];
+        const i32x8 perm = loadu<i32x8>(e + 2 * kGroup);
+        const V lo = permuted(widen8<I>(p, false), perm, perm < kGroup);
+        const V hi = permuted(widen8<I>(p + kGroup, false), perm, perm >= kGroup);
+        v[c] = reinterpret_cast<V>((reinterpret_cast<i32x8>(lo) | reinterpret_cast<i32x8>(hi)) &
+                                   loadu<i32x8>(e + kGroup));
+      } else {
+        v[c] = gather8<I>(row, loadu<i32x8>(e), loadu<i32x8>(e + kGroup), false,
+                          last_in_row(row, x.last, x.W));
+      }
     }
   };
   with_lattice3(ct.f[0], ct.f[1], ct.f[2], [&](auto lat_d, auto lat_f, auto lat_w) {

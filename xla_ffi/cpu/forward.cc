@@ -100,13 +100,15 @@ void run_forward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, Ta
     });
     return;
   }
-  if (use_strided_rows<T>(geo, move)) {
-    const Isa isa = current_isa();
-    const StagedPlan plan = strided_plan<T>(geo, pool.num_threads());
-    for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
-      strided_channels(isa, P, &geo, x, &tab, n, c0, nb, d, y, r0, rows);
-    });
-    return;
+  if constexpr (sizeof(T) <= 4) {  // (not compiled for float64)
+    if (use_strided_rows<T>(geo, move)) {
+      const Isa isa = current_isa();
+      const StagedPlan plan = strided_plan<T>(geo, pool.num_threads());
+      for_each_task(pool, plan, geo, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+        strided_channels(isa, P, &geo, x, &tab, n, c0, nb, d, y, r0, rows);
+      });
+      return;
+    }
   }
   if (use_lanes<T>(geo, false, move)) {
     const Isa isa = current_isa();
