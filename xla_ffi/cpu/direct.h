@@ -629,8 +629,8 @@ struct StridedColumns {
     rec.resize(static_cast<size_t>(chunks) * 2 * kRecord);
     ka = chunks, kb = chunks;
     for (int k = 0; k < chunks; ++k) {
-      const int first = t * start(k) + o, last = first + (t == 2 ? 2 * kGroup - 1 : kGroup);
-      const bool inside = first >= 0 && last < W;
+      const int run = t * start(k) + o;  // the run a vector inside reads: [run, run + 16 or 9)
+      const bool inside = run >= 0 && run + (t == 2 ? 2 * kGroup - 1 : kGroup) < W;
       if (inside && ka == chunks) ka = k;
       if (!inside && ka < chunks && kb == chunks) kb = k;
       for (int c = 0; c < 2; ++c) {
