@@ -493,7 +493,8 @@ def test_channels_first_forward_ring(x64, lengths, dtype):
 
 
 STRIDED_ROWS = [((9, 33), 2, "active", "float32"), ((9, 15), 2, "active", "float32"),
-                ((40, 16), (2, 1), "active", "float32"), ((5, 7, 32), (2, 1, 2), "active", "float32"),
+                ((40, 16), (2, 1), "active", "float32"),
+                ((5, 7, 32), (2, 1, 2), "active", "float32"),
                 ((4, 6, 21), 2, "active", "bfloat16"), ((600, 19), (3, 2), "active", "float16"),
                 ((9, 33), 2, "sparse", "float32"), ((6, 5, 18), (1, 2, 1), "sparse", "bfloat16")]
 

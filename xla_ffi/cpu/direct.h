@@ -148,6 +148,30 @@ int32_t last_in_row(const T* row, const T* last, int W) {
 // (padding, row length, offset, taps): the channels of a task share a few
 // column offsets, and building them per channel was a tenth of a 16x16
 // plane's forward.
+// An edge vector's record (Columns', StridedColumns'): lane l < 8 reads
+// cell j0 + l step of a row of W cells through padding P. 8 indices and 8
+// masks for gather8; where the cells read lie within `window` cells of the
+// row from `base`, each lane's cell as a permutation of those (else 0); and
+// base, or -1 where they do not fit.
+inline void edge_record(int32_t* r, int P, int j0, int step, int W, int window) {
+  int first = W, end = 0;  // the cells read: [first, end)
+  for (int l = 0; l < kGroup; ++l) {
+    const int i = pad_index_of(P, j0 + l * step, W);
+    if (i >= 0) first = std::min(first, i), end = std::max(end, i + 1);
+  }
+  const int base = std::max(0, std::min(first, W - window));
+  const bool fits = end - base <= window;
+  // (written once, never read back here: a wide load of cells just stored
+  // one by one waits for the stores to reach the cache)
+  for (int l = 0; l < kGroup; ++l) {
+    const int i = pad_index_of(P, j0 + l * step, W);
+    r[l] = i < 0 ? 0 : i;
+    r[kGroup + l] = i < 0 ? 0 : -1;
+    r[2 * kGroup + l] = fits && i >= 0 ? i - base : 0;
+  }
+  r[3 * kGroup] = fits ? base : -1;
+}
+
 struct ColumnCache;
 struct Columns {
   static constexpr int kRecord = 4 * kGroup;  // indices, masks, permutation, base
@@ -174,24 +198,7 @@ struct Columns {
     for (int k = 0; k < chunks; ++k) {
       if (inside(start(k))) continue;
       for (int t = lo; t <= hi; ++t) {
-        int32_t* r = e + record(k, t);
-        const int j = start(k) + o + t;  // cells j + l, l < 8, through P
-        int first = W, end = 0;          // the cells read: [first, end)
-        for (int l = 0; l < kGroup; ++l) {
-          const int i = pad_index_of(P, j + l, W);
-          if (i >= 0) first = std::min(first, i), end = std::max(end, i + 1);
-        }
-        const int base = std::max(0, std::min(first, W - kGroup));
-        const bool fits = end - base <= kGroup;
-        // (written once, never read back here: a wide load of cells just
-        // stored one by one waits for the stores to reach the cache)
-        for (int l = 0; l < kGroup; ++l) {
-          const int i = pad_index_of(P, j + l, W);
-          r[l] = i < 0 ? 0 : i;
-          r[kGroup + l] = i < 0 ? 0 : -1;
-          r[2 * kGroup + l] = fits && i >= 0 ? i - base : 0;
-        }
-        r[3 * kGroup] = fits ? base : -1;
+        edge_record(e + record(k, t), P, start(k) + o + t, 1, W, kGroup);
       }
     }
   }
@@ -617,7 +624,7 @@ StagedPlan strided_plan(const Geometry& geo, int threads) {
 // them (strided_cache), direct-mapped by offset: a task's channels share a
 // few offsets.
 struct StridedColumns {
-  static constexpr int kRecord = 4 * kGroup;  // indices, masks, permutation, base
+  static constexpr int kRecord = Columns::kRecord;  // edge_record's
   int P = -1, W = 0, Wo = 0, t = 0, o = 0;  // the key
   int ka = 0, kb = 0, chunks = 0;
   std::vector<int32_t> rec;
@@ -635,19 +642,8 @@ struct StridedColumns {
       if (!inside && ka < chunks && kb == chunks) kb = k;
       for (int c = 0; c < 2; ++c) {
         int32_t* e = rec.data() + (2 * k + c) * kRecord;
-        int first = W, end = 0;  // the cells read: [first, end)
-        for (int l = 0; l < kGroup; ++l) {
-          const int i = pad_index_of(P, t * (start(k) + l) + o + c, W);
-          if (i >= 0) first = std::min(first, i), end = std::max(end, i + 1);
-          e[l] = i < 0 ? 0 : i;
-          e[kGroup + l] = i < 0 ? 0 : -1;
-        }
-        const int base = std::max(0, std::min(first, W - 2 * kGroup));
-        const bool fits = W >= 2 * kGroup && end - base <= 2 * kGroup;
-        for (int l = 0; l < kGroup; ++l) {
-          e[2 * kGroup + l] = fits && e[kGroup + l] ? e[l] - base : 0;
-        }
-        e[3 * kGroup] = fits ? base : -1;
+        edge_record(e, P, t * start(k) + o + c, t, W, 2 * kGroup);
+        if (W < 2 * kGroup) e[3 * kGroup] = -1;  // (no 16 cells to load: gathers)
       }
     }
   }
