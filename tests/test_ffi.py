@@ -499,6 +499,20 @@ STRIDED_ROWS = [((9, 33), 2, "active", "float32"), ((9, 15), 2, "active", "float
                 ((9, 33), 2, "sparse", "float32"), ((6, 5, 18), (1, 2, 1), "sparse", "bfloat16")]
 
 
+def _strided_rows_case(lengths, dtype):
+  """x (2 samples, 16 channels first) and its shifts (numpy): per channel off every
+  lattice, on each axis' lattice, NaN, beyond the axes, column offsets -2,
+  0, 1, 2 and 5."""
+  rng = np.random.default_rng(sum(lengths))
+  c, nd = 16, len(lengths)
+  x = jnp.asarray(rng.normal(size=(2, c, *lengths)), dtype)
+  s = rng.uniform(-2.5, 2.5, (c, nd))
+  s[1, -1], s[2, -2], s[3, 0], s[4, -1] = 1.0, -2.0, 0.0, np.nan  # lattices; NaN
+  s[5, -1], s[6, -2] = 40.5, -30.25  # beyond the axes
+  s[7:12, -1] = [1.25, -0.75, -1.5, -2.25, -5.5]  # column offsets -2, 0, 1, 2, 5
+  return x, s
+
+
 @pytest.mark.parametrize("lengths,strides,mode,dtype", STRIDED_ROWS)
 def test_channels_first_strided_rows(lengths, strides, mode, dtype):
   """Channels-first strided active forwards of a column stride of 1 or 2
@@ -513,16 +527,56 @@ def test_channels_first_strided_rows(lengths, strides, mode, dtype):
   strides; 600 rows split into strips. Sparse's forward, a move, stays on
   the channel lanes (two cases here). On both instruction sets. The jnp
   path's."""
-  rng = np.random.default_rng(sum(lengths))
-  c, nd = 16, len(lengths)
-  x = jnp.asarray(rng.normal(size=(2, c, *lengths)), dtype)
-  s = rng.uniform(-2.5, 2.5, (c, nd))
-  s[1, -1], s[2, -2], s[3, 0], s[4, -1] = 1.0, -2.0, 0.0, np.nan  # lattices; NaN
-  s[5, -1], s[6, -2] = 40.5, -30.25  # beyond the axes
-  s[7:12, -1] = [1.25, -0.75, -1.5, -2.25, -5.5]  # column offsets -2, 0, 1, 2, 5
+  x, s = _strided_rows_case(lengths, dtype)
   s = jnp.asarray(s, dtype)
   for what, got, want in channels_first_ffi_and_jnp(x, s, strides=strides, mode=mode):
     assert_close(got, want, TOL[dtype], what)
+
+
+STRIDED_BACKWARD = [((9, 33), 2, "float32"), ((40, 16), (2, 1), "float32"),
+                    ((5, 7, 32), (2, 1, 2), "float32"), ((4, 6, 21), 2, "bfloat16"),
+                    ((1000, 19), (3, 2), "float16"), ((3, 4, 16), (3, 2, 1), "float32")]
+
+
+@pytest.mark.parametrize("lengths,strides,dtype", STRIDED_BACKWARD)
+def test_channels_first_strided_backward(lengths, strides, dtype):
+  """Channels-first strided backwards of a column stride of 1 or 2 and at
+  least 8 output columns take the input gradient and the shift gradient in
+  one pass over the input rows: each row's list of g's rows (the outputs
+  whose reads land on it, through the padding: rows and planes folded onto
+  it too) and g's cells a vector of 8 inputs reads by one load and a
+  permutation within g's row (at column stride 2 a cell a lane pair; lane
+  weights by the parity of the first input); columns folded onto the row
+  added after its vectors (16-bit rows through a row of floats). Per
+  channel: off every lattice, on each axis' lattice (the slopes' taps -1
+  and +1), NaN, beyond the axes, column offsets on the records' slots, the
+  last channel's reads at the end of g; every padding; every mode (sparse
+  rounding up and down; integer: the input gradient alone); the last
+  vector of a row overlapping the one before; rows and planes no output
+  reads (stride 3); 1000 rows in strips. On both instruction sets. The jnp
+  path's."""
+  x, s = _strided_rows_case(lengths, dtype)
+  s[12, -2:], s[13, -2:] = [0.5, -1.5], [2.5, 3.5]  # sparse: rounding down and up
+  s[15, -1] = -1.5  # the last channel: its last vector reads g's last cells
+  s = jnp.asarray(s, dtype)
+  pairs = tuple(itertools.product(jaxshift.MODES, jaxshift.PADDINGS))
+  for isa in instruction_sets():
+    with (cpu_isa(isa) if isa else contextlib.nullcontext(True)) as have:
+      if have:
+        got = _every_mode_and_padding(x, s, pairs, strides)
+        for pair, (kernel, reference) in zip(pairs, got):
+          assert_matches(kernel, reference, x.dtype, f"{isa} {pair}")
+
+
+@functools.partial(jax.jit, static_argnames=("pairs", "strides"))
+def _every_mode_and_padding(x, s, pairs, strides):
+  """``_both`` of channels-first calls for each (mode, padding) of `pairs`,
+  compiled once."""
+  out = []
+  for mode, padding in pairs:
+    kw = dict(mode=mode, padding=padding, strides=strides, channel_axis=1)
+    out.append(_both.__wrapped__(x, s, tuple(sorted(kw.items()))))
+  return out
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -3,8 +3,10 @@
 // inputs give bitwise the same result on any number of threads. Rows
 // straight from the array (cpu/direct.h) for channels-first float and
 // double calls of unit strides (2-D and 3-D; 16-bit storage where every
-// channel takes their one pass, direct_one_pass_16), channel lanes (cpu/lanes.h)
-// for channels-last and for channels-first strided calls, staged planes
+// channel takes their one pass, direct_one_pass_16) and for channels-first
+// strided calls of 16- and 32-bit storage (strided_adjoint: one pass over
+// the input rows), channel lanes (cpu/lanes.h) for channels-last and the
+// other channels-first strided calls, staged planes
 // where neither applies (cpu/staged.h), walks in place for far shifts and
 // large planes there, the element-wise functions for the rest (fewer than 8 channels,
 // samples beyond 32-bit offsets).
@@ -580,6 +582,108 @@ void run_lanes(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, cons
   finish(geo, exact, partial, parts, ds);
 }
 
+// Whether a strided call's tables let the strided rows' backward take it
+// (strided_adjoint, cpu/direct.h): without the shift gradient always (the
+// input gradient alone, from the rounded tables); with it, every channel's
+// rounded tables its exact ones or sparse mode's moves by m or m + 1
+// (one_pass_tables: the input gradient's taps among the exact stencils').
+template <typename A>
+bool strided_backward_tables(const Geometry& geo, const Tables& rounded, const Tables& exact,
+                             bool shift_grad) {
+  bool moves;
+  for (int64_t n = 0; shift_grad && n < geo.N; n += geo.per_group) {
+    for (int64_t c = 0; c < geo.C; ++c) {
+      if (!one_pass_tables<A>(geo, rounded, exact, n, c, 1, &moves)) return false;
+    }
+  }
+  return true;
+}
+
+// The strided rows' tasks (over the input grid): sample x input plane x
+// block of B channels x strip of R rows. R is fixed by the shape (about
+// 32 KB of a channel's x): the shift-gradient partials are per strip, so
+// their sums do not depend on the threads; B gives each thread 4 tasks
+// where the call has them.
+template <typename T>
+StagedPlan strided_adjoint_plan(const Geometry& geo, int threads) {
+  const Axis* ax = geo.ax;
+  const int64_t row = int64_t{ax[2].L} * int64_t{sizeof(T)};
+  const int R = static_cast<int>(std::clamp<int64_t>((int64_t{32} << 10) / row, 1, ax[1].L));
+  const int64_t strips = (ax[1].L + R - 1) / R;
+  int64_t B = std::clamp<int64_t>((int64_t{64} << 10) / (row * R), 1, geo.C);
+  const int64_t want = 4 * int64_t{std::max(threads, 1)};
+  while (B > 1 && geo.N * ax[0].L * strips * ((geo.C + B - 1) / B) < want) B = (B + 1) / 2;
+  return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, strips, ax[0].L};
+}
+
+// The strided rows' backward (cpu/direct.h, strided_adjoint): channels-first
+// strided calls (strided_rows_fit) whose tables allow
+// (strided_backward_tables). Per task and channel the rows' terms, then
+// the input gradient and the shift-gradient sums of its rows in one pass,
+// into partial[n, plane x strip, c, :].
+template <typename T, int P, typename A>
+void run_strided_rows(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
+                      Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
+  const Isa isa = current_isa();
+  const Axis* ax = geo.ax;
+  Geometry in = geo;  // the input grid
+  for (Axis& a : in.ax) a.Lo = a.L;
+  const StagedPlan plan = strided_adjoint_plan<T>(geo, pool.num_threads());
+  const int64_t parts = plan.planes * plan.strips;
+  std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
+  const int W = ax[2].L, t2 = ax[2].t;
+  for_each_task(pool, plan, in, [&](int64_t n, int d, int64_t c0, int nb, int r0, int rows) {
+    StridedAdjointScratch<T, A>* scr = strided_adjoint_scratch<T, A>();
+    StridedAdjointColumns* cache = strided_adjoint_cache();
+    if (scr->buf.size() < static_cast<size_t>(W)) scr->buf.resize(static_cast<size_t>(W));
+    for (int64_t c = c0; c < c0 + nb; ++c) {
+      const ChannelTables<A> cr = channel_tables<A>(geo, rounded, n, c);
+      const ChannelTables<A> ce = shift_grad ? channel_tables<A>(geo, exact, n, c) : cr;
+      T* dxc = dx + n * geo.sx_n + c * geo.sx_c + d * ax[0].sx;
+      if (nan_shift(cr.f)) {  // (and ds: finish)
+        for (int r = r0; r < r0 + rows; ++r) fill_nan(dxc + r * ax[1].sx, 1, W, cr.f);
+        continue;
+      }
+      const AxisShift<A> sh[3] = {axis_shift(ce, cr, 0), axis_shift(ce, cr, 1),
+                                  axis_shift(ce, cr, 2)};
+      strided_adjoint_terms(P, ax, sh, shift_grad, g + n * geo.sy_n + c * geo.sy_c, ax[0].sy,
+                            ax[1].sy, d, r0, rows, scr);
+      // (the lattice's slope taps with the shift gradient alone)
+      const bool lattice = shift_grad && sh[2].lattice;
+      const StridedAdjoint<T, A> sa{
+          &strided_adjoint_columns(cache, P, W, ax[2].Lo, t2, sh[2].m,
+                                   (t2 == 2 ? 1 : 2) + lattice),
+          scr->terms.data(), scr->first.data(), sh[2],
+          x + n * geo.sx_n + c * geo.sx_c + d * ax[0].sx, dxc, ax[1].sx, r0, rows,
+          ax[0].present, scr->buf.data(),
+          partial.data() + partial_index(geo, n, d * plan.strips + r0 / plan.R, parts, c)};
+      using std::integral_constant;
+      using Two = integral_constant<int, 2>;
+      using One = integral_constant<int, 1>;
+      using Three = integral_constant<int, 3>;
+      using Yes = std::true_type;
+      if (!shift_grad) {  // (the input gradient's taps: 0 and 1)
+        if (t2 == 2) {
+          strided_adjoint(isa, Two{}, One{}, std::false_type{}, &sa);
+        } else {
+          strided_adjoint(isa, One{}, Two{}, std::false_type{}, &sa);
+        }
+      } else if (t2 == 2) {  // (exact tables of NaN: rounded ones of NaN, above)
+        if (lattice) {
+          strided_adjoint(isa, Two{}, Two{}, Yes{}, &sa);
+        } else {
+          strided_adjoint(isa, Two{}, One{}, Yes{}, &sa);
+        }
+      } else if (lattice) {
+        strided_adjoint(isa, One{}, Three{}, Yes{}, &sa);
+      } else {
+        strided_adjoint(isa, One{}, Two{}, Yes{}, &sa);
+      }
+    }
+  });
+  finish(geo, exact, partial, parts, ds);
+}
+
 template <typename T, int P, typename A>
 void run_walks(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, const T* g,
                Tables rounded, Tables exact, bool shift_grad, T* dx, A* ds) {
@@ -713,6 +817,11 @@ void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, c
       direct_one_pass_16<T, P>(geo, rounded, exact, shift_grad)) {
     if constexpr (sizeof(T) > 2 || kOnePass<T, P>) {  // (16-bit: the one pass only)
       run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
+    }
+  } else if (strided_rows_fit<T>(geo) &&
+             strided_backward_tables<typename Acc<T>::type>(geo, rounded, exact, shift_grad)) {
+    if constexpr (sizeof(T) <= 4) {
+      run_strided_rows<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
     }
   } else if (use_lanes<T>(geo, true, false, kOnePass<T, P> && shift_grad, kFolds<P>)) {
     run_lanes<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);

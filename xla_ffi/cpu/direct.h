@@ -2,7 +2,9 @@
 // (2-D and 3-D, unit strides, rows of at least 8 cells; moves, and 2-D
 // forwards of 32-bit storage, on rows of any length): forwards of every
 // type, backwards of float and double, 16-bit backwards that take the one
-// pass. No staging, no halo limit.
+// pass; and channels-first strided calls of 16- and 32-bit storage (column
+// stride 1 or 2: active forwards, and backwards in one pass over the input
+// rows; "Strided rows" below). No staging, no halo limit.
 //
 // A channel's rows are contiguous there, in x, g, y and dx. Along the rows
 // and planes the padding rule maps each row a stencil reads to a whole row
@@ -586,12 +588,17 @@ JAXSHIFT_ISA_VERSIONS(forward_channels)
 // gather only the cells a move reads (these rows measured 0.74-1.27x their
 // time: slower on small planes and in 16-bit); so do float64 (compile
 // time), column strides of 3 and more, and rows under 8 outputs.
+// The backward takes every such call, moves' too (strided_adjoint, below).
 template <typename T>
-bool use_strided_rows(const Geometry& geo, bool move) {
+bool strided_rows_fit(const Geometry& geo) {
   const Axis* ax = geo.ax;
   const bool strided = ax[0].t > 1 || ax[1].t > 1 || ax[2].t > 1;
-  return sizeof(T) <= 4 && !move && strided && ax[2].t <= 2 && ax[2].sx == 1 &&
-         ax[2].sy == 1 && ax[2].Lo >= kGroup;
+  return sizeof(T) <= 4 && strided && ax[2].t <= 2 && ax[2].sx == 1 && ax[2].sy == 1 &&
+         ax[2].Lo >= kGroup;
+}
+template <typename T>
+bool use_strided_rows(const Geometry& geo, bool move) {
+  return !move && strided_rows_fit<T>(geo);
 }
 
 // The strided rows' tasks: sample x output plane x block of B channels x
@@ -748,6 +755,452 @@ void strided_channels_impl(int P, const Geometry* geo, const T* x, const Tables*
   }
 }
 JAXSHIFT_ISA_VERSIONS(strided_channels)
+
+// --- Strided rows: the backward (channels-first) --------------------------
+
+// The channels-first strided backward, input gradient and shift gradient in
+// one pass over the input grid, rows straight from the arrays. Per axis,
+// the outputs j whose reads j t + m + q (tap q: 0 and 1, and -1 at the
+// exact shift's lattice, the slope's) land through the padding on an input
+// position i collect there (the transposed stencils): the input gradient
+// dx[i] = sum of the value's weights times g[j], and the shift gradient in
+// its adjoint form, the sum over inputs of x[i] times the transposed
+// slope's (on one axis; the value's on the others) weights times g[j], as
+// the unit-stride one pass (backward_direct) has it. An input row's reads
+// of g are a short list of (row of g, weights): at a row stride of 2 one
+// row (two at the rows' lattice); at a column stride of 2 lane l of a vector
+// of 8 inputs takes g's cell (i - m) / 2 (rounded down) at tap (i - m) mod
+// 2: one load of 8 cells of g and one permutation a vector, lane weights
+// that alternate (StridedAdjointColumns). x, g and dx are each read or
+// written once, where the channel lanes took two passes of gathers from 8
+// planes (benchmarks/NOTES.md, v37). A tap of weight zero in the input
+// gradient is masked, not multiplied: a non-finite g reaches only the inputs
+// its output reads. Columns folded back onto the row by the padding (every
+// padding but zeros; periodic's wrap too) are added cell by cell after the
+// row's vectors; rows and planes folded onto a row are more entries in its
+// list.
+
+// One axis of a channel in the strided backward: the exact tables' offset
+// m, and per tap q = -1, 0, 1 (index q + 1; index 3: no tap) the weights of
+// the exact value and slope stencils (the shift gradient's) and of the
+// input gradient's (the rounded tables' stencil, sparse mode's move by m +
+// delta for delta 0 or 1, at tap q - delta), and whether it has the tap.
+template <typename A>
+struct AxisShift {
+  static constexpr int kNone = 3;
+  int m;
+  bool lattice;  // (of the exact shift: taps -1 .. 1, the slope's)
+  A value[4], slope[4], dx[4];
+  bool has_dx[4];
+};
+template <typename A>
+AxisShift<A> axis_shift(const ChannelTables<A>& exact, const ChannelTables<A>& rounded, int a) {
+  const A f = exact.f[a], fr = rounded.f[a];
+  const Stencil<A> value = value_stencil(f, at_lattice(f)), slope = slope_stencil<A>(at_lattice(f)),
+                   dx = value_stencil(fr, at_lattice(fr));
+  auto has = [](const Stencil<A>& s, int q) { return s.d[0] == q || (s.n == 2 && s.d[1] == q); };
+  auto weight = [&](const Stencil<A>& s, int q) {
+    return s.d[0] == q ? s.w[0] : (s.n == 2 && s.d[1] == q ? s.w[1] : A(0));
+  };
+  AxisShift<A> sh{exact.m[a], at_lattice(f), {}, {}, {}, {}};
+  const int delta = rounded.m[a] - exact.m[a];
+  for (int q = -1; q <= 1; ++q) {
+    sh.value[q + 1] = weight(value, q), sh.slope[q + 1] = weight(slope, q);
+    sh.dx[q + 1] = weight(dx, q - delta), sh.has_dx[q + 1] = has(dx, q - delta);
+  }
+  return sh;
+}
+
+// The reads of one axis of a channel (length L, Lo outputs, stride t,
+// padding P) in the transposed form: reads(i, fn), for i ascending from
+// `first`, calls fn(j, q + 1) for each output j and tap q whose read j t + m + q
+// lands on input position i: the position itself (q ascending: per tap the
+// next output's read kept, no division a row), then each virtual position
+// outside [0, L) that the padding answers with i (`folds`, ascending).
+// Without `grad` (the input gradient alone) only the taps the input
+// gradient has.
+template <typename A>
+struct AxisReads {
+  const AxisShift<A>* sh;
+  int Lo, t, qlo;
+  bool grad;
+  std::vector<std::pair<int, int>>* folds;  // (virtual position, i)
+  int next[3];  // per tap q: the next output whose read j t + m + q is at or after i
+  AxisReads(int P, const Axis& ax, const AxisShift<A>* sh_, bool grad_, int first,
+            std::vector<std::pair<int, int>>* folds_)
+      : sh(sh_), Lo(ax.Lo), t(ax.t), qlo(sh_->lattice ? -1 : 0), grad(grad_), folds(folds_) {
+    for (int q = qlo; q <= 1; ++q) next[q + 1] = floor_div(first - sh->m - q + t - 1, t);
+    folds->clear();
+    if (P == kZeros) return;
+    for (int v = sh->m + qlo; v <= (Lo - 1) * t + sh->m + 1; ++v) {
+      const int i = pad_index_of(P, v, ax.L);
+      if ((v < 0 || v >= ax.L) && i >= 0) folds->emplace_back(v, i);
+    }
+  }
+  template <typename Fn>
+  void tap(int q, int j, const Fn& fn) const {
+    if (j >= 0 && j < Lo && (grad || sh->has_dx[q + 1])) fn(j, q + 1);
+  }
+  template <typename Fn>
+  void reads(int i, const Fn& fn) {
+    for (int q = qlo; q <= 1; ++q) {
+      int& j = next[q + 1];
+      if (j * t + sh->m + q == i) tap(q, j++, fn);
+    }
+    for (const auto& [v, k] : *folds) {
+      if (k != i) continue;
+      for (int q = qlo; q <= 1; ++q) {
+        const int u = v - sh->m - q, j = floor_div(u, t);
+        if (j * t == u) tap(q, j, fn);
+      }
+    }
+  }
+};
+
+// One row of g an input row reads, with the weights of its depth and row
+// taps: dx (the input gradient's, where has_dx), value (both values: the
+// columns' slope is taken inside it), slope_f (the rows' slope inside the
+// depth's value) and slope_d (the depth's slope inside the rows' value).
+template <typename T, typename A>
+struct RowTerm {
+  const T* g;
+  A dx, value, slope_f, slope_d;
+  bool has_dx;
+};
+
+// A column folded back onto the row: virtual column v (outside [0, W))
+// answered by cell i, and the outputs (cells j of g) that read v at taps
+// c (AxisShift's indices).
+struct ColumnFold {
+  int i, n;
+  int j[3], c[3];
+};
+
+// The column reads of a strided backward's rows (W input cells, Wo >= 8
+// output cells, column stride t, the exact offset o), from `sources` cells
+// of g per input: at t = 2 source 0 reads g's cell (i - o) / 2 (rounded
+// down: tap (i - o) mod 2), source 1 (the lattice's slope) (i - o + 1) / 2
+// (tap -1 for odd i - o, none else); at t = 1 source s reads cell i - o - c
+// at tap c = 0, 1 (-1: the lattice's). A vector's cells of a source lie
+// within 8 cells of g's row (5 at most), so per (vector, source) they are a
+// permutation of the 8 cells from `base` (inside [0, Wo)) and a mask (zero
+// where a cell is outside the row or a lane has no tap): one load, one
+// permutation, no gathers, no reads past the row. Per parity of a vector's
+// first input less o, the lanes' taps (as AxisShift's indices: q + 1, kNone
+// for none). Folds: each virtual
+// column outside [0, W) that an output reads and padding P answers with a
+// cell, in increasing order. A thread keeps 4 (strided_adjoint_cache),
+// direct-mapped by offset.
+struct StridedAdjointColumns {
+  static constexpr int kNoTap = 99, kNone = AxisShift<float>::kNone;
+  static constexpr int kRecord = 2 * kGroup + 1;  // permutation, mask, base
+  int P = -1, W = 0, Wo = 0, t = 0, o = 0, sources = 0;  // the key
+  int chunks = 0;
+  std::vector<int32_t> rec;   // per (vector, source)
+  std::vector<int32_t> vec;   // per vector: first input, parity
+  int32_t tap[2][3][kGroup];  // per (parity, source, lane)
+  std::vector<ColumnFold> folds;
+  const int32_t* at(int k, int s) const { return rec.data() + (k * sources + s) * kRecord; }
+  // source s's output cell for input i, and its tap (kNoTap: none)
+  int cell(int s, int i, int* c) const {
+    if (t == 2) {
+      const int j = floor_div(i - o + s, 2);
+      *c = i - o - 2 * j;
+      if (s == 1 && *c == 0) *c = kNoTap;  // (source 0 reads it)
+      return j;
+    }
+    *c = s == 2 ? -1 : s;
+    return i - o - *c;
+  }
+  void build(int P_, int W_, int Wo_, int t_, int o_, int sources_) {
+    P = P_, W = W_, Wo = Wo_, t = t_, o = o_, sources = sources_;
+    chunks = (W + kGroup - 1) / kGroup;
+    rec.assign(static_cast<size_t>(chunks) * sources * kRecord, 0);
+    vec.assign(static_cast<size_t>(chunks) * 2, 0);
+    for (int p = 0; p < 2; ++p) {
+      for (int s = 0; s < sources; ++s) {
+        for (int l = 0; l < kGroup; ++l) {
+          int c;
+          cell(s, o + p + l, &c);
+          tap[p][s][l] = c == kNoTap ? kNone : c + 1;
+        }
+      }
+    }
+    for (int k = 0; k < chunks; ++k) {
+      const int start = std::min(k * kGroup, W - kGroup);
+      vec[2 * k] = start, vec[2 * k + 1] = t == 2 ? floor_mod(start - o, 2) : 0;
+      for (int s = 0; s < sources; ++s) {
+        int32_t* e = rec.data() + (k * sources + s) * kRecord;
+        int c, j[kGroup], first = Wo;
+        bool in[kGroup];
+        for (int l = 0; l < kGroup; ++l) {
+          j[l] = cell(s, start + l, &c);
+          in[l] = j[l] >= 0 && j[l] < Wo && c != kNoTap;
+          if (in[l]) first = std::min(first, j[l]);
+        }
+        const int base = std::max(0, std::min(first, Wo - kGroup));
+        for (int l = 0; l < kGroup; ++l) {
+          e[l] = in[l] ? j[l] - base : 0;
+          e[kGroup + l] = in[l] ? -1 : 0;
+        }
+        e[2 * kGroup] = base;
+      }
+    }
+    folds.clear();
+    if (P == kZeros) return;
+    const bool lattice = sources == (t == 2 ? 2 : 3);
+    for (int v = o - lattice; v <= (Wo - 1) * t + o + 1; ++v) {
+      const int i = pad_index_of(P, v, W);
+      if ((v >= 0 && v < W) || i < 0) continue;
+      ColumnFold f{i, 0, {}, {}};
+      for (int s = 0; s < sources; ++s) {
+        int c;
+        const int j = cell(s, v, &c);
+        if (c != kNoTap && j >= 0 && j < Wo) f.j[f.n] = j, f.c[f.n++] = c + 1;
+      }
+      if (f.n > 0) folds.push_back(f);
+    }
+  }
+};
+inline StridedAdjointColumns* strided_adjoint_cache() {
+  thread_local StridedAdjointColumns cache[4];
+  return cache;
+}
+inline const StridedAdjointColumns& strided_adjoint_columns(StridedAdjointColumns* cache, int P,
+                                                            int W, int Wo, int t, int o,
+                                                            int sources) {
+  StridedAdjointColumns& s = cache[o & 3];
+  if (s.P != P || s.W != W || s.Wo != Wo || s.t != t || s.o != o || s.sources != sources) {
+    s.build(P, W, Wo, t, o, sources);
+  }
+  return s;
+}
+
+// One channel's strided backward over input rows [r0, r0 + rows) of one
+// input plane: row r reads the terms [first[r - r0], first[r - r0 + 1]); x
+// and dx at the plane (rows rs apart); `buf`: W cells of A for 16-bit rows
+// that collect folded columns (their sums narrowed once); acc: the
+// channel's shift-gradient sums (the depth's where `three`).
+template <typename T, typename A>
+struct StridedAdjoint {
+  const StridedAdjointColumns* cols;
+  const RowTerm<T, A>* terms;
+  const int* first;
+  AxisShift<A> col;
+  const T* x;
+  T* dx;
+  int64_t rs;
+  int r0, rows;
+  bool three;
+  A* buf;
+  A* acc;
+};
+
+// kT: the column stride; kSources: the column sources; kGrad: with the
+// shift gradient (else the input gradient alone: integer mode, whose terms
+// and sources are the input gradient's).
+template <Isa I, int kT, int kSources, bool kGrad, typename T, typename A>
+void strided_adjoint_impl(std::integral_constant<int, kT>, std::integral_constant<int, kSources>,
+                          std::integral_constant<bool, kGrad>, const StridedAdjoint<T, A>* sa) {
+  using V = Vec8<A>;
+  const StridedAdjoint<T, A>& a = *sa;
+  const StridedAdjointColumns& cols = *a.cols;
+  const int W = cols.W;
+  // The lanes' weights per (parity, source): value, slope, input gradient
+  // (and its mask: lanes with no such tap take none).
+  V pv[2][kSources], ps[2][kSources], pd[2][kSources];
+  i32x8 pm[2][kSources];
+  for (int p = 0; p < (kT == 2 ? 2 : 1); ++p) {
+    for (int s = 0; s < kSources; ++s) {
+      for (int l = 0; l < kGroup; ++l) {
+        const int c = cols.tap[p][s][l];
+        pv[p][s][l] = a.col.value[c], ps[p][s][l] = a.col.slope[c];
+        pd[p][s][l] = a.col.dx[c], pm[p][s][l] = a.col.has_dx[c] ? -1 : 0;
+      }
+    }
+  }
+  const bool folds = !cols.folds.empty(), buffered = sizeof(T) == 2 && folds;
+  V sd = {}, sf = {}, sw = {};
+  A fold_d = 0, fold_f = 0, fold_w = 0;
+  for (int r = a.r0; r < a.r0 + a.rows; ++r) {
+    const RowTerm<T, A>* e0 = a.terms + a.first[r - a.r0];
+    const RowTerm<T, A>* e1 = a.terms + a.first[r - a.r0 + 1];
+    const T* xr = a.x + r * a.rs;
+    T* out = a.dx + r * a.rs;
+    if (e0 == e1) {  // a row no output reads
+      std::memset(static_cast<void*>(out), 0, sizeof(T) * static_cast<size_t>(W));
+      continue;
+    }
+    // The row's vectors from its terms te: a copy of rows of 1 or 2 terms
+    // (count; 0: any), whose weights then stay in registers (a dx store may
+    // alias the list's).
+    auto vectors = [&](const RowTerm<T, A>* te, auto count) {
+      constexpr int N = decltype(count)::value;
+      RowTerm<T, A> local[N > 0 ? N : 1];
+      if constexpr (N > 0) {
+        for (int t = 0; t < N; ++t) local[t] = te[t];
+        te = local;
+      }
+      const int n = N > 0 ? N : static_cast<int>(e1 - e0);
+      for (int k = 0; k < cols.chunks; ++k) {
+        const int w = cols.vec[2 * k], p = cols.vec[2 * k + 1];
+        int base[kSources];
+        i32x8 perm[kSources], mask[kSources];
+        for (int s = 0; s < kSources; ++s) {
+          const int32_t* e = cols.at(k, s);
+          perm[s] = loadu<i32x8>(e), mask[s] = loadu<i32x8>(e + kGroup);
+          base[s] = e[2 * kGroup];
+        }
+        V adx = {}, aw = {}, af = {}, ad = {};
+        for (int t = 0; t < n; ++t) {
+          const RowTerm<T, A>& e = te[t];
+          V cv = {}, cs = {}, cdx = {};
+          for (int s = 0; s < kSources; ++s) {
+            const V G = permuted(widen8<I>(e.g + base[s], false), perm[s], mask[s]);
+            cdx += reinterpret_cast<V>(reinterpret_cast<i32x8>(pd[p][s] * G) & pm[p][s]);
+            if constexpr (kGrad) {
+              cv += pv[p][s] * G;
+              cs += ps[p][s] * G;
+            }
+          }
+          if (e.has_dx) adx += e.dx * cdx;
+          if constexpr (kGrad) {
+            aw += e.value * cs;
+            af += e.slope_f * cv;
+            if (a.three) ad += e.slope_d * cv;
+          }
+        }
+        if (buffered) {
+          storeu(a.buf + w, adx);
+        } else {
+          narrow8<I>(out + w, adx, false);
+        }
+        if constexpr (kGrad) {
+          const V xv = widen8<I>(xr + w, false);
+          // (a row's last vector overlapping the one before: its new lanes)
+          const int fresh = k * kGroup - w;
+          auto add = [&](V* sum, V t) { *sum += fresh ? lanes_from(t, fresh) : t; };
+          add(&sw, xv * aw);
+          add(&sf, xv * af);
+          if (a.three) add(&sd, xv * ad);
+        }
+      }
+    };
+    if (e1 - e0 == 1) {
+      vectors(e0, std::integral_constant<int, 1>{});
+    } else if (e1 - e0 == 2) {
+      vectors(e0, std::integral_constant<int, 2>{});
+    } else {
+      vectors(e0, std::integral_constant<int, 0>{});
+    }
+    if (!folds) continue;
+    for (const ColumnFold& f : cols.folds) {
+      A dxa = 0, tw = 0, tf = 0, td = 0;
+      for (const RowTerm<T, A>* e = e0; e < e1; ++e) {
+        A cv = 0, cs = 0, cdx = 0;
+        for (int u = 0; u < f.n; ++u) {
+          const A G = load<A>(e->g + f.j[u]);
+          cv += a.col.value[f.c[u]] * G;
+          cs += a.col.slope[f.c[u]] * G;
+          if (a.col.has_dx[f.c[u]]) cdx += a.col.dx[f.c[u]] * G;
+        }
+        if (e->has_dx) dxa += e->dx * cdx;
+        tw += e->value * cs;
+        tf += e->slope_f * cv;
+        td += e->slope_d * cv;
+      }
+      if (buffered) {
+        a.buf[f.i] += dxa;
+      } else {
+        store(out + f.i, load<A>(out + f.i) + dxa);
+      }
+      if constexpr (kGrad) {
+        const A xv = load<A>(xr + f.i);
+        fold_w += xv * tw, fold_f += xv * tf, fold_d += xv * td;
+      }
+    }
+    if (buffered) {
+      for (int k = 0; k < cols.chunks; ++k) {
+        const int w = cols.vec[2 * k];
+        narrow8<I>(out + w, loadu<V>(a.buf + w), false);
+      }
+    }
+  }
+  if constexpr (kGrad) {
+    if (a.three) {
+      for (int l = 0; l < kGroup; ++l) a.acc[0] += sd[l];
+      a.acc[0] += fold_d;
+    }
+    for (int l = 0; l < kGroup; ++l) a.acc[1] += sf[l];
+    a.acc[1] += fold_f;
+    for (int l = 0; l < kGroup; ++l) a.acc[2] += sw[l];
+    a.acc[2] += fold_w;
+  }
+}
+JAXSHIFT_ISA_VERSIONS(strided_adjoint)
+
+// A thread's room for strided_adjoint_terms.
+template <typename T, typename A>
+struct StridedAdjointScratch {
+  std::vector<std::pair<int, int>> folds[2], depth, row;  // (output, tap index)
+  std::vector<RowTerm<T, A>> terms;
+  std::vector<int> first;
+  std::vector<A> buf;
+};
+template <typename T, typename A>
+__attribute__((noinline)) StridedAdjointScratch<T, A>* strided_adjoint_scratch() {
+  thread_local StridedAdjointScratch<T, A> s;
+  return &s;
+}
+
+// The terms of one channel's input rows [r0, r0 + rows) of input plane d
+// (g: the channel's first plane, planes ps and rows rs apart; sh: its three
+// axes), into s->terms and s->first (rows + 1 offsets): per row the depth
+// reads of the plane (one at depth 0 in 2-D) times the rows' reads of the
+// row, the depth outermost. (Fields written one by one: a term built on the
+// stack and copied was read back by wide loads of narrow stores, a stall
+// that held most of this function's time.)
+template <typename T, typename A>
+void strided_adjoint_terms(int P, const Axis* ax, const AxisShift<A>* sh, bool grad, const T* g,
+                           int64_t ps, int64_t rs, int d, int r0, int rows,
+                           StridedAdjointScratch<T, A>* s) {
+  auto push = [](std::vector<std::pair<int, int>>* v) {
+    return [v](int j, int q) { v->emplace_back(j, q); };
+  };
+  s->depth.clear();
+  AxisShift<A> flat{};  // (2-D: depth 0, tap 0, weights 1 and slope 0)
+  const AxisShift<A>& s0 = ax[0].present ? sh[0] : flat;
+  if (ax[0].present) {
+    AxisReads<A>(P, ax[0], &sh[0], grad, d, &s->folds[0]).reads(d, push(&s->depth));
+  } else {
+    flat.value[1] = flat.dx[1] = A(1), flat.has_dx[1] = true;
+    s->depth.emplace_back(0, 1);
+  }
+  AxisReads<A> row_reads(P, ax[1], &sh[1], grad, r0, &s->folds[1]);
+  const AxisShift<A>& s1 = sh[1];
+  s->first.resize(static_cast<size_t>(rows) + 1);
+  size_t n = 0;
+  for (int r = 0; r < rows; ++r) {
+    s->first[r] = static_cast<int>(n);
+    s->row.clear();
+    row_reads.reads(r0 + r, push(&s->row));
+    if (s->terms.size() < n + s->depth.size() * s->row.size()) {
+      s->terms.resize(2 * (n + s->depth.size() * s->row.size()));
+    }
+    for (const auto& [jd, qd] : s->depth) {
+      for (const auto& [jr, qr] : s->row) {
+        RowTerm<T, A>& e = s->terms[n++];
+        e.g = g + jd * ps + jr * rs;
+        e.dx = s0.dx[qd] * s1.dx[qr];
+        e.value = s0.value[qd] * s1.value[qr];
+        e.slope_f = s0.value[qd] * s1.slope[qr];
+        e.slope_d = s0.slope[qd] * s1.value[qr];
+        e.has_dx = s0.has_dx[qd] && s1.has_dx[qr];
+      }
+    }
+  }
+  s->first[rows] = static_cast<int>(n);
+}
 
 // One channel's input gradient, rows [r0, r0 + rows) of input plane d of dx
 // (dxc: that plane, rows rs_x apart), from its rows of g read through the
