@@ -568,6 +568,32 @@ def test_channels_first_strided_backward(lengths, strides, dtype):
           assert_matches(kernel, reference, x.dtype, f"{isa} {pair}")
 
 
+@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+def test_channels_first_strided_backward_keeps_non_finite_local(padding):
+  """The strided rows' input gradient masks its taps of weight zero (the
+  columns' lattice reads one cell in two; sparse mode's move one of its two
+  taps) instead of multiplying them: an inf in g reaches exactly the inputs
+  its output reads (scipy's response to a delta there)."""
+  rng = np.random.default_rng(3)
+  shape, q = (1, 4, 6, 17), (2, 5)  # (N, C, H, W); g's inf at output q
+  s = np.array([[0.5, 2.0], [1.0, -1.25], [0.0, 0.0], [-1.5, 0.75]])
+  x = rng.normal(size=shape)
+  for mode in ("active", "sparse"):
+    f = lambda x: jaxshift.shift(x, jnp.asarray(s, jnp.float32), mode=mode, padding=padding,
+                                 strides=2, channel_axis=1, impl="ffi")
+    y, vjp = jax.vjp(f, jnp.asarray(x, jnp.float32))
+    g = np.zeros(y.shape, np.float32)
+    g[(0, slice(None)) + q] = np.inf
+    dx = np.asarray(jax.jit(vjp)(jnp.asarray(g))[0])
+    read = np.zeros(shape, bool)
+    for i in np.ndindex(shape[2:]):
+      delta = np.zeros(shape)
+      delta[(0, slice(None)) + i] = 1.0
+      response = scipy_shift(delta, s, mode=mode, padding=padding, strides=2, channel_axis=1)
+      read[(0, slice(None)) + i] = response[(0, slice(None)) + q] != 0
+    np.testing.assert_array_equal(~np.isfinite(dx), read, err_msg=mode)
+
+
 @functools.partial(jax.jit, static_argnames=("pairs", "strides"))
 def _every_mode_and_padding(x, s, pairs, strides):
   """``_both`` of channels-first calls for each (mode, padding) of `pairs`,

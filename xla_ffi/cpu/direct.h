@@ -887,10 +887,9 @@ struct ColumnFold {
 // where a cell is outside the row or a lane has no tap): one load, one
 // permutation, no gathers, no reads past the row. Per parity of a vector's
 // first input less o, the lanes' taps (as AxisShift's indices: q + 1, kNone
-// for none). Folds: each virtual
-// column outside [0, W) that an output reads and padding P answers with a
-// cell, in increasing order. A thread keeps 4 (strided_adjoint_cache),
-// direct-mapped by offset.
+// for none). Folds: each virtual column outside [0, W) that an output reads
+// and padding P answers with a cell, in increasing order. A thread keeps 4
+// (strided_adjoint_cache), direct-mapped by offset.
 struct StridedAdjointColumns {
   static constexpr int kNoTap = 99, kNone = AxisShift<float>::kNone;
   static constexpr int kRecord = 2 * kGroup + 1;  // permutation, mask, base
