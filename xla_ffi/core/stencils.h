@@ -57,6 +57,17 @@ JS_HD constexpr Stencil<A> slope_stencil(Lat lattice) {
   return Stencil<A>{2, {0, 1}, {A(1), A(-1)}};
 }
 
+// Whether stencil s has a tap at offset q, and that tap's weight (0 where
+// it has none).
+template <typename A>
+JS_HD constexpr bool has_tap(const Stencil<A>& s, int q) {
+  return s.d[0] == q || (s.n == 2 && s.d[1] == q);
+}
+template <typename A>
+JS_HD constexpr A tap_weight(const Stencil<A>& s, int q) {
+  return s.d[0] == q ? s.w[0] : (s.n == 2 && s.d[1] == q ? s.w[1] : A(0));
+}
+
 // The stencils of d out / d shift_a over D axes: the slope on axis a, the
 // value on every other.
 template <int D, typename A>

@@ -599,23 +599,6 @@ bool strided_backward_tables(const Geometry& geo, const Tables& rounded, const T
   return true;
 }
 
-// The strided rows' tasks (over the input grid): sample x input plane x
-// block of B channels x strip of R rows. R is fixed by the shape (about
-// 32 KB of a channel's x): the shift-gradient partials are per strip, so
-// their sums do not depend on the threads; B gives each thread 4 tasks
-// where the call has them.
-template <typename T>
-StagedPlan strided_adjoint_plan(const Geometry& geo, int threads) {
-  const Axis* ax = geo.ax;
-  const int64_t row = int64_t{ax[2].L} * int64_t{sizeof(T)};
-  const int R = static_cast<int>(std::clamp<int64_t>((int64_t{32} << 10) / row, 1, ax[1].L));
-  const int64_t strips = (ax[1].L + R - 1) / R;
-  int64_t B = std::clamp<int64_t>((int64_t{64} << 10) / (row * R), 1, geo.C);
-  const int64_t want = 4 * int64_t{std::max(threads, 1)};
-  while (B > 1 && geo.N * ax[0].L * strips * ((geo.C + B - 1) / B) < want) B = (B + 1) / 2;
-  return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, strips, ax[0].L};
-}
-
 // The strided rows' backward (cpu/direct.h, strided_adjoint): channels-first
 // strided calls (strided_rows_fit) whose tables allow
 // (strided_backward_tables). Per task and channel the rows' terms, then
@@ -628,7 +611,9 @@ void run_strided_rows(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* 
   const Axis* ax = geo.ax;
   Geometry in = geo;  // the input grid
   for (Axis& a : in.ax) a.Lo = a.L;
-  const StagedPlan plan = strided_adjoint_plan<T>(geo, pool.num_threads());
+  // tasks over the input grid, strips of about 32 KB of a channel's x
+  const StagedPlan plan = strip_plan(geo, ax[1].L, int64_t{ax[2].L} * int64_t{sizeof(T)},
+                                     ax[0].L, int64_t{32} << 10, pool.num_threads());
   const int64_t parts = plan.planes * plan.strips;
   std::vector<A> partial(static_cast<size_t>(geo.N * parts * geo.C * 3), A(0));
   const int W = ax[2].L, t2 = ax[2].t;

@@ -601,22 +601,28 @@ bool use_strided_rows(const Geometry& geo, bool move) {
   return !move && strided_rows_fit<T>(geo);
 }
 
-// The strided rows' tasks: sample x output plane x block of B channels x
-// strip of R output rows, a task reading about 64 KB of x, and at least 4
-// tasks a thread where the call has them.
+// Tasks of rows: sample x plane (of `planes`) x block of B channels x strip
+// of R of `rows` rows of `row` bytes, a strip about `strip` bytes of x
+// (fixed by the shape: a backward's shift-gradient partials are per strip)
+// and a task about 64 KB, at least 4 tasks a thread where the call has
+// them (B the threads').
+inline StagedPlan strip_plan(const Geometry& geo, int rows, int64_t row, int64_t planes,
+                             int64_t strip, int threads) {
+  const int R = static_cast<int>(std::clamp<int64_t>(strip / row, 1, rows));
+  const int64_t strips = (rows + R - 1) / R;
+  int64_t B = std::clamp<int64_t>((int64_t{64} << 10) / (row * R), 1, geo.C);
+  const int64_t want = 4 * int64_t{std::max(threads, 1)};
+  while (B > 1 && geo.N * planes * strips * ((geo.C + B - 1) / B) < want) B = (B + 1) / 2;
+  return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, strips, planes};
+}
+
+// The strided rows' forward tasks: per output plane, strips of output rows
+// of about 64 KB of x (an output row's: t1 input rows, two planes in 3-D).
 template <typename T>
 StagedPlan strided_plan(const Geometry& geo, int threads) {
   const Axis* ax = geo.ax;
-  const int Ho = ax[1].Lo;
-  const int64_t budget = int64_t{64} << 10;
-  const int64_t row =
-      int64_t{ax[1].t} * ax[2].L * int64_t{sizeof(T)} * (ax[0].present ? 2 : 1);  // an output row's
-  const int R = static_cast<int>(std::clamp<int64_t>(budget / row, 1, Ho));
-  int64_t B = std::clamp<int64_t>(budget / (row * R), 1, geo.C);
-  const int64_t want = 4 * int64_t{std::max(threads, 1)};
-  const int64_t others = geo.N * ax[0].Lo * ((Ho + R - 1) / R);
-  while (B > 1 && others * ((geo.C + B - 1) / B) < want) B = (B + 1) / 2;
-  return StagedPlan{static_cast<int>(B), R, (geo.C + B - 1) / B, (Ho + R - 1) / R, ax[0].Lo};
+  const int64_t row = int64_t{ax[1].t} * ax[2].L * int64_t{sizeof(T)} * (ax[0].present ? 2 : 1);
+  return strip_plan(geo, ax[1].Lo, row, ax[0].Lo, int64_t{64} << 10, threads);
 }
 
 // The column reads of a strided row (W cells, padding P, column stride t,
@@ -798,15 +804,11 @@ AxisShift<A> axis_shift(const ChannelTables<A>& exact, const ChannelTables<A>& r
   const A f = exact.f[a], fr = rounded.f[a];
   const Stencil<A> value = value_stencil(f, at_lattice(f)), slope = slope_stencil<A>(at_lattice(f)),
                    dx = value_stencil(fr, at_lattice(fr));
-  auto has = [](const Stencil<A>& s, int q) { return s.d[0] == q || (s.n == 2 && s.d[1] == q); };
-  auto weight = [&](const Stencil<A>& s, int q) {
-    return s.d[0] == q ? s.w[0] : (s.n == 2 && s.d[1] == q ? s.w[1] : A(0));
-  };
   AxisShift<A> sh{exact.m[a], at_lattice(f), {}, {}, {}, {}};
   const int delta = rounded.m[a] - exact.m[a];
   for (int q = -1; q <= 1; ++q) {
-    sh.value[q + 1] = weight(value, q), sh.slope[q + 1] = weight(slope, q);
-    sh.dx[q + 1] = weight(dx, q - delta), sh.has_dx[q + 1] = has(dx, q - delta);
+    sh.value[q + 1] = tap_weight(value, q), sh.slope[q + 1] = tap_weight(slope, q);
+    sh.dx[q + 1] = tap_weight(dx, q - delta), sh.has_dx[q + 1] = has_tap(dx, q - delta);
   }
   return sh;
 }
@@ -1278,8 +1280,7 @@ JAXSHIFT_ISA_VERSIONS(adjoint_direct)
 // others; the depth axis's only where `three`), for lattice tests l*.
 constexpr bool in_stencil(bool lattice, bool slope, int o) {
   // (the offsets do not depend on the fraction: any off the lattice)
-  const Stencil<float> s = slope ? slope_stencil<float>(lattice) : value_stencil(0.5f, lattice);
-  return s.d[0] == o || (s.n == 2 && s.d[1] == o);
+  return has_tap(slope ? slope_stencil<float>(lattice) : value_stencil(0.5f, lattice), o);
 }
 constexpr bool deriv_tap(bool three, bool ld, bool lf, bool lw, int p, int q, int c) {
   bool read = false;
