@@ -86,6 +86,11 @@ GROUPS = [
     # groups: the x64 groups keep their layout in test_ffi's ODD_CASES)
     ((3, 6), 1, 16, "float32", [0.25, -1.5, 2.75, -0.5, 1.5], False),
     ((3, 6), 1, 32, "bfloat16", [0.25, -1.5, 2.75, -0.5, 1.5], False),
+    # channels-first 2-D float32 planes of rows under 8 cells and 40 cells or
+    # more: the one-pass backward reads and writes a row as 8 cells (zeros
+    # and periodic padding; two groups: the x64 groups keep their layout)
+    ((9, 5), 1, 3, "float32", NEAR + FAR, False),
+    ((7, 7), 1, 9, "float32", NEAR, False),
 ]
 X64_GROUPS = [
     ((4, 6), 1, 3, "float64", NEAR + FAR, True),

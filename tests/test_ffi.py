@@ -15,6 +15,7 @@ import os
 import pathlib
 import platform
 import re
+import shutil
 import subprocess
 import sys
 
@@ -443,6 +444,42 @@ def test_channels_first_one_pass_backward(lengths, padding, dtype):
                             channel_axis=1)
 
 
+@pytest.mark.parametrize("padding", ["zeros", "periodic"])
+@pytest.mark.parametrize("lengths,channels", [((7, 7), 12), ((300, 5), 64), ((40, 1), 8),
+                                              ((8, 5), 9), ((3, 7), 9)])
+def test_channels_first_short_rows_one_pass_backward(lengths, channels, padding):
+  """2-D float32 channels-first backwards on planes of rows under 8 cells
+  and 40 cells or more, where every channel takes the one pass (zeros or
+  periodic padding, no NaN shift; active mode or sparse mode's moves by m
+  or m + 1), take each row as one vector: g's rows read 8 cells (the rows
+  at g's end their W alone), x read and dx written 8 cells where those are
+  the task's rows (the cells past the row written again with the rows
+  after it; a channel's last rows their W alone), the shift-gradient sums
+  over the row's W lanes. Off and on the lattices, shifts beyond the axes,
+  sparse rounding up and down; 300 rows of 64 channels in strips; rows of
+  one cell; an 8 x 5 plane wraps its taps; a NaN shift, or a plane under 40
+  cells (3 x 7), sends the call to the channel lanes. On both instruction
+  sets where the CPU has AVX2."""
+  rng = np.random.default_rng(sum(lengths) + channels)
+  x = jnp.asarray(rng.normal(size=(3, channels, *lengths)), jnp.float32)
+  off = rng.uniform(-2.5, 2.5, (channels, 2)).astype(np.float32)
+  lattice = off.copy()
+  lattice[1, 0], lattice[2, 1], lattice[3], lattice[4] = 1.0, -2.0, 0.0, [9.5, -11.0]
+  rounding = off.copy()
+  rounding[5], rounding[6], rounding[7] = [2.5, -1.5], [0.75, -0.5], [-7.5, 6.25]
+  nan = off.copy()
+  nan[2, 1] = np.nan
+  for isa in instruction_sets():
+    with (cpu_isa(isa) if isa else contextlib.nullcontext(True)) as have:
+      if not have:
+        continue
+      for s, modes in ((off, jaxshift.MODES), (lattice, jaxshift.MODES),
+                       (rounding, ("sparse",)), (nan, ("active",))):
+        for mode in modes:
+          assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding,
+                                channel_axis=1)
+
+
 def channels_first_ffi_and_jnp(x, s, **kwargs):
   """Yields ("isa padding", the kernel's result, the jnp path's) of
   `jaxshift.shift(x, s, channel_axis=1, **kwargs)` for each padding and each
@@ -666,8 +703,9 @@ def test_channels_first_moves_by_plane(lengths, dtype):
 @pytest.mark.parametrize("mode", ["active", "sparse"])
 def test_channels_first_short_rows_on_lanes(lengths, channels, mode, dtype):
   """Channels-first calls on rows under 8 cells, of 8 channels or more,
-  take the channel lanes (the direct rows need 8 cells; the staged planes
-  were slower; double's stay there, as before): forward, input gradient
+  take the channel lanes (the direct rows need 8 cells but for 2-D float32
+  forwards and one-pass backwards, the test above; the staged planes were
+  slower; double's stay there, as before): forward, input gradient
   and shift gradient as the jnp path's, in every padding, with shifts on
   and off the lattice, beyond the axes and NaN; two groups, a group and
   one channel, one group; rows of one cell."""
@@ -1233,6 +1271,25 @@ def test_kernels_take_their_inputs_without_a_copy(shape, channel_axis, dtype):
   vjp = lambda x, s, g: jax.vjp(f, x, s)[1](g)
   ops = _operand_ops(_hlo(vjp, x, s, x), BACKWARD, 2)
   assert set(ops) <= {"parameter", "bitcast"}, ops
+
+
+@pytest.mark.skipif(PLATFORM != "cpu" or EMULATED or platform.machine() != "x86_64",
+                    reason="the CPU library's AVX2 versions")
+@pytest.mark.skipif(not shutil.which("nm"), reason="binutils' nm lists the library's code")
+def test_avx2_versions_inline_their_loops():
+  """Each AVX2 version (cpu/isa.h: `name_avx2`, `flatten`) holds all the code
+  it runs: no function of an AVX2 instantiation (`Isa)1`) is left out of
+  line, where GCC compiles it for the baseline (slow; a vector returned
+  across it breaks the ABI: with a loop body's lambdas out of line, the 3-D
+  float16 channels-first backward crashed). Large loop bodies say
+  JAXSHIFT_INLINE; without it on backward_direct's, this lists its 3-D
+  bodies."""
+  names = subprocess.run(["nm", "--demangle", "--defined-only",
+                          str(ffi_module.library_path("cpu"))],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+  out_of_line = [n.split(" ", 2)[-1] for n in names
+                 if "(jaxshift::Isa)1" in n and "_avx2<" not in n.split("(", 1)[0]]
+  assert not out_of_line, "\n".join(n[:300] for n in out_of_line[:10])
 
 
 @pytest.mark.skipif(PLATFORM != "cpu" or EMULATED, reason="the CPU kernel's own reads")

@@ -2,8 +2,9 @@
 // and the per-sample shift gradient, summed in a fixed order so that the same
 // inputs give bitwise the same result on any number of threads. Rows
 // straight from the array (cpu/direct.h) for channels-first float and
-// double calls of unit strides (2-D and 3-D; 16-bit storage where every
-// channel takes their one pass, direct_one_pass_16) and for channels-first
+// double calls of unit strides (2-D and 3-D; 16-bit storage, and 2-D
+// float32 rows under 8 cells, where every channel takes their one pass,
+// direct_one_pass_all) and for channels-first
 // strided calls of 16- and 32-bit storage (strided_adjoint: one pass over
 // the input rows), channel lanes (cpu/lanes.h) for channels-last and the
 // other channels-first strided calls, staged planes
@@ -300,16 +301,27 @@ bool direct_one_pass(const Geometry& geo, const Tables& rounded, const Tables& e
   return direct_one_pass_exact(geo, *u);
 }
 
-// Whether a 16-bit backward takes the direct rows: every channel of every
-// sample takes their one pass (16-bit storage has no other direct backward
-// compiled: it takes the staged planes otherwise).
+// Whether a backward that only the direct rows' one pass takes
+// (backward_direct) takes the direct rows: every channel of every sample
+// takes the one pass. 16-bit storage (it has no other direct backward
+// compiled: it takes the lanes otherwise) and 2-D float32 planes of rows
+// under 8 cells and kMinShortPlane cells or more (the two passes,
+// adjoint_direct and shift_grad_direct, read 8 cells a vector). The one
+// pass pays per channel and row where the lanes pay per 8 channels and
+// cell: forward + backward 0.67x the lanes' time on 7x7 planes (active;
+// sparse 0.74-0.95), 0.69-0.94 on 14x4, within noise on 6x6 and 5x5,
+// 1.1-1.5x on 3x7 and 4x4 (benchmarks/NOTES.md, v38).
+constexpr int kMinShortPlane = 40;
 template <typename T, int P>
-bool direct_one_pass_16(const Geometry& geo, const Tables& rounded, const Tables& exact,
-                        bool shift_grad) {
+bool direct_one_pass_all(const Geometry& geo, const Tables& rounded, const Tables& exact,
+                         bool shift_grad) {
   using A = typename Acc<T>::type;
-  if (sizeof(T) != 2 || !kOnePass<T, P> || !shift_grad || !direct_rows_fit(geo)) {
-    return false;
-  }
+  const Axis* ax = geo.ax;
+  const bool fits = sizeof(T) == 2 ? direct_rows_fit(geo)
+                                   : sizeof(T) == 4 && !ax[0].present && !direct_rows_fit(geo) &&
+                                         direct_rows_fit(geo, true) &&
+                                         ax[1].L * ax[2].L >= kMinShortPlane;
+  if (!fits || !kOnePass<T, P> || !shift_grad) return false;
   bool moves;
   ChannelTables<A> u;
   for (int64_t n = 0; n < geo.N; n += geo.per_group) {  // (each table row once)
@@ -799,7 +811,7 @@ void run_backward(xla::ffi::ThreadPool& pool, const Geometry& geo, const T* x, c
     return;
   }
   if (use_direct_backward<T>(geo) ||
-      direct_one_pass_16<T, P>(geo, rounded, exact, shift_grad)) {
+      direct_one_pass_all<T, P>(geo, rounded, exact, shift_grad)) {
     if constexpr (sizeof(T) > 2 || kOnePass<T, P>) {  // (16-bit: the one pass only)
       run_direct<T, P>(pool, geo, x, g, rounded, exact, shift_grad, dx, ds);
     }

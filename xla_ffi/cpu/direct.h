@@ -65,9 +65,10 @@ inline bool direct_rows_fit(const Geometry& geo, bool short_rows = false) {
 // more, 1.0 at 8; benchmarks/NOTES.md, v28), but 16-bit active forwards on
 // rows longer than kMaxRingCells (the ring holds 4 rows of floats a
 // thread, for as long as the thread lives: those take the staged planes);
-// and the backwards of float and double they fit; a 16-bit backward takes
-// them where every channel takes backward_direct's one pass
-// (direct_one_pass_16, decided by the backward).
+// and the backwards of float and double they fit; a 16-bit backward, and
+// a 2-D float32 one on rows under 8 cells, takes them where every channel
+// takes backward_direct's one pass (direct_one_pass_all, decided by the
+// backward).
 constexpr int kMaxRingCells = 4096;
 template <typename T>
 bool use_direct_forward(const Geometry& geo, bool move) {
@@ -247,7 +248,8 @@ A* ring_rows(int W) {
 // What a thread's direct functions use besides the arrays, looked up once a
 // task (each is a thread-local lookup, a call into the dynamic linker's TLS
 // resolver in a shared library; per channel they were a measurable share of
-// an 8x8 plane): the zeros row of W cells, the Columns cache, the fold
+// an 8x8 plane): the zeros row of W cells (8 at least: rows under 8 cells
+// read 8, backward_direct), the Columns cache, the fold
 // lists of three axes (fold_scratch) and, for a forward that keeps it
 // (forward_ring), the ring (ring_rows; else null: nothing is allocated for
 // rows that do not use it).
@@ -261,7 +263,7 @@ struct DirectScratch {
 template <typename T>
 DirectScratch<T> direct_scratch(int W, bool forward) {
   return DirectScratch<T>{
-      zero_row<T>(W), column_cache(), fold_scratch(),
+      zero_row<T>(std::max(W, kGroup)), column_cache(), fold_scratch(),
       forward && forward_ring<T>(W) ? ring_rows<typename Acc<T>::type>(W) : nullptr};
 }
 
@@ -520,7 +522,7 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
             ca[p] = slot(p, r), cb[p] = slot(p, r + 1);
           }
           T* out = yc + r * rs_y;
-          for_each_vector<I>(cols, x.last, false, [&](int w, const auto& rd) {
+          for_each_vector<I>(cols, x.last, false, [&](int w, const auto& rd) JAXSHIFT_INLINE {
             narrow8<I>(out + w, apply(sd, 0, [&](int p) {
               const V b = columns(rd, xb[p]);
               const V a = loadu<V>(ca[p] + w);
@@ -541,7 +543,7 @@ void forward_direct_impl(int P, const Rows<T>* xp, const ChannelTables<A>* ct,
           }
         }
         T* out = yc + r * rs_y;
-        for_each_vector<I>(cols, x.last, false, [&](int w, const auto& rd) {
+        for_each_vector<I>(cols, x.last, false, [&](int w, const auto& rd) JAXSHIFT_INLINE {
           narrow8<I>(out + w, apply(sd, 0, [&](int p) {
             return apply(sw, 0, [&](int c) {
               return apply(sf, 0, [&](int q) { return rd(xr[p][q], c); });
@@ -1338,7 +1340,7 @@ void shift_grad_direct_impl(int P, const Rows<T>* xp, const T* gc, int64_t rs_g,
       }
     }
     const T* go = gc + r * rs_g;
-    for_each_vector<I>(cols, x.last, false, [&](int w, const auto& rd) {
+    for_each_vector<I>(cols, x.last, false, [&](int w, const auto& rd) JAXSHIFT_INLINE {
       V xv[3][3][3];  // each tap read once: the sums' stencils share them (gathers are not merged)
       for (int p = plo; p <= phi; ++p) {
         for (int q = qlo; q <= 1; ++q) {
@@ -1386,7 +1388,13 @@ JAXSHIFT_ISA_VERSIONS(shift_grad_direct)
 // (xc), rows rs_x apart; the sums over them (8 lanes by column, a row's
 // last vector where it overlaps the one before only its new lanes, then the
 // lanes in order) add to acc[0] (depth, 3-D), acc[1] (rows), acc[2]
-// (columns).
+// (columns). Rows under 8 cells (2-D float32: run_backward's
+// direct_one_pass_all) as one vector each, the forward's one_vector_rows'
+// way: g's rows read 8 cells (the row ending within 8 cells of g's end:
+// its W alone); x read and dx written 8 cells where the rows are
+// contiguous and the 8 cells are the call's rows (the cells past the row
+// are written again with the rows after it; the last rows: their W
+// alone); the sums take lanes under W.
 template <Isa I, typename T, typename A, typename Three, typename LatF, typename LatW>
 void backward_direct_impl(int P, const Rows<T>* gp, const T* xc, const ChannelTables<A>* ct,
                           const int* up, const DirectScratch<T>* scr, Three, LatF, LatW, int d,
@@ -1403,16 +1411,49 @@ void backward_direct_impl(int P, const Rows<T>* gp, const T* xc, const ChannelTa
   const bool moves = up != nullptr;
   const bool up_d = moves && up[0], up_f = moves && up[1], up_w = moves && up[2];
   // column taps -1 .. 0, and 1 on the columns' lattice
-  const Columns cols(scr->cache, P, g.W, -m2, -1, lat_w ? 1 : 0);
+  const int W = g.W;
+  const Columns cols(scr->cache, P, W, -m2, -1, lat_w ? 1 : 0);
   V sd = {}, sf = {}, sw = {};
   const T *ga0, *gb0, *gu0, *ga1, *gb1, *xr;  // row r's (set below)
   T* out;
-  auto body = [&](int w, const auto& rd) {
+  // Rows under 8 cells: g's rows read by short_rd; `whole`: x's and dx's 8
+  // cells from the row are the call's rows.
+  i32x8 perm[3] = {}, mask[3] = {};
+  bool whole = true;
+  auto short_rd = [&](const T* row, int t) {
+    V v = {};
+    if constexpr (sizeof(T) == 4) {  // (32-bit storage alone: run_backward)
+      v = row + kGroup <= g.last + 1 ? widen8<I>(row, false) : load_head<V>(row, W);
+    }
+    return permuted(v, perm[t + 1], mask[t + 1]);
+  };
+  // (one lambda, its row kind told by its reader's type: a second layer of
+  // lambdas left GCC's AVX2 version calling one out of line, compiled for
+  // the baseline, whose vector return then broke the ABI)
+  auto body = [&](int w, const auto& rd) JAXSHIFT_INLINE {
+    constexpr bool short_row =
+        std::is_same_v<std::decay_t<decltype(rd)>, decltype(short_rd)> && sizeof(T) == 4;
     const V a0k = rd(ga0, 0), a0l = rd(ga0, -1), b0k = rd(gb0, 0), b0l = rd(gb0, -1);
-    const V xv = widen8<I>(xr + w, false);
-    // (a row's last vector overlapping the one before: its new lanes)
+    V xv;
+    if constexpr (short_row) {
+      xv = whole ? widen8<I>(xr, false) : load_head<V>(xr, W);
+    } else {
+      xv = widen8<I>(xr + w, false);
+    }
+    auto store = [&](V v) {
+      if constexpr (short_row) {
+        if (!whole) return store_head(out, v, W);
+      }
+      narrow8<I>(out + w, v, false);
+    };
+    // (a row's last vector overlapping the one before: its new lanes; a
+    // short row: its W)
     auto add = [&](V* sum, V t) {
-      *sum += w % kGroup ? lanes_from(t, kGroup - w % kGroup) : t;
+      if constexpr (short_row) {
+        *sum += lanes_from(V{}, W, t);
+      } else {
+        *sum += w % kGroup ? lanes_from(t, kGroup - w % kGroup) : t;
+      }
     };
     auto moved = [&](V ak, V al, V bk, V bl) {
       return up_w ? (up_f ? bl : al) : (up_f ? bk : ak);
@@ -1431,7 +1472,7 @@ void backward_direct_impl(int P, const Rows<T>* gp, const T* xc, const ChannelTa
         tf = tf + w1w * sl(ul, a0l, b0l);
         tw = vk - vl;
       }
-      narrow8<I>(out + w, moves ? moved(a0k, a0l, b0k, b0l) : dxv, false);
+      store(moves ? moved(a0k, a0l, b0k, b0l) : dxv);
       add(&sf, xv * tf);
       add(&sw, xv * tw);
       return;
@@ -1446,22 +1487,21 @@ void backward_direct_impl(int P, const Rows<T>* gp, const T* xc, const ChannelTa
           depth3(w0d, w1d, t0, plain_terms(w0w, w1w, a1k, a1l, b1k, b1l, r1k, r1l));
       const V dxv = !moves ? t.value
                            : up_d ? moved(a1k, a1l, b1k, b1l) : moved(a0k, a0l, b0k, b0l);
-      narrow8<I>(out + w, dxv, false);
+      store(dxv);
       add(&sd, xv * t.slope_d);
       add(&sf, xv * t.slope_f);
       add(&sw, xv * t.slope_w);
     } else {
-      narrow8<I>(out + w, moves ? moved(a0k, a0l, b0k, b0l) : t0.value, false);
+      store(moves ? moved(a0k, a0l, b0k, b0l) : t0.value);
       add(&sf, xv * t0.slope_f);
       add(&sw, xv * t0.slope_w);
     }
   };
-  // Rows of one vector (W == 8) of float lanes: each column tap's
-  // permutation and mask read once, not looked up at each read as
-  // for_each_vector's edges do. (Column taps -1 .. 0 leave no row of 8
-  // inside: its vector is always an edge.)
-  i32x8 perm[3] = {}, mask[3] = {};
-  const bool one_vector = sizeof(A) == 4 && g.W == kGroup;
+  // Rows of one vector (W == 8; W < 8 of 32-bit storage) of float lanes:
+  // each column tap's permutation and mask read once, not looked up at
+  // each read as for_each_vector's edges do. (Column taps -1 .. 0 leave no
+  // row of 8 inside: its vector is always an edge.)
+  const bool one_vector = sizeof(A) == 4 && (W == kGroup || (sizeof(T) == 4 && W < kGroup));
   for (int t = -1; t <= cols.hi && one_vector; ++t) {
     cols.one_vector(t, &perm[t + 1], &mask[t + 1]);
   }
@@ -1474,11 +1514,18 @@ void backward_direct_impl(int P, const Rows<T>* gp, const T* xc, const ChannelTa
     xr = xc + r * rs_x;
     out = dxc + r * rs_x;
     if constexpr (sizeof(A) == 4) {
-      if (one_vector) {
+      if (one_vector && W == kGroup) {
         body(0, [&](const T* row, int t) {
           return permuted(widen8<I>(row, false), perm[t + 1], mask[t + 1]);
         });
         continue;
+      }
+      if constexpr (sizeof(T) == 4) {
+        if (one_vector) {  // (the zeros row has 8 cells or more: direct_scratch)
+          whole = rs_x == W && (r0 + rows - r) * W >= kGroup;
+          body(0, short_rd);
+          continue;
+        }
       }
     }
     for_each_vector<I>(cols, g.last, false, body);

@@ -76,6 +76,13 @@ inline std::atomic<int64_t>& tile_budget_in_use() {
 // Sets the column tiles' budget (`request` >= 0) and returns the one in use.
 inline int64_t tile_budget(int64_t request) { return set_or_ask(tile_budget_in_use(), request); }
 
+// On a lambda (after its parameters) that a version's loops call: inlined
+// wherever it is called. `flatten` (below) left some large loop bodies of
+// the AVX2 versions out of line, compiled for the baseline (slow, and a
+// vector returned across them breaks the ABI: a crash);
+// tests/test_build.py lists the library's out-of-line AVX2 code.
+#define JAXSHIFT_INLINE __attribute__((always_inline))
+
 // Defines name(isa, args...), which runs name_impl(args...) compiled for
 // `isa`: the baseline as written or, on x86-64, a copy compiled for AVX2 +
 // FMA + F16C (float16 conversions: staged.h widen8, narrow8) with everything
