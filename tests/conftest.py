@@ -52,21 +52,28 @@ if PROFILE == "ci" and _jaxlib_before((0, 11)):
       [_flags] + [f"--{k}={v}" for k, v in QUICK_XLA_FLAGS.items()
                   if k not in _flags]).strip()
 if PROFILE == "ci":
-  # One persistent compilation cache for the session's processes (the two
-  # workers and the subprocesses that rerun tests/test_ffi.py on each
-  # emulated CUDA family): each of those compiles the same jnp references,
-  # which the second process onward loads instead (the 64-bit odd cases on
-  # the second family: 16 -> 10 s; the whole suite on 2 cores, cold cache:
-  # 299 -> 282 s). Every compile is cached, however quick. Kept between runs
-  # (a rerun compiles less; ~60 MB for the suite, more as code changes:
-  # delete the folder at will). CI's clean machine starts with it empty:
-  # to time the suite as CI runs it, point JAX_COMPILATION_CACHE_DIR at an
-  # empty folder (2 cores, 2026-12-06: 487 s cold against 340-390 s with
-  # this folder kept). The kernels are custom calls found by
+  # A persistent compilation cache for the session's processes (a worker
+  # and the subprocesses that rerun tests/test_ffi.py on an emulated CUDA
+  # family): each of those compiles the same jnp references, which the
+  # second process onward loads instead (the 64-bit odd cases on the second
+  # family: 16 -> 10 s; the whole suite on 2 cores, cold cache: 299 -> 282
+  # s, one folder for both workers then). Every compile is cached, however
+  # quick. Kept between runs (a rerun compiles less; ~60 MB for the suite,
+  # more as code changes: delete the folders at will). CI's clean machine
+  # starts with them empty: to time the suite as CI runs it, point TMPDIR
+  # at an empty folder (2 cores, 2026-12-06: 487 s cold against 340-390 s
+  # with the folder kept). The kernels are custom calls found by
   # name when an executable loads, so a rebuilt library is what the cached
-  # executables call.
-  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
-      tempfile.gettempdir(), f"jaxshift-tests-xla-cache-{os.getuid()}"))
+  # executables call. One folder a pytest-xdist worker (its subprocesses
+  # inherit it): jax writes an entry in place, unlocked (jax/_src/
+  # lru_cache.py without eviction), so a worker could read one the other
+  # was still writing ("truncated stream" collecting tests/test_shapes.py
+  # once, 2026-12-07); a worker runs one test at a time.
+  # (A worker inherits the controller's environment, this default in it.)
+  _cache = os.path.join(tempfile.gettempdir(), f"jaxshift-tests-xla-cache-{os.getuid()}")
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR", _cache).startswith(_cache):
+    _worker = os.environ.get("PYTEST_XDIST_WORKER")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache + (f"-{_worker}" if _worker else "")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
