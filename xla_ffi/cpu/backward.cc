@@ -290,6 +290,18 @@ bool direct_one_pass_exact(const Geometry& geo, const ChannelTables<A>& u) {
                                                     !at_lattice(u.f[2])));
 }
 
+// Whether fn(n, c) holds for every channel c of each table row's sample n
+// (per_group samples share a row: each row once).
+template <typename Fn>
+bool every_channel(const Geometry& geo, const Fn& fn) {
+  for (int64_t n = 0; n < geo.N; n += geo.per_group) {
+    for (int64_t c = 0; c < geo.C; ++c) {
+      if (!fn(n, c)) return false;
+    }
+  }
+  return true;
+}
+
 // Whether channel c of sample n takes the direct rows' one pass
 // (backward_direct, cpu/direct.h): its tables as one_pass_tables asks, and
 // direct_one_pass_exact of its exact tables (*u).
@@ -324,12 +336,9 @@ bool direct_one_pass_all(const Geometry& geo, const Tables& rounded, const Table
   if (!fits || !kOnePass<T, P> || !shift_grad) return false;
   bool moves;
   ChannelTables<A> u;
-  for (int64_t n = 0; n < geo.N; n += geo.per_group) {  // (each table row once)
-    for (int64_t c = 0; c < geo.C; ++c) {
-      if (!direct_one_pass<A>(geo, rounded, exact, n, c, &moves, &u)) return false;
-    }
-  }
-  return true;
+  return every_channel(geo, [&](int64_t n, int64_t c) {
+    return direct_one_pass<A>(geo, rounded, exact, n, c, &moves, &u);
+  });
 }
 
 // The direct rows (cpu/direct.h): tasks as run_staged's, and per plane of
@@ -603,12 +612,9 @@ template <typename A>
 bool strided_backward_tables(const Geometry& geo, const Tables& rounded, const Tables& exact,
                              bool shift_grad) {
   bool moves;
-  for (int64_t n = 0; shift_grad && n < geo.N; n += geo.per_group) {
-    for (int64_t c = 0; c < geo.C; ++c) {
-      if (!one_pass_tables<A>(geo, rounded, exact, n, c, 1, &moves)) return false;
-    }
-  }
-  return true;
+  return !shift_grad || every_channel(geo, [&](int64_t n, int64_t c) {
+    return one_pass_tables<A>(geo, rounded, exact, n, c, 1, &moves);
+  });
 }
 
 // The strided rows' backward (cpu/direct.h, strided_adjoint): channels-first
