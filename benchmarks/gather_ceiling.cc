@@ -2,20 +2,24 @@
 // time a 2-D float32 active forward's inner loop (fused_pair's structure in
 // xla_ffi/cpu/lanes.h: a row of two groups of 8 channels, each output column
 // one gather a group, the moved row kept in a ring, the rows' and columns'
-// stencils in registers), the same loop with 16-lane AVX-512 gathers, the
-// same stencils on rows transposed 16 x 16 in AVX-512 registers (no
-// gathers), the gathers and stores alone (an integer move), and memcpy of
+// stencils in registers), the same loop with the library's masked gathers
+// and with 16-lane AVX-512 gathers, the same stencils on rows transposed
+// 16 x 16 in AVX-512 registers or 8 x 8 in AVX2 ones (no gathers), the
+// gathers and stores alone (an integer move), and memcpy of
 // the same bytes; then the one-pass backward's inner loop (backward_row:
 // dx and the shift gradient's sums from g's moved rows and x in place) and
 // the 3-D forward's span loop (span_row) beside a memcpy of its rows.
 // Interior pixels only (no padding), offsets -2 .. 1 on both axes per
 // channel, 32x32 pixels of 64 channels a sample; S samples, so S = 1 runs
 // hot in L2 and S = 32 (8 MB) streams. Not the library's code: its loop
-// shape, for the write-up in benchmarks/NOTES.md (v32, v33).
+// shape, for the write-up in benchmarks/NOTES.md (v32, v33, v39).
 //
 //   g++ -std=c++20 -O3 -mavx2 -mfma -mavx512f -mavx512vl
 //       -mprefer-vector-width=256 -o /tmp/gather_ceiling
 //       benchmarks/gather_ceiling.cc
+//
+// Without AVX-512 (AMD Zen 3, v39) drop -mavx512f -mavx512vl: the AVX-512
+// loops are left out and the AVX2 ones (8 x 8 transposes among them) run.
 //   /tmp/gather_ceiling 1 2000; /tmp/gather_ceiling 32 40
 //
 // Prints ns per output vector of 8 channels, three rounds each. Two
@@ -57,6 +61,7 @@ void row_terms(const Tables& t, int c0, int h, int* r) {
   for (int l = 0; l < kLanes; ++l) r[l] = (h + t.m1[c0 + l]) * W * C;
 }
 
+template <bool kMasked>
 __attribute__((noinline)) void fused_avx2(const float* x, float* y, const Tables& t) {
   alignas(32) int col[C / 8][kCount + 1][8];
   alignas(32) float ring[C / 8][kCount + 1][8];
@@ -84,10 +89,21 @@ __attribute__((noinline)) void fused_avx2(const float* x, float* y, const Tables
       const __m256 w00 = _mm256_sub_ps(_mm256_set1_ps(1), w01);
       const __m256 w10 = _mm256_sub_ps(_mm256_set1_ps(1), w11);
       auto next = [&](int i, __m256* q0, __m256* q1) {
-        const __m256 b0 = _mm256_i32gather_ps(
-            x, _mm256_add_epi32(r0, _mm256_load_si256((const __m256i*)col[g][i])), 4);
-        const __m256 b1 = _mm256_i32gather_ps(
-            x, _mm256_add_epi32(r1, _mm256_load_si256((const __m256i*)col[g + 1][i])), 4);
+        const __m256i c0 = _mm256_load_si256((const __m256i*)col[g][i]);
+        const __m256i c1 = _mm256_load_si256((const __m256i*)col[g + 1][i]);
+        __m256 b0, b1;
+        if (kMasked) {  // the library's gathers: lanes at negative terms masked off
+          const __m256i z = _mm256_setzero_si256();
+          const __m256 m0 = _mm256_castsi256_ps(
+              _mm256_cmpgt_epi32(z, _mm256_or_si256(r0, c0)) ^ _mm256_set1_epi32(-1));
+          const __m256 m1 = _mm256_castsi256_ps(
+              _mm256_cmpgt_epi32(z, _mm256_or_si256(r1, c1)) ^ _mm256_set1_epi32(-1));
+          b0 = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), x, _mm256_add_epi32(r0, c0), m0, 4);
+          b1 = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), x, _mm256_add_epi32(r1, c1), m1, 4);
+        } else {
+          b0 = _mm256_i32gather_ps(x, _mm256_add_epi32(r0, c0), 4);
+          b1 = _mm256_i32gather_ps(x, _mm256_add_epi32(r1, c1), 4);
+        }
         const __m256 a0 = _mm256_load_ps(ring[g][i]), a1 = _mm256_load_ps(ring[g + 1][i]);
         _mm256_store_ps(ring[g][i], b0);
         _mm256_store_ps(ring[g + 1][i], b1);
@@ -109,6 +125,10 @@ __attribute__((noinline)) void fused_avx2(const float* x, float* y, const Tables
   }
 }
 
+// Ring rows of the transposed loops.
+constexpr int kSlots = 6;
+
+#ifdef __AVX512F__
 // The same, a pair of groups as one group of 16 lanes.
 __attribute__((noinline)) void fused_avx512(const float* x, float* y, const Tables& t) {
   alignas(64) int col[C / 16][kCount + 1][16];
@@ -184,7 +204,7 @@ inline void transpose16(__m512* r) {
 // fused_avx2's (the same bits), and a transpose back on the way out. All 32
 // columns of each row are computed (the halos give the edge columns zeros):
 // 32/27 of the others' work, which the timing divides out.
-constexpr int kHalo = 16, kRingW = W + 2 * kHalo, kSlots = 6;
+constexpr int kHalo = 16, kRingW = W + 2 * kHalo;
 alignas(64) float tring[kSlots][16][kRingW];
 
 __attribute__((noinline)) void transposed_avx512(const float* x, float* y, const Tables& t) {
@@ -231,6 +251,99 @@ __attribute__((noinline)) void transposed_avx512(const float* x, float* y, const
         }
         transpose16(o);
         for (int p = 0; p < 16; ++p) _mm512_storeu_ps(y + (h * W + w0 + p) * C + 16 * g, o[p]);
+      }
+    }
+  }
+}
+
+#endif  // __AVX512F__
+
+// An 8 x 8 transpose in AVX2 registers (three rounds of 8 shuffles): r[i]
+// holds row i on entry and column i on return.
+inline void transpose8(__m256* r) {
+  __m256 t[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int k = 0; k < 4; ++k) {
+    t[k] = _mm256_permute2f128_ps(r[k], r[k + 4], 0x20);
+    t[k + 4] = _mm256_permute2f128_ps(r[k], r[k + 4], 0x31);
+  }
+  for (int k = 0; k < 8; ++k) r[k] = t[k];
+}
+
+// transposed_avx512's design in AVX2 (v39, for CPUs whose gathers are slow):
+// one group of 8 channels at a time, rows of x transposed 8 x 8 into a ring
+// of channel-major rows with zero halos, each output channel's 8 pixels four
+// unaligned loads, the same stencils, and a transpose back on the way out.
+constexpr int kHalo8 = 8, kRingW8 = W + 2 * kHalo8;
+alignas(64) float tring8[C / 8][kSlots][8][kRingW8];
+
+// kRowsOuter: every group's row before the next row (a ring of all groups,
+// 74 KB, in L2; x read and y written line after line) rather than one group
+// over every row (a 9 KB ring in L1; x and y touched a half line at a time,
+// a sample's sweep apart).
+template <bool kRowsOuter>
+__attribute__((noinline)) void transposed_avx2(const float* x, float* y, const Tables& t) {
+  auto load_row = [&](int g, int row) __attribute__((always_inline)) {
+    for (int w0 = 0; w0 < W; w0 += 8) {
+      __m256 r[8];
+      for (int p = 0; p < 8; ++p) r[p] = _mm256_loadu_ps(x + (row * W + w0 + p) * C + 8 * g);
+      transpose8(r);
+      float* ring = &tring8[g][row % kSlots][0][kHalo8 + w0];
+      for (int c = 0; c < 8; ++c) _mm256_storeu_ps(ring + c * kRingW8, r[c]);
+    }
+  };
+  auto out_row = [&](int g, int h) __attribute__((always_inline)) {
+    __m256 f1[8], f0[8], w1[8], w0v[8];
+    const float* a[8];
+    const float* b[8];
+    for (int c = 0; c < 8; ++c) {
+      const int ch = 8 * g + c;
+      f1[c] = _mm256_set1_ps(t.f1[ch]);
+      f0[c] = _mm256_set1_ps(1 - t.f1[ch]);
+      w1[c] = _mm256_set1_ps(t.f2[ch]);
+      w0v[c] = _mm256_set1_ps(1 - t.f2[ch]);
+      a[c] = &tring8[g][(h + t.m1[ch]) % kSlots][c][kHalo8 + t.m2[ch]];
+      b[c] = &tring8[g][(h + t.m1[ch] + 1) % kSlots][c][kHalo8 + t.m2[ch]];
+    }
+    for (int w0 = 0; w0 < W; w0 += 8) {
+      __m256 o[8];
+      for (int c = 0; c < 8; ++c) {
+        const __m256 q0 = _mm256_fmadd_ps(f1[c], _mm256_loadu_ps(b[c] + w0),
+                                          _mm256_mul_ps(f0[c], _mm256_loadu_ps(a[c] + w0)));
+        const __m256 q1 = _mm256_fmadd_ps(f1[c], _mm256_loadu_ps(b[c] + w0 + 1),
+                                          _mm256_mul_ps(f0[c], _mm256_loadu_ps(a[c] + w0 + 1)));
+        o[c] = _mm256_fmadd_ps(w1[c], q1, _mm256_mul_ps(w0v[c], q0));
+      }
+      transpose8(o);
+      for (int p = 0; p < 8; ++p) _mm256_storeu_ps(y + (h * W + w0 + p) * C + 8 * g, o[p]);
+    }
+  };
+  if (kRowsOuter) {
+    for (int g = 0; g < C / 8; ++g) {
+      for (int row = 0; row < kLo + 3; ++row) load_row(g, row);
+    }
+    for (int h = kLo; h < H - 3; ++h) {
+      for (int i = 0; i < W * C && h + 4 < H; i += 16) __builtin_prefetch(x + (h + 4) * W * C + i);
+      for (int g = 0; g < C / 8; ++g) {
+        if (h + 3 < H) load_row(g, h + 3);
+        out_row(g, h);
+      }
+    }
+  } else {
+    for (int g = 0; g < C / 8; ++g) {
+      for (int row = 0; row < kLo + 3; ++row) load_row(g, row);
+      for (int h = kLo; h < H - 3; ++h) {
+        if (h + 3 < H) load_row(g, h + 3);  // a row ahead of the stencils' loads
+        out_row(g, h);
       }
     }
   }
@@ -458,18 +571,37 @@ int main(int argc, char** argv) {
     t.f2[c] = u(rng);
   }
   using Fn = void (*)(const float*, float*, const Tables&);
-  const Fn fns[] = {fused_avx2, fused_avx512, transposed_avx512, gathers_only, copy};
-  const char* names[] = {"fused pair, AVX2", "fused, AVX-512", "16x16 transposed",
-                         "gathers + stores", "memcpy"};
-  // The transposed loop against the fused one on the interior both compute.
+  // (the transposed loops compute all 32 columns: 32 / kCount times the work)
+  struct Loop {
+    const char* name;
+    Fn fn;
+    double work;
+  };
+  const Loop loops[] = {
+      {"fused pair, AVX2", fused_avx2<false>, 1},
+      {"fused, masked", fused_avx2<true>, 1},
+#ifdef __AVX512F__
+      {"fused, AVX-512", fused_avx512, 1},
+      {"16x16 transposed", transposed_avx512, 32.0 / kCount},
+#endif
+      {"8x8 transposed", transposed_avx2<false>, 32.0 / kCount},
+      {"8x8 tr. rows out", transposed_avx2<true>, 32.0 / kCount},
+      {"gathers + stores", gathers_only, 1},
+      {"memcpy", copy, 1},
+  };
+  // The transposed loops against the fused one on the interior all compute.
   std::vector<float> y2(sample);
-  fused_avx2(x.data(), y.data(), t);
-  transposed_avx512(x.data(), y2.data(), t);
-  for (int h = kLo; h < H - 3; ++h) {
-    for (int i = (h * W + kLo) * C; i < (h * W + kLo + kCount) * C; ++i) {
-      if (y[i] != y2[i]) {
-        std::fprintf(stderr, "transposed differs at %d: %g != %g\n", i, y2[i], y[i]);
-        return 1;
+  fused_avx2<false>(x.data(), y.data(), t);
+  for (const Loop& loop : loops) {
+    if (loop.fn == gathers_only || loop.fn == copy) continue;
+    std::fill(y2.begin(), y2.end(), 0.0f);
+    loop.fn(x.data(), y2.data(), t);
+    for (int h = kLo; h < H - 3; ++h) {
+      for (int i = (h * W + kLo) * C; i < (h * W + kLo + kCount) * C; ++i) {
+        if (y[i] != y2[i]) {
+          std::fprintf(stderr, "%s differs at %d: %g != %g\n", loop.name, i, y2[i], y[i]);
+          return 1;
+        }
       }
     }
   }
@@ -549,11 +681,10 @@ int main(int argc, char** argv) {
   const std::pair<const char*, Fn3> loops3[] = {{"3-D span, AVX2", three::span_avx2},
                                                 {"3-D memcpy", three::copy}};
   for (int round = 0; round < 3; ++round) {
-    for (int k = 0; k < 5; ++k) {
-      // (the transposed loop computes all 32 columns: 32 / kCount times the work)
-      timed(names[k], samples, repeats, vectors * (k == 2 ? 32.0 / kCount : 1), [&] {
+    for (const Loop& loop : loops) {
+      timed(loop.name, samples, repeats, vectors * loop.work, [&] {
         for (int s = 0; s < samples; ++s) {
-          fns[k](x.data() + (xhot ? 0 : s) * sample, y.data() + (yhot ? 0 : s) * sample, t);
+          loop.fn(x.data() + (xhot ? 0 : s) * sample, y.data() + (yhot ? 0 : s) * sample, t);
         }
       });
     }

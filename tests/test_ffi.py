@@ -724,6 +724,45 @@ def cpu_tile_budget(nbytes: int):
   return cpu_set("jaxshift_cpu_tile_budget", nbytes)
 
 
+# The column tiles' budget where they are on (cpu/isa.h's kTileBudget; the
+# default only where L1 holds 48 KB or more).
+TILE_BUDGET = kernel_sweep.TILE_BUDGET
+
+
+def l1_data_bytes():
+  """This CPU's L1 data cache in bytes as glibc reports it (the library
+  asks sysconf), or None where `getconf` cannot say."""
+  getconf = shutil.which("getconf")
+  if getconf is None:
+    return None
+  out = subprocess.run([getconf, "LEVEL1_DCACHE_SIZE"], capture_output=True, text=True)
+  try:
+    return int(out.stdout.strip()) if out.returncode == 0 else None
+  except ValueError:
+    return None
+
+
+@pytest.mark.skipif(PLATFORM != "cpu" or EMULATED, reason="the CPU library's setting")
+def test_column_tiles_default_follows_l1():
+  """The column tiles are on by default (at TILE_BUDGET) only where the L1
+  data cache holds 48 KB or more: on a 32 KB L1 (AMD Zen 3) they were
+  1.0-1.6x slower in every row measured (benchmarks/NOTES.md, v39). A CPU
+  whose size glibc cannot report runs without them."""
+  l1 = l1_data_bytes()
+  if l1 is None:
+    pytest.skip("getconf cannot report the L1 data cache's size")
+  budget = cpu_setting("jaxshift_cpu_tile_budget", ctypes.c_int64)
+  # A fresh process: other tests here set the budget and put it back, but
+  # the default is what the library starts with.
+  code = ("import ctypes, jaxshift; from jaxshift._src import ffi; "
+          "f = ctypes.CDLL(str(ffi.library_path('cpu'))).jaxshift_cpu_tile_budget; "
+          "f.restype, f.argtypes = ctypes.c_int64, [ctypes.c_int64]; print(f(-1))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert int(out.stdout.split()[-1]) == (TILE_BUDGET if l1 >= 48 << 10 else 0), l1
+  assert budget(-1) in (0, TILE_BUDGET)
+
+
 def cpu_long_tasks(nbytes: int):
   """Runs the CPU kernels with tasks of `nbytes` or more counted as long
   (their caller leaves them to the pool's threads; 0: every call of two or
@@ -860,15 +899,17 @@ def test_lanes_column_tiles(case):
   checked = (("active", "zeros"), ("sparse", "periodic"),
              ("integer", "reflect"))
   for shifts, pairs in ((s, ALL_PAIRS), (sparse, one_pass)):
-    for mode, padding in pairs:
-      if (mode, padding) in checked:
-        assert_kernel_matches(x, jnp.asarray(shifts), mode=mode,
-                              padding=padding, **kw)
-    if PLATFORM != "cpu" or EMULATED:
-      continue
-    run = functools.partial(kernel_sweep.evaluate, x, jnp.asarray(shifts),
-                            impl="ffi", pairs=pairs, **kw)
-    tiled = jax.block_until_ready(run())
+    # (tiles on whatever this CPU's default: test_column_tiles_default_follows_l1)
+    with cpu_tile_budget(TILE_BUDGET):
+      for mode, padding in pairs:
+        if (mode, padding) in checked:
+          assert_kernel_matches(x, jnp.asarray(shifts), mode=mode,
+                                padding=padding, **kw)
+      if PLATFORM != "cpu" or EMULATED:
+        continue
+      run = functools.partial(kernel_sweep.evaluate, x, jnp.asarray(shifts),
+                              impl="ffi", pairs=pairs, **kw)
+      tiled = jax.block_until_ready(run())
     with cpu_tile_budget(0):
       untiled = jax.block_until_ready(run())
     for pair in pairs:
@@ -1030,8 +1071,11 @@ ODD_CASES = [c for i, c in enumerate(kernel_sweep.cases(
 def test_odd_cases_match_jnp_path(case):
   """The sanitizer sweep's cases (tests/kernel_sweep.py), checked for values:
   tiny and length-1 axes, far and huge shifts, strides beyond the axis, NaN
-  shifts, depth-one volumes, planes too large to stage."""
-  with jax.enable_x64(case["dtype"] == "float64"):
+  shifts, depth-one volumes, planes too large to stage; the column tiles'
+  cases tiled on any CPU, as the sweep runs them."""
+  tiles = (cpu_tile_budget(TILE_BUDGET) if PLATFORM == "cpu" and not EMULATED
+           else contextlib.nullcontext())
+  with jax.enable_x64(case["dtype"] == "float64"), tiles:
     x = jnp.asarray(case["x"], case["dtype"])
     kw = dict(strides=case["strides"], channel_axis=case["channel_axis"],
               pairs=case["pairs"])

@@ -14,6 +14,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__unix__)
+#include <unistd.h>
+#endif
+
 // JAXSHIFT_BASELINE_ONLY (the sanitized library, CMakeLists.txt): the
 // baseline alone, no AVX2 copies.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(JAXSHIFT_BASELINE_ONLY)
@@ -65,11 +69,29 @@ inline int64_t set_or_ask(std::atomic<int64_t>& setting, int64_t request) {
   return setting.load();
 }
 
+// The budget of the column tiles where they pay: 32 KB of a 48 KB L1.
+inline constexpr int64_t kTileBudget = int64_t{32} << 10;
+
+// The column tiles' default budget on this CPU: kTileBudget where its L1
+// data cache holds 48 KB or more, else none. Measured on two CPUs
+// (benchmarks/NOTES.md): an Intel Xeon with a 48 KB L1, where the tiles
+// took 0.67-0.93x the untiled time (v16), and an AMD EPYC (Zen 3) with a
+// 32 KB L1, where they took 1.0-1.6x in every row measured (v39): there a
+// tile of 16 columns, the least, already fills L1, and pays its extra column
+// and first rows for nothing. Unknown sizes (sysconf's 0 or -1): no tiles.
+inline int64_t default_tile_budget() {
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+  return sysconf(_SC_LEVEL1_DCACHE_SIZE) >= (48 << 10) ? kTileBudget : 0;
+#else
+  return 0;
+#endif
+}
+
 // The L1 budget, in bytes, of the channel lanes' column tiles
 // (cpu/lanes.h, tile_columns); 0: no tiles. Set through
 // tile_budget(), exported for the tests and benchmarks/column_tiles.py.
 inline std::atomic<int64_t>& tile_budget_in_use() {
-  static std::atomic<int64_t> budget{int64_t{32} << 10};
+  static std::atomic<int64_t> budget{default_tile_budget()};
   return budget;
 }
 
