@@ -354,6 +354,10 @@ __attribute__((noinline)) void transposed_avx2(const float* x, float* y, const T
 // j - m2) gathered once a row into a ring whose other row is the tap
 // above, x read in place, dx stored, and the shift gradient's sums in
 // registers (sums: 2 x C, rows' then columns').
+// kLoadFirst: x's load before dx's store (dx and x are the same offset in
+// buffers a multiple of 4 KB apart: a load after a store with the same low
+// 12 address bits may wait on it, "4K aliasing").
+template <bool kLoadFirst>
 __attribute__((noinline)) void backward_avx2(const float* g, const float* x, float* dx,
                                              const Tables& t, float* sums) {
   alignas(32) int col[C / 8][kCount + 1][8];
@@ -393,8 +397,15 @@ __attribute__((noinline)) void backward_avx2(const float* g, const float* x, flo
       for (int j = 0; j < kCount; ++j) {
         const __m256 ak = _mm256_load_ps(a[j + 1]), bk = _mm256_load_ps(b[j + 1]);
         const __m256 rk = _mm256_fmadd_ps(w1f, bk, _mm256_mul_ps(w0f, ak));
-        _mm256_storeu_ps(dx + at + j * C, _mm256_fmadd_ps(w1w, rl, _mm256_mul_ps(w0w, rk)));
-        const __m256 xv = _mm256_loadu_ps(x + at + j * C);
+        const __m256 d = _mm256_fmadd_ps(w1w, rl, _mm256_mul_ps(w0w, rk));
+        __m256 xv;
+        if (kLoadFirst) {
+          xv = _mm256_loadu_ps(x + at + j * C);
+          _mm256_storeu_ps(dx + at + j * C, d);
+        } else {
+          _mm256_storeu_ps(dx + at + j * C, d);
+          xv = _mm256_loadu_ps(x + at + j * C);
+        }
         const __m256 tf = _mm256_sub_ps(_mm256_fmadd_ps(w1w, al, _mm256_mul_ps(w0w, ak)),
                                         _mm256_fmadd_ps(w1w, bl, _mm256_mul_ps(w0w, bk)));
         f = _mm256_fmadd_ps(xv, tf, f);
@@ -610,7 +621,7 @@ int main(int argc, char** argv) {
   std::span<float> gs(gp.get(), samples * sample);
   for (float& v : gs) v = u(rng) - 0.5f;
   std::vector<float> sums(2 * C);
-  backward_avx2(gs.data(), x.data(), y.data(), t, sums.data());
+  backward_avx2<false>(gs.data(), x.data(), y.data(), t, sums.data());
   for (int c = 0; c < C; ++c) {
     double want[2] = {0, 0};
     const double w1f = t.f1[c], w0f = 1 - w1f, w1w = t.f2[c], w0w = 1 - w1w;
@@ -688,12 +699,15 @@ int main(int argc, char** argv) {
         }
       });
     }
-    timed("backward, AVX2", samples, repeats, vectors, [&] {
-      for (int s = 0; s < samples; ++s) {
-        backward_avx2(gs.data() + s * sample, x.data() + s * sample, y.data() + s * sample, t,
-                      sums.data());
-      }
-    });
+    for (const bool first : {false, true}) {
+      timed(first ? "backward, x first" : "backward, AVX2", samples, repeats, vectors, [&] {
+        for (int s = 0; s < samples; ++s) {
+          (first ? backward_avx2<true> : backward_avx2<false>)(
+              gs.data() + s * sample, x.data() + s * sample, y.data() + s * sample, t,
+              sums.data());
+        }
+      });
+    }
     for (const auto& [name, fn] : loops3) {
       timed(name, samples3, repeats, vectors3, [&] {
         for (int s = 0; s < samples3; ++s) {
