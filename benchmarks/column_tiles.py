@@ -13,6 +13,11 @@ bytes are timed in the same turns; the faster is the floor.
   python benchmarks/column_tiles.py --shapes 1x56x56x64,32x32x32x64 --out t.md
   python benchmarks/column_tiles.py --strides 2 --modes active
   python benchmarks/column_tiles.py --shapes 2x56x56x512 --dtype bfloat16
+  python benchmarks/column_tiles.py --budget 21504   # tiles of a 21 KB budget
+
+The tiles run at `--budget` (default 32 KB, the library's kTileBudget)
+whatever the library's default on this CPU, which is that budget only where
+L1 holds 48 KB or more and no tiles elsewhere (cpu/isa.h; NOTES.md, v39).
 
 Columns: ms per call (median over rounds); `tiles / none`: the median over
 rounds of the ratio within a round; `% floor`: the floor over the tiled
@@ -72,13 +77,19 @@ def main(argv=None):
   p.add_argument("--modes", default="active,sparse")
   p.add_argument("--strides", type=int, default=1, help="on both axes")
   p.add_argument("--samples", type=int, default=21)
+  p.add_argument("--budget", type=int, default=32 << 10,
+                 help="the tiles' L1 budget in bytes (default: the library's kTileBudget, "
+                      "which it uses by default only where L1 holds 48 KB or more)")
   p.add_argument("--out", default=None)
   args = p.parse_args(argv)
+  if args.budget <= 0:
+    p.error(f"--budget: expected a positive number of bytes; got {args.budget}")
   jax.config.update("jax_platforms", "cpu")
   default = tile_budget(-1)
   rng = np.random.default_rng(0)
   lines = [
-      f"Column tiles ({default} bytes of L1) against none, same library, {args.dtype}; cpu, "
+      f"Column tiles ({args.budget} bytes of L1; this CPU's default {default}) against none, "
+      f"same library, {args.dtype}; cpu, "
       f"jax {jax.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
       f"median of {args.samples} rounds, in turns (order reversed every other round); ms",
       "",
@@ -107,7 +118,7 @@ def main(argv=None):
         cases = {"copyto": (lambda: np.copyto(dst, host) or x, ()),
                  "x + 1": (jax.jit(lambda x: x + 1), (x,)),
                  "none": (with_budget(fn, 0), (x, s)),
-                 "tiles": (with_budget(fn, default), (x, s))}
+                 "tiles": (with_budget(fn, args.budget), (x, s))}
         times = bench.time_in_turns(cases, args.samples, inner)
         tile_budget(default)
         med = {k: statistics.median(v) for k, v in times.items()}

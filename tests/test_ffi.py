@@ -751,16 +751,9 @@ def test_column_tiles_default_follows_l1():
   l1 = l1_data_bytes()
   if l1 is None:
     pytest.skip("getconf cannot report the L1 data cache's size")
-  budget = cpu_setting("jaxshift_cpu_tile_budget", ctypes.c_int64)
-  # A fresh process: other tests here set the budget and put it back, but
-  # the default is what the library starts with.
-  code = ("import ctypes, jaxshift; from jaxshift._src import ffi; "
-          "f = ctypes.CDLL(str(ffi.library_path('cpu'))).jaxshift_cpu_tile_budget; "
-          "f.restype, f.argtypes = ctypes.c_int64, [ctypes.c_int64]; print(f(-1))")
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       check=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
-  assert int(out.stdout.split()[-1]) == (TILE_BUDGET if l1 >= 48 << 10 else 0), l1
-  assert budget(-1) in (0, TILE_BUDGET)
+  # (every test that sets the budget puts it back: cpu_set)
+  in_use = cpu_setting("jaxshift_cpu_tile_budget", ctypes.c_int64)(-1)
+  assert in_use == (TILE_BUDGET if l1 >= 48 << 10 else 0), l1
 
 
 def cpu_long_tasks(nbytes: int):
@@ -899,7 +892,7 @@ def test_lanes_column_tiles(case):
   checked = (("active", "zeros"), ("sparse", "periodic"),
              ("integer", "reflect"))
   for shifts, pairs in ((s, ALL_PAIRS), (sparse, one_pass)):
-    # (tiles on whatever this CPU's default: test_column_tiles_default_follows_l1)
+    # (tiles on, whatever this CPU's default: test_column_tiles_default_follows_l1)
     with cpu_tile_budget(TILE_BUDGET):
       for mode, padding in pairs:
         if (mode, padding) in checked:
