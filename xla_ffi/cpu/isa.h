@@ -102,7 +102,8 @@ inline int64_t tile_budget(int64_t request) { return set_or_ask(tile_budget_in_u
 // wherever it is called. `flatten` (below) left some large loop bodies of
 // the AVX2 versions out of line, compiled for the baseline (slow, and a
 // vector returned across them breaks the ABI: a crash);
-// tests/test_build.py lists the library's out-of-line AVX2 code.
+// tests/test_ffi.py::test_avx2_versions_inline_their_loops lists any
+// out-of-line AVX2 code in the library.
 #define JAXSHIFT_INLINE __attribute__((always_inline))
 
 // Defines name(isa, args...), which runs name_impl(args...) compiled for
