@@ -9,10 +9,13 @@
 // the same bytes; then the one-pass backward's inner loop (backward_row:
 // dx and the shift gradient's sums from g's moved rows and x in place) and
 // the 3-D forward's span loop (span_row) beside a memcpy of its rows.
+// v40 adds the window loops: no gathers, each lane's taps picked by blends
+// from plain loads of the 5 x 5 window its offsets lie in (window_ring is
+// the library's window_row, cpu/lanes.h).
 // Interior pixels only (no padding), offsets -2 .. 1 on both axes per
 // channel, 32x32 pixels of 64 channels a sample; S samples, so S = 1 runs
 // hot in L2 and S = 32 (8 MB) streams. Not the library's code: its loop
-// shape, for the write-up in benchmarks/NOTES.md (v32, v33, v39).
+// shape, for the write-up in benchmarks/NOTES.md (v32, v33, v39, v40).
 //
 //   g++ -std=c++20 -O3 -mavx2 -mfma -mavx512f -mavx512vl
 //       -mprefer-vector-width=256 -o /tmp/gather_ceiling
@@ -25,7 +28,11 @@
 // Prints ns per output vector of 8 channels, three rounds each. Two
 // processes at once (one a core) give the 2-core figures. XHOT=1 (YHOT=1)
 // reads (writes) the first sample's x (y) for every sample: the other
-// stream alone streams.
+// stream alone streams. ONLY=name times only the loops whose names contain
+// it (for perf record).
+// NOTES v40 (Zen 3, least of 9-12 rounds): window ring 3.4 hot / 3.9 at 8 MB
+// against fused pair 5.2 / 5.9; window move 2.3 / 2.8 against gathers +
+// stores 4.8 / 5.2.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -434,6 +441,161 @@ __attribute__((noinline)) void backward_avx2(const float* g, const float* x, flo
   }
 }
 
+// Without gathers or transposes: a group's integer offsets span 4 values a
+// axis (-2 .. 1), so every lane's taps lie in the 5 x 5 window around its
+// output. Each lane picks its rows and columns from the window's vectors by
+// blends on the bits of offset + 2 (two blends of two, then one: any of 4),
+// and the stencils are fused_pair's, on the same operands in the same order
+// (its bits). A column's rows' value V_j = f1 * bottom + f0 * top is taken
+// once (5 contiguous loads, 6 blends) and its column pick (3 blends) serves
+// two outputs from registers.
+__attribute__((noinline)) void window_avx2(const float* x, float* y, const Tables& t) {
+  auto bit = [&](const int* m, int g, int b) {
+    alignas(32) int v[8];
+    for (int l = 0; l < 8; ++l) v[l] = (m[8 * g + l] + 2) >> b & 1 ? -1 : 0;
+    return _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
+  };
+  for (int h = kLo; h < H - 3; ++h) {
+    for (int g = 0; g < C / 8; ++g) {
+      const __m256 r0 = bit(t.m1, g, 0), r1 = bit(t.m1, g, 1);
+      const __m256 c0 = bit(t.m2, g, 0), c1 = bit(t.m2, g, 1);
+      const __m256 f1 = _mm256_loadu_ps(t.f1 + 8 * g), w1 = _mm256_loadu_ps(t.f2 + 8 * g);
+      const __m256 f0 = _mm256_sub_ps(_mm256_set1_ps(1), f1);
+      const __m256 w0 = _mm256_sub_ps(_mm256_set1_ps(1), w1);
+      auto pick = [](__m256 a, __m256 b, __m256 c, __m256 d, __m256 lo, __m256 hi) {
+        return _mm256_blendv_ps(_mm256_blendv_ps(a, b, lo), _mm256_blendv_ps(c, d, lo), hi);
+      };
+      const float* in = x + ((h - 2) * W) * C + 8 * g;
+      auto column = [&](int j) __attribute__((always_inline)) {
+        const float* p = in + j * C;
+        const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + W * C);
+        const __m256 c = _mm256_loadu_ps(p + 2 * W * C), d = _mm256_loadu_ps(p + 3 * W * C);
+        const __m256 e = _mm256_loadu_ps(p + 4 * W * C);
+        const __m256 top = pick(a, b, c, d, r0, r1), bottom = pick(b, c, d, e, r0, r1);
+        return _mm256_fmadd_ps(f1, bottom, _mm256_mul_ps(f0, top));
+      };
+      // V at columns kLo - 2 + w .. kLo + 1 + w for output column w
+      __m256 v0 = column(kLo - 2), v1 = column(kLo - 1), v2 = column(kLo), v3 = column(kLo + 1);
+      __m256 p = pick(v0, v1, v2, v3, c0, c1);
+      float* out = y + (h * W + kLo) * C + 8 * g;
+      for (int w = 0; w < kCount; ++w) {
+        const __m256 v4 = column(kLo + 2 + w);
+        const __m256 q = pick(v1, v2, v3, v4, c0, c1);
+        _mm256_storeu_ps(out + w * C, _mm256_fmadd_ps(w1, q, _mm256_mul_ps(w0, p)));
+        p = q;
+        v1 = v2;
+        v2 = v3;
+        v3 = v4;
+      }
+    }
+  }
+}
+
+// The window loop with the rows' picks kept in a ring (as fused_pair keeps
+// its moved row): a column's bottom pick (row h + m1 + 1: 4 loads, 3
+// selections) is the next output row's top pick. kAndOr selects by and/or
+// with one-hot masks (7 bitwise operations on any of Zen 3's four FP pipes)
+// instead of blends.
+template <bool kAndOr>
+__attribute__((noinline)) void window_ring(const float* x, float* y, const Tables& t) {
+  alignas(32) float ring[C / 8][W][8];
+  auto mask = [&](const int* m, int g, int b, int v) {  // v < 0: bit b of m + 2; else m + 2 == v
+    alignas(32) int s[8];
+    for (int l = 0; l < 8; ++l) {
+      const int d = m[8 * g + l] + 2;
+      s[l] = (v < 0 ? d >> b & 1 : d == v) ? -1 : 0;
+    }
+    return _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(s)));
+  };
+  struct Pick {
+    __m256 m[4];
+    __attribute__((always_inline)) __m256 operator()(__m256 a, __m256 b, __m256 c, __m256 d) const {
+      if (kAndOr) {
+        return _mm256_or_ps(_mm256_or_ps(_mm256_and_ps(a, m[0]), _mm256_and_ps(b, m[1])),
+                            _mm256_or_ps(_mm256_and_ps(c, m[2]), _mm256_and_ps(d, m[3])));
+      }
+      return _mm256_blendv_ps(_mm256_blendv_ps(a, b, m[0]), _mm256_blendv_ps(c, d, m[0]), m[1]);
+    }
+  };
+  auto picks = [&](const int* m, int g) {
+    Pick p;
+    for (int v = 0; v < 4; ++v) p.m[v] = kAndOr ? mask(m, g, 0, v) : mask(m, g, v, -1);
+    return p;
+  };
+  for (int g = 0; g < C / 8; ++g) {  // the first output row's top picks
+    const Pick rows = picks(t.m1, g);
+    const float* p = x + (kLo - 2) * W * C + 8 * g;
+    for (int j = 0; j < W; ++j, p += C) {
+      _mm256_store_ps(ring[g][j], rows(_mm256_loadu_ps(p), _mm256_loadu_ps(p + W * C),
+                                       _mm256_loadu_ps(p + 2 * W * C),
+                                       _mm256_loadu_ps(p + 3 * W * C)));
+    }
+  }
+  for (int h = kLo; h < H - 3; ++h) {
+    for (int g = 0; g < C / 8; ++g) {
+      const Pick rows = picks(t.m1, g), cols = picks(t.m2, g);
+      const __m256 f1 = _mm256_loadu_ps(t.f1 + 8 * g), w1 = _mm256_loadu_ps(t.f2 + 8 * g);
+      const __m256 f0 = _mm256_sub_ps(_mm256_set1_ps(1), f1);
+      const __m256 w0 = _mm256_sub_ps(_mm256_set1_ps(1), w1);
+      const float* in = x + ((h - 1) * W) * C + 8 * g;  // rows h - 1 .. h + 2: row taps 1
+      auto column = [&](int j) __attribute__((always_inline)) {
+        const float* p = in + j * C;
+        const __m256 bottom = rows(_mm256_loadu_ps(p), _mm256_loadu_ps(p + W * C),
+                                   _mm256_loadu_ps(p + 2 * W * C), _mm256_loadu_ps(p + 3 * W * C));
+        const __m256 top = _mm256_load_ps(ring[g][j]);
+        _mm256_store_ps(ring[g][j], bottom);
+        return _mm256_fmadd_ps(f1, bottom, _mm256_mul_ps(f0, top));
+      };
+      __m256 v0 = column(kLo - 2), v1 = column(kLo - 1), v2 = column(kLo), v3 = column(kLo + 1);
+      __m256 p = cols(v0, v1, v2, v3);
+      float* out = y + (h * W + kLo) * C + 8 * g;
+      for (int w = 0; w < kCount; ++w) {
+        const __m256 v4 = column(kLo + 2 + w);
+        const __m256 q = cols(v1, v2, v3, v4);
+        _mm256_storeu_ps(out + w * C, _mm256_fmadd_ps(w1, q, _mm256_mul_ps(w0, p)));
+        p = q;
+        v1 = v2;
+        v2 = v3;
+        v3 = v4;
+      }
+    }
+  }
+}
+
+// An integer move by the window: a column's row pick (row h + m1: 4 loads,
+// 3 blends) and each output's column pick of those (3 blends), no gathers.
+__attribute__((noinline)) void window_move(const float* x, float* y, const Tables& t) {
+  auto bit = [&](const int* m, int g, int b) {
+    alignas(32) int v[8];
+    for (int l = 0; l < 8; ++l) v[l] = (m[8 * g + l] + 2) >> b & 1 ? -1 : 0;
+    return _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
+  };
+  auto pick = [](__m256 a, __m256 b, __m256 c, __m256 d, __m256 lo, __m256 hi) {
+    return _mm256_blendv_ps(_mm256_blendv_ps(a, b, lo), _mm256_blendv_ps(c, d, lo), hi);
+  };
+  for (int h = kLo; h < H - 3; ++h) {
+    for (int g = 0; g < C / 8; ++g) {
+      const __m256 r0 = bit(t.m1, g, 0), r1 = bit(t.m1, g, 1);
+      const __m256 c0 = bit(t.m2, g, 0), c1 = bit(t.m2, g, 1);
+      const float* in = x + ((h - 2) * W) * C + 8 * g;
+      auto column = [&](int j) __attribute__((always_inline)) {
+        const float* p = in + j * C;
+        return pick(_mm256_loadu_ps(p), _mm256_loadu_ps(p + W * C), _mm256_loadu_ps(p + 2 * W * C),
+                    _mm256_loadu_ps(p + 3 * W * C), r0, r1);
+      };
+      __m256 v1 = column(kLo - 2), v2 = column(kLo - 1), v3 = column(kLo);
+      float* out = y + (h * W + kLo) * C + 8 * g;
+      for (int w = 0; w < kCount; ++w) {
+        const __m256 v4 = column(kLo + 1 + w);
+        _mm256_storeu_ps(out + w * C, pick(v1, v2, v3, v4, c0, c1));
+        v1 = v2;
+        v2 = v3;
+        v3 = v4;
+      }
+    }
+  }
+}
+
 // An integer move: each output column one gather a group and its store.
 __attribute__((noinline)) void gathers_only(const float* x, float* y, const Tables& t) {
   alignas(32) int col[C / 8][kCount + 1][8];
@@ -607,14 +769,18 @@ int main(int argc, char** argv) {
 #endif
       {"8x8 transposed", transposed_avx2<false>, 32.0 / kCount},
       {"8x8 tr. rows out", transposed_avx2<true>, 32.0 / kCount},
+      {"window blends", window_avx2, 1},
+      {"window ring", window_ring<false>, 1},
+      {"window ring, and", window_ring<true>, 1},
       {"gathers + stores", gathers_only, 1},
+      {"window move", window_move, 1},
       {"memcpy", copy, 1},
   };
   // The transposed loops against the fused one on the interior all compute.
   std::vector<float> y2(sample);
   fused_avx2<false>(x.data(), y.data(), t);
   for (const Loop& loop : loops) {
-    if (loop.fn == gathers_only || loop.fn == copy) continue;
+    if (loop.fn == gathers_only || loop.fn == window_move || loop.fn == copy) continue;
     std::fill(y2.begin(), y2.end(), 0.0f);
     loop.fn(x.data(), y2.data(), t);
     for (int h = kLo; h < H - 3; ++h) {
@@ -624,6 +790,15 @@ int main(int argc, char** argv) {
           return 1;
         }
       }
+    }
+  }
+  {  // the window move against the gathers' move
+    std::vector<float> a(sample), b(sample);
+    gathers_only(x.data(), a.data(), t);
+    window_move(x.data(), b.data(), t);
+    if (a != b) {
+      std::fprintf(stderr, "window move differs\n");
+      return 1;
     }
   }
   // The backward against a scalar evaluation of the same sums (double).
@@ -717,8 +892,10 @@ int main(int argc, char** argv) {
   using Fn3 = void (*)(const float*, float*, const three::Tables3&);
   const std::pair<const char*, Fn3> loops3[] = {{"3-D span, AVX2", three::span_avx2},
                                                 {"3-D memcpy", three::copy}};
+  const char* only = std::getenv("ONLY");  // time only the loops whose names contain it
   for (int round = 0; round < 3; ++round) {
     for (const Loop& loop : loops) {
+      if (only && !std::strstr(loop.name, only)) continue;
       timed(loop.name, samples, repeats, vectors * loop.work, [&] {
         for (int s = 0; s < samples; ++s) {
           loop.fn(x.data() + (xhot ? 0 : s) * sample, y.data() + (yhot ? 0 : s) * sample, t);
@@ -730,6 +907,7 @@ int main(int argc, char** argv) {
                                                     {"backward, x first", backward_avx2<true>},
                                                     {"backward, 3 rows", backward_avx2<false, true>}};
     for (const auto& [name, fn] : backwards) {
+      if (only && !std::strstr(name, only)) continue;
       timed(name, samples, repeats, vectors, [&] {
         for (int s = 0; s < samples; ++s) {
           fn(gs.data() + s * sample, x.data() + s * sample, y.data() + s * sample, t,
@@ -738,6 +916,7 @@ int main(int argc, char** argv) {
       });
     }
     for (const auto& [name, fn] : loops3) {
+      if (only && !std::strstr(name, only)) continue;
       timed(name, samples3, repeats, vectors3, [&] {
         for (int s = 0; s < samples3; ++s) {
           fn(x3.data() + s * sample3, y3.data() + s * sample3, t3);

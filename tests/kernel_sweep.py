@@ -25,7 +25,6 @@ It is run three ways:
 """
 
 import argparse
-import ctypes
 import functools
 import sys
 
@@ -97,6 +96,12 @@ GROUPS = [
     # and periodic padding; two groups: the x64 groups keep their layout)
     ((9, 5), 1, 3, "float32", NEAR + FAR, False),
     ((7, 7), 1, 9, "float32", NEAR, False),
+    # channels-last float32 window rows (cpu/lanes.h, window_row): integer
+    # offsets -2 .. 1, so each group's window lies inside x on some rows and
+    # columns; rows of 10 and 8 window outputs (12 the least), a NaN group
+    # and a partial one (gathers), two groups: the x64 groups keep their layout
+    ((9, 14), 1, 16, "float32", [0.25, -1.5, 1.75, -0.5, 0.5, -1.25], False),
+    ((8, 12), 1, 20, "float32", [0.25, -1.5, 1.75, -0.5, 0.5, -1.25], True),
 ]
 X64_GROUPS = [
     ((4, 6), 1, 3, "float64", NEAR + FAR, True),
@@ -177,9 +182,7 @@ def main(argv=None):
   groups = GROUPS + X64_GROUPS
   if platform == "cpu":  # the tile cases tile on any CPU (cpu/isa.h's default)
     from jaxshift._src import ffi  # pylint: disable=import-outside-toplevel
-    budget = ctypes.CDLL(str(ffi.library_path("cpu"))).jaxshift_cpu_tile_budget
-    budget.restype, budget.argtypes = ctypes.c_int64, [ctypes.c_int64]
-    budget(TILE_BUDGET)
+    ffi.cpu_setting("jaxshift_cpu_tile_budget")(TILE_BUDGET)
   kernel = run(groups, "ffi")
   calls = sum(len(v) for v in kernel.values())
   if args.kernel_only:

@@ -86,7 +86,7 @@ def _ran(outcomes, *functions):
 # time (the CPU kernel runs them all), or skip.
 CPU_PLANS = ("task_spans", "column_tiles", "one_pass_backward", "forward_ring",
              "short_rows_on_lanes", "moves_by_plane", "share_a_line_run_together",
-             "rows_of_one_vector", "long_tasks")
+             "rows_of_one_vector", "long_tasks", "window_rows")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

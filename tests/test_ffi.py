@@ -86,9 +86,7 @@ def assert_kernel_matches(x, s, **kw):
 def cpu_setting(symbol: str, ctype):
   """The loaded CPU library's exported setting `symbol`: called with a
   request (< 0 only asks), it returns the value in use."""
-  fn = getattr(ctypes.CDLL(str(ffi_module.library_path("cpu"))), symbol)
-  fn.restype, fn.argtypes = ctype, [ctype]
-  return fn
+  return ffi_module.cpu_setting(symbol, ctype)
 
 
 def instruction_sets():
@@ -910,6 +908,85 @@ def test_lanes_column_tiles(case):
         np.testing.assert_array_equal(tiled[pair][i], untiled[pair][i],
                                       f"{pair} {name}")
       assert_close(tiled[pair][2], untiled[pair][2], 1e-5, f"{pair} dshifts")
+
+
+def cpu_windows(on: bool):
+  """Runs the CPU lanes' 2-D float32 forward with window rows (where a
+  group's offsets allow) or with gathers everywhere."""
+  return cpu_set("jaxshift_cpu_windows", int(on))
+
+
+def window_shifts(c, nd, rng):
+  """Shifts for the window rows' test, a group of 8 channels at a time
+  (groups past the list take the first ones' kinds): integer parts spanning
+  4, 3, 1 (fractions alike) and 5 values (gathers) on rows and columns; far
+  offsets that put the window inside x only on the first rows, or only on
+  the last; a lane at each lattice and a NaN shift (gathers); a group of
+  equal shifts (one load)."""
+  s = rng.uniform(-1.99, 1.99, (c, nd)).astype(np.float32)
+  kinds = [
+      lambda g: np.clip(g, -1.99, 1.99),                    # -2 .. 1
+      lambda g: np.stack([g[:, 0] * 0 + 0.75, g[:, 1] * 0.7 - 0.6], 1),  # 0; -2 .. 0
+      lambda g: g * 1.3,                                   # -3 .. 2: gathers
+      lambda g: g + [4.0, 0.0],                            # rows 2 .. 5
+      lambda g: g - [4.0, 0.0],                            # rows -6 .. -3
+      lambda g: np.where(np.arange(8)[:, None] == 3, [0.0, 0.5], g),  # row lattice
+      lambda g: np.where(np.arange(8)[:, None] == 5, np.nan, g),      # NaN
+      lambda g: g * 0 + [1.25, -0.5],                      # equal
+  ]
+  for k in range(c // 8):
+    g = s[8 * k:8 * k + 8, -2:]
+    s[8 * k:8 * k + 8, -2:] = kinds[k % len(kinds)](g)
+  return s
+
+
+@pytest.mark.skipif(PLATFORM != "cpu" or EMULATED, reason="the CPU library's setting")
+@pytest.mark.parametrize("isa", instruction_sets())
+@pytest.mark.parametrize("case", [
+    dict(shape=(2, 13, 21, 64)),  # every kind of group; rows leave and enter
+    dict(shape=(1, 9, 12, 20)),   # 8 window outputs a row (the least), a partial group
+    dict(shape=(1, 10, 11, 16)),  # 7: gathers
+    dict(shape=(1, 7, 100, 32), tiles=True),  # column tiles (rows 2 .. 5: 9 rows of x)
+    # 3-D strided in depth (a plane a task, as 2-D): one depth offset a group
+    # (window rows, but where it is beyond the volume) or two (gathers)
+    dict(shape=(2, 5, 9, 14, 16), strides=(2, 1, 1)),
+], ids=lambda c: "x".join(map(str, c["shape"])) + (" tiles" if c.get("tiles") else ""))
+def test_window_rows_match_the_gathers(case, isa):
+  """The CPU lanes' 2-D float32 channels-last forward takes window rows
+  (plain vector loads and per-lane blends instead of gathers) for groups
+  whose integer offsets span at most 4 values an axis, on the rows and
+  columns where the window is inside x: the active stencils (window_row)
+  and the sparse and integer moves (window_move). Its outputs are the
+  gathers' bit for bit (the same operands, the same order), in every mode
+  and padding and on both instruction sets, and so are the gradients
+  (their kernels do not change); and they match the jnp path."""
+  shape = case["shape"]
+  nd = len(shape) - 2
+  rng = np.random.default_rng(sum(shape))
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  s = window_shifts(shape[-1], nd, rng)
+  if nd == 3:  # depth on its lattice: group 0 one offset, group 1 two
+    s[:8, 0], s[8:, 0] = 1.0, np.arange(8) % 2 - 1.0
+  pairs = ALL_PAIRS
+  budget = TILE_BUDGET if case.get("tiles") else 0
+  with cpu_isa(isa) if isa else contextlib.nullcontext(True) as has:
+    if not has:
+      pytest.skip(f"this CPU has no {isa}")
+    with cpu_tile_budget(budget):
+      strides = case.get("strides", 1)
+      run = functools.partial(kernel_sweep.evaluate, x, jnp.asarray(s), impl="ffi",
+                              pairs=pairs, strides=strides, channel_axis=-1)
+      with cpu_windows(True):
+        windows = jax.block_until_ready(run())
+        for mode, padding in (("active", "zeros"), ("active", "reflect"),
+                              ("sparse", "periodic"), ("integer", "symmetric")):
+          assert_kernel_matches(x, jnp.asarray(s), mode=mode, padding=padding,
+                                strides=strides)
+      with cpu_windows(False):
+        gathers = jax.block_until_ready(run())
+  for pair in pairs:
+    for i, name in enumerate(("forward", "dx", "dshifts")):
+      np.testing.assert_array_equal(windows[pair][i], gathers[pair][i], f"{pair} {name}")
 
 
 @pytest.mark.parametrize("hw,strides", [((9, 11), 2), ((12, 13), (2, 3)),

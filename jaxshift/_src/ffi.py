@@ -136,6 +136,28 @@ def library_path(platform: str):
   return path if path.is_file() else None
 
 
+def cpu_setting(symbol: str, ctype=ctypes.c_int64):
+  """The CPU library's exported run-time setting `symbol` as a function.
+
+  For the tests and benchmarks, which change how the kernels run (never
+  what they compute): ``jaxshift_cpu_tile_budget`` (the lanes' column
+  tiles' L1 budget in bytes, 0: none), ``jaxshift_cpu_windows`` (the window
+  rows, 1 or 0), ``jaxshift_cpu_long_task_bytes``,
+  ``jaxshift_cpu_select_isa`` (``ctypes.c_int``). Called with a request it
+  sets the setting and returns the value in use; a request < 0 only asks.
+
+    >>> budget = cpu_setting("jaxshift_cpu_tile_budget")
+    >>> before = budget(-1); budget(0); budget(before)  # doctest: +SKIP
+  """
+  path = library_path("cpu")
+  if path is None:
+    raise RuntimeError("jaxshift's CPU library is not built; reinstall jaxshift with its "
+                       "kernels (pip install -e .) to change its settings")
+  fn = getattr(ctypes.CDLL(str(path)), symbol)
+  fn.restype, fn.argtypes = ctype, [ctype]
+  return fn
+
+
 def _load(platform: str) -> bool:
   if os.environ.get("JAXSHIFT_DISABLE_KERNELS", "") not in ("", "0"):
     return False

@@ -105,6 +105,12 @@ extern "C" __attribute__((visibility("default"))) int64_t jaxshift_cpu_tile_budg
   return jaxshift::tile_budget(request);
 }
 
+// For the tests and benchmarks: turns the channel lanes' window rows on (1)
+// or off (0; < 0 only asks) and returns the setting in use.
+extern "C" __attribute__((visibility("default"))) int64_t jaxshift_cpu_windows(int64_t request) {
+  return jaxshift::windows(request);
+}
+
 // For the tests: sets the bytes a task needs to count as long, whose caller
 // leaves it to the pool's threads (cpu/parallel.h; 0: every task of two or
 // more; < 0 only asks) and returns the one in use.

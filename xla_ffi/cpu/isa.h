@@ -98,6 +98,19 @@ inline std::atomic<int64_t>& tile_budget_in_use() {
 // Sets the column tiles' budget (`request` >= 0) and returns the one in use.
 inline int64_t tile_budget(int64_t request) { return set_or_ask(tile_budget_in_use(), request); }
 
+// Whether the channel lanes' 2-D float32 forward takes window rows where a
+// group's offsets allow (cpu/lanes.h, window_row; 0: gathers everywhere, as
+// before v40). Set through windows(), exported for the tests and
+// benchmarks/ab_kernels.py.
+inline std::atomic<int64_t>& windows_in_use() {
+  static std::atomic<int64_t> on{1};
+  return on;
+}
+
+// Turns the window rows on (1) or off (0) (`request` >= 0) and returns the
+// setting in use.
+inline int64_t windows(int64_t request) { return set_or_ask(windows_in_use(), request); }
+
 // On a lambda (after its parameters) that a version's loops call: inlined
 // wherever it is called. `flatten` (below) left some large loop bodies of
 // the AVX2 versions out of line, compiled for the baseline (slow, and a

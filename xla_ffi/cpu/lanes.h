@@ -57,6 +57,13 @@
 // AVX2 reads a pair as its moves do, two gathers and a word blend
 // (fused_pair's Pair16, move_line; v24, v25).
 //
+// Window rows (v40): the 2-D float32 channels-last forward of a full group
+// of at most 64 channels a pixel whose integer offsets span at most 4 values
+// an axis takes no gathers where its taps' window lies inside x: each lane
+// picks its rows and columns by blends from plain vector loads of the
+// window (window_row for the stencils, window_move for integer moves; the
+// gathers' bits), 0.5-0.7x the gathers' loop on Zen 3.
+//
 // In 3-D a gather's row index also carries a per-lane depth term (through
 // the padding), so a moved row can come from any plane: the forward and
 // the input gradient combine the 2-D stencils on the planes at their depth
@@ -295,6 +302,11 @@ struct Lanes {
   bool plain;            // no lane at the lattice or NaN: no selection
   bool uniform;          // 8 lanes, every one at the same offsets (read8)
   int unit;              // lanes_forward: the groups read as one from here (0: inside one)
+  // lanes_forward's window rows (window_row): whether the group takes them
+  // where its window is inside x, its least offsets, and whether its last
+  // row took them (its window ring then holds the rows' picks).
+  bool window, in_window;
+  int lo1, hi1, lo2;
 };
 
 // Built in place (every field written): a Lanes returned by value was
@@ -307,6 +319,8 @@ void make_lanes(const ChannelTables<A>* ct, int n, Lanes<A>* out) {
   for (i32x8& d : ln.depth) d = i32x8{};
   ln.n = n;
   ln.unit = 1;
+  ln.window = ln.in_window = false;
+  ln.lo1 = ln.hi1 = ln.lo2 = 0;
   // The 8 channels' tables as vectors (lanes past n repeat channel 0), then
   // every field a vector at a time: element by element, 192 channels took
   // 1.15 us, a sixth of a 1x8x8x192 sample's forward.
@@ -952,6 +966,113 @@ __attribute__((always_inline)) inline void fused_row(const LaneArray<const T>& x
   }
 }
 
+// Window rows (v40): fused_row without gathers, for a full plain group of
+// channels-last float32 whose integer offsets each span at most 4 values
+// (m1 in lo1 .. lo1 + 3, m2 in lo2 .. lo2 + 3), on the rows and columns
+// where every tap of that window lies inside x. A lane's rows' tap 1, row
+// h + 1 + m1, is one of 4 consecutive rows and its columns' taps are 2 of 5
+// consecutive columns, so each is picked per lane by blends on the bits of
+// m - lo from plain vector loads (pick4: two blends of two, then one)
+// instead of one gather a column: on Zen 3, 3.4 against 5.2 ns a vector
+// hot, 3.9 against 5.9 from L3 (benchmarks/gather_ceiling.cc, NOTES v40).
+// The same operands in the same order as fused_row's plain branch: a
+// column's rows' value w0f * top + w1f * bottom, kept in a window ring by
+// input column (the bottom pick is the next row's top), then the columns'
+// stencil on the two picks of those values.
+inline constexpr int kWindowSpan = 4;     // offsets a window picks from, an axis
+inline constexpr int kWindowMinCount = 8;  // outputs a row at least (a row's setup: 4 columns)
+// Channels a pixel at most (x's pixel stride): at 96-1024 channels the
+// window rows took 1.1-1.3x the gathers' time (a group at a time, each line
+// read twice; pairs of groups as fused_pair's measured no better).
+inline constexpr int kWindowPixel = 64;
+
+// The bits of m - lo as lane masks (bit 0, bit 1), and the offsets of the
+// 4 rows a pick reads, rs apart up to the group's last (row hi: the rows
+// past it are never picked, so none is read).
+struct WindowBits {
+  i32x8 b0, b1;
+  int64_t at[kWindowSpan];
+};
+inline WindowBits window_bits(const i32x8& m, int lo, int hi = 0, int64_t rs = 0) {
+  const i32x8 d = m - lo;
+  WindowBits k{i32x8{} - (d & 1), i32x8{} - ((d >> 1) & 1), {}};
+  for (int r = 0; r < kWindowSpan; ++r) k.at[r] = std::min(r, hi - lo) * rs;
+  return k;
+}
+template <typename V>
+__attribute__((always_inline)) inline V pick4(const WindowBits& k, V a, V b, V c, V d) {
+  const V ab = k.b0 ? b : a, cd = k.b0 ? d : c;
+  return k.b1 ? cd : ab;
+}
+
+// The rows' pick (rows.at from `in`, the window's row lo) at input columns
+// 0 .. count - 1 of `in` (ws apart): the row each lane reads at lo + m.
+template <Isa I, typename A, typename T>
+__attribute__((always_inline)) inline Vec8<A> row_pick(const T* in, const WindowBits& rows,
+                                                       bool bits = false) {
+  return pick4(rows, widen8<I>(in + rows.at[0], bits), widen8<I>(in + rows.at[1], bits),
+               widen8<I>(in + rows.at[2], bits), widen8<I>(in + rows.at[3], bits));
+}
+template <Isa I, typename A, typename T>
+__attribute__((always_inline)) inline void window_picks(const T* in, int64_t ws, int count,
+                                                        const WindowBits& rows, Vec8<A>* ring) {
+  for (int i = 0; i < count; ++i) ring[i] = row_pick<I, A>(in + i * ws, rows);
+}
+
+// `count` outputs of one row of group `ln`: `in` is x at the group's lanes,
+// row h + 1 + lo1 (the bottom picks' first row), input column w + lo2 of
+// the first output w; `ring` holds the top picks of input columns w + lo2
+// .. w + lo2 + count + 3 and takes the bottom picks in their place.
+template <Isa I, typename A, typename T>
+__attribute__((always_inline)) inline void window_row(const T* in, int64_t ws,
+                                                      const WindowBits& rows,
+                                                      const WindowBits& cols, Vec8<A>* ring,
+                                                      int count, const Lanes<A>& ln, T* out,
+                                                      int64_t ys) {
+  using V = Vec8<A>;
+  const V w0f = ln.w0f, w1f = ln.w1f, w0w = ln.w0w, w1w = ln.w1w;
+  auto column = [&](int i) JAXSHIFT_INLINE {  // the rows' value at input column i
+    const V b = row_pick<I, A>(in + i * ws, rows);
+    const V a = ring[i];
+    ring[i] = b;
+    return w0f * a + w1f * b;
+  };
+  V v0 = column(0), v1 = column(1), v2 = column(2), v3 = column(3);
+  V r = pick4(cols, v0, v1, v2, v3);
+  for (int w = 0; w < count; ++w) {
+    const V v4 = column(w + 4);
+    const V r1 = pick4(cols, v1, v2, v3, v4);
+    store_lanes<I>(out + w * ys, 1, w0w * r + w1w * r1, kGroup, false);
+    r = r1;
+    v1 = v2;
+    v2 = v3;
+    v3 = v4;
+  }
+}
+
+// `count` outputs of one row of an integer move of a group by its window
+// (window_row's picks, no stencil, raw bits): `in` is x at the group's lanes,
+// row h + lo1, input column w + lo2 of the first output w. A column's row
+// pick (row h + m1) serves the 4 outputs whose column picks read it: on Zen
+// 3, 2.3 against the gathers' 4.8 ns a vector hot, 2.8 against 5.2 from L3
+// (gather_ceiling.cc, NOTES v40).
+template <Isa I, typename A, typename T>
+__attribute__((always_inline)) inline void window_move(const T* in, int64_t ws,
+                                                       const WindowBits& rows,
+                                                       const WindowBits& cols, int count, T* out,
+                                                       int64_t ys) {
+  using V = Vec8<A>;
+  auto column = [&](int i) JAXSHIFT_INLINE { return row_pick<I, A>(in + i * ws, rows, true); };
+  V v1 = column(0), v2 = column(1), v3 = column(2);
+  for (int w = 0; w < count; ++w) {
+    const V v4 = column(w + 3);
+    store_lanes<I>(out + w * ys, 1, pick4(cols, v1, v2, v3, v4), kGroup, true);
+    v1 = v2;
+    v2 = v3;
+    v3 = v4;
+  }
+}
+
 #if defined(JAXSHIFT_X86_AVX2)
 // Groups g and g + 1 of 16-bit storage (channels 8 g .. 8 g + 15), in
 // float, at row terms re, ro and column terms ce, co in pair_terms' order
@@ -1288,7 +1409,7 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
   auto line_at = [&](int g) {
     bool line = kLine > 1 && g + kLine <= groups;
     for (int k = 0; line && k < kLine; ++k) {
-      line = lanes[g + k].n == kGroup && !lanes[g + k].any_nan;
+      line = lanes[g + k].n == kGroup && !lanes[g + k].any_nan && !lanes[g + k].window;
     }
     return line;
   };
@@ -1301,8 +1422,35 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
   for (int g = 0; g < groups; ++g) fused &= lanes[g].all_lat_d;
   // fuse_pair: whether groups g and g + 1 take fused_pair (16-bit storage in
   // AVX2: fused_pair's Pair16 where they are not both uniform).
+  // The groups that take the window rows where their window is inside x
+  // (window_row, window_move: float32 channels-last, unit strides, full
+  // groups of offsets within kWindowSpan on rows and columns and one plane
+  // for every lane, with no lane at a lattice or NaN, or for moves no NaN).
+  constexpr bool kWindows = kFuseRows && std::is_same_v<T, float>;
+  if constexpr (kWindows) {
+    const bool on = (fused || (move && t1 == 1 && t2 == 1 && y.cs == 1)) && x.cs == 1 &&
+                    x.ws <= kWindowPixel && windows_in_use();
+    for (int g = 0; g < groups; ++g) {
+      Lanes<A>& ln = lanes[g];
+      if (!on || !(move ? !ln.any_nan : ln.plain) || ln.n != kGroup || ln.uniform) continue;
+      int lo[3], hi[3];
+      for (int a = 0; a < 3; ++a) {
+        const i32x8& m = a == 0 ? ln.m0 : a == 1 ? ln.m1 : ln.m2;
+        lo[a] = hi[a] = m[0];
+        for (int l = 1; l < kGroup; ++l) {
+          lo[a] = std::min(lo[a], m[l]);
+          hi[a] = std::max(hi[a], m[l]);
+        }
+      }
+      ln.window = lo[0] == hi[0] && hi[1] - lo[1] < kWindowSpan && hi[2] - lo[2] < kWindowSpan;
+      ln.lo1 = lo[1];
+      ln.hi1 = hi[1];
+      ln.lo2 = lo[2];
+    }
+  }
   auto fuse_pair = [&](int g) {
     return g + 1 < groups && lanes[g].plain && lanes[g + 1].plain && lanes[g + 1].n == kGroup &&
+           !lanes[g].window && !lanes[g + 1].window &&
            (kPairTerms || lanes[g].uniform == lanes[g + 1].uniform);
   };
   auto pair16 = [&](int g) { return kPairTerms && gathers_pair(lanes + g); };
@@ -1319,7 +1467,7 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
   // time. A unit of lanes[g].unit groups starts at g (0 inside one); the
   // loops that take pairs or lines walk g += lanes[g].unit.
   for (int g = 0; g < groups;) {
-    const bool two = (kFuseRows && fused) ? fuse_pair(g) : strided_pair(g);
+    const bool two = !lanes[g].window && ((kFuseRows && fused) ? fuse_pair(g) : strided_pair(g));
     const int unit = move ? (y.cs == 1 && line_at(g) ? kLine : 1) : two ? 2 : 1;
     lanes[g].unit = unit;
     for (int k = 1; k < unit; ++k) lanes[g + k].unit = 0;
@@ -1382,9 +1530,39 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
       };
       const LaneArray<const T> plane = in_plane(x, dq);
       if (move && y.cs == 1) {
+        // Group g's row h by window_move on the output columns [a, b) of the
+        // tile whose window is inside x's columns, where its rows are inside
+        // x's rows; move_row's on the rest (unit strides).
+        auto window_or_move = [&](int h, int g) JAXSHIFT_INLINE {
+          if constexpr (kWindows) {  // (pick4's masks are 32-bit lanes)
+            const Lanes<A>& ln = lanes[g];
+            const int a = std::clamp(-ln.lo2 - w0, 0, wn);
+            const int b = std::clamp(W - kWindowSpan + 1 - ln.lo2 - w0, a, wn);
+            const int32_t depth = ln.depth[0][0];
+            const bool inside = h + ln.lo1 >= 0 && h + ln.hi1 <= H - 1 &&
+                                b - a >= kWindowMinCount && depth >= 0;
+            T* out = yp + h * y.rs + g * kGroup;
+            const i32x8 row = row_at(h, g, 0);
+            if (!inside) return move_row<I>(false, x, row, col + g * cols, wn, ln, out, y.ws);
+            if (a > 0) move_row<I>(false, x, row, col + g * cols, a, ln, out, y.ws);
+            window_move<I, A>(x.p + depth + g * kGroup + (h + ln.lo1) * x.rs +
+                                  (w0 + a + ln.lo2) * x.ws,
+                              x.ws, window_bits(ln.m1, ln.lo1, ln.hi1, x.rs),
+                              window_bits(ln.m2, ln.lo2), b - a, out + a * y.ws, y.ws);
+            if (b < wn) {
+              move_row<I>(false, x, row, col + g * cols + b, wn - b, ln, out + b * y.ws, y.ws);
+            }
+          }
+        };
         for (int h = r0; h < r0 + rows; ++h) {
           prefetch_row(plane, h * t1 + ahead, H, W, nb, c0, c1);
           for (int g = 0; g < groups; g += lanes[g].unit) {
+            if constexpr (kWindows) {
+              if (lanes[g].window) {
+                window_or_move(h, g);
+                continue;
+              }
+            }
             if (lanes[g].unit > 1) {
               i32x8 rows_k[kLine];
               for (int k = 0; k < kLine; ++k) rows_k[k] = row_at(h * t1, g + k, 0);
@@ -1432,11 +1610,60 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
             for (int k = g; k < g + lanes[g].unit; ++k) {
               gather_row<I>(x, row_at(r0, k, 0), col + k * cols, used, lanes[k].uniform, false,
                             ring + k * cols, 1);
+              lanes[k].in_window = false;
             }
           }
+          // Group g's row h by window_row on the output columns [a, b) of the
+          // tile whose window is inside x's columns, where its rows are inside
+          // x's rows, fused_row's on the rest. fused_row's ring entries of
+          // [a, b] lapse while the group takes window rows and are gathered
+          // again when it leaves them; its window ring (by input column from
+          // w0 + a + lo2, after the fused rings: lane_groups' 4 rings of cols
+          // hold both) is filled when it enters.
+          auto window_or_fused = [&](int h, int g) JAXSHIFT_INLINE {
+            Lanes<A>& ln = lanes[g];
+            const int a = std::clamp(-ln.lo2 - w0, 0, wn);
+            const int b = std::clamp(W - kWindowSpan - ln.lo2 - w0, a, wn);
+            const int32_t depth = ln.depth[0][0];
+            const bool inside = h + ln.lo1 >= 0 && h + ln.hi1 + 1 <= H - 1 &&
+                                b - a >= kWindowMinCount && depth >= 0;
+            T* out = yp + h * y.rs + g * kGroup;
+            if (!inside) {
+              if (ln.in_window) {
+                gather_row<I>(x, row_at(h, g, 0), col + g * cols, used, false, false,
+                              ring + g * cols, 1);
+                ln.in_window = false;
+              }
+              fused_row<I, A, T, false>(x, row_at(h + 1, g, 0), col + g * cols, ring + g * cols,
+                                        wn, ln, out, y.ws);
+              return;
+            }
+            const int j0 = w0 + a + ln.lo2;
+            const T* in = x.p + depth + g * kGroup + (h + ln.lo1) * x.rs + j0 * x.ws;
+            V* wring = ring + groups * cols + g * (cols + kWindowSpan - 1);
+            const WindowBits rows_k = window_bits(ln.m1, ln.lo1, ln.hi1, x.rs);
+            if (!ln.in_window) {
+              window_picks<I, A>(in, x.ws, b - a + kWindowSpan, rows_k, wring);
+              ln.in_window = true;
+            }
+            const i32x8 row = row_at(h + 1, g, 0);
+            if (a > 0) fused_row<I, A, T, false>(x, row, col + g * cols, ring + g * cols, a, ln,
+                                                 out, y.ws);
+            window_row<I>(in + x.rs, x.ws, rows_k, window_bits(ln.m2, ln.lo2), wring, b - a, ln,
+                          out + a * y.ws, y.ws);
+            if (b < wn) fused_row<I, A, T, false>(x, row, col + g * cols + b,
+                                                  ring + g * cols + b, wn - b, ln,
+                                                  out + b * y.ws, y.ws);
+          };
           for (int h = r0; h < r0 + rows; ++h) {
             prefetch_row(plane, h + ahead, H, W, nb, c0, c1);
             for (int g = 0; g < groups; g += lanes[g].unit) {
+              if constexpr (kWindows) {
+                if (lanes[g].window) {
+                  window_or_fused(h, g);
+                  continue;
+                }
+              }
 #if defined(JAXSHIFT_X86_AVX2)
               if constexpr (kPairTerms) {
                 if (lanes[g].unit == 2 && pair16(g)) {
