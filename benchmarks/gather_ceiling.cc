@@ -31,8 +31,8 @@
 // stream alone streams. ONLY=name times only the loops whose names contain
 // it (for perf record).
 // NOTES v40 (Zen 3, least of 9-12 rounds): window ring 3.4 hot / 3.9 at 8 MB
-// against fused pair 5.2 / 5.9; window move 2.3 / 2.8 against gathers +
-// stores 4.8 / 5.2.
+// against fused pair 5.2 / 5.9; window move 2.3 / 2.8 (picks of 5: 3.9 /
+// 4.2) against gathers + stores 4.8 / 5.2.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -564,33 +564,42 @@ __attribute__((noinline)) void window_ring(const float* x, float* y, const Table
 
 // An integer move by the window: a column's row pick (row h + m1: 4 loads,
 // 3 blends) and each output's column pick of those (3 blends), no gathers.
+// kFive: picks of 5 (offsets -2 .. 2, sparse mode's rounding of [-2, 2):
+// a fifth load and a fourth blend a pick; the tables here span 4, so the
+// fifth is never picked, at the same cost).
+template <bool kFive>
 __attribute__((noinline)) void window_move(const float* x, float* y, const Tables& t) {
   auto bit = [&](const int* m, int g, int b) {
     alignas(32) int v[8];
-    for (int l = 0; l < 8; ++l) v[l] = (m[8 * g + l] + 2) >> b & 1 ? -1 : 0;
+    for (int l = 0; l < 8; ++l) {
+      const int d = m[8 * g + l] + 2;
+      v[l] = (b == 2 ? d == 4 : d >> b & 1) ? -1 : 0;
+    }
     return _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
   };
-  auto pick = [](__m256 a, __m256 b, __m256 c, __m256 d, __m256 lo, __m256 hi) {
-    return _mm256_blendv_ps(_mm256_blendv_ps(a, b, lo), _mm256_blendv_ps(c, d, lo), hi);
+  auto pick = [](const __m256* v, __m256 lo, __m256 hi, __m256 top) {
+    const __m256 p = _mm256_blendv_ps(_mm256_blendv_ps(v[0], v[1], lo),
+                                      _mm256_blendv_ps(v[2], v[3], lo), hi);
+    return kFive ? _mm256_blendv_ps(p, v[4], top) : p;
   };
+  constexpr int kN = kFive ? 5 : 4;
   for (int h = kLo; h < H - 3; ++h) {
     for (int g = 0; g < C / 8; ++g) {
-      const __m256 r0 = bit(t.m1, g, 0), r1 = bit(t.m1, g, 1);
-      const __m256 c0 = bit(t.m2, g, 0), c1 = bit(t.m2, g, 1);
+      const __m256 r0 = bit(t.m1, g, 0), r1 = bit(t.m1, g, 1), r2 = bit(t.m1, g, 2);
+      const __m256 c0 = bit(t.m2, g, 0), c1 = bit(t.m2, g, 1), c2 = bit(t.m2, g, 2);
       const float* in = x + ((h - 2) * W) * C + 8 * g;
       auto column = [&](int j) __attribute__((always_inline)) {
-        const float* p = in + j * C;
-        return pick(_mm256_loadu_ps(p), _mm256_loadu_ps(p + W * C), _mm256_loadu_ps(p + 2 * W * C),
-                    _mm256_loadu_ps(p + 3 * W * C), r0, r1);
+        __m256 v[kN];
+        for (int k = 0; k < kN; ++k) v[k] = _mm256_loadu_ps(in + j * C + k * W * C);
+        return pick(v, r0, r1, r2);
       };
-      __m256 v1 = column(kLo - 2), v2 = column(kLo - 1), v3 = column(kLo);
+      __m256 v[kN];
+      for (int k = 0; k < kN - 1; ++k) v[k] = column(kLo - 2 + k);
       float* out = y + (h * W + kLo) * C + 8 * g;
       for (int w = 0; w < kCount; ++w) {
-        const __m256 v4 = column(kLo + 1 + w);
-        _mm256_storeu_ps(out + w * C, pick(v1, v2, v3, v4, c0, c1));
-        v1 = v2;
-        v2 = v3;
-        v3 = v4;
+        v[kN - 1] = column(kLo - 3 + kN + w);
+        _mm256_storeu_ps(out + w * C, pick(v, c0, c1, c2));
+        for (int k = 0; k < kN - 1; ++k) v[k] = v[k + 1];
       }
     }
   }
@@ -773,14 +782,18 @@ int main(int argc, char** argv) {
       {"window ring", window_ring<false>, 1},
       {"window ring, and", window_ring<true>, 1},
       {"gathers + stores", gathers_only, 1},
-      {"window move", window_move, 1},
+      {"window move", window_move<false>, 1},
+      {"window move, 5", window_move<true>, 1},
       {"memcpy", copy, 1},
   };
   // The transposed loops against the fused one on the interior all compute.
   std::vector<float> y2(sample);
   fused_avx2<false>(x.data(), y.data(), t);
   for (const Loop& loop : loops) {
-    if (loop.fn == gathers_only || loop.fn == window_move || loop.fn == copy) continue;
+    if (loop.fn == gathers_only || loop.fn == window_move<false> || loop.fn == window_move<true> ||
+        loop.fn == copy) {
+      continue;
+    }
     std::fill(y2.begin(), y2.end(), 0.0f);
     loop.fn(x.data(), y2.data(), t);
     for (int h = kLo; h < H - 3; ++h) {
@@ -795,10 +808,13 @@ int main(int argc, char** argv) {
   {  // the window move against the gathers' move
     std::vector<float> a(sample), b(sample);
     gathers_only(x.data(), a.data(), t);
-    window_move(x.data(), b.data(), t);
-    if (a != b) {
-      std::fprintf(stderr, "window move differs\n");
-      return 1;
+    for (auto fn : {window_move<false>, window_move<true>}) {
+      std::fill(b.begin(), b.end(), 0.0f);
+      fn(x.data(), b.data(), t);
+      if (a != b) {
+        std::fprintf(stderr, "window move differs\n");
+        return 1;
+      }
     }
   }
   // The backward against a scalar evaluation of the same sums (double).

@@ -101,7 +101,7 @@ inline int64_t tile_budget(int64_t request) { return set_or_ask(tile_budget_in_u
 // Whether the channel lanes' 2-D float32 forward takes window rows where a
 // group's offsets allow (cpu/lanes.h, window_row; 0: gathers everywhere, as
 // before v40). Set through windows(), exported for the tests and
-// benchmarks/ab_kernels.py.
+// benchmarks/column_tiles.py --setting windows.
 inline std::atomic<int64_t>& windows_in_use() {
   static std::atomic<int64_t> on{1};
   return on;

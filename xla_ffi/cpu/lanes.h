@@ -302,9 +302,10 @@ struct Lanes {
   bool plain;            // no lane at the lattice or NaN: no selection
   bool uniform;          // 8 lanes, every one at the same offsets (read8)
   int unit;              // lanes_forward: the groups read as one from here (0: inside one)
-  // lanes_forward's window rows (window_row): whether the group takes them
-  // where its window is inside x, its least offsets, and whether its last
-  // row took them (its window ring then holds the rows' picks).
+  // lanes_forward's window rows (window_row, window_move): whether the
+  // group takes them where its window is inside x, its least offsets (and
+  // its rows' greatest), and whether its last row took them (the stencils'
+  // window ring then holds the rows' picks).
   bool window, in_window;
   int lo1, hi1, lo2;
 };
@@ -1420,8 +1421,6 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
 #endif
   bool fused = !move && t1 == 1 && t2 == 1 && !span && y.cs == 1;
   for (int g = 0; g < groups; ++g) fused &= lanes[g].all_lat_d;
-  // fuse_pair: whether groups g and g + 1 take fused_pair (16-bit storage in
-  // AVX2: fused_pair's Pair16 where they are not both uniform).
   // The groups that take the window rows where their window is inside x
   // (window_row, window_move: float32 channels-last, unit strides, full
   // groups of offsets within kWindowSpan on rows and columns and one plane
@@ -1448,6 +1447,8 @@ void lanes_forward_impl(int P, LaneArray<const T> x, LaneArray<T> y, Depth dp, i
       ln.lo2 = lo[2];
     }
   }
+  // fuse_pair: whether groups g and g + 1 take fused_pair (16-bit storage in
+  // AVX2: fused_pair's Pair16 where they are not both uniform).
   auto fuse_pair = [&](int g) {
     return g + 1 < groups && lanes[g].plain && lanes[g + 1].plain && lanes[g + 1].n == kGroup &&
            !lanes[g].window && !lanes[g + 1].window &&
